@@ -1,0 +1,63 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigSchema, type Config } from './schema.js';
+
+/** A configuration that could not be read, parsed or validated; the message names the field. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+/**
+ * Replaces `${VAR}` (or `${VAR:-default}`) in every string value with the environment's value.
+ * Secrets stay out of the file; a missing variable without a default is an error naming the field.
+ */
+export function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, path: string[] = []): unknown {
+  if (typeof value === 'string') {
+    return value.replace(ENV_REF, (_m, name: string, fallback: string | undefined) => {
+      const v = env[name];
+      if (v !== undefined) return v;
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(`${path.join('.') || '(root)'}: environment variable ${name} is not set`);
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, [...path, String(i)]));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, env, [...path, k]);
+    return out;
+  }
+  return value;
+}
+
+/** Validates an already-parsed document against the schema. */
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): Config {
+  const substituted = substituteEnv(raw ?? {}, env);
+  const result = ConfigSchema.safeParse(substituted);
+  if (!result.success) throw new ConfigError(z.prettifyError(result.error));
+  return result.data;
+}
+
+/** Parses YAML text (JSON is YAML too) into a validated Config. */
+export function parseConfigText(text: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (err) {
+    throw new ConfigError(`not valid YAML: ${(err as Error).message}`);
+  }
+  return parseConfig(doc, env);
+}
+
+/** Reads and validates a config file. */
+export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return parseConfigText(text, env);
+}

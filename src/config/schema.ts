@@ -1,0 +1,177 @@
+import { z } from 'zod';
+
+/**
+ * The one source of truth for the gateway's configuration file.
+ *
+ * Every object is strict (unknown keys are rejected with their path); every field carries a
+ * `.describe()` text that ends up in `deploy/config.schema.json` and the README.
+ */
+
+const HOST_PORT = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
+
+/** `host:port`, IPv6 hosts in brackets. */
+export const HostPortSchema = z
+  .string()
+  .regex(HOST_PORT, 'expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080')
+  .refine((v) => {
+    const port = Number(v.slice(v.lastIndexOf(':') + 1));
+    return port > 0 && port < 65536;
+  }, 'port must be between 1 and 65535');
+export type HostPort = z.infer<typeof HostPortSchema>;
+
+/**
+ * Server names become tool-name prefixes (`<server><sep><tool>`) and URI-scheme prefixes
+ * (`<server>+<uri>`), so they must be valid in both: lowercase letters, digits and `-`.
+ */
+export const ServerNameSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,47}$/, 'server names are 1-48 chars of a-z, 0-9 and "-", starting with a letter');
+
+const HttpUrlSchema = z
+  .string()
+  .refine((v) => {
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+    } catch {
+      return false;
+    }
+  }, 'expected an absolute http:// or https:// URL');
+
+/** `100/min` style rate shorthand from the seed. */
+export const RateShorthandSchema = z
+  .string()
+  .regex(/^[1-9][0-9]*\/(s|sec|second|m|min|minute|h|hour|d|day)$/, 'expected N/unit, e.g. 100/min');
+
+export const CapabilitySchema = z.enum(['tools', 'resources', 'prompts', 'completions', 'logging']);
+export type Capability = z.infer<typeof CapabilitySchema>;
+
+/** Durations as `250ms`, `10s`, `5m`, `1h`. */
+export const DurationSchema = z
+  .string()
+  .regex(/^[0-9]+(ms|s|m|h)$/, 'expected a duration such as 250ms, 10s, 5m or 1h');
+
+export const ServerSchema = z
+  .strictObject({
+    url: HttpUrlSchema.describe('Upstream MCP endpoint (Streamable HTTP), e.g. http://127.0.0.1:3001/mcp'),
+    capabilities: z
+      .array(CapabilitySchema)
+      .optional()
+      .describe('Capabilities the gateway exposes from this server on /mcp; omitted means all the server offers'),
+    auth_required: z
+      .boolean()
+      .default(false)
+      .describe('Only authenticated callers may see or reach this server (fails closed: with no auth method configured, nobody can)'),
+    rate_limit: RateShorthandSchema.optional().describe('Request rate shorthand for this server, e.g. 100/min'),
+    allowed_clients: z
+      .array(z.string().min(1))
+      .optional()
+      .describe('Client ids allowed to reach this server; unauthenticated callers never match'),
+    fallback: z
+      .array(HttpUrlSchema)
+      .optional()
+      .describe('More endpoints of the same server (same path), used per `strategy`'),
+    strategy: z
+      .enum(['failover', 'round-robin'])
+      .default('failover')
+      .describe('failover: fallbacks take traffic only when the primary is unhealthy; round-robin: all share it'),
+    timeout: DurationSchema.default('300s').describe(
+      'Longest a single request to this server may take through Envoy (SSE streams included); 0s disables',
+    ),
+  })
+  .superRefine((s, ctx) => {
+    if (s.fallback === undefined) return;
+    const primary = new URL(s.url);
+    s.fallback.forEach((f, i) => {
+      const u = new URL(f);
+      if (u.protocol !== primary.protocol || u.pathname !== primary.pathname) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['fallback', i],
+          message: 'fallback endpoints must use the same scheme and path as url',
+        });
+      }
+    });
+  });
+export type ServerConfig = z.infer<typeof ServerSchema>;
+
+const ListCacheSchema = z.strictObject({
+  ttl: z.number().int().min(0).max(86_400).describe('Seconds an upstream catalog is served before it is refetched'),
+});
+
+export const CacheSchema = z
+  .strictObject({
+    'tools/list': ListCacheSchema.default({ ttl: 60 }),
+    'prompts/list': ListCacheSchema.default({ ttl: 60 }),
+    'resources/list': ListCacheSchema.default({ ttl: 60 }),
+    'resources/templates/list': ListCacheSchema.default({ ttl: 60 }),
+  })
+  .describe('How long upstream catalogs are cached by the processor');
+
+export const GatewaySchema = z.strictObject({
+  listen: HostPortSchema.default('127.0.0.1:8080').describe('Where MCP clients connect to Envoy'),
+  processor: z
+    .union([HostPortSchema, z.array(HostPortSchema).min(1)])
+    .default('127.0.0.1:9001')
+    .describe('The ext_proc gRPC address of the processor (or a list of replicas)'),
+  admin: HostPortSchema.default('127.0.0.1:9090').describe("The processor's admin HTTP (/healthz, /readyz)"),
+  envoy_admin: HostPortSchema.default('127.0.0.1:9901').describe("Envoy's admin interface"),
+  internal: HostPortSchema.default('127.0.0.1:9081').describe(
+    "Envoy's internal listener that carries the processor's own upstream calls (catalogs, session set-up)",
+  ),
+  tool_separator: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,4}$/, 'separator must be 1-4 characters from [A-Za-z0-9_.-]')
+    .default('__')
+    .describe('Joins server and tool/prompt names on /mcp: <server><sep><name>'),
+  page_size: z.number().int().min(1).max(10_000).default(100).describe('Entries per page of aggregated lists'),
+  max_body_bytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(4 * 1024 * 1024)
+    .describe('Largest request body accepted; larger gets 413'),
+  allowed_origins: z
+    .array(z.string().min(1))
+    .default(['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*'])
+    .describe('Browser Origins allowed to call the gateway (`*` matches any run of characters); requests without Origin are allowed'),
+  allowed_hosts: z
+    .array(z.string().min(1))
+    .optional()
+    .describe('Host header names accepted (DNS-rebinding protection); default: loopback names when listen is loopback, else any'),
+  session_idle_timeout: DurationSchema.default('1h').describe('A gateway session unused this long is ended'),
+  upstream_timeout: DurationSchema.default('10s').describe(
+    "Timeout for the processor's own upstream calls (initialize, catalog fetches)",
+  ),
+});
+export type GatewayConfig = z.infer<typeof GatewaySchema>;
+
+export const ConfigSchema = z
+  .strictObject({
+    gateway: GatewaySchema.default(GatewaySchema.parse({})),
+    servers: z
+      .record(ServerNameSchema, ServerSchema)
+      .refine((s) => Object.keys(s).length > 0, 'at least one server is required')
+      .describe('The upstream MCP servers, by name'),
+    cache: CacheSchema.default(CacheSchema.parse({})),
+  })
+  .superRefine((cfg, ctx) => {
+    const sep = cfg.gateway.tool_separator;
+    const names = Object.keys(cfg.servers);
+    for (const a of names) {
+      for (const b of names) {
+        if (a !== b && (b + sep).startsWith(a + sep)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['servers', b],
+            message: `server name "${b}" is ambiguous with "${a}" under tool_separator "${sep}"`,
+          });
+        }
+      }
+      if (a.length + sep.length >= 128) {
+        ctx.addIssue({ code: 'custom', path: ['servers', a], message: 'server name plus separator leaves no room for tool names' });
+      }
+    }
+  });
+export type Config = z.infer<typeof ConfigSchema>;

@@ -1,0 +1,294 @@
+import { stringify } from 'yaml';
+import { AGGREGATED_PATH, compileConfig, durationMs, type RuntimeServer } from '../config/runtime.js';
+import type { Config } from '../config/schema.js';
+import { ERROR_TABLE } from '../errors/codes.js';
+import { METADATA_NAMESPACE } from '../extproc/responses.js';
+import { BACKEND_HEADER } from '../routing/headers.js';
+
+const PROCESSOR_CLUSTER = 'mcpgw_processor';
+const ACCESS_LOG_FORMAT = {
+  timestamp: '%START_TIME%',
+  listener: 'client',
+  method: '%REQ(:METHOD)%',
+  path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%',
+  status: '%RESPONSE_CODE%',
+  response_flags: '%RESPONSE_FLAGS%',
+  details: '%RESPONSE_CODE_DETAILS%',
+  upstream_cluster: '%UPSTREAM_CLUSTER%',
+  duration_ms: '%DURATION%',
+  bytes_received: '%BYTES_RECEIVED%',
+  bytes_sent: '%BYTES_SENT%',
+  request_id: '%REQ(X-REQUEST-ID)%',
+  mcp: `%DYNAMIC_METADATA(${METADATA_NAMESPACE})%`,
+};
+
+function socketAddress(hostPort: string): { socket_address: { address: string; port_value: number } } {
+  const colon = hostPort.lastIndexOf(':');
+  return {
+    socket_address: {
+      address: hostPort.slice(0, colon).replace(/^\[|\]$/g, ''),
+      port_value: Number(hostPort.slice(colon + 1)),
+    },
+  };
+}
+
+function seconds(ms: number): string {
+  return `${ms / 1000}s`;
+}
+
+/** Retries that are safe for non-idempotent MCP POSTs: only when the request never reached a host. */
+const SAFE_RETRY = {
+  retry_on: 'connect-failure,refused-stream,reset-before-request',
+  num_retries: 2,
+  retry_host_predicate: [{ name: 'envoy.retry_host_predicates.previous_hosts', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate' } }],
+  host_selection_retry_max_attempts: 3,
+};
+
+function upstreamRoute(server: RuntimeServer): Record<string, unknown> {
+  const timeout = seconds(durationMs(server.source.timeout));
+  return {
+    cluster: server.cluster,
+    prefix_rewrite: server.path,
+    timeout,
+    // SSE streams may sit quiet between events; the per-server timeout bounds the whole call.
+    idle_timeout: timeout,
+    retry_policy: SAFE_RETRY,
+    auto_host_rewrite: true,
+  };
+}
+
+function jsonRpcLocalReply(status: number, message: string): Record<string, unknown> {
+  return {
+    filter: { status_code_filter: { comparison: { op: 'EQ', value: { default_value: status, runtime_key: `mcpgw.local_reply.${status}` } } } },
+    body_format_override: {
+      json_format: { jsonrpc: '2.0', id: null, error: { code: -32000, message } },
+      content_type: 'application/json',
+    },
+  };
+}
+
+function cluster(server: RuntimeServer): Record<string, unknown> {
+  const endpoints = [server.source.url, ...(server.source.fallback ?? [])].map((u) => new URL(u));
+  const failover = server.source.strategy === 'failover';
+  const byPriority = new Map<number, URL[]>();
+  endpoints.forEach((u, i) => {
+    const priority = failover ? Math.min(i, 1) : 0;
+    byPriority.set(priority, [...(byPriority.get(priority) ?? []), u]);
+  });
+  const tls = server.url.protocol === 'https:';
+  const c: Record<string, unknown> = {
+    name: server.cluster,
+    type: 'STRICT_DNS',
+    dns_lookup_family: 'V4_PREFERRED',
+    connect_timeout: '2s',
+    lb_policy: 'ROUND_ROBIN',
+    load_assignment: {
+      cluster_name: server.cluster,
+      endpoints: [...byPriority.entries()].map(([priority, urls]) => ({
+        priority,
+        lb_endpoints: urls.map((u) => ({
+          endpoint: {
+            address: { socket_address: { address: u.hostname.replace(/^\[|\]$/g, ''), port_value: Number(u.port || (tls ? 443 : 80)) } },
+            hostname: u.hostname,
+          },
+        })),
+      })),
+    },
+    circuit_breakers: { thresholds: [{ max_connections: 10_000, max_pending_requests: 10_000, max_requests: 10_000 }] },
+    outlier_detection: { consecutive_5xx: 5, consecutive_gateway_failure: 3, interval: '5s', base_ejection_time: '15s', max_ejection_percent: 100 },
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        explicit_http_config: { http_protocol_options: {} },
+        common_http_protocol_options: { idle_timeout: '60s' },
+      },
+    },
+  };
+  if (tls) {
+    c['transport_socket'] = {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+        sni: server.url.hostname,
+        common_tls_context: {
+          validation_context: { trusted_ca: { filename: '/etc/ssl/certs/ca-certificates.crt' } },
+        },
+      },
+    };
+  }
+  return c;
+}
+
+function httpConnectionManager(statPrefix: string, routeConfig: Record<string, unknown>, filters: Record<string, unknown>[], extra: Record<string, unknown>): Record<string, unknown> {
+  return {
+    name: 'envoy.filters.network.http_connection_manager',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+      stat_prefix: statPrefix,
+      codec_type: 'AUTO',
+      normalize_path: true,
+      merge_slashes: true,
+      path_with_escaped_slashes_action: 'REJECT_REQUEST',
+      route_config: routeConfig,
+      http_filters: [
+        ...filters,
+        { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
+      ],
+      ...extra,
+    },
+  };
+}
+
+/**
+ * Renders a complete Envoy bootstrap for a gateway config:
+ * - the client listener (`gateway.listen`): ext_proc (BUFFERED request bodies so the processor
+ *   can route on them) then the router; per server one route chosen by the processor's backend
+ *   header on `/mcp`, and one for the passthrough path `/servers/<name>/mcp`;
+ * - the internal listener (`gateway.internal`, no ext_proc) that carries the processor's own
+ *   upstream calls onto the same clusters;
+ * - one cluster per upstream server, the processor cluster over HTTP/2, and the admin interface.
+ */
+export function renderEnvoyBootstrap(config: Config): string {
+  const rc = compileConfig(config);
+  const g = config.gateway;
+  const processors = Array.isArray(g.processor) ? g.processor : [g.processor];
+  const upstreamMs = rc.upstreamTimeoutMs;
+
+  const clientRoutes: Record<string, unknown>[] = [];
+  for (const s of rc.serverList) {
+    clientRoutes.push({
+      name: `${s.name}_aggregated`,
+      match: { path: AGGREGATED_PATH, headers: [{ name: BACKEND_HEADER, string_match: { exact: s.name } }] },
+      route: upstreamRoute(s),
+    });
+    clientRoutes.push({ name: `${s.name}_passthrough`, match: { path: `/servers/${s.name}/mcp` }, route: upstreamRoute(s) });
+  }
+  // Safety net: the processor answers every request it does not route; this only fires on a bug.
+  clientRoutes.push({
+    name: 'unrouted',
+    match: { prefix: '/' },
+    direct_response: {
+      status: 500,
+      body: { inline_string: JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32603, message: 'Internal error: request was not routed' } }) },
+    },
+  });
+
+  const extProc = {
+    name: 'envoy.filters.http.ext_proc',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor',
+      grpc_service: { envoy_grpc: { cluster_name: PROCESSOR_CLUSTER }, timeout: '0s' },
+      failure_mode_allow: false,
+      processing_mode: {
+        request_header_mode: 'SEND',
+        response_header_mode: 'SEND',
+        request_body_mode: 'BUFFERED',
+        response_body_mode: 'NONE',
+        request_trailer_mode: 'SKIP',
+        response_trailer_mode: 'SKIP',
+      },
+      allow_mode_override: true,
+      // The processor may set up an upstream session or fan out before it answers.
+      message_timeout: seconds(upstreamMs + 5000),
+      max_message_timeout: seconds(Math.max(upstreamMs * 3, 60_000)),
+      metadata_options: { receiving_namespaces: { untyped: [METADATA_NAMESPACE] } },
+    },
+  };
+
+  const clientListener = {
+    name: 'mcp_client',
+    address: socketAddress(g.listen),
+    per_connection_buffer_limit_bytes: g.max_body_bytes,
+    filter_chains: [
+      {
+        filters: [
+          httpConnectionManager(
+            'mcp_gateway',
+            {
+              name: 'mcp_client_routes',
+              virtual_hosts: [{ name: 'mcp', domains: ['*'], routes: clientRoutes }],
+              request_headers_to_remove: [BACKEND_HEADER],
+            },
+            [extProc],
+            {
+              stream_idle_timeout: '300s',
+              request_timeout: '0s',
+              access_log: [
+                {
+                  name: 'envoy.access_loggers.stdout',
+                  typed_config: {
+                    '@type': 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog',
+                    log_format: { json_format: ACCESS_LOG_FORMAT },
+                  },
+                },
+              ],
+              local_reply_config: {
+                mappers: [jsonRpcLocalReply(413, ERROR_TABLE.GW_ERR_BODY_TOO_LARGE.message)],
+              },
+            },
+          ),
+        ],
+      },
+    ],
+  };
+
+  const internalListener = {
+    name: 'mcp_internal',
+    address: socketAddress(g.internal),
+    filter_chains: [
+      {
+        filters: [
+          httpConnectionManager(
+            'mcp_internal',
+            {
+              name: 'mcp_internal_routes',
+              virtual_hosts: [
+                {
+                  name: 'internal',
+                  domains: ['*'],
+                  routes: rc.serverList.map((s) => ({
+                    name: `${s.name}_internal`,
+                    match: { prefix: '/', headers: [{ name: BACKEND_HEADER, string_match: { exact: s.name } }] },
+                    route: { ...upstreamRoute(s), prefix_rewrite: undefined, timeout: seconds(upstreamMs), idle_timeout: seconds(upstreamMs) },
+                  })),
+                },
+              ],
+              request_headers_to_remove: [BACKEND_HEADER],
+            },
+            [],
+            {},
+          ),
+        ],
+      },
+    ],
+  };
+
+  const processorCluster = {
+    name: PROCESSOR_CLUSTER,
+    type: 'STRICT_DNS',
+    connect_timeout: '1s',
+    lb_policy: 'ROUND_ROBIN',
+    load_assignment: {
+      cluster_name: PROCESSOR_CLUSTER,
+      endpoints: [{ lb_endpoints: processors.map((p) => ({ endpoint: { address: socketAddress(p) } })) }],
+    },
+    // One gRPC stream per HTTP request: the default 1024 would cap concurrent MCP requests.
+    circuit_breakers: { thresholds: [{ max_connections: 100_000, max_pending_requests: 100_000, max_requests: 100_000 }] },
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        explicit_http_config: { http2_protocol_options: { connection_keepalive: { interval: '30s', timeout: '5s' } } },
+      },
+    },
+  };
+
+  const bootstrap = {
+    node: { id: 'mcp-gateway', cluster: 'mcp-gateway' },
+    admin: { address: socketAddress(g.envoy_admin) },
+    static_resources: {
+      listeners: [clientListener, internalListener],
+      clusters: [processorCluster, ...rc.serverList.map(cluster)],
+    },
+  };
+  return `# Generated by mcp-gateway envoy-config. Do not edit; change the gateway config instead.\n${stringify(bootstrap, { aliasDuplicateObjects: false, lineWidth: 0 })}`;
+}

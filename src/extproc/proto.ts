@@ -1,0 +1,51 @@
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+const PROTO_PATH = fileURLToPath(new URL('../../../protos/ext_proc.proto', import.meta.url));
+
+/** The ExternalProcessor service definition, loaded once. */
+export function loadExternalProcessorService(): grpc.ServiceDefinition {
+  const def = protoLoader.loadSync(PROTO_PATH, {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: false,
+    oneofs: true,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    envoy: { service: { ext_proc: { v3: { ExternalProcessor: grpc.ServiceClientConstructor } } } };
+  };
+  return pkg.envoy.service.ext_proc.v3.ExternalProcessor.service;
+}
+
+/** `HeaderValue` as decoded. */
+export interface HeaderValueMsg {
+  key: string;
+  value?: string;
+  raw_value?: Buffer;
+}
+
+/** `HttpHeaders` as decoded. */
+export interface HttpHeadersMsg {
+  headers?: { headers?: HeaderValueMsg[] };
+  end_of_stream?: boolean;
+}
+
+/** `HttpBody` as decoded. */
+export interface HttpBodyMsg {
+  body?: Buffer;
+  end_of_stream?: boolean;
+}
+
+/** `ProcessingRequest` as decoded (oneof `request` names the phase). */
+export interface ProcessingRequestMsg {
+  request?: 'request_headers' | 'response_headers' | 'request_body' | 'response_body' | 'request_trailers' | 'response_trailers';
+  request_headers?: HttpHeadersMsg;
+  response_headers?: HttpHeadersMsg;
+  request_body?: HttpBodyMsg;
+  response_body?: HttpBodyMsg;
+}
+
+/** `ProcessingResponse` as we encode it. */
+export type ProcessingResponseMsg = Record<string, unknown>;

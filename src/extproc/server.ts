@@ -1,0 +1,113 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { GatewayContext } from '../pipeline/context.js';
+import { CONTINUE, type Decision } from '../pipeline/decision.js';
+import { McpStream, type Headers } from '../pipeline/mcp-stream.js';
+import { loadExternalProcessorService, type HttpHeadersMsg, type ProcessingRequestMsg, type ProcessingResponseMsg } from './proto.js';
+import { toProcessingResponse } from './responses.js';
+
+type ProcessCall = grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>;
+
+/** Converts Envoy's header list (values in `raw_value`) into a lower-case map. */
+export function headerMap(msg: HttpHeadersMsg | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const h of msg?.headers?.headers ?? []) {
+    const value = h.raw_value !== undefined && h.raw_value.length > 0 ? h.raw_value.toString('latin1') : (h.value ?? '');
+    const prev = out.get(h.key);
+    out.set(h.key, prev === undefined ? value : `${prev}, ${value}`);
+  }
+  return out;
+}
+
+/**
+ * Drives one McpStream from one ext_proc gRPC stream. Envoy requires exactly one reply per
+ * message, in order, so messages are handled strictly one after another on a promise chain.
+ * A request-level failure never fails the gRPC stream: it becomes an ImmediateResponse.
+ */
+export function handleProcessStream(call: ProcessCall, getContext: () => GatewayContext, log: Logger): void {
+  const ctx = getContext(); // one config per request, read once
+  const stream = new McpStream(ctx);
+  let chain: Promise<void> = Promise.resolve();
+  let closed = false;
+
+  const finish = (): void => {
+    if (closed) return;
+    closed = true;
+    stream.done();
+  };
+
+  const step = async (req: ProcessingRequestMsg): Promise<void> => {
+    let decision: Decision;
+    const phase = req.request;
+    switch (phase) {
+      case 'request_headers': {
+        const h: Headers = headerMap(req.request_headers);
+        decision = await stream.onRequestHeaders(h, req.request_headers?.end_of_stream === true);
+        break;
+      }
+      case 'request_body':
+        decision = await stream.onRequestBody(req.request_body?.body ?? Buffer.alloc(0));
+        break;
+      case 'response_headers':
+        decision = await stream.onResponseHeaders(headerMap(req.response_headers));
+        break;
+      case 'response_body':
+        decision = stream.onResponseBody(req.response_body?.body ?? Buffer.alloc(0), req.response_body?.end_of_stream === true);
+        break;
+      case 'request_trailers':
+      case 'response_trailers':
+        if (!closed) call.write({ [phase]: {} });
+        return;
+      default:
+        log.warn({ phase }, 'ext_proc message without a known phase; ignored');
+        return;
+    }
+    if (!closed) call.write(toProcessingResponse(decision ?? CONTINUE, phase));
+    if (decision.kind === 'respond') finish();
+  };
+
+  call.on('data', (req: ProcessingRequestMsg) => {
+    chain = chain.then(() => step(req)).catch((err: unknown) => {
+      // Only a bug gets here (phase handlers turn request errors into responses).
+      log.error({ err }, 'ext_proc stream handler failed');
+      finish();
+      if (!call.destroyed) call.destroy(err instanceof Error ? err : new Error(String(err)));
+    });
+  });
+  call.on('end', () => {
+    void chain.finally(() => {
+      finish();
+      call.end();
+    });
+  });
+  call.on('error', (err: Error & { code?: number }) => {
+    if (err.code !== grpc.status.CANCELLED) log.debug({ err }, 'ext_proc stream error');
+    finish();
+  });
+  call.on('cancelled', finish);
+  call.on('close', finish);
+}
+
+/** The ext_proc gRPC server. */
+export async function startExtProcServer(
+  address: string,
+  getContext: () => GatewayContext,
+  log: Logger,
+): Promise<{ server: grpc.Server; address: string }> {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+    'grpc.max_concurrent_streams': 100_000,
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc-node.max_session_memory': 256,
+  });
+  server.addService(loadExternalProcessorService(), {
+    Process: (call: ProcessCall) => handleProcessStream(call, getContext, log),
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  const host = address.slice(0, address.lastIndexOf(':'));
+  return { server, address: `${host}:${port}` };
+}

@@ -1,0 +1,154 @@
+import { StringDecoder } from 'node:string_decoder';
+
+/**
+ * Decides what happens to one SSE event's `data` payload: return a replacement string, or null to
+ * pass the event through byte for byte.
+ */
+export type SseDataRewriter = (data: string) => string | null;
+
+/**
+ * Incremental `text/event-stream` rewriter with bounded memory.
+ *
+ * Envoy hands us chunks that split or merge events arbitrarily. Complete events are handed to the
+ * rewriter one at a time; the incomplete tail is carried to the next chunk. An event that grows
+ * past `maxEventBytes` is not held: what has arrived is emitted untouched and the rest of that
+ * event streams through as it comes, so a 10 MB result never sits whole in the processor.
+ */
+export class SseRewriter {
+  private readonly decoder = new StringDecoder('utf8');
+  private pending = '';
+  private scanPos = 0;
+  private dataLines: string[] = [];
+  private oversized = false;
+
+  constructor(
+    private readonly rewrite: SseDataRewriter,
+    private readonly maxEventBytes: number,
+  ) {}
+
+  /** Feeds one chunk; returns the text to emit in its place. */
+  push(chunk: Buffer, end: boolean): string {
+    this.pending += this.decoder.write(chunk);
+    if (end) this.pending += this.decoder.end();
+    let out = '';
+    for (;;) {
+      const nl = this.nextLineEnd(end);
+      if (nl === null) break;
+      const [idx, len] = nl;
+      const line = this.pending.slice(this.scanPos, idx);
+      this.scanPos = idx + len;
+      if (line === '') {
+        out += this.finishEvent();
+      } else if (!this.oversized && line.startsWith('data')) {
+        if (line === 'data') this.dataLines.push('');
+        else if (line[4] === ':') this.dataLines.push(line[5] === ' ' ? line.slice(6) : line.slice(5));
+      }
+    }
+    if (!this.oversized && this.pending.length > this.maxEventBytes) {
+      this.oversized = true;
+      this.dataLines = [];
+    }
+    if (this.oversized || end) {
+      // Emit whatever is scanned (oversized) or everything left (end of stream) untouched.
+      const upTo = end ? this.pending.length : this.scanPos;
+      out += this.pending.slice(0, upTo);
+      this.pending = this.pending.slice(upTo);
+      this.scanPos = 0;
+    }
+    return out;
+  }
+
+  private nextLineEnd(end: boolean): [number, number] | null {
+    const p = this.pending;
+    for (let i = this.scanPos; i < p.length; i++) {
+      const c = p.charCodeAt(i);
+      if (c === 10) return [i, 1];
+      if (c === 13) {
+        if (i + 1 < p.length) return [i, p.charCodeAt(i + 1) === 10 ? 2 : 1];
+        return end ? [i, 1] : null; // a lone CR at the chunk edge may be half of CRLF
+      }
+    }
+    return null;
+  }
+
+  private finishEvent(): string {
+    const raw = this.pending.slice(0, this.scanPos);
+    this.pending = this.pending.slice(this.scanPos);
+    this.scanPos = 0;
+    const data = this.dataLines;
+    this.dataLines = [];
+    if (this.oversized) {
+      this.oversized = false;
+      return raw;
+    }
+    if (data.length === 0) return raw;
+    const replacement = this.rewrite(data.join('\n'));
+    if (replacement === null) return raw;
+    return rebuildEvent(raw, replacement);
+  }
+}
+
+/** Replaces the data lines of one raw event, keeping `id:`, `event:`, `retry:` and comments. */
+function rebuildEvent(raw: string, data: string): string {
+  const lines = raw.split(/\r\n|\r|\n/);
+  const kept: string[] = [];
+  let placed = false;
+  for (const line of lines) {
+    if (line === '') continue;
+    if (line === 'data' || line.startsWith('data:')) {
+      if (!placed) {
+        for (const d of data.split('\n')) kept.push(`data: ${d}`);
+        placed = true;
+      }
+      continue;
+    }
+    kept.push(line);
+  }
+  return kept.join('\n') + '\n\n';
+}
+
+/** Parses a complete SSE body into the data payloads of its events. */
+export function sseDataPayloads(text: string): string[] {
+  const out: string[] = [];
+  const rw = new SseRewriter((d) => {
+    out.push(d);
+    return null;
+  }, Number.MAX_SAFE_INTEGER);
+  rw.push(Buffer.from(text), true);
+  return out;
+}
+
+/**
+ * Whole-body JSON rewriter with the same memory bound: bodies up to `maxBytes` are collected and
+ * rewritten at the end; a larger body is released as it arrives, untouched.
+ */
+export class JsonBodyRewriter {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private passthrough = false;
+
+  constructor(
+    private readonly rewrite: SseDataRewriter,
+    private readonly maxBytes: number,
+  ) {}
+
+  /** Feeds one chunk; returns the bytes to emit in its place. */
+  push(chunk: Buffer, end: boolean): Buffer {
+    if (this.passthrough) return chunk;
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size > this.maxBytes) {
+      this.passthrough = true;
+      const all = Buffer.concat(this.chunks);
+      this.chunks = [];
+      return all;
+    }
+    if (!end) return EMPTY;
+    const body = Buffer.concat(this.chunks);
+    this.chunks = [];
+    const replaced = this.rewrite(body.toString('utf8'));
+    return replaced === null ? body : Buffer.from(replaced);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { run } from './app.js';
+import { ConfigError, loadConfigFile } from './config/load.js';
+import { renderEnvoyBootstrap } from './envoy/bootstrap.js';
+import { createLogger } from './observability/logger.js';
+
+const USAGE = `usage: mcp-gateway <command> [options]
+
+commands:
+  serve --config FILE [--grpc HOST:PORT] [--admin HOST:PORT]   run a processor replica
+  envoy-config --config FILE                                   print the Envoy bootstrap YAML
+  validate --config FILE                                       check a config file
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      config: { type: 'string', short: 'c' },
+      grpc: { type: 'string' },
+      admin: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (command === undefined || command === 'help' || values.help === true) {
+    process.stdout.write(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (values.config === undefined) {
+    process.stderr.write(`mcp-gateway ${command}: --config FILE is required\n\n${USAGE}`);
+    return 2;
+  }
+  switch (command) {
+    case 'validate': {
+      const config = await loadConfigFile(values.config);
+      process.stdout.write(`${values.config}: ok (${Object.keys(config.servers).length} servers)\n`);
+      return 0;
+    }
+    case 'envoy-config': {
+      const config = await loadConfigFile(values.config);
+      process.stdout.write(renderEnvoyBootstrap(config));
+      return 0;
+    }
+    case 'serve': {
+      const config = await loadConfigFile(values.config);
+      const log = createLogger();
+      const gw = await run({
+        config,
+        logger: log,
+        ...(values.grpc === undefined ? {} : { grpc: values.grpc }),
+        ...(values.admin === undefined ? {} : { admin: values.admin }),
+      });
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string): void => {
+          log.info({ signal: sig }, 'shutting down');
+          resolve();
+        };
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+      });
+      await gw.close();
+      return 0;
+    }
+    default:
+      process.stderr.write(`mcp-gateway: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`invalid config:\n${err.message}\n`);
+    } else {
+      process.stderr.write(`mcp-gateway: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,566 @@
+import type { Logger } from 'pino';
+import type { CatalogKind, RuntimeServer } from '../config/runtime.js';
+import { AGGREGATED_PATH } from '../config/runtime.js';
+import { KIND_INFO } from '../aggregation/catalog.js';
+import { rewriteUpstreamMessage, type RewriteEffects } from '../aggregation/rewrite.js';
+import { GatewayError, toGatewayError } from '../errors/gateway-error.js';
+import { isObject, parseMessage, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../jsonrpc/message.js';
+import { JsonBodyRewriter, SseRewriter } from '../jsonrpc/sse.js';
+import {
+  BACKEND_HEADER,
+  CLIENT_CREDENTIAL_HEADERS,
+  PROTOCOL_VERSION_HEADER,
+  SESSION_HEADER,
+} from '../routing/headers.js';
+import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
+import { UpstreamRpcError, UpstreamSessionGone, type UpstreamReply } from '../upstream/client.js';
+import type { GatewayContext } from './context.js';
+import { CONTINUE, type ContinueDecision, type Decision, type HeaderSet, type RespondDecision } from './decision.js';
+import { GATEWAY_INFO, isSupportedVersion, negotiateVersion } from './protocol.js';
+import { respondAccepted, respondError, respondResult } from './respond.js';
+
+/** Header map as Envoy sent it (lower-case names, pseudo-headers included). */
+export type Headers = ReadonlyMap<string, string>;
+
+/** Headers a client must never set for us, plus credentials that must never reach an upstream. */
+const STRIPPED_REQUEST_HEADERS: readonly string[] = [BACKEND_HEADER, ...CLIENT_CREDENTIAL_HEADERS];
+
+/**
+ * A body we may rewrite must not carry a length: if the whole body reached Envoy before our header
+ * reply, Envoy hands it over buffered and rejects a changed body whose length no longer matches.
+ */
+const LENGTH_HEADER: readonly string[] = ['content-length'];
+
+/** Largest upstream message (SSE event or JSON body) held for rewriting; larger ones stream untouched. */
+const MAX_REWRITE_BYTES = 1024 * 1024;
+
+const LIST_KINDS: Readonly<Record<string, CatalogKind>> = {
+  'tools/list': 'tools',
+  'prompts/list': 'prompts',
+  'resources/list': 'resources',
+  'resources/templates/list': 'resourceTemplates',
+};
+
+/** Request methods routed to the server that owns the named entity. */
+const ROUTED_METHODS: ReadonlySet<string> = new Set([
+  'tools/call',
+  'prompts/get',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'completion/complete',
+]);
+
+/** Responses whose results carry resource URIs that must be namespaced. */
+const REWRITTEN_RESULTS: ReadonlySet<string> = new Set(['tools/call', 'resources/read', 'prompts/get']);
+
+interface Target {
+  readonly server: RuntimeServer;
+  readonly upstream: UpstreamSession;
+  /** The body sent upstream (kept for the one retry after an upstream forgets its session). */
+  readonly body: string;
+}
+
+/**
+ * The MCP logic for one HTTP request, driven phase by phase by the ext_proc stream.
+ * Pass-through by default: anything not configured costs nothing.
+ */
+export class McpStream {
+  private endpoint: 'aggregated' | 'passthrough' | null = null;
+  private passthroughServer: RuntimeServer | null = null;
+  private headers: Headers = new Map();
+  private session: GatewaySession | null = null;
+  private msg: JsonRpcMessage | null = null;
+  private target: Target | null = null;
+  private inflightKey: string | null = null;
+  private rewriter: SseRewriter | JsonBodyRewriter | null = null;
+  private readonly log: Logger;
+
+  constructor(private readonly ctx: GatewayContext) {
+    this.log = ctx.log;
+  }
+
+  /** JSON-RPC id of the current request, for error bodies. */
+  private get requestId(): JsonRpcId | null {
+    return this.msg !== null && this.msg.kind !== 'notification' ? this.msg.id : null;
+  }
+
+  async onRequestHeaders(headers: Headers, endOfStream: boolean): Promise<Decision> {
+    this.headers = headers;
+    try {
+      return await this.requestHeaders(headers, endOfStream);
+    } catch (err) {
+      return this.fail(err);
+    }
+  }
+
+  async onRequestBody(body: Buffer): Promise<Decision> {
+    try {
+      return await this.requestBody(body);
+    } catch (err) {
+      return this.fail(err);
+    }
+  }
+
+  async onResponseHeaders(headers: Headers): Promise<Decision> {
+    try {
+      return await this.responseHeaders(headers);
+    } catch (err) {
+      return this.fail(err);
+    }
+  }
+
+  /** Rewrites one response chunk; failures here pass the chunk through (the response has started). */
+  onResponseBody(chunk: Buffer, endOfStream: boolean): Decision {
+    const rw = this.rewriter;
+    if (rw === null) return CONTINUE;
+    let out: Buffer;
+    try {
+      out = rw instanceof SseRewriter ? Buffer.from(rw.push(chunk, endOfStream)) : rw.push(chunk, endOfStream);
+    } catch (err) {
+      this.log.error({ err }, 'response rewrite failed; passing the rest through');
+      this.rewriter = null;
+      return CONTINUE;
+    }
+    if (endOfStream) this.done();
+    return out.equals(chunk) ? CONTINUE : { kind: 'continue', body: out };
+  }
+
+  /** The gRPC stream ended (normally or not). */
+  done(): void {
+    if (this.inflightKey !== null) {
+      this.ctx.inflight.delete(this.inflightKey);
+      this.inflightKey = null;
+    }
+  }
+
+  private fail(err: unknown): RespondDecision {
+    const gw = toGatewayError(err);
+    if (gw.code === 'GW_ERR_INTERNAL') this.log.error({ err }, 'internal error on the request path');
+    this.done();
+    return respondError(gw, this.requestId);
+  }
+
+  // ---------------------------------------------------------------- request headers
+
+  private async requestHeaders(h: Headers, endOfStream: boolean): Promise<Decision> {
+    const rc = this.ctx.rc;
+    const rawPath = h.get(':path') ?? '/';
+    const q = rawPath.indexOf('?');
+    const path = q < 0 ? rawPath : rawPath.slice(0, q);
+
+    if (rc.hostAllowed !== null && !rc.hostAllowed(h.get(':authority') ?? '')) {
+      throw new GatewayError('GW_ERR_HTTP_BAD_HOST');
+    }
+    const origin = h.get('origin');
+    if (origin !== undefined && !rc.originAllowed(origin)) throw new GatewayError('GW_ERR_HTTP_BAD_ORIGIN');
+
+    const method = h.get(':method') ?? 'GET';
+    if (path === AGGREGATED_PATH) {
+      this.endpoint = 'aggregated';
+    } else {
+      const server = rc.passthroughPaths.get(path);
+      if (server === undefined) throw new GatewayError('GW_ERR_HTTP_NOT_FOUND', `Not Found: ${path}`);
+      this.endpoint = 'passthrough';
+      this.passthroughServer = server;
+    }
+
+    if (method === 'POST') {
+      const len = Number(h.get('content-length') ?? '0');
+      if (len > rc.maxBodyBytes) throw new GatewayError('GW_ERR_BODY_TOO_LARGE');
+      if (endOfStream) throw new GatewayError('GW_ERR_PARSE', 'Parse error: empty body');
+    }
+
+    if (this.endpoint === 'passthrough') return { kind: 'continue', removeHeaders: STRIPPED_REQUEST_HEADERS };
+
+    switch (method) {
+      case 'POST':
+        break;
+      case 'DELETE':
+        return this.deleteSession(h);
+      case 'GET':
+        // The server→client GET stream is not offered on the aggregated endpoint (yet): the spec
+        // allows 405, and clients then rely on each POST's own SSE stream.
+        throw new GatewayError('GW_ERR_HTTP_METHOD_NOT_ALLOWED', undefined, { headers: { allow: 'POST, DELETE' } });
+      default:
+        throw new GatewayError('GW_ERR_HTTP_METHOD_NOT_ALLOWED', undefined, { headers: { allow: 'POST, DELETE' } });
+    }
+    const accept = h.get('accept') ?? '';
+    if (!accepts(accept, 'application/json') || !accepts(accept, 'text/event-stream')) {
+      throw new GatewayError('GW_ERR_HTTP_NOT_ACCEPTABLE');
+    }
+    const ct = h.get('content-type') ?? '';
+    if (!/^application\/json\s*(;|$)/i.test(ct)) throw new GatewayError('GW_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE');
+    const version = h.get(PROTOCOL_VERSION_HEADER);
+    if (version !== undefined && !isSupportedVersion(version)) {
+      throw new GatewayError('GW_ERR_PROTOCOL_VERSION_UNSUPPORTED', `Unsupported MCP-Protocol-Version: ${version}`);
+    }
+    return { kind: 'continue', removeHeaders: STRIPPED_REQUEST_HEADERS };
+  }
+
+  private async deleteSession(h: Headers): Promise<Decision> {
+    const session = await this.requireSession(h);
+    await this.ctx.sessions.delete(session.id);
+    await this.ctx.upstreamSessions.terminateAll(this.ctx.rc, session);
+    return { kind: 'respond', status: 200, headers: [], body: '', details: 'mcpgw_session_deleted' };
+  }
+
+  private async requireSession(h: Headers): Promise<GatewaySession> {
+    const id = h.get(SESSION_HEADER);
+    if (id === undefined || id === '') throw new GatewayError('GW_ERR_SESSION_MISSING');
+    const session = await this.ctx.sessions.get(id);
+    if (session === null) throw new GatewayError('GW_ERR_SESSION_UNKNOWN');
+    return session;
+  }
+
+  // ---------------------------------------------------------------- request body
+
+  private async requestBody(body: Buffer): Promise<Decision> {
+    if (body.length > this.ctx.rc.maxBodyBytes) throw new GatewayError('GW_ERR_BODY_TOO_LARGE');
+    const msg = parseMessage(body);
+    this.msg = msg;
+    if (this.endpoint === 'passthrough') return CONTINUE;
+
+    if (msg.kind === 'request' && msg.method === 'initialize') return this.initialize(msg.id, msg.params);
+    const session = await this.requireSession(this.headers);
+    this.session = session;
+
+    switch (msg.kind) {
+      case 'request':
+        return this.request(session, msg.id, msg.method, msg.params ?? {}, msg.raw);
+      case 'notification':
+        return this.notification(session, msg.method, msg.params, msg.raw);
+      case 'response':
+        return this.clientResponse(session, msg.id, msg.raw);
+    }
+  }
+
+  private async initialize(id: JsonRpcId, params: JsonObject | undefined): Promise<Decision> {
+    const p = params ?? {};
+    const protocolVersion = negotiateVersion(p['protocolVersion']);
+    const caps = await Promise.all(this.ctx.rc.serverList.map((s) => this.ctx.catalog.capabilities(s)));
+    const session = await this.ctx.sessions.create({
+      protocolVersion,
+      clientCapabilities: isObject(p['capabilities']) ? p['capabilities'] : {},
+      clientInfo: isObject(p['clientInfo']) ? p['clientInfo'] : { name: 'unknown', version: '0' },
+      identity: null,
+    });
+    return respondResult(
+      id,
+      { protocolVersion, capabilities: unionCapabilities(caps), serverInfo: GATEWAY_INFO },
+      [{ key: SESSION_HEADER, value: session.id }],
+      'mcpgw_initialize',
+    );
+  }
+
+  private async request(
+    session: GatewaySession,
+    id: JsonRpcId,
+    method: string,
+    params: JsonObject,
+    raw: JsonObject,
+  ): Promise<Decision> {
+    const listKind = LIST_KINDS[method];
+    if (listKind !== undefined) return this.list(id, listKind, params);
+    if (ROUTED_METHODS.has(method)) return this.routeRequest(session, id, method, params, raw);
+    switch (method) {
+      case 'ping':
+        return respondResult(id, {});
+      case 'logging/setLevel':
+        return this.setLogLevel(session, id, params);
+      default:
+        throw new GatewayError('GW_ERR_METHOD_UNKNOWN', `Method not found: ${method}`);
+    }
+  }
+
+  private async list(id: JsonRpcId, kind: CatalogKind, params: JsonObject): Promise<Decision> {
+    const merged = await this.ctx.catalog.list(kind);
+    const pageSize = this.ctx.rc.pageSize;
+    const offset = decodeCursor(params['cursor'], kind);
+    const page = merged.items.slice(offset, offset + pageSize).map((e) => e.item);
+    const result: JsonObject = { [KIND_INFO[kind].key]: page };
+    if (offset + pageSize < merged.items.length) result['nextCursor'] = encodeCursor(kind, offset + pageSize);
+    return respondResult(id, result);
+  }
+
+  private async setLogLevel(session: GatewaySession, id: JsonRpcId, params: JsonObject): Promise<Decision> {
+    const level = params['level'];
+    if (typeof level !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: level is required');
+    await this.ctx.sessions.setLogLevel(session, level);
+    await Promise.all(
+      [...session.upstream.entries()].map(async ([name, up]) => {
+        const server = this.ctx.rc.servers.get(name);
+        if (server === undefined) return;
+        await this.ctx.upstream
+          .call(server, 'logging/setLevel', { level }, { sessionId: up.sessionId, protocolVersion: up.protocolVersion })
+          .catch((err: unknown) => this.log.debug({ server: name, err }, 'logging/setLevel not accepted'));
+      }),
+    );
+    return respondResult(id, {});
+  }
+
+  /** Finds the owning server, rewrites the name/URI back to the upstream's own, and routes. */
+  private async routeRequest(
+    session: GatewaySession,
+    id: JsonRpcId,
+    method: string,
+    params: JsonObject,
+    raw: JsonObject,
+  ): Promise<Decision> {
+    const ns = this.ctx.rc.namespace;
+    let server: RuntimeServer | undefined;
+    const newParams: JsonObject = { ...params };
+    switch (method) {
+      case 'tools/call':
+      case 'prompts/get': {
+        const name = params['name'];
+        if (typeof name !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: name is required');
+        const owned = ns.parseName(name);
+        server = owned === null ? undefined : this.ctx.rc.servers.get(owned.server);
+        const kind = method === 'tools/call' ? 'tools' : 'prompts';
+        const unknown = kind === 'tools' ? 'GW_ERR_TOOL_UNKNOWN' : 'GW_ERR_PROMPT_UNKNOWN';
+        const label = kind === 'tools' ? 'Unknown tool' : 'Unknown prompt';
+        if (owned === null || server === undefined || !(await this.ctx.catalog.has(server, kind, owned.name))) {
+          throw new GatewayError(unknown, `${label}: ${name}`);
+        }
+        newParams['name'] = owned.name;
+        break;
+      }
+      case 'completion/complete': {
+        const ref = params['ref'];
+        if (!isObject(ref)) throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: ref is required');
+        const byName = ref['type'] === 'ref/prompt';
+        const key = byName ? 'name' : 'uri';
+        const value = ref[key];
+        const owned = typeof value === 'string' ? (byName ? ns.parseName(value) : ns.parseUri(value)) : null;
+        server = owned === null ? undefined : this.ctx.rc.servers.get(owned.server);
+        if (owned === null || server === undefined) {
+          throw new GatewayError('GW_ERR_PARAMS_INVALID', `Invalid params: unknown reference ${String(value)}`);
+        }
+        newParams['ref'] = { ...ref, [key]: owned.name };
+        break;
+      }
+      default: {
+        // resources/read, resources/subscribe, resources/unsubscribe
+        const uri = params['uri'];
+        if (typeof uri !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: uri is required');
+        const owned = ns.parseUri(uri);
+        server = owned === null ? undefined : this.ctx.rc.servers.get(owned.server);
+        if (owned === null || server === undefined) {
+          throw new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
+        }
+        newParams['uri'] = owned.name;
+      }
+    }
+    this.inflightKey = `${session.id}\n${JSON.stringify(id)}`;
+    this.ctx.inflight.set(this.inflightKey, server.name);
+    return this.forward(session, server, JSON.stringify({ ...raw, params: newParams }));
+  }
+
+  private async notification(
+    session: GatewaySession,
+    method: string,
+    params: JsonObject | undefined,
+    raw: JsonObject,
+  ): Promise<Decision> {
+    switch (method) {
+      case 'notifications/cancelled': {
+        const requestId = params?.['requestId'];
+        const name = this.ctx.inflight.get(`${session.id}\n${JSON.stringify(requestId)}`);
+        const server = name === undefined ? undefined : this.ctx.rc.servers.get(name);
+        if (server === undefined) return respondAccepted();
+        return this.forward(session, server, JSON.stringify(raw));
+      }
+      case 'notifications/roots/list_changed':
+        void this.ctx.upstreamSessions.broadcast(this.ctx.rc, session, method, params);
+        return respondAccepted();
+      default:
+        // notifications/initialized and anything else the gateway itself consumes.
+        return respondAccepted();
+    }
+  }
+
+  /** A client's answer to a server→client request: back to the upstream that asked, original id restored. */
+  private async clientResponse(session: GatewaySession, id: JsonRpcId, raw: JsonObject): Promise<Decision> {
+    const owner = this.ctx.rc.namespace.parseServerRequestId(id);
+    const server = owner === null ? undefined : this.ctx.rc.servers.get(owner.server);
+    if (owner === null || server === undefined) {
+      this.log.warn({ id }, 'client answered a request the gateway never sent; dropped');
+      return respondAccepted();
+    }
+    return this.forward(session, server, JSON.stringify({ ...raw, id: owner.id }));
+  }
+
+  /** Points Envoy at the server's route with the upstream session and the rewritten body. */
+  private async forward(session: GatewaySession, server: RuntimeServer, body: string): Promise<ContinueDecision> {
+    const upstream = await this.upstreamSession(session, server);
+    this.target = { server, upstream, body };
+    return { kind: 'continue', ...routeMutation(server, upstream, body) };
+  }
+
+  private async upstreamSession(session: GatewaySession, server: RuntimeServer): Promise<UpstreamSession> {
+    try {
+      return await this.ctx.upstreamSessions.get(session, server);
+    } catch (err) {
+      throw upstreamFailure(server, err);
+    }
+  }
+
+  // ---------------------------------------------------------------- response
+
+  private async responseHeaders(h: Headers): Promise<Decision> {
+    const status = Number(h.get(':status') ?? '0');
+    const ct = h.get('content-type') ?? '';
+    const mcpReply = ct.includes('application/json') || ct.includes('text/event-stream');
+    const server = this.endpoint === 'passthrough' ? this.passthroughServer : (this.target?.server ?? null);
+    if (server === null) return CONTINUE;
+
+    if (status >= 500 && !mcpReply) {
+      // Envoy's own reply (no healthy host, connect failure, timeout): say which server, as JSON-RPC.
+      this.done();
+      const code = status === 504 ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE';
+      const what = status === 504 ? 'Upstream server timed out' : 'Upstream server unavailable';
+      return respondError(new GatewayError(code, `${what}: ${server.name}`), this.requestId);
+    }
+    if (this.endpoint === 'passthrough') return CONTINUE;
+
+    const session = this.session;
+    const target = this.target;
+    if (session === null || target === null) return CONTINUE;
+    if (status === 404 && target.upstream.sessionId !== null) return this.retryWithNewSession(session, target);
+
+    const setHeaders: HeaderSet[] = [{ key: SESSION_HEADER, value: session.id }];
+    const requestMethod = this.msg?.kind === 'request' ? this.msg.method : null;
+    if (ct.includes('text/event-stream')) {
+      this.rewriter = new SseRewriter((d) => this.rewriteData(target.server, requestMethod, d), MAX_REWRITE_BYTES);
+      return { kind: 'continue', setHeaders, removeHeaders: LENGTH_HEADER, responseBodyMode: 'STREAMED' };
+    }
+    if (ct.includes('application/json') && requestMethod !== null && REWRITTEN_RESULTS.has(requestMethod)) {
+      this.rewriter = new JsonBodyRewriter((d) => this.rewriteData(target.server, requestMethod, d), MAX_REWRITE_BYTES);
+      return { kind: 'continue', setHeaders, removeHeaders: LENGTH_HEADER, responseBodyMode: 'STREAMED' };
+    }
+    this.done();
+    return { kind: 'continue', setHeaders };
+  }
+
+  /** One upstream message as text → its aggregated form, or null when nothing changes. */
+  private rewriteData(server: RuntimeServer, requestMethod: string | null, data: string): string | null {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return null;
+    }
+    if (!isObject(msg)) return null;
+    const effects: RewriteEffects = {};
+    const changed = rewriteUpstreamMessage(msg, server.name, requestMethod, this.ctx.rc.namespace, effects);
+    if (effects.listChanged !== undefined) {
+      this.ctx.catalog.invalidate(server.name, effects.listChanged);
+      if (effects.listChanged === 'resources') this.ctx.catalog.invalidate(server.name, 'resourceTemplates');
+    }
+    return changed ? JSON.stringify(msg) : null;
+  }
+
+  /**
+   * The upstream forgot our session (restart or expiry): set up a new one and replay the message
+   * once, through the internal listener, answering the client with what comes back.
+   */
+  private async retryWithNewSession(session: GatewaySession, target: Target): Promise<Decision> {
+    const server = target.server;
+    this.log.info({ server: server.name }, 'upstream lost its session; re-initialising and retrying once');
+    let reply: UpstreamReply;
+    try {
+      const fresh = await this.ctx.upstreamSessions.renew(session, server, target.upstream);
+      reply = await this.ctx.upstream.post(server, target.body, {
+        sessionId: fresh.sessionId,
+        protocolVersion: fresh.protocolVersion,
+      });
+    } catch (err) {
+      throw upstreamFailure(server, err);
+    }
+    this.done();
+    const requestMethod = this.msg?.kind === 'request' ? this.msg.method : null;
+    let body = reply.body;
+    const isSse = reply.contentType.includes('text/event-stream');
+    if (isSse || (reply.contentType.includes('application/json') && requestMethod !== null)) {
+      const rewrite = (d: string): string | null => this.rewriteData(server, requestMethod, d);
+      const buf = Buffer.from(body);
+      body = isSse
+        ? new SseRewriter(rewrite, MAX_REWRITE_BYTES).push(buf, true)
+        : new JsonBodyRewriter(rewrite, MAX_REWRITE_BYTES).push(buf, true).toString('utf8');
+    }
+    const headers: HeaderSet[] = [{ key: SESSION_HEADER, value: session.id }];
+    if (reply.contentType !== '') headers.push({ key: 'content-type', value: reply.contentType });
+    return { kind: 'respond', status: reply.status, headers, body, details: 'mcpgw_upstream_session_renewed' };
+  }
+}
+
+/** Request-side mutation that sends the (rewritten) body to one server's route. */
+function routeMutation(server: RuntimeServer, upstream: UpstreamSession, body: string): Omit<ContinueDecision, 'kind'> {
+  const setHeaders: HeaderSet[] = [
+    { key: BACKEND_HEADER, value: server.name },
+    { key: PROTOCOL_VERSION_HEADER, value: upstream.protocolVersion },
+    { key: 'content-length', value: String(Buffer.byteLength(body)) },
+  ];
+  const removeHeaders = [...STRIPPED_REQUEST_HEADERS];
+  if (upstream.sessionId !== null) setHeaders.push({ key: SESSION_HEADER, value: upstream.sessionId });
+  else removeHeaders.push(SESSION_HEADER);
+  return { setHeaders, removeHeaders: removeHeaders.filter((h) => h !== BACKEND_HEADER), body: Buffer.from(body), clearRouteCache: true };
+}
+
+function upstreamFailure(server: RuntimeServer, err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  if (err instanceof UpstreamRpcError) {
+    return new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', `Upstream server ${server.name} refused the session: ${err.message}`);
+  }
+  if (err instanceof UpstreamSessionGone) {
+    return new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', `Upstream server unavailable: ${server.name}`);
+  }
+  return new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', `Upstream server unavailable: ${server.name}`, { cause: err });
+}
+
+/** Union of the upstreams' capabilities as the gateway offers them on /mcp. */
+function unionCapabilities(caps: readonly (JsonObject | null)[]): JsonObject {
+  const out: JsonObject = {};
+  let subscribe = false;
+  for (const c of caps) {
+    if (c === null) continue;
+    if (isObject(c['tools'])) out['tools'] = {};
+    if (isObject(c['prompts'])) out['prompts'] = {};
+    if (isObject(c['resources'])) {
+      out['resources'] = {};
+      if (c['resources']['subscribe'] === true) subscribe = true;
+    }
+    if (isObject(c['completions'])) out['completions'] = {};
+    if (isObject(c['logging'])) out['logging'] = {};
+  }
+  if (subscribe && isObject(out['resources'])) out['resources'] = { subscribe: true };
+  return out;
+}
+
+/** Whether an Accept header admits a media type (wildcards included). */
+export function accepts(accept: string, type: string): boolean {
+  const [major] = type.split('/');
+  for (const part of accept.split(',')) {
+    const media = part.split(';')[0]!.trim().toLowerCase();
+    if (media === type || media === '*/*' || media === `${major}/*`) return true;
+  }
+  return false;
+}
+
+function encodeCursor(kind: CatalogKind, offset: number): string {
+  return Buffer.from(JSON.stringify({ k: kind, o: offset })).toString('base64url');
+}
+
+function decodeCursor(cursor: unknown, kind: CatalogKind): number {
+  if (cursor === undefined) return 0;
+  if (typeof cursor === 'string') {
+    try {
+      const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+      if (isObject(v) && v['k'] === kind && Number.isInteger(v['o']) && (v['o'] as number) >= 0) return v['o'] as number;
+    } catch {
+      // fall through to the error below
+    }
+  }
+  throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: unknown cursor');
+}

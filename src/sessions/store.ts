@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+import type { JsonObject } from '../jsonrpc/message.js';
+
+/** One upstream session that belongs to a gateway session. */
+export interface UpstreamSession {
+  /** null: the upstream runs stateless and issued no session id. */
+  readonly sessionId: string | null;
+  readonly protocolVersion: string;
+}
+
+/** What the gateway remembers about one client session on the aggregated endpoint. */
+export interface GatewaySession {
+  readonly id: string;
+  readonly protocolVersion: string;
+  readonly clientCapabilities: JsonObject;
+  readonly clientInfo: JsonObject;
+  /** Identity the session is bound to (null until authentication is configured). */
+  readonly identity: string | null;
+  logLevel: string | null;
+  lastSeen: number;
+  /** Upstream sessions by server name, created lazily. */
+  readonly upstream: Map<string, UpstreamSession>;
+}
+
+/**
+ * Where gateway sessions live. Async on purpose so a shared store (Redis) can stand behind the
+ * same interface; the in-memory store resolves immediately.
+ */
+export interface SessionStore {
+  create(init: Omit<GatewaySession, 'id' | 'lastSeen' | 'upstream' | 'logLevel'>): Promise<GatewaySession>;
+  /** Returns the session and marks it used, or null if unknown or expired. */
+  get(id: string): Promise<GatewaySession | null>;
+  setUpstream(session: GatewaySession, server: string, upstream: UpstreamSession | null): Promise<void>;
+  setLogLevel(session: GatewaySession, level: string): Promise<void>;
+  delete(id: string): Promise<GatewaySession | null>;
+  close(): void;
+}
+
+/** A session id: 192 random bits, base64url (visible ASCII as the spec requires). */
+export function newSessionId(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/** In-process session store with idle expiry. */
+export class MemorySessionStore implements SessionStore {
+  private readonly sessions = new Map<string, GatewaySession>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly idleMs: number,
+    private readonly onExpire: (s: GatewaySession) => void = () => {},
+    private readonly now: () => number = Date.now,
+  ) {
+    this.sweeper = setInterval(() => this.sweep(), Math.min(idleMs, 60_000));
+    this.sweeper.unref();
+  }
+
+  async create(init: Omit<GatewaySession, 'id' | 'lastSeen' | 'upstream' | 'logLevel'>): Promise<GatewaySession> {
+    const s: GatewaySession = { ...init, id: newSessionId(), lastSeen: this.now(), logLevel: null, upstream: new Map() };
+    this.sessions.set(s.id, s);
+    return s;
+  }
+
+  async get(id: string): Promise<GatewaySession | null> {
+    const s = this.sessions.get(id);
+    if (s === undefined) return null;
+    const now = this.now();
+    if (now - s.lastSeen > this.idleMs) {
+      this.sessions.delete(id);
+      this.onExpire(s);
+      return null;
+    }
+    s.lastSeen = now;
+    return s;
+  }
+
+  async setUpstream(session: GatewaySession, server: string, upstream: UpstreamSession | null): Promise<void> {
+    if (upstream === null) session.upstream.delete(server);
+    else session.upstream.set(server, upstream);
+  }
+
+  async setLogLevel(session: GatewaySession, level: string): Promise<void> {
+    session.logLevel = level;
+  }
+
+  async delete(id: string): Promise<GatewaySession | null> {
+    const s = this.sessions.get(id) ?? null;
+    this.sessions.delete(id);
+    return s;
+  }
+
+  /** Number of live sessions (for tests and metrics). */
+  size(): number {
+    return this.sessions.size;
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const s of this.sessions.values()) {
+      if (now - s.lastSeen > this.idleMs) {
+        this.sessions.delete(s.id);
+        this.onExpire(s);
+      }
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+  }
+}
