@@ -113,6 +113,16 @@ export class Catalog {
     return entry === null;
   }
 
+  /**
+   * A routed call found the server unreachable: drop its entries now rather than at the end of
+   * the TTL, so aggregated lists stop offering what cannot be called.
+   */
+  reportUnavailable(server: RuntimeServer): void {
+    const st = this.stateOf(server);
+    this.markDown(server, st, new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', 'routed request found it unreachable'));
+    st.lists = {};
+  }
+
   /** Marks a server's list stale (e.g. after notifications/tools/list_changed). */
   invalidate(server: string, kind?: CatalogKind): void {
     const st = this.state.get(server);

@@ -20,6 +20,8 @@ export class SseRewriter {
   private scanPos = 0;
   private dataLines: string[] = [];
   private oversized = false;
+  /** The start of the current line was already released (oversized events only). */
+  private midLine = false;
 
   constructor(
     private readonly rewrite: SseDataRewriter,
@@ -37,7 +39,9 @@ export class SseRewriter {
       const [idx, len] = nl;
       const line = this.pending.slice(this.scanPos, idx);
       this.scanPos = idx + len;
-      if (line === '') {
+      const continued = this.midLine;
+      this.midLine = false;
+      if (line === '' && !continued) {
         out += this.finishEvent();
       } else if (!this.oversized && line.startsWith('data')) {
         if (line === 'data') this.dataLines.push('');
@@ -49,8 +53,10 @@ export class SseRewriter {
       this.dataLines = [];
     }
     if (this.oversized || end) {
-      // Emit whatever is scanned (oversized) or everything left (end of stream) untouched.
-      const upTo = end ? this.pending.length : this.scanPos;
+      // Release everything held (a lone trailing CR waits: it may be half of a CRLF).
+      let upTo = this.pending.length;
+      if (!end && this.pending.charCodeAt(upTo - 1) === 13) upTo--;
+      if (upTo > this.scanPos) this.midLine = true;
       out += this.pending.slice(0, upTo);
       this.pending = this.pending.slice(upTo);
       this.scanPos = 0;
@@ -81,7 +87,8 @@ export class SseRewriter {
       this.oversized = false;
       return raw;
     }
-    if (data.length === 0) return raw;
+    // Same verdict however the bytes were chunked: an event over the bound is never rewritten.
+    if (data.length === 0 || raw.length > this.maxEventBytes) return raw;
     const replacement = this.rewrite(data.join('\n'));
     if (replacement === null) return raw;
     return rebuildEvent(raw, replacement);

@@ -418,6 +418,7 @@ export class McpStream {
     if (status >= 500 && !mcpReply) {
       // Envoy's own reply (no healthy host, connect failure, timeout): say which server, as JSON-RPC.
       this.done();
+      if (status !== 504) this.ctx.catalog.reportUnavailable(server);
       const code = status === 504 ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE';
       const what = status === 504 ? 'Upstream server timed out' : 'Upstream server unavailable';
       return respondError(new GatewayError(code, `${what}: ${server.name}`), this.requestId);

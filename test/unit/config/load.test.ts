@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, parseConfigText } from '../../../src/config/load.js';
+import { compileConfig, durationMs } from '../../../src/config/runtime.js';
+
+function errorOf(yaml: string, env: NodeJS.ProcessEnv = {}): string {
+  try {
+    parseConfigText(yaml, env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err));
+    return err.message;
+  }
+  assert.fail('expected the config to be rejected');
+}
+
+const MINIMAL = 'servers:\n  alpha:\n    url: http://127.0.0.1:3001/mcp\n';
+
+describe('config loading', () => {
+  it('fills every default from a minimal file', () => {
+    const c = parseConfigText(MINIMAL, {});
+    assert.equal(c.gateway.listen, '127.0.0.1:8080');
+    assert.equal(c.gateway.processor, '127.0.0.1:9001');
+    assert.equal(c.gateway.admin, '127.0.0.1:9090');
+    assert.equal(c.gateway.envoy_admin, '127.0.0.1:9901');
+    assert.equal(c.gateway.tool_separator, '__');
+    assert.equal(c.servers['alpha']?.auth_required, false);
+    assert.equal(c.cache['tools/list'].ttl, 60);
+  });
+
+  it('accepts the seed shapes for servers', () => {
+    const c = parseConfigText(
+      `servers:
+  database:
+    url: http://mcp-db:3000/mcp
+    capabilities: [tools]
+    auth_required: true
+    rate_limit: 100/min
+  filesystem:
+    url: https://mcp-fs:3000/mcp
+    capabilities: [tools, resources]
+    allowed_clients: [internal]
+    fallback: [https://mcp-fs-2:3000/mcp]
+    strategy: failover
+gateway:
+  processor: [127.0.0.1:9001, 127.0.0.1:9002]
+`,
+      {},
+    );
+    assert.deepEqual(c.servers['filesystem']?.allowed_clients, ['internal']);
+    assert.deepEqual(c.gateway.processor, ['127.0.0.1:9001', '127.0.0.1:9002']);
+  });
+
+  it('rejects unknown keys and names the path', () => {
+    assert.match(errorOf(`${MINIMAL}    colour: blue\n`), /servers\.alpha/);
+    assert.match(errorOf(`${MINIMAL}    colour: blue\n`), /colour/);
+    assert.match(errorOf(`${MINIMAL}gateway:\n  lisen: 127.0.0.1:1\n`), /lisen/);
+    assert.match(errorOf(`${MINIMAL}surprise: 1\n`), /surprise/);
+  });
+
+  it('rejects bad values and names the field', () => {
+    assert.match(errorOf('servers:\n  alpha:\n    url: ftp://x/mcp\n'), /servers\.alpha\.url/);
+    assert.match(errorOf(`${MINIMAL}    rate_limit: lots\n`), /servers\.alpha\.rate_limit/);
+    assert.match(errorOf(`${MINIMAL}gateway:\n  listen: 127.0.0.1:99999\n`), /gateway\.listen/);
+    assert.match(errorOf(`${MINIMAL}gateway:\n  tool_separator: "/"\n`), /gateway\.tool_separator/);
+    assert.match(errorOf('servers:\n  Bad_Name:\n    url: http://x/mcp\n'), /Bad_Name|servers/);
+    assert.match(errorOf('servers: {}\n'), /at least one server/);
+    assert.match(errorOf('servers:\n  a:\n    url: http://x/mcp\n  a-b:\n    url: http://y/mcp\ngateway:\n  tool_separator: "-"\n'), /ambiguous/);
+    assert.match(errorOf('servers: [\n'), /not valid YAML/);
+    assert.match(errorOf('servers:\n  a:\n    url: http://x/mcp\n  a:\n    url: http://y/mcp\n'), /not valid YAML/);
+  });
+
+  it('substitutes ${ENV} and names the field when a variable is missing', () => {
+    const c = parseConfigText('servers:\n  alpha:\n    url: http://${HOST}:${PORT:-3001}/mcp\n', { HOST: 'db.internal' });
+    assert.equal(c.servers['alpha']?.url, 'http://db.internal:3001/mcp');
+    assert.match(errorOf('servers:\n  alpha:\n    url: http://${NOPE}/mcp\n'), /servers\.alpha\.url: environment variable NOPE is not set/);
+  });
+
+  it('compiles origin and host matchers', () => {
+    const rc = compileConfig(parseConfigText(MINIMAL, {}));
+    assert.equal(rc.originAllowed('http://localhost:6274'), true);
+    assert.equal(rc.originAllowed('http://evil.example'), false);
+    assert.equal(rc.originAllowed('http://localhost.evil.example'), false);
+    assert.ok(rc.hostAllowed !== null);
+    assert.equal(rc.hostAllowed('127.0.0.1:8080'), true);
+    assert.equal(rc.hostAllowed('[::1]:8080'), true);
+    assert.equal(rc.hostAllowed('evil.example:8080'), false);
+    const open = compileConfig(parseConfigText(`${MINIMAL}gateway:\n  listen: 0.0.0.0:8080\n`, {}));
+    assert.equal(open.hostAllowed, null);
+    assert.equal(durationMs('250ms') + durationMs('2s') + durationMs('1m') + durationMs('1h'), 250 + 2000 + 60_000 + 3_600_000);
+  });
+});
