@@ -131,11 +131,16 @@ export class Catalog {
     else delete st.lists[kind];
   }
 
-  /** Fetches every catalog now (start-up warm-up); never throws. */
+  /**
+   * Fetches every catalog now (start-up warm-up); never throws. A failure here does not start
+   * the retry pause: at start-up Envoy may simply not be listening yet, and the first client
+   * request should try again rather than find the server "down".
+   */
   async warm(): Promise<void> {
     await Promise.all(
       this.rc.serverList.flatMap((s) => (Object.keys(KIND_INFO) as CatalogKind[]).map((k) => this.serverList(s, k))),
     );
+    for (const st of this.state.values()) st.downSince = null;
   }
 
   private stateOf(server: RuntimeServer): ServerState {
