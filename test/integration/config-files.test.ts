@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, describe, it } from 'node:test';
+import { parse as parseYaml } from 'yaml';
+import { loadConfigFile } from '../../src/config/load.js';
+import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { validateEnvoyConfig } from '../support/envoy.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const cli = join(root, 'dist/src/main.js');
+
+function yamlFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    let entries;
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.ya?ml$/.test(e.name)) out.push(p);
+    }
+  };
+  walk(join(root, dir));
+  return out.sort();
+}
+
+/** A gateway config has `servers:`; anything else under these folders is an Envoy or k8s file. */
+function isGatewayConfig(file: string): boolean {
+  const doc = parseYaml(readText(file)) as Record<string, unknown> | null;
+  return doc !== null && typeof doc === 'object' && 'servers' in doc;
+}
+
+function readText(file: string): string {
+  return readFileSync(file, 'utf8');
+}
+
+function runCli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, FS_HOST: 'fs.internal' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('config files in the repository', () => {
+  const gatewayConfigs = [...yamlFiles('test/fixtures/configs'), ...yamlFiles('deploy')].filter(isGatewayConfig);
+
+  it('finds the configs it is meant to check', () => {
+    assert.ok(gatewayConfigs.some((f) => f.endsWith('full.yaml')));
+    assert.ok(gatewayConfigs.some((f) => f.includes('deploy/dev/')), gatewayConfigs.join(', '));
+  });
+
+  for (const file of gatewayConfigs) {
+    it(`${file.slice(root.length)} is valid and its Envoy bootstrap passes envoy --mode validate`, async () => {
+      const config = await loadConfigFile(file, { FS_HOST: 'fs.internal' });
+      await validateEnvoyConfig(renderEnvoyBootstrap(config));
+    });
+  }
+
+  for (const file of yamlFiles('envoy')) {
+    it(`${file.slice(root.length)} passes envoy --mode validate`, async () => {
+      await validateEnvoyConfig(readText(file));
+    });
+  }
+});
+
+describe('mcp-gateway CLI', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcpgw-cli-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('validate accepts a good config', () => {
+    const r = runCli('validate', '--config', join(root, 'test/fixtures/configs/full.yaml'));
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /ok \(3 servers\)/);
+  });
+
+  it('validate rejects a bad one naming the field, with a non-zero exit', () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'servers:\n  alpha:\n    url: http://x/mcp\n    rate_limit: fast\n  beta:\n    ur: http://y/mcp\n');
+    const r = runCli('validate', '--config', bad);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /servers\.alpha\.rate_limit/);
+    assert.match(r.stderr, /servers\.beta/);
+    assert.match(r.stderr, /ur/);
+  });
+
+  it('validate explains a missing file and a missing --config', () => {
+    const missing = runCli('validate', '--config', join(dir, 'nope.yaml'));
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /cannot read/);
+    const noFlag = runCli('validate');
+    assert.equal(noFlag.status, 2);
+    assert.match(noFlag.stderr, /--config FILE is required/);
+  });
+
+  it('envoy-config prints a bootstrap with the processor replicas as ext_proc endpoints', () => {
+    const r = runCli('envoy-config', '--config', join(root, 'test/fixtures/configs/full.yaml'));
+    assert.equal(r.status, 0, r.stderr);
+    const doc = parseYaml(r.stdout) as { static_resources: { clusters: { name: string; load_assignment: unknown }[]; listeners: { name: string }[] } };
+    const proc = doc.static_resources.clusters.find((c) => c.name === 'mcpgw_processor');
+    assert.match(JSON.stringify(proc?.load_assignment), /19001.*19002/);
+    assert.deepEqual(
+      doc.static_resources.clusters.map((c) => c.name).sort(),
+      ['mcp_database', 'mcp_filesystem', 'mcp_search', 'mcpgw_processor'],
+    );
+    assert.deepEqual(doc.static_resources.listeners.map((l) => l.name), ['mcp_client', 'mcp_internal']);
+    assert.match(r.stdout, /fs\.internal/, '${ENV} substitution reached the cluster');
+  });
+});
