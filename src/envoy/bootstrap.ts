@@ -161,6 +161,12 @@ export function renderEnvoyBootstrap(config: Config): string {
       match: { path: AGGREGATED_PATH, headers: [{ name: BACKEND_HEADER, string_match: { exact: s.name } }] },
       route: upstreamRoute(s),
     });
+    // The server→client GET stream lives as long as the session: only idleness ends it.
+    clientRoutes.push({
+      name: `${s.name}_passthrough_stream`,
+      match: { path: `/servers/${s.name}/mcp`, headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
+      route: { ...upstreamRoute(s), timeout: '0s' },
+    });
     clientRoutes.push({ name: `${s.name}_passthrough`, match: { path: `/servers/${s.name}/mcp` }, route: upstreamRoute(s) });
   }
   // Safety net: the processor answers every request it does not route; this only fires on a bug.
