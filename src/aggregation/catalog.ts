@@ -45,6 +45,7 @@ export interface MergedList {
 export class Catalog {
   private readonly state = new Map<string, ServerState>();
   private readonly merged = new Map<CatalogKind, MergedList>();
+  private warming = false;
 
   constructor(
     private readonly rc: RuntimeConfig,
@@ -137,9 +138,14 @@ export class Catalog {
    * request should try again rather than find the server "down".
    */
   async warm(): Promise<void> {
-    await Promise.all(
-      this.rc.serverList.flatMap((s) => (Object.keys(KIND_INFO) as CatalogKind[]).map((k) => this.serverList(s, k))),
-    );
+    this.warming = true;
+    try {
+      await Promise.all(
+        this.rc.serverList.flatMap((s) => (Object.keys(KIND_INFO) as CatalogKind[]).map((k) => this.serverList(s, k))),
+      );
+    } finally {
+      this.warming = false;
+    }
     for (const st of this.state.values()) st.downSince = null;
   }
 
@@ -249,7 +255,7 @@ export class Catalog {
 
   private markDown(server: RuntimeServer, st: ServerState, err: unknown): void {
     const message = err instanceof Error ? err.message : String(err);
-    if (st.downSince === null) this.log.warn({ server: server.name, err: message }, 'upstream left out of the catalog');
+    if (st.downSince === null && !this.warming) this.log.warn({ server: server.name, err: message }, 'upstream left out of the catalog');
     st.downSince = this.now();
     st.lastError = message;
     st.init = null;

@@ -204,6 +204,8 @@ export function renderEnvoyBootstrap(config: Config): string {
   const clientListener = {
     name: 'mcp_client',
     address: socketAddress(g.listen),
+    // A second Envoy on the same port must fail loudly, not silently share the traffic.
+    enable_reuse_port: false,
     per_connection_buffer_limit_bytes: g.max_body_bytes,
     filter_chains: [
       {
@@ -241,6 +243,7 @@ export function renderEnvoyBootstrap(config: Config): string {
   const internalListener = {
     name: 'mcp_internal',
     address: socketAddress(g.internal),
+    enable_reuse_port: false,
     filter_chains: [
       {
         filters: [
@@ -291,6 +294,17 @@ export function renderEnvoyBootstrap(config: Config): string {
   const bootstrap = {
     node: { id: 'mcp-gateway', cluster: 'mcp-gateway' },
     admin: { address: socketAddress(g.envoy_admin) },
+    overload_manager: {
+      resource_monitors: [
+        {
+          name: 'envoy.resource_monitors.global_downstream_max_connections',
+          typed_config: {
+            '@type': 'type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig',
+            max_active_downstream_connections: 50_000,
+          },
+        },
+      ],
+    },
     static_resources: {
       listeners: [clientListener, internalListener],
       clusters: [processorCluster, ...rc.serverList.map(cluster)],
