@@ -1,13 +1,16 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { Catalog } from './aggregation/catalog.js';
-import { compileConfig } from './config/runtime.js';
+import { compileConfig, durationMs } from './config/runtime.js';
 import type { Config } from './config/schema.js';
 import { startExtProcServer } from './extproc/server.js';
 import { createLogger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
+import { OperationObserver } from './observability/operations.js';
 import { UpstreamSessions, type GatewayContext } from './pipeline/context.js';
 import { MemorySessionStore } from './sessions/store.js';
 import { UpstreamClient } from './upstream/client.js';
+import { HealthMonitor } from './upstream/health.js';
 
 /** Options for one processor replica. */
 export interface RunOptions {
@@ -25,11 +28,12 @@ export interface RunningGateway {
   readonly grpcAddress: string;
   readonly adminAddress: string;
   readonly context: GatewayContext;
+  readonly health: HealthMonitor;
   close(): Promise<void>;
 }
 
 /** Builds the shared request-path context for a config. */
-export function createContext(config: Config, log: Logger): GatewayContext {
+export function createContext(config: Config, log: Logger, metrics: Metrics = new Metrics()): GatewayContext {
   const rc = compileConfig(config);
   const upstream = new UpstreamClient(rc.internalBaseUrl, rc.upstreamTimeoutMs);
   const upstreamSessionsRef: { current: UpstreamSessions | null } = { current: null };
@@ -46,13 +50,23 @@ export function createContext(config: Config, log: Logger): GatewayContext {
     upstreamSessions,
     inflight: new Map(),
     log,
+    metrics,
+    observer: new OperationObserver(metrics, log, config.logging.operations),
+    logArguments: config.logging.arguments,
   };
 }
 
 /** Starts one processor replica: the ext_proc gRPC server and the admin HTTP server. */
 export async function run(opts: RunOptions): Promise<RunningGateway> {
-  const log = opts.logger ?? createLogger(opts.logLevel);
+  const log = opts.logger ?? createLogger(opts.logLevel ?? opts.config.logging.level);
   const context = createContext(opts.config, log);
+  const hc = opts.config.health;
+  const health = new HealthMonitor(context.rc, context.catalog, context.metrics, log, {
+    intervalMs: durationMs(hc.interval),
+    timeoutMs: durationMs(hc.timeout),
+    unhealthyThreshold: hc.unhealthy_threshold,
+    degradedLatencyMs: durationMs(hc.degraded_latency),
+  });
   const processors = opts.config.gateway.processor;
   const grpcWanted = opts.grpc ?? (Array.isArray(processors) ? processors[0]! : processors);
   const { server: grpcServer, address: grpcAddress } = await startExtProcServer(grpcWanted, () => context, log);
@@ -63,7 +77,18 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'starting\n');
+      const why = !ready ? 'starting' : !health.ready() ? 'no upstream server is healthy' : null;
+      res.writeHead(why === null ? 200 : 503, { 'content-type': 'text/plain' }).end(`${why ?? 'ready'}\n`);
+    } else if (path === '/health/servers') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(health.snapshot()));
+    } else if (path === '/metrics') {
+      context.metrics.render().then(
+        ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
+        (err: unknown) => {
+          log.error({ err }, 'metrics rendering failed');
+          res.writeHead(500).end();
+        },
+      );
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }
@@ -72,17 +97,24 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
   const adminAddress = await listen(admin, adminWanted);
   ready = true;
   log.info({ grpc: grpcAddress, admin: adminAddress, servers: context.rc.serverList.map((s) => s.name) }, 'processor started');
-  // Warm the catalogs once Envoy can carry our calls; failures just mean a cold first list.
-  const warm = setTimeout(() => void context.catalog.warm(), 200);
+  // Warm the catalogs once Envoy can carry our calls (failures just mean a cold first list),
+  // then start the health checks.
+  const warm = setTimeout(() => {
+    void context.catalog.warm().finally(() => {
+      if (ready) health.start();
+    });
+  }, 200);
   warm.unref();
 
   return {
     grpcAddress,
     adminAddress,
     context,
+    health,
     async close(): Promise<void> {
       ready = false;
       clearTimeout(warm);
+      health.stop();
       context.sessions.close();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       await new Promise<void>((resolve) => {

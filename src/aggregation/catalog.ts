@@ -46,6 +46,8 @@ export class Catalog {
   private readonly state = new Map<string, ServerState>();
   private readonly merged = new Map<CatalogKind, MergedList>();
   private warming = false;
+  /** Servers the health monitor currently reports unhealthy. */
+  private excluded: ReadonlySet<string> = new Set();
 
   constructor(
     private readonly rc: RuntimeConfig,
@@ -72,9 +74,15 @@ export class Catalog {
     return out;
   }
 
-  /** Entries of one kind across all servers, renamed; servers that are down are left out. */
+  /**
+   * Entries of one kind across all servers, renamed; servers that are down, or that the health
+   * monitor reports unhealthy, are left out.
+   */
   async list(kind: CatalogKind): Promise<MergedList> {
-    const perServer = await Promise.all(this.rc.serverList.map((s) => this.serverList(s, kind)));
+    const excluded = this.excluded;
+    const perServer = await Promise.all(
+      this.rc.serverList.map((s) => (excluded.has(s.name) ? null : this.serverList(s, kind))),
+    );
     const version = perServer.map((e, i) => `${this.rc.serverList[i]!.name}@${e?.fetchedAt ?? 'x'}`).join(',');
     const cached = this.merged.get(kind);
     if (cached !== undefined && cached.version === version) return cached;
@@ -122,6 +130,48 @@ export class Catalog {
     const st = this.stateOf(server);
     this.markDown(server, st, new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', 'routed request found it unreachable'));
     st.lists = {};
+  }
+
+  /** Sets the servers to leave out of lists (health monitor); a server coming back is refetched. */
+  setExcluded(servers: ReadonlySet<string>): void {
+    for (const name of this.excluded) if (!servers.has(name)) this.invalidate(name);
+    this.excluded = servers;
+  }
+
+  /** True if `name` is in the server's cached catalog of `kind` (no I/O: for bounded metric labels). */
+  knows(server: string, kind: CatalogKind, name: string): boolean {
+    const items = this.state.get(server)?.lists[kind]?.items;
+    if (items === undefined) return false;
+    const key = kind === 'resources' ? 'uri' : kind === 'resourceTemplates' ? 'uriTemplate' : 'name';
+    return items.some((i) => i[key] === name);
+  }
+
+  /**
+   * MCP ping over the gateway's own session with this server; resolves to the latency in ms.
+   * A forgotten session is set up again once; any other failure rejects.
+   */
+  async ping(server: RuntimeServer, timeoutMs: number): Promise<number> {
+    const st = this.stateOf(server);
+    const started = performance.now();
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (st.init === null) {
+        st.downSince = null; // a health check always tries, whatever the retry pause says
+        await this.ensureInit(server, st);
+        if (st.init === null) throw new Error(st.lastError ?? 'initialize failed');
+      }
+      try {
+        await this.upstream.call(server, 'ping', undefined, {
+          sessionId: st.init.sessionId,
+          protocolVersion: st.init.protocolVersion,
+          timeoutMs,
+        });
+        return performance.now() - started;
+      } catch (err) {
+        if (!(err instanceof UpstreamSessionGone)) throw err;
+        st.init = null;
+      }
+    }
+    throw new Error('upstream keeps forgetting the session');
   }
 
   /** Marks a server's list stale (e.g. after notifications/tools/list_changed). */

@@ -147,6 +147,42 @@ export const GatewaySchema = z.strictObject({
 });
 export type GatewayConfig = z.infer<typeof GatewaySchema>;
 
+export const HealthSchema = z
+  .strictObject({
+    interval: DurationSchema.default('10s').describe('How often each upstream is pinged (MCP ping over the gateway session)'),
+    timeout: DurationSchema.default('2s').describe('A ping slower than this counts as a failed check'),
+    unhealthy_threshold: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(2)
+      .describe('Consecutive failed checks after which a server is unhealthy and left out of aggregated lists'),
+    degraded_latency: DurationSchema.default('1s').describe('A successful ping slower than this marks the server degraded'),
+  })
+  .describe('Active health checks of the upstream servers');
+
+export const LoggingSchema = z
+  .strictObject({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('Processor log level'),
+    operations: z.boolean().default(true).describe('Write one structured line per MCP operation'),
+    arguments: z
+      .boolean()
+      .default(false)
+      .describe('Debug only: include tools/call arguments in operation lines (they may hold secrets)'),
+  })
+  .describe('Processor logging (JSON lines on stdout)');
+
+export const TracingSchema = z
+  .strictObject({
+    otlp_endpoint: HostPortSchema.optional().describe(
+      "OTLP/gRPC collector for Envoy's own OpenTelemetry spans; omitted means Envoy does not trace",
+    ),
+    service_name: z.string().min(1).default('mcp-gateway').describe('service.name of Envoy spans'),
+    sampling_percent: z.number().min(0).max(100).default(100).describe('Share of requests Envoy traces'),
+  })
+  .describe('Distributed tracing (W3C traceparent is always honoured and propagated)');
+
 export const ConfigSchema = z
   .strictObject({
     gateway: GatewaySchema.default(GatewaySchema.parse({})),
@@ -155,6 +191,9 @@ export const ConfigSchema = z
       .refine((s) => Object.keys(s).length > 0, 'at least one server is required')
       .describe('The upstream MCP servers, by name'),
     cache: CacheSchema.default(CacheSchema.parse({})),
+    health: HealthSchema.default(HealthSchema.parse({})),
+    logging: LoggingSchema.default(LoggingSchema.parse({})),
+    tracing: TracingSchema.default(TracingSchema.parse({})),
   })
   .superRefine((cfg, ctx) => {
     const sep = cfg.gateway.tool_separator;

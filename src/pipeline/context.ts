@@ -2,6 +2,8 @@ import type { Logger } from 'pino';
 import type { Catalog } from '../aggregation/catalog.js';
 import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
 import type { JsonObject } from '../jsonrpc/message.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { OperationObserver } from '../observability/operations.js';
 import type { GatewaySession, SessionStore, UpstreamSession } from '../sessions/store.js';
 import { UpstreamSessionGone, type UpstreamClient } from '../upstream/client.js';
 
@@ -15,6 +17,10 @@ export interface GatewayContext {
   /** In-flight client requests on the aggregated endpoint: `<session>\n<id>` → server (for cancellation). */
   readonly inflight: Map<string, string>;
   readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly observer: OperationObserver;
+  /** Debug option: tools/call arguments go into operation log lines. */
+  readonly logArguments: boolean;
 }
 
 /**

@@ -26,6 +26,8 @@ export interface RespondDecision {
   readonly body: string;
   readonly details: string;
   readonly metadata?: Readonly<Record<string, string>>;
+  /** For the operation record: did this answer carry an error, and which. */
+  readonly errorCode?: string | number;
 }
 
 /** What a phase handler tells the ext_proc layer to do. */

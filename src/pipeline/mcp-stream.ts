@@ -12,6 +12,8 @@ import {
   PROTOCOL_VERSION_HEADER,
   SESSION_HEADER,
 } from '../routing/headers.js';
+import type { OperationStatus } from '../observability/operations.js';
+import { childTraceparent, traceFrom, type TraceContext } from '../observability/trace.js';
 import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
 import { UpstreamRpcError, UpstreamSessionGone, type UpstreamReply } from '../upstream/client.js';
 import type { GatewayContext } from './context.js';
@@ -76,6 +78,17 @@ export class McpStream {
   private rewriter: SseRewriter | JsonBodyRewriter | null = null;
   private readonly log: Logger;
 
+  // What the operation record needs when the request ends.
+  private startedAt = 0;
+  private trace: TraceContext | null = null;
+  private opServer: string | null = null;
+  private opTool: string | null = null;
+  private requestBytes: number | null = null;
+  private responseStatus: OperationStatus = 'success';
+  private responseError: string | number | null = null;
+  private httpStatus: number | null = null;
+  private finished = false;
+
   constructor(private readonly ctx: GatewayContext) {
     this.log = ctx.log;
   }
@@ -86,28 +99,39 @@ export class McpStream {
   }
 
   async onRequestHeaders(headers: Headers, endOfStream: boolean): Promise<Decision> {
+    this.startedAt = performance.now();
     this.headers = headers;
-    try {
-      return await this.requestHeaders(headers, endOfStream);
-    } catch (err) {
-      return this.fail(err);
-    }
+    this.trace = traceFrom(headers.get('traceparent'), headers.get('tracestate'));
+    return this.settle(() => this.requestHeaders(headers, endOfStream));
   }
 
   async onRequestBody(body: Buffer): Promise<Decision> {
-    try {
-      return await this.requestBody(body);
-    } catch (err) {
-      return this.fail(err);
-    }
+    this.requestBytes = body.length;
+    return this.settle(() => this.requestBody(body));
   }
 
   async onResponseHeaders(headers: Headers): Promise<Decision> {
+    this.httpStatus = Number(headers.get(':status') ?? '0');
+    return this.settle(() => this.responseHeaders(headers));
+  }
+
+  /** Runs a phase; a local answer (or a failure rendered as one) ends the operation. */
+  private async settle(phase: () => Promise<Decision>): Promise<Decision> {
+    let d: Decision;
     try {
-      return await this.responseHeaders(headers);
+      d = await phase();
     } catch (err) {
-      return this.fail(err);
+      d = this.fail(err);
     }
+    if (d.kind === 'respond') {
+      this.httpStatus = d.status;
+      if (d.errorCode !== undefined) {
+        this.responseStatus = 'error';
+        this.responseError = d.errorCode;
+      }
+      this.finish();
+    }
+    return d;
   }
 
   /** Rewrites one response chunk; failures here pass the chunk through (the response has started). */
@@ -122,22 +146,52 @@ export class McpStream {
       this.rewriter = null;
       return CONTINUE;
     }
-    if (endOfStream) this.done();
+    if (endOfStream) this.finish();
     return out.equals(chunk) ? CONTINUE : { kind: 'continue', body: out };
   }
 
-  /** The gRPC stream ended (normally or not). */
+  /** The gRPC stream ended; an operation still open was cut short (client gone, reset). */
   done(): void {
+    if (!this.finished) {
+      this.responseStatus = 'cancelled';
+      this.finish();
+    }
+  }
+
+  /** Ends the operation once: frees its in-flight entry, records metrics and the log line. */
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
     if (this.inflightKey !== null) {
       this.ctx.inflight.delete(this.inflightKey);
       this.inflightKey = null;
     }
+    const msg = this.msg;
+    const method = msg === null ? null : msg.kind === 'response' ? 'response' : msg.method;
+    const tool = this.opTool;
+    let status = this.responseStatus;
+    if (status === 'success' && this.httpStatus !== null && this.httpStatus >= 400) status = 'error';
+    this.ctx.observer.record({
+      method,
+      server: this.opServer,
+      tool,
+      toolKnown: tool !== null && this.opServer !== null && this.ctx.catalog.knows(this.opServer, 'tools', tool),
+      clientId: this.session?.identity ?? null,
+      tenant: null,
+      status,
+      httpStatus: this.httpStatus,
+      errorCode: this.responseError,
+      traceId: this.trace?.traceId ?? '',
+      durationMs: performance.now() - this.startedAt,
+      requestBytes: this.requestBytes,
+      endpoint: this.endpoint,
+      ...(this.ctx.logArguments && msg?.kind === 'request' && method === 'tools/call' ? { arguments: msg.params?.['arguments'] } : {}),
+    });
   }
 
   private fail(err: unknown): RespondDecision {
     const gw = toGatewayError(err);
     if (gw.code === 'GW_ERR_INTERNAL') this.log.error({ err }, 'internal error on the request path');
-    this.done();
     return respondError(gw, this.requestId);
   }
 
@@ -219,7 +273,7 @@ export class McpStream {
     if (body.length > this.ctx.rc.maxBodyBytes) throw new GatewayError('GW_ERR_BODY_TOO_LARGE');
     const msg = parseMessage(body);
     this.msg = msg;
-    if (this.endpoint === 'passthrough') return CONTINUE;
+    if (this.endpoint === 'passthrough') return this.passthrough(msg);
 
     if (msg.kind === 'request' && msg.method === 'initialize') return this.initialize(msg.id, msg.params);
     const session = await this.requireSession(this.headers);
@@ -233,6 +287,33 @@ export class McpStream {
       case 'response':
         return this.clientResponse(session, msg.id, msg.raw);
     }
+  }
+
+  /**
+   * Passthrough: names and sessions stay the upstream's; only the trace context is added
+   * (header, and `_meta.traceparent` on requests).
+   */
+  private passthrough(msg: JsonRpcMessage): Decision {
+    const server = this.passthroughServer!;
+    this.opServer = server.name;
+    const traceparent = childTraceparent(this.trace!);
+    const setHeaders: HeaderSet[] = [{ key: 'traceparent', value: traceparent }];
+    if (msg.kind !== 'request') return { kind: 'continue', setHeaders, metadata: this.metadata() };
+    if (msg.method === 'tools/call' && typeof msg.params?.['name'] === 'string') this.opTool = msg.params['name'];
+    const body = JSON.stringify({ ...msg.raw, params: withTrace(msg.params, traceparent, this.trace!) });
+    setHeaders.push({ key: 'content-length', value: String(Buffer.byteLength(body)) });
+    return { kind: 'continue', setHeaders, body: Buffer.from(body), metadata: this.metadata() };
+  }
+
+  /** Dynamic metadata for Envoy's access log (namespace mcp.gateway). */
+  private metadata(): Record<string, string> {
+    const msg = this.msg;
+    const md: Record<string, string> = { trace_id: this.trace?.traceId ?? '' };
+    if (msg !== null) md['method'] = msg.kind === 'response' ? 'response' : msg.method.slice(0, 100);
+    if (this.opServer !== null) md['server'] = this.opServer;
+    if (this.opTool !== null) md['tool'] = this.opTool.slice(0, 128);
+    if (this.session?.identity) md['client'] = this.session.identity;
+    return md;
   }
 
   private async initialize(id: JsonRpcId, params: JsonObject | undefined): Promise<Decision> {
@@ -324,6 +405,7 @@ export class McpStream {
           throw new GatewayError(unknown, `${label}: ${name}`);
         }
         newParams['name'] = owned.name;
+        if (kind === 'tools') this.opTool = owned.name;
         break;
       }
       case 'completion/complete': {
@@ -354,7 +436,8 @@ export class McpStream {
     }
     this.inflightKey = `${session.id}\n${JSON.stringify(id)}`;
     this.ctx.inflight.set(this.inflightKey, server.name);
-    return this.forward(session, server, JSON.stringify({ ...raw, params: newParams }));
+    const traceparent = childTraceparent(this.trace!);
+    return this.forward(session, server, JSON.stringify({ ...raw, params: withTrace(newParams, traceparent, this.trace!) }), traceparent);
   }
 
   private async notification(
@@ -392,10 +475,22 @@ export class McpStream {
   }
 
   /** Points Envoy at the server's route with the upstream session and the rewritten body. */
-  private async forward(session: GatewaySession, server: RuntimeServer, body: string): Promise<ContinueDecision> {
+  private async forward(
+    session: GatewaySession,
+    server: RuntimeServer,
+    body: string,
+    traceparent: string = childTraceparent(this.trace!),
+  ): Promise<ContinueDecision> {
+    this.opServer = server.name;
     const upstream = await this.upstreamSession(session, server);
     this.target = { server, upstream, body };
-    return { kind: 'continue', ...routeMutation(server, upstream, body) };
+    const mutation = routeMutation(server, upstream, body);
+    return {
+      kind: 'continue',
+      ...mutation,
+      setHeaders: [...mutation.setHeaders!, { key: 'traceparent', value: traceparent }],
+      metadata: this.metadata(),
+    };
   }
 
   private async upstreamSession(session: GatewaySession, server: RuntimeServer): Promise<UpstreamSession> {
@@ -413,21 +508,29 @@ export class McpStream {
     const ct = h.get('content-type') ?? '';
     const mcpReply = ct.includes('application/json') || ct.includes('text/event-stream');
     const server = this.endpoint === 'passthrough' ? this.passthroughServer : (this.target?.server ?? null);
-    if (server === null) return CONTINUE;
+    if (server === null) {
+      this.finish();
+      return CONTINUE;
+    }
 
     if (status >= 500 && !mcpReply) {
       // Envoy's own reply (no healthy host, connect failure, timeout): say which server, as JSON-RPC.
-      this.done();
       if (status !== 504) this.ctx.catalog.reportUnavailable(server);
       const code = status === 504 ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE';
       const what = status === 504 ? 'Upstream server timed out' : 'Upstream server unavailable';
       return respondError(new GatewayError(code, `${what}: ${server.name}`), this.requestId);
     }
-    if (this.endpoint === 'passthrough') return CONTINUE;
+    if (this.endpoint === 'passthrough') {
+      this.finish();
+      return CONTINUE;
+    }
 
     const session = this.session;
     const target = this.target;
-    if (session === null || target === null) return CONTINUE;
+    if (session === null || target === null) {
+      this.finish();
+      return CONTINUE;
+    }
     if (status === 404 && target.upstream.sessionId !== null) return this.retryWithNewSession(session, target);
 
     const setHeaders: HeaderSet[] = [{ key: SESSION_HEADER, value: session.id }];
@@ -440,7 +543,7 @@ export class McpStream {
       this.rewriter = new JsonBodyRewriter((d) => this.rewriteData(target.server, requestMethod, d), MAX_REWRITE_BYTES);
       return { kind: 'continue', setHeaders, removeHeaders: LENGTH_HEADER, responseBodyMode: 'STREAMED' };
     }
-    this.done();
+    this.finish();
     return { kind: 'continue', setHeaders };
   }
 
@@ -453,6 +556,7 @@ export class McpStream {
       return null;
     }
     if (!isObject(msg)) return null;
+    if (this.msg?.kind === 'request' && msg['id'] === this.msg.id && msg['method'] === undefined) this.observeResponse(msg);
     const effects: RewriteEffects = {};
     const changed = rewriteUpstreamMessage(msg, server.name, requestMethod, this.ctx.rc.namespace, effects);
     if (effects.listChanged !== undefined) {
@@ -460,6 +564,17 @@ export class McpStream {
       if (effects.listChanged === 'resources') this.ctx.catalog.invalidate(server.name, 'resourceTemplates');
     }
     return changed ? JSON.stringify(msg) : null;
+  }
+
+  /** Notes whether the upstream's answer to our request was an error or a tool error. */
+  private observeResponse(msg: JsonObject): void {
+    const error = msg['error'];
+    if (isObject(error)) {
+      this.responseStatus = 'error';
+      this.responseError = typeof error['code'] === 'number' ? error['code'] : null;
+    } else if (isObject(msg['result']) && msg['result']['isError'] === true) {
+      this.responseStatus = 'tool_error';
+    }
   }
 
   /**
@@ -479,7 +594,6 @@ export class McpStream {
     } catch (err) {
       throw upstreamFailure(server, err);
     }
-    this.done();
     const requestMethod = this.msg?.kind === 'request' ? this.msg.method : null;
     let body = reply.body;
     const isSse = reply.contentType.includes('text/event-stream');
@@ -518,6 +632,14 @@ function upstreamFailure(server: RuntimeServer, err: unknown): GatewayError {
     return new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', `Upstream server unavailable: ${server.name}`);
   }
   return new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', `Upstream server unavailable: ${server.name}`, { cause: err });
+}
+
+/** Params with the W3C trace context added to `_meta` (the MCP convention for propagation). */
+function withTrace(params: JsonObject | undefined, traceparent: string, trace: TraceContext): JsonObject {
+  const p = params ?? {};
+  const meta: JsonObject = { ...(isObject(p['_meta']) ? p['_meta'] : {}), traceparent };
+  if (trace.tracestate !== null) meta['tracestate'] = trace.tracestate;
+  return { ...p, _meta: meta };
 }
 
 /** Union of the upstreams' capabilities as the gateway offers them on /mcp. */

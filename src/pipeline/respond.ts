@@ -24,5 +24,6 @@ export function respondError(err: GatewayError, id: JsonRpcId | null): RespondDe
     headers,
     body: errorBody(id, err.jsonrpcCode, err.message, err.data),
     details: err.code.toLowerCase(),
+    errorCode: err.code,
   };
 }

@@ -35,11 +35,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, type TestContext } from 'node:test';
-import { pino } from 'pino';
 import { stringify as toYaml } from 'yaml';
 import type { z } from 'zod';
 
 import { run } from '../../src/app.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config, GatewaySchema, ServerSchema } from '../../src/config/schema.js';
 import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
@@ -122,6 +122,8 @@ export interface Stack {
   readonly envoyYaml: string;
   /** Envoy output, processor output (child mode), upstream state, config: paste into a bug report. */
   logs(): string;
+  /** The processor's JSON log lines so far, parsed (both modes). */
+  processorLogLines(): Record<string, unknown>[];
   /** Stops Envoy, the processor and the demo servers. Idempotent. */
   close(): Promise<void>;
 }
@@ -299,10 +301,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     if (processorRunning) return;
     if (mode === 'in-process') {
       // JSON lines into the in-memory buffer instead of stdout, so logs() has them.
-      const logger = pino(
-        { level: logLevel, base: { service: 'mcp-gateway' }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
-        { write: (line: string) => processorOutput.push('stdout', line) },
-      );
+      const logger = createLogger(logLevel, { write: (line: string) => processorOutput.push('stdout', line) });
       const handle = await run({ config: cfg, logLevel, logger });
       actualGrpc = handle.grpcAddress;
       actualAdmin = handle.adminAddress;
@@ -424,6 +423,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     config: cfg,
     envoyYaml,
     logs,
+    processorLogLines: () =>
+      processorOutput
+        .text()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
     close: () => {
       closing ??= teardown();
       return closing;

@@ -1,0 +1,112 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LABEL, METRIC } from './names.js';
+
+/** Label values of one finished MCP operation (all already bounded by the caller). */
+export interface OperationLabels {
+  readonly method: string;
+  readonly server: string;
+  readonly tool: string;
+  readonly tenant: string;
+  readonly status: string;
+}
+
+/**
+ * The processor's Prometheus metrics, in their own registry (so several processors can live in
+ * one test process). Label values arrive bounded: see `names.ts` and the pipeline's label
+ * functions; nothing here turns input into a label without that.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter;
+  private readonly duration: Histogram;
+  private readonly size: Histogram;
+  private readonly serverUp: Gauge;
+  private readonly serverLatency: Gauge;
+  private readonly rateLimited: Counter;
+  private readonly authFailures: Counter;
+  readonly configReloadFailures: Counter;
+
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    const r = [this.registry];
+    const op = [LABEL.method, LABEL.server, LABEL.tool, LABEL.tenant, LABEL.status];
+    this.requests = new Counter({
+      name: METRIC.requestsTotal,
+      help: 'MCP messages handled, by method, server, tool, tenant and outcome',
+      labelNames: op,
+      registers: r,
+    });
+    this.duration = new Histogram({
+      name: METRIC.requestDuration,
+      help: 'Time from request headers to the end of the response as seen by the processor',
+      labelNames: op,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: r,
+    });
+    this.size = new Histogram({
+      name: METRIC.requestSize,
+      help: 'Request body size in bytes',
+      labelNames: [LABEL.method, LABEL.server],
+      buckets: [128, 512, 2048, 8192, 32_768, 131_072, 524_288, 2_097_152, 8_388_608],
+      registers: r,
+    });
+    this.serverUp = new Gauge({
+      name: METRIC.serverUp,
+      help: '1 if the upstream MCP server answered its last health check, else 0',
+      labelNames: [LABEL.server],
+      registers: r,
+    });
+    this.serverLatency = new Gauge({
+      name: METRIC.serverLatency,
+      help: 'Latency of the last successful health-check ping to the upstream, in seconds',
+      labelNames: [LABEL.server],
+      registers: r,
+    });
+    this.rateLimited = new Counter({
+      name: METRIC.rateLimitedTotal,
+      help: 'Requests refused by a rate limit or quota',
+      labelNames: [LABEL.server, LABEL.tenant, LABEL.limit],
+      registers: r,
+    });
+    this.authFailures = new Counter({
+      name: METRIC.authFailuresTotal,
+      help: 'Requests refused by authentication or authorisation',
+      labelNames: [LABEL.reason],
+      registers: r,
+    });
+    this.configReloadFailures = new Counter({
+      name: METRIC.configReloadFailuresTotal,
+      help: 'Config reloads rejected (the last good config stays in force)',
+      registers: r,
+    });
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Counts one finished operation. */
+  operation(l: OperationLabels, seconds: number, requestBytes: number | null): void {
+    const labels = { [LABEL.method]: l.method, [LABEL.server]: l.server, [LABEL.tool]: l.tool, [LABEL.tenant]: l.tenant, [LABEL.status]: l.status };
+    this.requests.inc(labels);
+    this.duration.observe(labels, seconds);
+    if (requestBytes !== null) this.size.observe({ [LABEL.method]: l.method, [LABEL.server]: l.server }, requestBytes);
+  }
+
+  /** Health-check outcome for one server. */
+  serverHealth(server: string, up: boolean, latencySeconds: number | null): void {
+    this.serverUp.set({ [LABEL.server]: server }, up ? 1 : 0);
+    if (latencySeconds !== null) this.serverLatency.set({ [LABEL.server]: server }, latencySeconds);
+  }
+
+  /** A request refused by a limit. */
+  rateLimitedInc(server: string, tenant: string, limit: string): void {
+    this.rateLimited.inc({ [LABEL.server]: server, [LABEL.tenant]: tenant, [LABEL.limit]: limit });
+  }
+
+  /** A request refused by authentication/authorisation (reason from a fixed set). */
+  authFailureInc(reason: string): void {
+    this.authFailures.inc({ [LABEL.reason]: reason });
+  }
+
+  /** The Prometheus text exposition. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
