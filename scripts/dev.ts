@@ -247,7 +247,7 @@ async function main(): Promise<number> {
     ...Object.entries(config.servers).map(
       ([name, s]) => `    ${name.padEnd(nameWidth)}  ${base}/servers/${name}/mcp   (upstream ${s.url})`,
     ),
-    `  Processor admin:  http://${g.admin}   (/healthz, /readyz)`,
+    `  Processor admin:  http://${g.admin}   (/healthz, /readyz, /metrics, /health/servers)`,
     `  Envoy admin:      http://${g.envoy_admin}   (/stats, /clusters, /config_dump)`,
     '',
     `  MCP Inspector:    npx @modelcontextprotocol/inspector --transport http --server-url ${mcpUrl}`,
