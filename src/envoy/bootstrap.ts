@@ -320,6 +320,19 @@ export function renderEnvoyBootstrap(config: Config): string {
   const bootstrap = {
     node: { id: 'mcp-gateway', cluster: 'mcp-gateway' },
     admin: { address: socketAddress(g.envoy_admin) },
+    layered_runtime: {
+      layers: [
+        {
+          name: 'mcpgw_static',
+          static_layer: {
+            // Half-close the ext_proc stream and wait for the processor instead of resetting it
+            // at the end of every request: under load Node's HTTP/2 rapid-reset protection
+            // otherwise answers the resets with GOAWAY, failing every request in flight.
+            'envoy.reloadable_features.ext_proc_graceful_grpc_close': true,
+          },
+        },
+      ],
+    },
     overload_manager: {
       resource_monitors: [
         {
