@@ -1,0 +1,831 @@
+/**
+ * `npm run bench`: tools/call latency and throughput through the gateway versus its baselines, in
+ * one run, on loopback. See BENCHMARKS.md for what the rows mean and how to read the figures.
+ *
+ *   (a) upstream   the demo MCP server directly
+ *   (b) envoy      Envoy without the processor (the gateway's bootstrap minus ext_proc)
+ *   (c) gw /mcp    the full gateway, aggregated endpoint, tools/call alpha__echo
+ *   (d) gw pass    the full gateway, passthrough endpoint /servers/alpha/mcp, tools/call echo
+ *
+ * The upstream, the processor and each Envoy run as child processes; the load generator runs
+ * here. CPU time per process comes from /proc/<pid>/stat, sampled around every measured phase.
+ *
+ * Two scenarios per target: "loaded" (closed loop at --concurrency, for throughput and latency
+ * under load; measured for --duration seconds or --requests calls, split in --rounds rounds whose
+ * target order alternates) and "unloaded" (one client, --unloaded calls: latency without queueing).
+ *
+ * Exit status: 0 when the bench ran (whatever the figures and error counts), 1 when it could not
+ * set up (a child did not start, or a target answered no tools/call at all during warm-up), 2 on
+ * bad arguments. Missed goals never fail the run: performance is measured, not asserted.
+ */
+import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { parseConfig } from '../../src/config/load.js';
+import { compileConfig } from '../../src/config/runtime.js';
+import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { freePorts } from '../support/ports.js';
+import { killAllTracked } from '../support/proc.js';
+import { machineBusyCpuMs, processCpuMs, startDemoChild, startEnvoyChild, startProcessorChild, type BenchChild, type EnvoyChild } from './children.js';
+import { percentile, TargetClient, type PhaseResult, type TargetSpec } from './loadgen.js';
+import { machineInfo, type MachineInfo } from './machine.js';
+import { extProcCluster, renderPlainEnvoyBootstrap } from './plain-envoy.js';
+import { summariseProfile, type ProfileSummary } from './profile.js';
+
+const GOAL_P50_DELTA_MS = 0.5;
+const GOAL_THROUGHPUT_PERCENT = 60;
+const SERVER = 'alpha';
+const READY_TIMEOUT_MS = 30_000;
+const ALL_TARGETS = ['a', 'b', 'c', 'd'] as const;
+type TargetKey = (typeof ALL_TARGETS)[number];
+
+// ------------------------------------------------------------------------------------- options
+
+class UsageError extends Error {}
+
+interface Settings {
+  readonly quick: boolean;
+  readonly concurrency: number;
+  /** Loaded scenario: a fixed number of calls per target, or ... */
+  readonly requests: number | null;
+  /** ... a fixed time per target (exactly one of the two is set). */
+  readonly durationS: number | null;
+  readonly warmup: number;
+  readonly rounds: number;
+  /** Unloaded scenario: calls per target at concurrency 1 (0: skipped). */
+  readonly unloaded: number;
+  readonly targets: TargetKey[];
+  readonly jsonPath: string;
+  readonly cpuProfDir: string | null;
+  readonly keep: boolean;
+  /** Extra Envoy runtime keys for both Envoys (experiments only). */
+  readonly envoyRuntime: Record<string, string | number | boolean>;
+}
+
+const USAGE = `usage: npm run bench [-- options]   (or: node dist/test/bench/run.js [options])
+
+  -c, --concurrency N   loaded: workers (one MCP session each)      [BENCH_CONCURRENCY, default 16; quick 4]
+  -d, --duration S      loaded: seconds measured per target         [BENCH_DURATION, default 12]
+  -n, --requests N      loaded: calls per target instead of -d      [BENCH_REQUESTS; quick 300]
+      --rounds N        loaded: split into N rounds, order          [BENCH_ROUNDS, default 4; quick 1]
+                        alternating forward/backward
+      --warmup N        unmeasured calls per target first           [BENCH_WARMUP, default 2000; quick 100]
+      --unloaded N      unloaded: calls per target, concurrency 1   [BENCH_UNLOADED, default 1500; quick 100; 0 = skip]
+      --targets LIST    subset of a,b,c,d                           [BENCH_TARGETS, default a,b,c,d]
+      --json PATH       results file                                [BENCH_JSON, default dist/bench-results.json]
+      --quick           CI smoke run (a few seconds)                [BENCH_QUICK=1]
+      --cpu-prof DIR    run the processor under node --cpu-prof     [BENCH_CPU_PROF]
+                        and print its hot spots (slows it down)
+      --keep            keep configs and child logs, print the dir  [BENCH_KEEP=1]
+      --envoy-runtime K=V[,K=V]
+                        experiment: runtime keys for both Envoys    [BENCH_ENVOY_RUNTIME]
+                        (flagged in the report; not the shipped config)
+  -h, --help
+`;
+
+function int(name: string, v: string | undefined, fallback: number, min: number): number {
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`${name} must be an integer ≥ ${min}, got "${v}"`);
+  return n;
+}
+
+function truthy(v: string | undefined): boolean {
+  return v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
+}
+
+function parseRuntime(spec: string): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const part of spec.split(',').map((p) => p.trim())) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new UsageError(`envoy-runtime entries are KEY=VALUE, got "${part}"`);
+    const v = part.slice(eq + 1);
+    out[part.slice(0, eq)] = v === 'true' ? true : v === 'false' ? false : v !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
+  }
+  return out;
+}
+
+function parseSettings(argv: string[], env: NodeJS.ProcessEnv): Settings | null {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      concurrency: { type: 'string', short: 'c' },
+      requests: { type: 'string', short: 'n' },
+      duration: { type: 'string', short: 'd' },
+      warmup: { type: 'string' },
+      rounds: { type: 'string' },
+      unloaded: { type: 'string' },
+      targets: { type: 'string' },
+      json: { type: 'string' },
+      quick: { type: 'boolean' },
+      'cpu-prof': { type: 'string' },
+      keep: { type: 'boolean' },
+      'envoy-runtime': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help === true) return null;
+  const quick = values.quick === true || truthy(env['BENCH_QUICK']);
+
+  const requestsRaw = values.requests ?? env['BENCH_REQUESTS'];
+  const durationRaw = values.duration ?? env['BENCH_DURATION'];
+  const hasRequests = requestsRaw !== undefined && requestsRaw !== '';
+  const hasDuration = durationRaw !== undefined && durationRaw !== '';
+  if (hasRequests && hasDuration) throw new UsageError('give either --requests or --duration, not both');
+  let requests: number | null = null;
+  let durationS: number | null = null;
+  if (hasDuration) {
+    durationS = Number(durationRaw.replace(/s$/, ''));
+    if (!Number.isFinite(durationS) || durationS <= 0) throw new UsageError(`duration must be a positive number of seconds, got "${durationRaw}"`);
+  } else if (hasRequests || quick) {
+    requests = int('requests', requestsRaw, 300, 1);
+  } else {
+    durationS = 12;
+  }
+
+  const targets: TargetKey[] = [];
+  for (const t of (values.targets ?? env['BENCH_TARGETS'] ?? ALL_TARGETS.join(',')).split(',').map((x) => x.trim().toLowerCase())) {
+    if (t === '') continue;
+    if (!(ALL_TARGETS as readonly string[]).includes(t)) throw new UsageError(`unknown target "${t}" (choose from ${ALL_TARGETS.join(',')})`);
+    if (!targets.includes(t as TargetKey)) targets.push(t as TargetKey);
+  }
+  if (targets.length === 0) throw new UsageError('no targets selected');
+  targets.sort();
+
+  const here = dirname(fileURLToPath(import.meta.url)); // dist/test/bench
+  const cpuProf = values['cpu-prof'] ?? env['BENCH_CPU_PROF'];
+  return {
+    quick,
+    concurrency: int('concurrency', values.concurrency ?? env['BENCH_CONCURRENCY'], quick ? 4 : 16, 1),
+    requests,
+    durationS,
+    warmup: int('warmup', values.warmup ?? env['BENCH_WARMUP'], quick ? 100 : 2000, 0),
+    rounds: int('rounds', values.rounds ?? env['BENCH_ROUNDS'], quick ? 1 : 4, 1),
+    unloaded: int('unloaded', values.unloaded ?? env['BENCH_UNLOADED'], quick ? 100 : 1500, 0),
+    targets,
+    jsonPath: resolve(values.json ?? env['BENCH_JSON'] ?? join(here, '..', '..', 'bench-results.json')),
+    cpuProfDir: cpuProf === undefined || cpuProf === '' ? null : resolve(cpuProf),
+    keep: values.keep === true || truthy(env['BENCH_KEEP']),
+    envoyRuntime: parseRuntime(values['envoy-runtime'] ?? env['BENCH_ENVOY_RUNTIME'] ?? ''),
+  };
+}
+
+/** Adds a static runtime layer to a bootstrap (after any layers it already has). */
+function withRuntime(yamlText: string, runtime: Record<string, string | number | boolean>): string {
+  if (Object.keys(runtime).length === 0) return yamlText;
+  const doc = parseYaml(yamlText) as Record<string, unknown>;
+  const existing = doc['layered_runtime'] as { layers?: unknown[] } | undefined;
+  doc['layered_runtime'] = { layers: [...(existing?.layers ?? []), { name: 'bench_overrides', static_layer: runtime }] };
+  return `# + bench runtime overrides\n${toYaml(doc, { aliasDuplicateObjects: false, lineWidth: 0 })}`;
+}
+
+// ------------------------------------------------------------------------------------- setup
+
+interface Stack {
+  readonly dir: string;
+  upstream: BenchChild | null;
+  processor: BenchChild | null;
+  gatewayEnvoy: EnvoyChild | null;
+  plainEnvoy: EnvoyChild | null;
+  /** The Envoy cluster of the processor (for its connection/reset counters). */
+  processorCluster: string | null;
+  readonly specs: Map<TargetKey, TargetSpec>;
+}
+
+type Role = 'upstream' | 'processor' | 'envoy';
+
+function children(stack: Stack): Array<{ role: Role; child: BenchChild; serves: readonly TargetKey[] }> {
+  const out: Array<{ role: Role; child: BenchChild; serves: readonly TargetKey[] }> = [];
+  if (stack.upstream !== null) out.push({ role: 'upstream', child: stack.upstream, serves: ALL_TARGETS });
+  if (stack.plainEnvoy !== null) out.push({ role: 'envoy', child: stack.plainEnvoy, serves: ['b'] });
+  if (stack.gatewayEnvoy !== null) out.push({ role: 'envoy', child: stack.gatewayEnvoy, serves: ['c', 'd'] });
+  if (stack.processor !== null) out.push({ role: 'processor', child: stack.processor, serves: ['c', 'd'] });
+  return out;
+}
+
+async function startStack(s: Settings, stack: Stack, log: (m: string) => void): Promise<void> {
+  const wantGateway = s.targets.includes('c') || s.targets.includes('d');
+  const wantPlain = s.targets.includes('b');
+  const [upPort, listen, grpc, admin, envoyAdmin, internal, plainListen, plainAdmin] = (await freePorts(8)) as [
+    number, number, number, number, number, number, number, number,
+  ];
+
+  log(`starting upstream "${SERVER}" (demo server) on 127.0.0.1:${upPort}`);
+  stack.upstream = await startDemoChild({ name: SERVER, port: upPort, dir: stack.dir, timeoutMs: READY_TIMEOUT_MS });
+  const upstreamUrl = `http://127.0.0.1:${upPort}/mcp`;
+  stack.specs.set('a', { key: 'a', label: 'upstream direct', url: upstreamUrl, tool: 'echo', expectPrefix: `${SERVER}: ` });
+
+  const raw = {
+    gateway: {
+      listen: `127.0.0.1:${listen}`,
+      processor: `127.0.0.1:${grpc}`,
+      admin: `127.0.0.1:${admin}`,
+      envoy_admin: `127.0.0.1:${envoyAdmin}`,
+      internal: `127.0.0.1:${internal}`,
+    },
+    servers: { [SERVER]: { url: upstreamUrl } },
+  };
+  const config = parseConfig(raw);
+  const gatewayYaml = renderEnvoyBootstrap(config);
+  const server = compileConfig(config).servers.get(SERVER);
+  if (server === undefined) throw new Error(`compiled config has no server ${SERVER}`);
+
+  if (wantPlain) {
+    const yamlText = renderPlainEnvoyBootstrap({
+      gatewayYaml,
+      cluster: server.cluster,
+      routeName: `${SERVER}_passthrough`,
+      path: '/mcp',
+      listenPort: plainListen,
+      adminPort: plainAdmin,
+    });
+    log(`starting plain Envoy (no ext_proc) on 127.0.0.1:${plainListen}`);
+    stack.plainEnvoy = await startEnvoyChild({ name: 'envoy-plain', yamlText: withRuntime(yamlText, s.envoyRuntime), dir: stack.dir, timeoutMs: READY_TIMEOUT_MS });
+    stack.specs.set('b', { key: 'b', label: 'Envoy, no processor', url: `http://127.0.0.1:${plainListen}/mcp`, tool: 'echo', expectPrefix: `${SERVER}: ` });
+  }
+
+  if (wantGateway) {
+    const configPath = join(stack.dir, 'gateway.yaml');
+    writeFileSync(configPath, toYaml(raw));
+    const nodeArgs: string[] = [];
+    if (s.cpuProfDir !== null) {
+      mkdirSync(s.cpuProfDir, { recursive: true });
+      nodeArgs.push('--cpu-prof', '--cpu-prof-dir', s.cpuProfDir);
+    }
+    log(`starting processor (child${nodeArgs.length > 0 ? ', --cpu-prof' : ''}) grpc 127.0.0.1:${grpc}`);
+    stack.processor = await startProcessorChild({
+      configPath,
+      adminAddress: `127.0.0.1:${admin}`,
+      dir: stack.dir,
+      timeoutMs: READY_TIMEOUT_MS,
+      nodeArgs,
+      logLevel: process.env['BENCH_LOG_LEVEL'] ?? 'info',
+    });
+    log(`starting gateway Envoy on 127.0.0.1:${listen}`);
+    stack.gatewayEnvoy = await startEnvoyChild({ name: 'envoy-gateway', yamlText: withRuntime(gatewayYaml, s.envoyRuntime), dir: stack.dir, timeoutMs: READY_TIMEOUT_MS });
+    stack.processorCluster = extProcCluster(gatewayYaml);
+    stack.specs.set('c', {
+      key: 'c',
+      label: 'gateway /mcp (aggregated)',
+      url: `http://127.0.0.1:${listen}/mcp`,
+      tool: `${SERVER}${config.gateway.tool_separator}echo`,
+      expectPrefix: `${SERVER}: `,
+    });
+    stack.specs.set('d', {
+      key: 'd',
+      label: `gateway /servers/${SERVER}/mcp (passthrough)`,
+      url: `http://127.0.0.1:${listen}/servers/${SERVER}/mcp`,
+      tool: 'echo',
+      expectPrefix: `${SERVER}: `,
+    });
+  }
+}
+
+// ------------------------------------------------------------------------------------- measuring
+
+interface Accumulated {
+  latencies: Float64Array[];
+  ok: number;
+  errors: number;
+  elapsedMs: number;
+  errorSamples: string[];
+  cpuMs: Record<Role | 'loadgen', number>;
+  extProc: { streams: number; sent: number; received: number };
+  warmupErrors: number;
+  /** CPU time of processes that are not part of the bench, while this target was measured. */
+  foreignCpuMs: number;
+}
+
+function newAccumulated(): Accumulated {
+  return {
+    latencies: [],
+    ok: 0,
+    errors: 0,
+    elapsedMs: 0,
+    errorSamples: [],
+    cpuMs: { loadgen: 0, upstream: 0, envoy: 0, processor: 0 },
+    extProc: { streams: 0, sent: 0, received: 0 },
+    warmupErrors: 0,
+    foreignCpuMs: 0,
+  };
+}
+
+interface TargetResult {
+  readonly key: TargetKey;
+  readonly label: string;
+  readonly url: string;
+  readonly tool: string;
+  readonly concurrency: number;
+  readonly requests: number;
+  readonly ok: number;
+  readonly errors: number;
+  readonly warmupErrors: number;
+  readonly elapsedS: number;
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+  readonly meanMs: number;
+  readonly maxMs: number;
+  readonly reqPerS: number;
+  /** CPU ms per request (ok + errors) by process; null where the process is not on the path. */
+  readonly cpuMsPerRequest: { loadgen: number; upstream: number; envoy: number | null; processor: number | null };
+  /** Envoy → processor gRPC messages per request (null: no ext_proc on the path). */
+  readonly extProcMsgsPerRequest: { sent: number; received: number; streams: number } | null;
+  readonly errorSamples: string[];
+  /** CPU used by processes outside the bench while this target ran, as % of all CPUs' time. */
+  readonly otherProcessesCpuPercent: number;
+}
+
+const EXT_PROC_STATS = 'ext_proc\\.(streams_started|stream_msgs_sent|stream_msgs_received)$';
+
+async function extProcCounters(envoy: EnvoyChild | null): Promise<{ streams: number; sent: number; received: number }> {
+  if (envoy === null) return { streams: 0, sent: 0, received: 0 };
+  const st = await envoy.stats(EXT_PROC_STATS);
+  const sum = (suffix: string): number =>
+    Object.entries(st)
+      .filter(([k]) => k.endsWith(`ext_proc.${suffix}`))
+      .reduce((a, [, v]) => a + v, 0);
+  return { streams: sum('streams_started'), sent: sum('stream_msgs_sent'), received: sum('stream_msgs_received') };
+}
+
+function cpuSnapshot(stack: Stack): Map<BenchChild, number> {
+  const out = new Map<BenchChild, number>();
+  for (const { child } of children(stack)) {
+    const ms = processCpuMs(child.pid);
+    if (ms === null) throw new Error(`${child.name} (pid ${child.pid}) is gone: ${child.exitDescription() ?? 'unknown'}\n${child.logTail()}`);
+    out.set(child, ms);
+  }
+  return out;
+}
+
+function ownCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+async function measurePhase(
+  stack: Stack,
+  client: TargetClient,
+  key: TargetKey,
+  limit: { requests?: number; durationMs?: number },
+  acc: Accumulated,
+): Promise<PhaseResult> {
+  const viaGateway = key === 'c' || key === 'd';
+  const ext0 = viaGateway ? await extProcCounters(stack.gatewayEnvoy) : null;
+  const machine0 = machineBusyCpuMs();
+  const cpu0 = cpuSnapshot(stack);
+  const own0 = ownCpuMs();
+  const r = await client.run(limit);
+  const own1 = ownCpuMs();
+  const cpu1 = cpuSnapshot(stack);
+  const machine1 = machineBusyCpuMs();
+  const ext1 = viaGateway ? await extProcCounters(stack.gatewayEnvoy) : null;
+
+  acc.latencies.push(r.latenciesMs);
+  acc.ok += r.ok;
+  acc.errors += r.errors;
+  acc.elapsedMs += r.elapsedMs;
+  for (const e of r.errorSamples) if (acc.errorSamples.length < 5 && !acc.errorSamples.includes(e)) acc.errorSamples.push(e);
+  acc.cpuMs.loadgen += own1 - own0;
+  let ours = own1 - own0;
+  for (const { role, child, serves } of children(stack)) {
+    const used = (cpu1.get(child) ?? 0) - (cpu0.get(child) ?? 0);
+    ours += used;
+    // Only processes on this target's path are charged (an idle Envoy's housekeeping is not).
+    if (serves.includes(key)) acc.cpuMs[role] += used;
+  }
+  if (machine0 !== null && machine1 !== null) acc.foreignCpuMs += Math.max(0, machine1 - machine0 - ours);
+  if (ext0 !== null && ext1 !== null) {
+    acc.extProc.streams += ext1.streams - ext0.streams;
+    acc.extProc.sent += ext1.sent - ext0.sent;
+    acc.extProc.received += ext1.received - ext0.received;
+  }
+  return r;
+}
+
+function summarise(key: TargetKey, spec: TargetSpec, concurrency: number, acc: Accumulated): TargetResult {
+  const total = acc.latencies.reduce((n, a) => n + a.length, 0);
+  const all = new Float64Array(total);
+  let off = 0;
+  for (const a of acc.latencies) {
+    all.set(a, off);
+    off += a.length;
+  }
+  all.sort();
+  let sum = 0;
+  for (const v of all) sum += v;
+  const n = acc.ok + acc.errors;
+  const per = (ms: number): number => (n === 0 ? Number.NaN : ms / n);
+  const viaProcessor = key === 'c' || key === 'd';
+  return {
+    key,
+    label: spec.label,
+    url: spec.url,
+    tool: spec.tool,
+    concurrency,
+    requests: n,
+    ok: acc.ok,
+    errors: acc.errors,
+    warmupErrors: acc.warmupErrors,
+    elapsedS: acc.elapsedMs / 1000,
+    p50Ms: percentile(all, 0.5),
+    p90Ms: percentile(all, 0.9),
+    p99Ms: percentile(all, 0.99),
+    meanMs: total === 0 ? Number.NaN : sum / total,
+    maxMs: all[all.length - 1] ?? Number.NaN,
+    reqPerS: acc.elapsedMs === 0 ? 0 : (acc.ok * 1000) / acc.elapsedMs,
+    cpuMsPerRequest: {
+      loadgen: per(acc.cpuMs.loadgen),
+      upstream: per(acc.cpuMs.upstream),
+      envoy: key !== 'a' ? per(acc.cpuMs.envoy) : null,
+      processor: viaProcessor ? per(acc.cpuMs.processor) : null,
+    },
+    extProcMsgsPerRequest: viaProcessor ? { sent: per(acc.extProc.sent), received: per(acc.extProc.received), streams: per(acc.extProc.streams) } : null,
+    errorSamples: acc.errorSamples,
+    otherProcessesCpuPercent: acc.elapsedMs === 0 ? 0 : (100 * acc.foreignCpuMs) / (acc.elapsedMs * availableParallelism()),
+  };
+}
+
+/**
+ * One scenario over all targets: sessions and warm-up per target, then `rounds` measured rounds
+ * (target order forward on even rounds, backward on odd ones), then the clients are closed.
+ */
+async function runScenario(
+  name: string,
+  stack: Stack,
+  targets: readonly TargetKey[],
+  opts: { concurrency: number; warmup: number; rounds: number; requests: number | null; durationS: number | null },
+  log: (m: string) => void,
+  onSetupFailure: () => void,
+): Promise<TargetResult[]> {
+  const clients = new Map<TargetKey, TargetClient>();
+  const acc = new Map<TargetKey, Accumulated>();
+  try {
+    for (const key of targets) {
+      const spec = stack.specs.get(key);
+      if (spec === undefined) throw new Error(`target ${key} was not set up`);
+      const client = new TargetClient(spec, opts.concurrency);
+      clients.set(key, client);
+      const a = newAccumulated();
+      acc.set(key, a);
+      try {
+        const retried = await client.open();
+        const w = await client.run({ requests: Math.max(opts.warmup, opts.concurrency) });
+        if (w.ok === 0) throw new Error(`no tools/call succeeded during warm-up (${w.errors} errors), e.g. ${w.errorSamples[0] ?? '?'}`);
+        a.warmupErrors = w.errors + retried.length;
+        for (const e of [...retried.map((m) => `session set-up (retried): ${m}`), ...w.errorSamples.map((m) => `warm-up: ${m}`)]) {
+          if (a.errorSamples.length < 5 && !a.errorSamples.includes(e)) a.errorSamples.push(e);
+        }
+        log(
+          `${name} (${key}) ${spec.label}: ${opts.concurrency} session(s)${retried.length > 0 ? ` (${retried.length} set-up retries)` : ''}, warm-up ${w.ok} ok / ${w.errors} errors, ${((w.ok * 1000) / w.elapsedMs).toFixed(0)} req/s`,
+        );
+      } catch (err) {
+        onSetupFailure();
+        throw new Error(`(${key}) ${spec.label} at ${spec.url}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    for (let round = 0; round < opts.rounds; round++) {
+      const order = round % 2 === 0 ? [...targets] : [...targets].reverse();
+      for (const key of order) {
+        const client = clients.get(key);
+        const a = acc.get(key);
+        if (client === undefined || a === undefined) continue;
+        const limit =
+          opts.durationS !== null
+            ? { durationMs: (opts.durationS * 1000) / opts.rounds }
+            : { requests: Math.floor((opts.requests ?? 0) / opts.rounds) + (round < (opts.requests ?? 0) % opts.rounds ? 1 : 0) };
+        const r = await measurePhase(stack, client, key, limit, a);
+        log(
+          `${name} round ${round + 1}/${opts.rounds} (${key}): ${r.ok} ok, ${r.errors} errors, ${((r.ok * 1000) / r.elapsedMs).toFixed(0)} req/s, p50 ${f(percentile(r.latenciesMs.slice().sort(), 0.5))} ms`,
+        );
+      }
+    }
+    return targets.map((key) => summarise(key, stack.specs.get(key) as TargetSpec, opts.concurrency, acc.get(key) as Accumulated));
+  } finally {
+    for (const c of clients.values()) c.close();
+  }
+}
+
+// ------------------------------------------------------------------------------------- report
+
+const f = (v: number | null, digits = 2): string => (v === null ? '—' : Number.isNaN(v) ? 'n/a' : v.toFixed(digits));
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ')} |`;
+  const sep = `|${widths.map((w, i) => (i === 0 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
+  return [line(header), sep, ...rows.map(line)].join('\n');
+}
+
+interface Ratio {
+  readonly target: TargetKey;
+  /** Loaded scenario (the goal's definition). */
+  readonly p50DeltaMs: number;
+  readonly p50Met: boolean;
+  /** Unloaded scenario (concurrency 1): the processor's latency without queueing; null if skipped. */
+  readonly unloadedP50DeltaMs: number | null;
+  readonly unloadedP50Met: boolean | null;
+  readonly throughputPercent: number;
+  readonly throughputMet: boolean;
+}
+
+function ratios(loaded: TargetResult[], unloaded: TargetResult[]): Ratio[] {
+  const b = loaded.find((r) => r.key === 'b');
+  if (b === undefined) return [];
+  const ub = unloaded.find((r) => r.key === 'b');
+  return loaded
+    .filter((r) => r.key === 'c' || r.key === 'd')
+    .map((r) => {
+      const u = unloaded.find((x) => x.key === r.key);
+      const p50DeltaMs = r.p50Ms - b.p50Ms;
+      const unloadedP50DeltaMs = u !== undefined && ub !== undefined ? u.p50Ms - ub.p50Ms : null;
+      const throughputPercent = (100 * r.reqPerS) / b.reqPerS;
+      return {
+        target: r.key,
+        p50DeltaMs,
+        p50Met: p50DeltaMs <= GOAL_P50_DELTA_MS,
+        unloadedP50DeltaMs,
+        unloadedP50Met: unloadedP50DeltaMs === null ? null : unloadedP50DeltaMs <= GOAL_P50_DELTA_MS,
+        throughputPercent,
+        throughputMet: throughputPercent >= GOAL_THROUGHPUT_PERCENT,
+      };
+    });
+}
+
+interface ProcessorLink {
+  /** Envoy → processor HTTP/2 connections the processor closed while streams were active. */
+  readonly connectionsDroppedWithActiveStreams: number;
+  /** ext_proc streams Envoy reset (RST_STREAM) instead of closing normally. */
+  readonly streamsResetByEnvoy: number;
+  readonly streamsTotal: number;
+}
+
+async function processorLink(stack: Stack): Promise<ProcessorLink | null> {
+  const cluster = stack.processorCluster;
+  if (stack.gatewayEnvoy === null || cluster === null) return null;
+  const esc = cluster.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const st = await stack.gatewayEnvoy.stats(`^cluster\\.${esc}\\.(upstream_cx_destroy_remote_with_active_rq|upstream_rq_tx_reset|upstream_rq_total)$`);
+  return {
+    connectionsDroppedWithActiveStreams: st[`cluster.${cluster}.upstream_cx_destroy_remote_with_active_rq`] ?? 0,
+    streamsResetByEnvoy: st[`cluster.${cluster}.upstream_rq_tx_reset`] ?? 0,
+    streamsTotal: st[`cluster.${cluster}.upstream_rq_total`] ?? 0,
+  };
+}
+
+function report(machine: MachineInfo, s: Settings, loaded: TargetResult[], unloaded: TargetResult[], rs: Ratio[], link: ProcessorLink | null): string {
+  const out: string[] = [];
+  const loadDesc = s.durationS !== null ? `${s.durationS} s` : `${s.requests} tools/call`;
+  out.push(
+    `machine: ${machine.cpuModel}, ${machine.cpus} CPUs (${machine.availableParallelism} usable), ${machine.memoryGiB} GiB, Linux ${machine.kernel}`,
+    `software: Node ${machine.node}, Envoy ${machine.envoy} (--concurrency 1), gateway ${machine.gitCommit}; load average at start ${machine.loadAverage1m}`,
+    `load: closed loop, ${s.concurrency} workers (one MCP session each), ${loadDesc} per target in ${s.rounds} round(s) after ${s.warmup} warm-up calls${
+      s.unloaded > 0 ? `; then ${s.unloaded} calls per target from 1 worker` : ''
+    }${s.quick ? ' [QUICK]' : ''}${s.cpuProfDir !== null ? ' [PROCESSOR PROFILED: its figures are inflated]' : ''}`,
+  );
+  if (Object.keys(s.envoyRuntime).length > 0) out.push(`EXPERIMENT: Envoy runtime overrides ${JSON.stringify(s.envoyRuntime)} (not the shipped config)`);
+  const mainRows = (rows: TargetResult[]): string[][] =>
+    rows.map((r) => [`(${r.key}) ${r.label}`, f(r.p50Ms), f(r.p90Ms), f(r.p99Ms), f(r.reqPerS, 0), String(r.errors), f(r.cpuMsPerRequest.processor, 3)]);
+  const mainHeader = ['target', 'p50 ms', 'p90 ms', 'p99 ms', 'req/s', 'errors', 'processor CPU ms/req'];
+  out.push('', `tools/call at concurrency ${s.concurrency}:`, '', table(mainHeader, mainRows(loaded)));
+  out.push(
+    '',
+    `CPU ms per request by process at concurrency ${s.concurrency} (user+system, all threads), Envoy→processor ext_proc messages`,
+    'per request, and CPU used by processes outside the bench meanwhile (% of all CPUs; high = noisy machine):',
+    '',
+    table(
+      ['target', 'load gen', 'upstream', 'Envoy', 'processor', 'all', 'ext_proc msgs/req', 'other procs'],
+      loaded.map((r) => {
+        const c = r.cpuMsPerRequest;
+        const all = c.loadgen + c.upstream + (c.envoy ?? 0) + (c.processor ?? 0);
+        return [
+          `(${r.key}) ${r.label}`,
+          f(c.loadgen, 3),
+          f(c.upstream, 3),
+          f(c.envoy, 3),
+          f(c.processor, 3),
+          f(all, 3),
+          r.extProcMsgsPerRequest === null ? '—' : f(r.extProcMsgsPerRequest.sent, 2),
+          `${f(r.otherProcessesCpuPercent, 0)}%`,
+        ];
+      }),
+    ),
+  );
+  if (unloaded.length > 0) {
+    out.push('', 'tools/call at concurrency 1 (no queueing: the latency one request pays):', '', table(mainHeader, mainRows(unloaded)));
+  }
+  if (rs.length > 0) {
+    out.push('', 'versus (b) Envoy without the processor:', '');
+    const verdict = (met: boolean | null): string => (met === null ? '—' : met ? 'met' : 'MISSED');
+    out.push(
+      table(
+        [
+          'target',
+          `p50 − (b) p50, c=${s.concurrency}`,
+          `goal ≤ ${GOAL_P50_DELTA_MS} ms`,
+          'p50 − (b) p50, c=1',
+          `goal ≤ ${GOAL_P50_DELTA_MS} ms`,
+          `req/s as % of (b), c=${s.concurrency}`,
+          `goal ≥ ${GOAL_THROUGHPUT_PERCENT}%`,
+        ],
+        rs.map((r) => [
+          `(${r.target})`,
+          `${r.p50DeltaMs >= 0 ? '+' : ''}${f(r.p50DeltaMs)} ms`,
+          verdict(r.p50Met),
+          r.unloadedP50DeltaMs === null ? '—' : `${r.unloadedP50DeltaMs >= 0 ? '+' : ''}${f(r.unloadedP50DeltaMs)} ms`,
+          verdict(r.unloadedP50Met),
+          `${f(r.throughputPercent, 0)}%`,
+          verdict(r.throughputMet),
+        ]),
+      ),
+    );
+  }
+  if (link !== null) {
+    out.push(
+      '',
+      `Envoy→processor link: ${link.streamsTotal} ext_proc streams, ${link.streamsResetByEnvoy} reset by Envoy at the end of their request, ` +
+        `${link.connectionsDroppedWithActiveStreams} HTTP/2 connection(s) dropped by the processor with streams in flight`,
+    );
+  }
+  const noisy = [...loaded, ...unloaded].filter((r) => r.otherProcessesCpuPercent >= 10);
+  if (noisy.length > 0) {
+    out.push('', `WARNING: other processes used ≥10% of the machine while measuring ${ALL_TARGETS.filter((k) => noisy.some((r) => r.key === k)).map((k) => `(${k})`).join(', ')}; figures are skewed, rerun on a quiet machine.`);
+  }
+  for (const [name, rows] of [
+    ['concurrency ' + String(s.concurrency), loaded],
+    ['concurrency 1', unloaded],
+  ] as const) {
+    for (const r of rows) {
+      if (r.errors > 0 || r.warmupErrors > 0) {
+        out.push('', `(${r.key}) ${name}: ${r.errors} errors measured (+${r.warmupErrors} in set-up/warm-up), e.g.:`, ...r.errorSamples.map((e) => `    ${e}`));
+      }
+    }
+  }
+  return out.join('\n');
+}
+
+function profileReport(p: ProfileSummary): string {
+  const lines = [`processor CPU profile ${p.file}: ${f(p.totalMs - p.idleMs, 0)} ms busy of ${f(p.totalMs, 0)} ms sampled`, '', 'self time by module:'];
+  for (const m of p.modules) lines.push(`  ${f(m.percent, 1).padStart(5)}%  ${f(m.selfMs, 0).padStart(6)} ms  ${m.name}`);
+  lines.push('', 'self time by function:');
+  for (const m of p.functions) lines.push(`  ${f(m.percent, 1).padStart(5)}%  ${f(m.selfMs, 0).padStart(6)} ms  ${m.name}`);
+  return lines.join('\n');
+}
+
+// ------------------------------------------------------------------------------------- main
+
+async function stopStack(stack: Stack): Promise<void> {
+  // Envoys first (no more traffic for the processor), then the processor (gracefully, so a
+  // --cpu-prof profile gets written), then the upstream.
+  await Promise.all([stack.gatewayEnvoy?.stop(), stack.plainEnvoy?.stop()]);
+  await stack.processor?.stop(10_000);
+  await stack.upstream?.stop();
+}
+
+async function main(): Promise<number> {
+  const startedAt = new Date();
+  const t0 = process.hrtime.bigint();
+  const log = (m: string): void => {
+    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    process.stderr.write(`[bench ${secs.toFixed(1).padStart(5)}s] ${m}\n`);
+  };
+  let parsed: Settings | null;
+  try {
+    parsed = parseSettings(process.argv.slice(2), process.env);
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (parsed === null) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const s = parsed;
+
+  const stack: Stack = {
+    dir: mkdtempSync(join(tmpdir(), 'mcp-bench-')),
+    upstream: null,
+    processor: null,
+    gatewayEnvoy: null,
+    plainEnvoy: null,
+    processorCluster: null,
+    specs: new Map(),
+  };
+  let setupFailed = false;
+  let keepDir = s.keep;
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`\nbench: ${sig}, stopping children\n`);
+    killAllTracked();
+    if (!s.keep) rmSync(stack.dir, { recursive: true, force: true });
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+
+  const machine = machineInfo();
+  try {
+    log(`${machine.cpuModel}, ${machine.cpus} CPUs, Node ${machine.node}, Envoy ${machine.envoy}; temp dir ${stack.dir}`);
+    try {
+      await startStack(s, stack, log);
+    } catch (err) {
+      setupFailed = true;
+      throw err;
+    }
+    const markSetupFailed = (): void => {
+      setupFailed = true;
+    };
+
+    const loaded = await runScenario(
+      `c=${s.concurrency}`,
+      stack,
+      s.targets,
+      { concurrency: s.concurrency, warmup: s.warmup, rounds: s.rounds, requests: s.requests, durationS: s.durationS },
+      log,
+      markSetupFailed,
+    );
+    const unloaded =
+      s.unloaded > 0
+        ? await runScenario(
+            'c=1',
+            stack,
+            s.targets,
+            { concurrency: 1, warmup: Math.min(200, s.warmup), rounds: Math.min(2, s.rounds), requests: s.unloaded, durationS: null },
+            log,
+            markSetupFailed,
+          )
+        : [];
+    const rs = ratios(loaded, unloaded);
+    const link = await processorLink(stack).catch(() => null);
+
+    log('stopping children');
+    await stopStack(stack);
+    let profile: ProfileSummary | null = null;
+    if (s.cpuProfDir !== null && stack.processor !== null) {
+      const pid = stack.processor.pid;
+      const file = readdirSync(s.cpuProfDir).find((n) => n.endsWith('.cpuprofile') && n.includes(`.${pid}.`));
+      if (file === undefined) log(`no .cpuprofile for pid ${pid} in ${s.cpuProfDir}`);
+      else profile = summariseProfile(join(s.cpuProfDir, file));
+    }
+    const elapsedS = Number(process.hrtime.bigint() - t0) / 1e9;
+
+    process.stdout.write(`\n${report(machine, s, loaded, unloaded, rs, link)}\n`);
+    if (profile !== null) process.stdout.write(`\n${profileReport(profile)}\n`);
+    process.stdout.write(`\nbench took ${elapsedS.toFixed(1)} s (without the build)\n`);
+
+    const json = {
+      version: 1,
+      startedAt: startedAt.toISOString(),
+      elapsedS,
+      machine,
+      settings: { ...s, jsonPath: undefined },
+      goals: { p50DeltaMs: GOAL_P50_DELTA_MS, throughputPercent: GOAL_THROUGHPUT_PERCENT },
+      loaded,
+      unloaded,
+      versusPlainEnvoy: rs,
+      processorLink: link,
+      processorProfile: profile,
+    };
+    mkdirSync(dirname(s.jsonPath), { recursive: true });
+    writeFileSync(
+      s.jsonPath,
+      `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v), 2)}\n`,
+    );
+    process.stdout.write(`results written to ${s.jsonPath}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`\nbench: ${setupFailed ? 'setup failed: ' : ''}${(err as Error).stack ?? String(err)}\n`);
+    for (const { child } of children(stack)) {
+      const exited = child.exitDescription();
+      if (exited !== undefined) process.stderr.write(`--- ${child.name} ${exited}; log ${child.logPath}:\n${child.logTail(2_000)}\n`);
+    }
+    process.stderr.write(`configs and child logs kept in ${stack.dir}\n`);
+    keepDir = true;
+    await stopStack(stack).catch(() => undefined);
+    return 1;
+  } finally {
+    if (keepDir) {
+      if (s.keep) process.stderr.write(`configs and child logs kept in ${stack.dir}\n`);
+    } else {
+      rmSync(stack.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    killAllTracked();
+    process.exitCode = 1;
+  },
+);
