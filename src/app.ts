@@ -9,6 +9,12 @@ import { Metrics } from './observability/metrics.js';
 import { OperationObserver } from './observability/operations.js';
 import { UpstreamSessions, type GatewayContext } from './pipeline/context.js';
 import { MemorySessionStore } from './sessions/store.js';
+import { Limiter } from './ratelimit/limiter.js';
+import { redisTimeoutMs } from './ratelimit/schema.js';
+import { MemoryLimiterStore, RedisLimiterStore } from './ratelimit/store.js';
+import { RedisSessionStore } from './sessions/redis-store.js';
+import { createRedisClient, describeRedisUrl, waitForRedis } from './state/redis.js';
+import type { GatewaySession, SessionStore } from './sessions/store.js';
 import { UpstreamClient } from './upstream/client.js';
 import { HealthMonitor } from './upstream/health.js';
 
@@ -33,16 +39,43 @@ export interface RunningGateway {
 }
 
 /** Builds the shared request-path context for a config. */
-export function createContext(config: Config, log: Logger, metrics: Metrics = new Metrics()): GatewayContext {
+export async function createContext(
+  config: Config,
+  log: Logger,
+  metrics: Metrics = new Metrics(),
+): Promise<{ context: GatewayContext; close(): void }> {
   const rc = compileConfig(config);
   const upstream = new UpstreamClient(rc.internalBaseUrl, rc.upstreamTimeoutMs);
   const upstreamSessionsRef: { current: UpstreamSessions | null } = { current: null };
-  const sessions = new MemorySessionStore(rc.sessionIdleMs, (s) => {
+  const onExpire = (s: GatewaySession): void => {
     void upstreamSessionsRef.current?.terminateAll(rc, s);
-  });
+  };
+
+  let sessions: SessionStore;
+  let limiter: Limiter;
+  let disconnect = (): void => {};
+  const limitsConfigured =
+    config.rate_limits !== undefined || Object.values(config.servers).some((s) => s.rate_limit !== undefined);
+  if (config.redis !== undefined) {
+    // Shared state: any replica serves any session, and limits hold across replicas.
+    const target = describeRedisUrl(config.redis.url);
+    const client = createRedisClient({ url: config.redis.url, commandTimeoutMs: redisTimeoutMs(config.redis) });
+    if (!(await waitForRedis(client, 2000))) log.warn({ redis: target }, 'redis is not answering yet; starting degraded');
+    sessions = new RedisSessionStore(client, { keyPrefix: config.redis.key_prefix, idleMs: rc.sessionIdleMs, onExpire, log, target });
+    limiter = Limiter.compile(
+      config,
+      limitsConfigured
+        ? new RedisLimiterStore(client, { keyPrefix: config.redis.key_prefix, onError: config.redis.limits_on_error, log, target })
+        : null,
+    );
+    disconnect = () => client.disconnect();
+  } else {
+    sessions = new MemorySessionStore(rc.sessionIdleMs, onExpire);
+    limiter = Limiter.compile(config, limitsConfigured ? new MemoryLimiterStore() : null);
+  }
   const upstreamSessions = new UpstreamSessions(upstream, sessions, log);
   upstreamSessionsRef.current = upstreamSessions;
-  return {
+  const context: GatewayContext = {
     rc,
     sessions,
     catalog: new Catalog(rc, upstream, log),
@@ -53,13 +86,22 @@ export function createContext(config: Config, log: Logger, metrics: Metrics = ne
     metrics,
     observer: new OperationObserver(metrics, log, config.logging.operations),
     logArguments: config.logging.arguments,
+    limiter,
+  };
+  return {
+    context,
+    close(): void {
+      sessions.close();
+      limiter.close();
+      disconnect();
+    },
   };
 }
 
 /** Starts one processor replica: the ext_proc gRPC server and the admin HTTP server. */
 export async function run(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel ?? opts.config.logging.level);
-  const context = createContext(opts.config, log);
+  const { context, close: closeContext } = await createContext(opts.config, log);
   const hc = opts.config.health;
   const health = new HealthMonitor(context.rc, context.catalog, context.metrics, log, {
     intervalMs: durationMs(hc.interval),
@@ -115,6 +157,7 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
       ready = false;
       clearTimeout(warm);
       health.stop();
+      closeContext();
       context.sessions.close();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       await new Promise<void>((resolve) => {

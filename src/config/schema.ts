@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { RateLimitsSchema, RedisSchema, rateLimitConfigIssues } from '../ratelimit/schema.js';
 
 /**
  * The one source of truth for the gateway's configuration file.
@@ -194,8 +195,11 @@ export const ConfigSchema = z
     health: HealthSchema.default(HealthSchema.parse({})),
     logging: LoggingSchema.default(LoggingSchema.parse({})),
     tracing: TracingSchema.default(TracingSchema.parse({})),
+    rate_limits: RateLimitsSchema.optional(),
+    redis: RedisSchema.optional(),
   })
   .superRefine((cfg, ctx) => {
+    for (const issue of rateLimitConfigIssues(cfg)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
     const sep = cfg.gateway.tool_separator;
     const names = Object.keys(cfg.servers);
     for (const a of names) {

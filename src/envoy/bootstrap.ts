@@ -128,6 +128,8 @@ function httpConnectionManager(statPrefix: string, routeConfig: Record<string, u
       stat_prefix: statPrefix,
       codec_type: 'AUTO',
       normalize_path: true,
+      // Envoy appends the peer it saw to X-Forwarded-For; the processor keys per-IP limits on it.
+      use_remote_address: true,
       merge_slashes: true,
       path_with_escaped_slashes_action: 'REJECT_REQUEST',
       route_config: routeConfig,
@@ -141,8 +143,16 @@ function httpConnectionManager(statPrefix: string, routeConfig: Record<string, u
 }
 
 /** A cluster of gRPC (HTTP/2) endpoints: the processor replicas, or the OTLP collector. */
-function grpcCluster(name: string, addresses: readonly string[]): Record<string, unknown> {
+function grpcCluster(name: string, addresses: readonly string[], healthChecked = false): Record<string, unknown> {
   return {
+    // A replica that dies stops getting new requests within a second.
+    ...(healthChecked
+      ? {
+          health_checks: [{ timeout: '1s', interval: '1s', no_traffic_interval: '1s', unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} }],
+          // Never spread requests over dead replicas: a request sent to one fails for sure.
+          common_lb_config: { healthy_panic_threshold: { value: 0 } },
+        }
+      : {}),
     name,
     type: 'STRICT_DNS',
     connect_timeout: '1s',
@@ -205,7 +215,17 @@ export function renderEnvoyBootstrap(config: Config): string {
     name: 'envoy.filters.http.ext_proc',
     typed_config: {
       '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor',
-      grpc_service: { envoy_grpc: { cluster_name: PROCESSOR_CLUSTER }, timeout: '0s' },
+      grpc_service: {
+        envoy_grpc: { cluster_name: PROCESSOR_CLUSTER },
+        timeout: '0s',
+        // A replica that just died may still be picked before Envoy notices: the stream then
+        // never reached it, so trying another replica is safe.
+        retry_policy: {
+          retry_on: 'connect-failure,refused-stream,reset-before-request',
+          num_retries: 2,
+          retry_host_predicate: SAFE_RETRY.retry_host_predicate,
+        },
+      },
       failure_mode_allow: false,
       processing_mode: {
         request_header_mode: 'SEND',
@@ -315,7 +335,7 @@ export function renderEnvoyBootstrap(config: Config): string {
   };
 
   // One gRPC stream per HTTP request: the default 1024 would cap concurrent MCP requests.
-  const processorCluster = grpcCluster(PROCESSOR_CLUSTER, processors);
+  const processorCluster = grpcCluster(PROCESSOR_CLUSTER, processors, processors.length > 1);
 
   const bootstrap = {
     node: { id: 'mcp-gateway', cluster: 'mcp-gateway' },

@@ -21,7 +21,7 @@ export function createLogger(level: string = process.env['LOG_LEVEL'] ?? 'info',
     redact: { paths: ['headers.authorization', 'headers["x-api-key"]', 'headers.cookie'], censor: '[redacted]' },
   };
   if (destination !== undefined) return pino(options, destination);
-  const stdout = pino.destination({ dest: 1, sync: false, minLength: 16 * 1024 });
+  const stdout = pino.destination({ dest: 1, sync: false, minLength: 8 * 1024 });
   setInterval(() => stdout.flush(), FLUSH_INTERVAL_MS).unref();
   process.once('exit', () => stdout.flushSync());
   return pino(options, stdout);

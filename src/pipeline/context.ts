@@ -4,6 +4,7 @@ import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
 import type { JsonObject } from '../jsonrpc/message.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { OperationObserver } from '../observability/operations.js';
+import type { Limiter } from '../ratelimit/limiter.js';
 import type { GatewaySession, SessionStore, UpstreamSession } from '../sessions/store.js';
 import { UpstreamSessionGone, type UpstreamClient } from '../upstream/client.js';
 
@@ -19,6 +20,7 @@ export interface GatewayContext {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly observer: OperationObserver;
+  readonly limiter: Limiter;
   /** Debug option: tools/call arguments go into operation log lines. */
   readonly logArguments: boolean;
 }
@@ -78,9 +80,14 @@ export class UpstreamSessions {
         .call(server, 'logging/setLevel', { level: session.logLevel }, { sessionId: up.sessionId, protocolVersion })
         .catch((err: unknown) => this.log.debug({ server: server.name, err }, 'logging/setLevel not accepted'));
     }
-    await this.sessions.setUpstream(session, server.name, up);
-    this.log.debug({ server: server.name, session_id_hash: session.id.slice(0, 6) }, 'upstream session created');
-    return up;
+    // Another replica may have set one up for this session meanwhile: first writer wins, and
+    // the loser's upstream session is ended rather than leaked.
+    const winner = await this.sessions.claimUpstream(session, server.name, up);
+    if (winner.sessionId !== up.sessionId && up.sessionId !== null) {
+      void this.upstream.terminate(server, up.sessionId, up.protocolVersion).catch(() => undefined);
+    }
+    this.log.debug({ server: server.name }, 'upstream session created');
+    return winner;
   }
 
   /** Sends a notification to every upstream session this client has; failures are logged only. */

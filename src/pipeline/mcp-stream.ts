@@ -15,6 +15,7 @@ import {
 import type { OperationStatus } from '../observability/operations.js';
 import { childTraceparent, traceFrom, type TraceContext } from '../observability/trace.js';
 import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
+import { StateUnavailableError } from '../state/errors.js';
 import { UpstreamRpcError, UpstreamSessionGone, type UpstreamReply } from '../upstream/client.js';
 import type { GatewayContext } from './context.js';
 import { CONTINUE, type ContinueDecision, type Decision, type HeaderSet, type RespondDecision } from './decision.js';
@@ -88,6 +89,9 @@ export class McpStream {
   private responseError: string | number | null = null;
   private httpStatus: number | null = null;
   private finished = false;
+  /** `RateLimit-*` headers of an allowed request, for its response. */
+  private limitHeaders: HeaderSet[] | null = null;
+  private limitApplied = false;
 
   constructor(private readonly ctx: GatewayContext) {
     this.log = ctx.log;
@@ -124,6 +128,7 @@ export class McpStream {
       d = this.fail(err);
     }
     if (d.kind === 'respond') {
+      if (this.limitHeaders !== null && d.errorCode === undefined) d = { ...d, headers: [...d.headers, ...this.limitHeaders] };
       this.httpStatus = d.status;
       if (d.errorCode !== undefined) {
         this.responseStatus = 'error';
@@ -190,7 +195,10 @@ export class McpStream {
   }
 
   private fail(err: unknown): RespondDecision {
-    const gw = toGatewayError(err);
+    const gw =
+      err instanceof StateUnavailableError
+        ? new GatewayError('GW_ERR_STATE_UNAVAILABLE', undefined, { headers: { 'retry-after': '1' }, cause: err })
+        : toGatewayError(err);
     if (gw.code === 'GW_ERR_INTERNAL') this.log.error({ err }, 'internal error on the request path');
     return respondError(gw, this.requestId);
   }
@@ -275,7 +283,10 @@ export class McpStream {
     this.msg = msg;
     if (this.endpoint === 'passthrough') return this.passthrough(msg);
 
-    if (msg.kind === 'request' && msg.method === 'initialize') return this.initialize(msg.id, msg.params);
+    if (msg.kind === 'request' && msg.method === 'initialize') {
+      await this.limit(null, null, msg.method);
+      return this.initialize(msg.id, msg.params);
+    }
     const session = await this.requireSession(this.headers);
     this.session = session;
 
@@ -293,16 +304,46 @@ export class McpStream {
    * Passthrough: names and sessions stay the upstream's; only the trace context is added
    * (header, and `_meta.traceparent` on requests).
    */
-  private passthrough(msg: JsonRpcMessage): Decision {
+  private async passthrough(msg: JsonRpcMessage): Promise<Decision> {
     const server = this.passthroughServer!;
     this.opServer = server.name;
     const traceparent = childTraceparent(this.trace!);
     const setHeaders: HeaderSet[] = [{ key: 'traceparent', value: traceparent }];
     if (msg.kind !== 'request') return { kind: 'continue', setHeaders, metadata: this.metadata() };
     if (msg.method === 'tools/call' && typeof msg.params?.['name'] === 'string') this.opTool = msg.params['name'];
+    await this.limit(server.name, this.opTool, msg.method);
     const body = JSON.stringify({ ...msg.raw, params: withTrace(msg.params, traceparent, this.trace!) });
     setHeaders.push({ key: 'content-length', value: String(Buffer.byteLength(body)) });
     return { kind: 'continue', setHeaders, body: Buffer.from(body), metadata: this.metadata() };
+  }
+
+  /**
+   * Applies rate limits and quotas (nothing to do when none are configured). A refusal is a 429
+   * naming the limit, with `Retry-After` and the `RateLimit-*` headers.
+   */
+  private async limit(server: string | null, tool: string | null, method: string): Promise<void> {
+    const limiter = this.ctx.limiter;
+    if (!limiter.enabled) return;
+    this.limitApplied = true;
+    const clientId = this.session?.identity ?? null;
+    const outcome = await limiter.check({ server, tool, method, clientId, ip: this.clientIp(), userId: clientId, tenant: null });
+    if (!outcome.allowed) {
+      this.ctx.metrics.rateLimitedInc(server ?? 'none', 'none', outcome.limit);
+      throw new GatewayError(outcome.code, outcome.message, {
+        headers: outcome.headers,
+        data: { limit: outcome.limit, retry_after_seconds: outcome.retryAfterSeconds },
+      });
+    }
+    const entries = Object.entries(outcome.headers);
+    this.limitHeaders = entries.length === 0 ? null : entries.map(([key, value]) => ({ key, value }));
+  }
+
+  /** The caller's address: Envoy appends the peer it saw to X-Forwarded-For (use_remote_address). */
+  private clientIp(): string | null {
+    const xff = this.headers.get('x-forwarded-for');
+    if (xff === undefined) return null;
+    const last = xff.lastIndexOf(',');
+    return (last < 0 ? xff : xff.slice(last + 1)).trim() || null;
   }
 
   /** Dynamic metadata for Envoy's access log (namespace mcp.gateway). */
@@ -341,9 +382,11 @@ export class McpStream {
     params: JsonObject,
     raw: JsonObject,
   ): Promise<Decision> {
+    if (ROUTED_METHODS.has(method)) return this.routeRequest(session, id, method, params, raw);
+    // Gateway-answered methods are limited too: a client looping on tools/list must not escape.
+    await this.limit(null, null, method);
     const listKind = LIST_KINDS[method];
     if (listKind !== undefined) return this.list(id, listKind, params);
-    if (ROUTED_METHODS.has(method)) return this.routeRequest(session, id, method, params, raw);
     switch (method) {
       case 'ping':
         return respondResult(id, {});
@@ -382,6 +425,22 @@ export class McpStream {
 
   /** Finds the owning server, rewrites the name/URI back to the upstream's own, and routes. */
   private async routeRequest(
+    session: GatewaySession,
+    id: JsonRpcId,
+    method: string,
+    params: JsonObject,
+    raw: JsonObject,
+  ): Promise<Decision> {
+    try {
+      return await this.resolveAndRoute(session, id, method, params, raw);
+    } catch (err) {
+      // Calls to names that do not resolve still spend budget: probing must not be free.
+      if (!this.limitApplied) await this.limit(null, null, method);
+      throw err;
+    }
+  }
+
+  private async resolveAndRoute(
     session: GatewaySession,
     id: JsonRpcId,
     method: string,
@@ -434,6 +493,7 @@ export class McpStream {
         newParams['uri'] = owned.name;
       }
     }
+    await this.limit(server.name, this.opTool, method);
     this.inflightKey = `${session.id}\n${JSON.stringify(id)}`;
     this.ctx.inflight.set(this.inflightKey, server.name);
     const traceparent = childTraceparent(this.trace!);
@@ -522,7 +582,7 @@ export class McpStream {
     }
     if (this.endpoint === 'passthrough') {
       this.finish();
-      return CONTINUE;
+      return this.limitHeaders === null ? CONTINUE : { kind: 'continue', setHeaders: this.limitHeaders };
     }
 
     const session = this.session;
@@ -534,6 +594,7 @@ export class McpStream {
     if (status === 404 && target.upstream.sessionId !== null) return this.retryWithNewSession(session, target);
 
     const setHeaders: HeaderSet[] = [{ key: SESSION_HEADER, value: session.id }];
+    if (this.limitHeaders !== null) setHeaders.push(...this.limitHeaders);
     const requestMethod = this.msg?.kind === 'request' ? this.msg.method : null;
     if (ct.includes('text/event-stream')) {
       this.rewriter = new SseRewriter((d) => this.rewriteData(target.server, requestMethod, d), MAX_REWRITE_BYTES);
@@ -623,8 +684,8 @@ function routeMutation(server: RuntimeServer, upstream: UpstreamSession, body: s
   return { setHeaders, removeHeaders: removeHeaders.filter((h) => h !== BACKEND_HEADER), body: Buffer.from(body), clearRouteCache: true };
 }
 
-function upstreamFailure(server: RuntimeServer, err: unknown): GatewayError {
-  if (err instanceof GatewayError) return err;
+function upstreamFailure(server: RuntimeServer, err: unknown): Error {
+  if (err instanceof GatewayError || err instanceof StateUnavailableError) return err;
   if (err instanceof UpstreamRpcError) {
     return new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', `Upstream server ${server.name} refused the session: ${err.message}`);
   }

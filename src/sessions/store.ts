@@ -30,7 +30,16 @@ export interface SessionStore {
   create(init: Omit<GatewaySession, 'id' | 'lastSeen' | 'upstream' | 'logLevel'>): Promise<GatewaySession>;
   /** Returns the session and marks it used, or null if unknown or expired. */
   get(id: string): Promise<GatewaySession | null>;
+  /**
+   * Sets (or, with null, drops) the upstream session for a server. Dropping is conditional in a
+   * shared store: it only removes the mapping the caller's snapshot holds.
+   */
   setUpstream(session: GatewaySession, server: string, upstream: UpstreamSession | null): Promise<void>;
+  /**
+   * Records a newly created upstream session unless one is already there (another replica may
+   * have set one up concurrently); returns the one that won.
+   */
+  claimUpstream(session: GatewaySession, server: string, upstream: UpstreamSession): Promise<UpstreamSession>;
   setLogLevel(session: GatewaySession, level: string): Promise<void>;
   delete(id: string): Promise<GatewaySession | null>;
   close(): void;
@@ -77,6 +86,13 @@ export class MemorySessionStore implements SessionStore {
   async setUpstream(session: GatewaySession, server: string, upstream: UpstreamSession | null): Promise<void> {
     if (upstream === null) session.upstream.delete(server);
     else session.upstream.set(server, upstream);
+  }
+
+  async claimUpstream(session: GatewaySession, server: string, upstream: UpstreamSession): Promise<UpstreamSession> {
+    const existing = session.upstream.get(server);
+    if (existing !== undefined) return existing;
+    session.upstream.set(server, upstream);
+    return upstream;
   }
 
   async setLogLevel(session: GatewaySession, level: string): Promise<void> {

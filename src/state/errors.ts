@@ -1,0 +1,15 @@
+/**
+ * Thrown on the session path when the shared state store (Redis) cannot answer in time.
+ *
+ * Deliberately not a `GatewayError`: its code is not in the error table yet. The pipeline maps it
+ * to `GW_ERR_STATE_UNAVAILABLE` (HTTP 503, JSON-RPC -32000, `Retry-After: 1`).
+ */
+export class StateUnavailableError extends Error {
+  /** The gateway error code the pipeline should answer with. */
+  readonly code = 'GW_ERR_STATE_UNAVAILABLE';
+
+  constructor(what: string, opts: { cause?: unknown } = {}) {
+    super(`shared state unavailable: ${what}`, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'StateUnavailableError';
+  }
+}

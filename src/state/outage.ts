@@ -1,0 +1,81 @@
+/**
+ * The two log methods state stores need; a pino `Logger` satisfies it.
+ */
+export interface StateLogger {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+/** A logger that drops everything (the default when a store is built without one). */
+export const SILENT_STATE_LOGGER: StateLogger = Object.freeze({ warn: () => {}, info: () => {} });
+
+/**
+ * Tracks whether a Redis-backed component is healthy, so an outage is logged once when it starts
+ * and once when it ends instead of once per request.
+ *
+ * While down it also acts as a small circuit breaker: only one call per `probeIntervalMs` goes to
+ * Redis, the others fail at once. Commands to a dead *connection* already fail immediately (the
+ * client has no offline queue); this matters when the connection looks alive but Redis does not
+ * answer, where every request would otherwise wait for the full command timeout.
+ */
+export class OutageTracker {
+  private isDown = false;
+  private since = 0;
+  private lastProbe = 0;
+  private failures = 0;
+
+  constructor(
+    private readonly component: string,
+    private readonly impact: string,
+    private readonly log: StateLogger,
+    private readonly target: string,
+    private readonly probeIntervalMs = 250,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  /** True while the last call failed and no call has succeeded since. */
+  get down(): boolean {
+    return this.isDown;
+  }
+
+  /** Whether a call should go to Redis now (always while healthy; one probe per interval while down). */
+  shouldTry(): boolean {
+    if (!this.isDown) return true;
+    const now = this.clock();
+    if (now - this.lastProbe < this.probeIntervalMs) return false;
+    this.lastProbe = now;
+    return true;
+  }
+
+  /** Records a successful call; logs the recovery if this ends an outage. */
+  ok(): void {
+    if (!this.isDown) return;
+    const now = this.clock();
+    this.isDown = false;
+    this.log.info(
+      { component: this.component, redis: this.target, outage_ms: now - this.since, failed_calls: this.failures },
+      `${this.component}: Redis reachable again, shared state restored`,
+    );
+    this.failures = 0;
+  }
+
+  /** Records a failed call; logs the start of an outage once. */
+  fail(err: unknown): void {
+    this.failures += 1;
+    if (this.isDown) return;
+    const now = this.clock();
+    this.isDown = true;
+    this.since = now;
+    this.lastProbe = now;
+    this.log.warn(
+      { component: this.component, redis: this.target, err: errorSummary(err) },
+      `${this.component}: Redis unavailable, ${this.impact}`,
+    );
+  }
+}
+
+/** A short, credential-free description of a Redis failure for the log. */
+export function errorSummary(err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { rawInitialize, rawRequest } from '../support/mcp-client.js';
+import { useStack } from '../support/stack.js';
+
+function call(url: string, sid: string, id: number, name: string): Promise<Awaited<ReturnType<typeof rawRequest>>> {
+  return rawRequest(url, {
+    headers: { 'mcp-session-id': sid },
+    body: { jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: { text: String(id) } } },
+  });
+}
+
+describe('rate limits (in-memory store): burst, 429 and headers', () => {
+  const stack = useStack({
+    servers: { alpha: {} },
+    extraConfig: { rate_limits: { alpha: { requests_per_minute: 1, burst_size: 6, by: 'ip' } } },
+  });
+
+  it('lets burst_size calls through at once and refuses the next with 429, Retry-After and the limit named', async () => {
+    const init = await rawInitialize(stack().mcpUrl); // initialize counts against every server-wide limit
+    const sid = init.sessionId!;
+    const results = await Promise.all(Array.from({ length: 9 }, (_, i) => call(stack().mcpUrl, sid, 100 + i, 'alpha__echo')));
+    const ok = results.filter((r) => r.status === 200);
+    const limited = results.filter((r) => r.status === 429);
+    // burst 6: initialize + notifications/initialized (notifications are free) + 5 calls.
+    assert.equal(ok.length, 5, results.map((r) => r.status).join(','));
+    assert.equal(limited.length, 4);
+    const r = limited[0]!;
+    const retryAfter = Number(r.headers.get('retry-after'));
+    assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+    assert.equal(r.headers.get('ratelimit-remaining'), '0');
+    assert.ok(r.headers.get('ratelimit-limit'));
+    const body = r.json as { id: number; error: { code: number; message: string; data: { limit: string } } };
+    assert.equal(body.error.code, -32000);
+    assert.match(body.error.message, /server "alpha"/);
+    assert.ok(typeof body.id === 'number', 'the error answers the request id');
+    const allowed = ok[0]!;
+    assert.ok(allowed.headers.get('ratelimit-remaining') !== null, 'allowed responses carry RateLimit headers');
+  });
+
+  it('counts the refusals in mcp_gateway_rate_limited_total', async () => {
+    const text = await (await fetch(`${stack().adminUrl}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('mcp_gateway_rate_limited_total{') && l.includes('server="alpha"'));
+    assert.ok(line, text.split('\n').filter((l) => l.includes('rate_limited')).join('\n'));
+    assert.equal(Number(line.split(' ').pop()), 4);
+  });
+
+  it('keys per-IP limits on the address Envoy saw, not on a client-sent X-Forwarded-For', async () => {
+    const spoofed = await rawRequest(stack().mcpUrl, {
+      headers: { 'x-forwarded-for': '203.0.113.7' },
+      body: { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } },
+    });
+    assert.equal(spoofed.status, 429);
+  });
+});
+
+describe('rate limits: gateway-answered methods are limited too', () => {
+  const stack = useStack({ servers: { beta: { rate_limit: '4/min' } } });
+
+  it('looping on tools/list does not escape the limit', async () => {
+    const init = await rawInitialize(stack().mcpUrl);
+    const sid = init.sessionId!;
+    let status = 0;
+    let n = 0;
+    for (; n < 20 && status !== 429; n++) {
+      const r = await rawRequest(stack().mcpUrl, { headers: { 'mcp-session-id': sid }, body: { jsonrpc: '2.0', id: n, method: 'tools/list' } });
+      status = r.status;
+    }
+    assert.equal(status, 429, 'tools/list was refused once the server-wide budget was spent');
+    assert.ok(n <= 5, `refused after ${n} lists (beta allows 4 per minute)`);
+  });
+
+});
+
+describe('rate limits: per-tool limits', () => {
+  const stack = useStack({
+    servers: { alpha: {} },
+    extraConfig: { rate_limits: { alpha: { requests_per_minute: 600, burst_size: 100, tools: [{ match: 'ad*', requests_per_minute: 1, burst_size: 2 }] } } },
+  });
+
+  it('applies a tool glob limit on top of the server limit', async () => {
+    const init = await rawInitialize(stack().serverUrl('alpha'));
+    const sid = init.sessionId!;
+    const adds = [];
+    for (let i = 0; i < 3; i++) {
+      adds.push(
+        await rawRequest(stack().serverUrl('alpha'), {
+          headers: { 'mcp-session-id': sid },
+          body: { jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: 'add', arguments: { a: 1, b: 2 } } },
+        }),
+      );
+    }
+    assert.deepEqual(adds.map((r) => r.status), [200, 200, 429]);
+    assert.match((adds[2]!.json as { error: { message: string } }).error.message, /tools matching "ad\*"/);
+    const echo = await rawRequest(stack().serverUrl('alpha'), {
+      headers: { 'mcp-session-id': sid },
+      body: { jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'echo', arguments: { text: 'x' } } },
+    });
+    assert.equal(echo.status, 200, 'other tools keep their budget');
+  });
+
+});
