@@ -1,6 +1,10 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { Catalog } from './aggregation/catalog.js';
+import { Authenticator } from './auth/identity.js';
+import { resolveUpstreamCredentials } from './auth/upstream-credentials.js';
+import { AccessControl } from './policy/access.js';
+import { TenantDirectory } from './tenancy/tenants.js';
 import { compileConfig, durationMs } from './config/runtime.js';
 import type { Config } from './config/schema.js';
 import { startExtProcServer } from './extproc/server.js';
@@ -27,6 +31,8 @@ export interface RunOptions {
   readonly admin?: string;
   readonly logLevel?: string;
   readonly logger?: Logger;
+  /** Where `file:` paths in the config are relative to (the config file's directory). */
+  readonly configDir?: string;
 }
 
 /** A running processor replica. */
@@ -43,9 +49,35 @@ export async function createContext(
   config: Config,
   log: Logger,
   metrics: Metrics = new Metrics(),
+  configDir: string = process.cwd(),
 ): Promise<{ context: GatewayContext; close(): void }> {
   const rc = compileConfig(config);
-  const upstream = new UpstreamClient(rc.internalBaseUrl, rc.upstreamTimeoutMs);
+  const credentials = await resolveUpstreamCredentials(config.servers, { baseDir: configDir });
+  const auth = await Authenticator.create(config.auth, {
+    endpointPaths: ['/mcp', ...rc.passthroughPaths.keys()],
+    onJwksEvent: (e) => log.info({ jwks: e }, 'jwks'),
+  });
+  void auth.warm().catch((err: unknown) => log.warn({ err: String(err) }, 'JWKS warm-up failed; keys are fetched on first use'));
+  const access = new AccessControl({
+    servers: rc.servers.keys(),
+    tenants: config.tenants,
+    policies: config.policies,
+    blockedTools: config.blocked_tools,
+  });
+  const guard = {
+    auth,
+    access,
+    credentials,
+    tenants: new TenantDirectory(config.tenants, rc.serverList, access),
+    filtersNames: (config.policies?.length ?? 0) > 0 || (config.blocked_tools?.length ?? 0) > 0,
+    auditing:
+      config.auth !== undefined ||
+      config.tenants !== undefined ||
+      config.policies !== undefined ||
+      config.blocked_tools !== undefined ||
+      Object.values(config.servers).some((s) => s.auth_required || s.allowed_clients !== undefined),
+  };
+  const upstream = new UpstreamClient(rc.internalBaseUrl, rc.upstreamTimeoutMs, (s) => credentials.headersFor(s));
   const upstreamSessionsRef: { current: UpstreamSessions | null } = { current: null };
   const onExpire = (s: GatewaySession): void => {
     void upstreamSessionsRef.current?.terminateAll(rc, s);
@@ -55,7 +87,9 @@ export async function createContext(
   let limiter: Limiter;
   let disconnect = (): void => {};
   const limitsConfigured =
-    config.rate_limits !== undefined || Object.values(config.servers).some((s) => s.rate_limit !== undefined);
+    config.rate_limits !== undefined ||
+    Object.values(config.servers).some((s) => s.rate_limit !== undefined) ||
+    Object.values(config.tenants ?? {}).some((t) => t.quotas?.requests_per_day !== undefined);
   if (config.redis !== undefined) {
     // Shared state: any replica serves any session, and limits hold across replicas.
     const target = describeRedisUrl(config.redis.url);
@@ -87,6 +121,7 @@ export async function createContext(
     observer: new OperationObserver(metrics, log, config.logging.operations),
     logArguments: config.logging.arguments,
     limiter,
+    guard,
   };
   return {
     context,
@@ -101,7 +136,7 @@ export async function createContext(
 /** Starts one processor replica: the ext_proc gRPC server and the admin HTTP server. */
 export async function run(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel ?? opts.config.logging.level);
-  const { context, close: closeContext } = await createContext(opts.config, log);
+  const { context, close: closeContext } = await createContext(opts.config, log, undefined, opts.configDir);
   const hc = opts.config.health;
   const health = new HealthMonitor(context.rc, context.catalog, context.metrics, log, {
     intervalMs: durationMs(hc.interval),

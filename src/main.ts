@@ -1,5 +1,7 @@
 #!/usr/bin/env node
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { hashKeyCommand } from './auth/hash-key-cli.js';
 import { run } from './app.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import { renderEnvoyBootstrap } from './envoy/bootstrap.js';
@@ -11,10 +13,12 @@ commands:
   serve --config FILE [--grpc HOST:PORT] [--admin HOST:PORT]   run a processor replica
   envoy-config --config FILE                                   print the Envoy bootstrap YAML
   validate --config FILE                                       check a config file
+  hash-key [--key KEY | --generate]                            print the SHA-256 form of an API key (reads stdin)
 `;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === 'hash-key') return hashKeyCommand(rest, process.stdin);
   const { values } = parseArgs({
     args: rest,
     options: {
@@ -50,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
       const gw = await run({
         config,
         logger: log,
+        configDir: dirname(resolve(values.config)),
         ...(values.grpc === undefined ? {} : { grpc: values.grpc }),
         ...(values.admin === undefined ? {} : { admin: values.admin }),
       });

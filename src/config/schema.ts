@@ -1,4 +1,13 @@
 import { z } from 'zod';
+import {
+  AuthSchema,
+  BlockedToolsSchema,
+  GatewayTlsSchema,
+  PoliciesSchema,
+  TenantsSchema,
+  UpstreamHeadersSchema,
+  accessConfigIssues,
+} from '../auth/schema.js';
 import { RateLimitsSchema, RedisSchema, rateLimitConfigIssues } from '../ratelimit/schema.js';
 
 /**
@@ -76,6 +85,7 @@ export const ServerSchema = z
       .enum(['failover', 'round-robin'])
       .default('failover')
       .describe('failover: fallbacks take traffic only when the primary is unhealthy; round-robin: all share it'),
+    headers: UpstreamHeadersSchema.optional(),
     timeout: DurationSchema.default('300s').describe(
       'Longest a single request to this server may take through Envoy (SSE streams included); 0s disables',
     ),
@@ -145,6 +155,7 @@ export const GatewaySchema = z.strictObject({
   upstream_timeout: DurationSchema.default('10s').describe(
     "Timeout for the processor's own upstream calls (initialize, catalog fetches)",
   ),
+  tls: GatewayTlsSchema.optional().describe('TLS (and optionally mTLS) on the client listener, terminated by Envoy'),
 });
 export type GatewayConfig = z.infer<typeof GatewaySchema>;
 
@@ -197,9 +208,15 @@ export const ConfigSchema = z
     tracing: TracingSchema.default(TracingSchema.parse({})),
     rate_limits: RateLimitsSchema.optional(),
     redis: RedisSchema.optional(),
+    auth: AuthSchema.optional(),
+    tenants: TenantsSchema.optional(),
+    policies: PoliciesSchema.optional(),
+    blocked_tools: BlockedToolsSchema.optional(),
   })
   .superRefine((cfg, ctx) => {
-    for (const issue of rateLimitConfigIssues(cfg)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+    for (const issue of [...rateLimitConfigIssues(cfg), ...accessConfigIssues(cfg)]) {
+      ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+    }
     const sep = cfg.gateway.tool_separator;
     const names = Object.keys(cfg.servers);
     for (const a of names) {

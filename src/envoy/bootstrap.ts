@@ -142,6 +142,22 @@ function httpConnectionManager(statPrefix: string, routeConfig: Record<string, u
   };
 }
 
+/** Envoy terminates TLS for clients; with a client CA it verifies client certificates (mTLS). */
+function downstreamTls(tls: NonNullable<Config['gateway']['tls']>): Record<string, unknown> {
+  const context: Record<string, unknown> = {
+    tls_certificates: [{ certificate_chain: { filename: tls.cert_file }, private_key: { filename: tls.key_file } }],
+  };
+  if (tls.client_ca_file !== undefined) context['validation_context'] = { trusted_ca: { filename: tls.client_ca_file } };
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+      common_tls_context: context,
+      require_client_certificate: tls.require_client_cert,
+    },
+  };
+}
+
 /** A cluster of gRPC (HTTP/2) endpoints: the processor replicas, or the OTLP collector. */
 function grpcCluster(name: string, addresses: readonly string[], healthChecked = false): Record<string, unknown> {
   return {
@@ -262,6 +278,7 @@ export function renderEnvoyBootstrap(config: Config): string {
           },
         };
 
+  const tls = g.tls;
   const clientListener = {
     name: 'mcp_client',
     address: socketAddress(g.listen),
@@ -270,6 +287,7 @@ export function renderEnvoyBootstrap(config: Config): string {
     per_connection_buffer_limit_bytes: g.max_body_bytes,
     filter_chains: [
       {
+        ...(tls === undefined ? {} : { transport_socket: downstreamTls(tls) }),
         filters: [
           httpConnectionManager(
             'mcp_gateway',
@@ -283,6 +301,14 @@ export function renderEnvoyBootstrap(config: Config): string {
               ...hcmTracing,
               stream_idle_timeout: '300s',
               request_timeout: '0s',
+              // The verified client certificate reaches the processor in X-Forwarded-Client-Cert;
+              // whatever a client sends in that header itself is dropped (SANITIZE_SET / SANITIZE).
+              ...(tls?.client_ca_file === undefined
+                ? { forward_client_cert_details: 'SANITIZE' }
+                : {
+                    forward_client_cert_details: 'SANITIZE_SET',
+                    set_current_client_cert_details: { subject: true, uri: true, dns: true },
+                  }),
               access_log: [
                 {
                   name: 'envoy.access_loggers.stdout',
@@ -293,7 +319,10 @@ export function renderEnvoyBootstrap(config: Config): string {
                 },
               ],
               local_reply_config: {
-                mappers: [jsonRpcLocalReply(413, ERROR_TABLE.GW_ERR_BODY_TOO_LARGE.message)],
+                mappers: [
+                  jsonRpcLocalReply(413, ERROR_TABLE.GW_ERR_BODY_TOO_LARGE.message),
+                  jsonRpcLocalReply(431, 'Request Header Fields Too Large'),
+                ],
               },
             },
           ),

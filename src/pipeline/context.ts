@@ -1,4 +1,8 @@
 import type { Logger } from 'pino';
+import type { Authenticator } from '../auth/identity.js';
+import type { UpstreamCredentials } from '../auth/upstream-credentials.js';
+import type { AccessControl } from '../policy/access.js';
+import type { TenantDirectory } from '../tenancy/tenants.js';
 import type { Catalog } from '../aggregation/catalog.js';
 import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
 import type { JsonObject } from '../jsonrpc/message.js';
@@ -21,8 +25,21 @@ export interface GatewayContext {
   readonly metrics: Metrics;
   readonly observer: OperationObserver;
   readonly limiter: Limiter;
+  readonly guard: Guard;
   /** Debug option: tools/call arguments go into operation log lines. */
   readonly logArguments: boolean;
+}
+
+/** Identity, tenancy and access policy, compiled once per config. */
+export interface Guard {
+  readonly auth: Authenticator;
+  readonly tenants: TenantDirectory;
+  readonly access: AccessControl;
+  readonly credentials: UpstreamCredentials;
+  /** Whether per-name rules (policies, blocked_tools) exist, so lists need filtering per caller. */
+  readonly filtersNames: boolean;
+  /** Whether access decisions are written as audit lines (any identity or policy feature configured). */
+  readonly auditing: boolean;
 }
 
 /**

@@ -1,4 +1,8 @@
 import type { Logger } from 'pino';
+import { authFailureOf, isAuthenticated, sessionBoundTo, type Identity } from '../auth/identity.js';
+import { auditRecord, authFailureRecord, type AuditRecord, type AuditTarget } from '../policy/audit.js';
+import type { AccessDecision } from '../policy/access.js';
+import type { Tenant } from '../tenancy/tenants.js';
 import type { CatalogKind, RuntimeServer } from '../config/runtime.js';
 import { AGGREGATED_PATH } from '../config/runtime.js';
 import { KIND_INFO } from '../aggregation/catalog.js';
@@ -26,7 +30,7 @@ import { respondAccepted, respondError, respondResult } from './respond.js';
 export type Headers = ReadonlyMap<string, string>;
 
 /** Headers a client must never set for us, plus credentials that must never reach an upstream. */
-const STRIPPED_REQUEST_HEADERS: readonly string[] = [BACKEND_HEADER, ...CLIENT_CREDENTIAL_HEADERS];
+const STRIPPED_REQUEST_HEADERS: readonly string[] = [BACKEND_HEADER, ...CLIENT_CREDENTIAL_HEADERS, 'x-forwarded-client-cert'];
 
 /**
  * A body we may rewrite must not carry a length: if the whole body reached Envoy before our header
@@ -92,6 +96,10 @@ export class McpStream {
   /** `RateLimit-*` headers of an allowed request, for its response. */
   private limitHeaders: HeaderSet[] | null = null;
   private limitApplied = false;
+  private identity: Identity | null = null;
+  private tenant: Tenant | null = null;
+  /** Passthrough list responses filtered by access policy: the result key to filter. */
+  private listFilter: CatalogKind | null = null;
 
   constructor(private readonly ctx: GatewayContext) {
     this.log = ctx.log;
@@ -181,8 +189,8 @@ export class McpStream {
       server: this.opServer,
       tool,
       toolKnown: tool !== null && this.opServer !== null && this.ctx.catalog.knows(this.opServer, 'tools', tool),
-      clientId: this.session?.identity ?? null,
-      tenant: null,
+      clientId: this.identity?.clientId ?? null,
+      tenant: this.tenantLabel(),
       status,
       httpStatus: this.httpStatus,
       errorCode: this.responseError,
@@ -218,14 +226,25 @@ export class McpStream {
     if (origin !== undefined && !rc.originAllowed(origin)) throw new GatewayError('GW_ERR_HTTP_BAD_ORIGIN');
 
     const method = h.get(':method') ?? 'GET';
+    const guard = this.ctx.guard;
     if (path === AGGREGATED_PATH) {
       this.endpoint = 'aggregated';
     } else {
       const server = rc.passthroughPaths.get(path);
-      if (server === undefined) throw new GatewayError('GW_ERR_HTTP_NOT_FOUND', `Not Found: ${path}`);
+      if (server === undefined) {
+        // RFC 9728 protected-resource metadata is public: served before authentication.
+        const meta = guard.auth.resource?.respond(path, method) ?? null;
+        if (meta !== null) {
+          const headers = Object.entries(meta.headers).map(([key, value]) => ({ key, value }));
+          return { kind: 'respond', status: meta.status, headers, body: meta.body, details: 'mcpgw_resource_metadata' };
+        }
+        throw new GatewayError('GW_ERR_HTTP_NOT_FOUND', `Not Found: ${path}`);
+      }
       this.endpoint = 'passthrough';
       this.passthroughServer = server;
     }
+    await this.authenticate(h);
+    if (this.passthroughServer !== null) this.checkServerAccess(this.passthroughServer.name, null);
 
     if (method === 'POST') {
       const len = Number(h.get('content-length') ?? '0');
@@ -272,7 +291,114 @@ export class McpStream {
     if (id === undefined || id === '') throw new GatewayError('GW_ERR_SESSION_MISSING');
     const session = await this.ctx.sessions.get(id);
     if (session === null) throw new GatewayError('GW_ERR_SESSION_UNKNOWN');
+    if (!sessionBoundTo(session.identity, this.identity!)) {
+      // Another principal's session: indistinguishable from one that does not exist.
+      this.audit({ allowed: false, reason: 'session_not_owned' }, null);
+      this.ctx.metrics.authFailureInc('session_not_owned');
+      throw new GatewayError('GW_ERR_SESSION_UNKNOWN');
+    }
     return session;
+  }
+
+  /** Authenticates the caller and resolves its tenant (cheap when neither is configured). */
+  private async authenticate(h: Headers): Promise<void> {
+    const guard = this.ctx.guard;
+    let identity: Identity;
+    try {
+      identity = await guard.auth.authenticate(h);
+    } catch (err) {
+      const failure = authFailureOf(err);
+      if (failure !== null) {
+        this.ctx.metrics.authFailureInc(failure.reason);
+        this.writeAudit(authFailureRecord(failure, this.trace?.traceId ?? null, this.passthroughServer?.name ?? null));
+      }
+      throw err;
+    }
+    this.identity = identity;
+    const resolved = guard.tenants.resolve(identity);
+    if (!resolved.ok) {
+      this.ctx.metrics.authFailureInc(resolved.reason);
+      this.audit({ allowed: false, reason: resolved.reason }, null);
+      throw resolved.status === 401
+        ? guard.auth.challenge()
+        : new GatewayError('GW_ERR_AUTH_FORBIDDEN', 'Forbidden: this client belongs to no configured tenant');
+    }
+    this.tenant = resolved.tenant;
+  }
+
+  /**
+   * Server-level access (tenant membership, auth_required, allowed_clients). On the aggregated
+   * endpoint a refusal looks like a missing entity (`hidden`); on passthrough it is 401/403/404.
+   */
+  private checkServerAccess(server: string, hidden: GatewayError | null): void {
+    const access = this.ctx.guard.tenants.serverAccess(this.identity!, this.tenant!, server);
+    if (access.allowed) return;
+    this.audit({ allowed: false, reason: access.reason }, server);
+    this.ctx.metrics.authFailureInc(access.reason);
+    if (hidden !== null) throw hidden;
+    if (access.status === 401) throw this.ctx.guard.auth.challenge();
+    if (access.status === 403) throw new GatewayError('GW_ERR_AUTH_FORBIDDEN', `Forbidden: no access to server ${server}`);
+    throw new GatewayError('GW_ERR_HTTP_NOT_FOUND', 'Not Found');
+  }
+
+  /** Whether the caller may see/use a server on /mcp (lists leave out the ones it may not). */
+  private serverVisible(server: string): boolean {
+    return this.ctx.guard.tenants.serverAccess(this.identity!, this.tenant!, server).allowed;
+  }
+
+  /** Per-name policy for one entity of one server, on the name the upstream will see. */
+  private nameDecision(kind: CatalogKind, server: string, upstreamName: string): AccessDecision | null {
+    const guard = this.ctx.guard;
+    if (!guard.filtersNames) return null;
+    const tenant = this.tenant!.name;
+    switch (kind) {
+      case 'tools':
+        return guard.access.canUseTool(tenant, server, upstreamName);
+      case 'prompts':
+        return guard.access.canUsePrompt(tenant, server, upstreamName);
+      case 'resources':
+        return guard.access.canUseResource(tenant, server, upstreamName);
+      case 'resourceTemplates':
+        return guard.access.canListResourceTemplate(tenant, server, upstreamName);
+    }
+  }
+
+  /** Checks a routed call against policy; a refusal is thrown as `hidden` (absent, not forbidden). */
+  private checkNameAccess(kind: CatalogKind, server: string, upstreamName: string, hidden: GatewayError): void {
+    const decision = this.nameDecision(kind, server, upstreamName);
+    const target: AuditTarget =
+      kind === 'tools' ? { kind: 'tool', name: upstreamName } : kind === 'prompts' ? { kind: 'prompt', name: upstreamName } : { kind: 'uri', name: upstreamName };
+    if (decision !== null && !decision.allowed) {
+      this.audit(decision, server, target);
+      this.ctx.metrics.authFailureInc('policy_denied');
+      throw hidden;
+    }
+    this.audit(decision ?? { allowed: true, reason: 'allowed' }, server, target);
+  }
+
+  private audit(decision: { allowed: boolean; reason: string; detail?: string | null }, server: string | null, target?: AuditTarget): void {
+    if (!this.ctx.guard.auditing) return;
+    const msg = this.msg;
+    this.writeAudit(
+      auditRecord({
+        identity: this.identity,
+        tenant: this.tenantLabel(),
+        server,
+        rpcMethod: msg === null ? null : msg.kind === 'response' ? 'response' : msg.method,
+        ...(target === undefined ? {} : { target }),
+        decision,
+        traceId: this.trace?.traceId ?? null,
+      }),
+    );
+  }
+
+  private writeAudit(record: AuditRecord): void {
+    this.log.info(record, 'access decision');
+  }
+
+  /** The tenant as labels and logs name it (null when tenants are not configured). */
+  private tenantLabel(): string | null {
+    return this.ctx.guard.tenants.enabled ? (this.tenant?.name ?? null) : null;
   }
 
   // ---------------------------------------------------------------- request body
@@ -308,9 +434,10 @@ export class McpStream {
     const server = this.passthroughServer!;
     this.opServer = server.name;
     const traceparent = childTraceparent(this.trace!);
-    const setHeaders: HeaderSet[] = [{ key: 'traceparent', value: traceparent }];
+    const setHeaders: HeaderSet[] = [{ key: 'traceparent', value: traceparent }, ...this.ctx.guard.credentials.headersFor(server.name)];
     if (msg.kind !== 'request') return { kind: 'continue', setHeaders, metadata: this.metadata() };
     if (msg.method === 'tools/call' && typeof msg.params?.['name'] === 'string') this.opTool = msg.params['name'];
+    this.passthroughPolicy(server.name, msg.method, msg.params);
     await this.limit(server.name, this.opTool, msg.method);
     const body = JSON.stringify({ ...msg.raw, params: withTrace(msg.params, traceparent, this.trace!) });
     setHeaders.push({ key: 'content-length', value: String(Buffer.byteLength(body)) });
@@ -325,10 +452,11 @@ export class McpStream {
     const limiter = this.ctx.limiter;
     if (!limiter.enabled) return;
     this.limitApplied = true;
-    const clientId = this.session?.identity ?? null;
-    const outcome = await limiter.check({ server, tool, method, clientId, ip: this.clientIp(), userId: clientId, tenant: null });
+    const clientId = this.identity?.clientId ?? null;
+    const tenant = this.tenantLabel();
+    const outcome = await limiter.check({ server, tool, method, clientId, ip: this.clientIp(), userId: clientId, tenant });
     if (!outcome.allowed) {
-      this.ctx.metrics.rateLimitedInc(server ?? 'none', 'none', outcome.limit);
+      this.ctx.metrics.rateLimitedInc(server ?? 'none', tenant ?? 'none', outcome.limit);
       throw new GatewayError(outcome.code, outcome.message, {
         headers: outcome.headers,
         data: { limit: outcome.limit, retry_after_seconds: outcome.retryAfterSeconds },
@@ -346,6 +474,47 @@ export class McpStream {
     return (last < 0 ? xff : xff.slice(last + 1)).trim() || null;
   }
 
+  /**
+   * Per-name policy on passthrough: names are the upstream's own, so checks run on them directly;
+   * list responses are filtered on the way back.
+   */
+  private passthroughPolicy(server: string, method: string, params: JsonObject | undefined): void {
+    if (!this.ctx.guard.filtersNames && !this.ctx.guard.auditing) return;
+    const listKind = LIST_KINDS[method];
+    if (listKind !== undefined) {
+      if (this.ctx.guard.filtersNames) this.listFilter = listKind;
+      return;
+    }
+    const name = params?.['name'];
+    const uri = params?.['uri'];
+    if ((method === 'tools/call' || method === 'prompts/get') && typeof name === 'string') {
+      const tool = method === 'tools/call';
+      const absent = new GatewayError(tool ? 'GW_ERR_TOOL_UNKNOWN' : 'GW_ERR_PROMPT_UNKNOWN', `${tool ? 'Unknown tool' : 'Unknown prompt'}: ${name}`);
+      this.checkNameAccess(tool ? 'tools' : 'prompts', server, name, absent);
+    } else if (method.startsWith('resources/') && typeof uri === 'string') {
+      this.checkNameAccess('resources', server, uri, new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } }));
+    }
+  }
+
+  /** Drops the entries of a passthrough list result the caller may not use. */
+  private filterListResult(server: string, kind: CatalogKind, data: string): string | null {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return null;
+    }
+    if (!isObject(msg) || !isObject(msg['result'])) return null;
+    const key = KIND_INFO[kind].key;
+    const items = msg['result'][key];
+    if (!Array.isArray(items)) return null;
+    const field = kind === 'resources' ? 'uri' : kind === 'resourceTemplates' ? 'uriTemplate' : 'name';
+    const kept = items.filter((it) => isObject(it) && typeof it[field] === 'string' && (this.nameDecision(kind, server, it[field])?.allowed ?? true));
+    if (kept.length === items.length) return null;
+    msg['result'][key] = kept;
+    return JSON.stringify(msg);
+  }
+
   /** Dynamic metadata for Envoy's access log (namespace mcp.gateway). */
   private metadata(): Record<string, string> {
     const msg = this.msg;
@@ -353,19 +522,24 @@ export class McpStream {
     if (msg !== null) md['method'] = msg.kind === 'response' ? 'response' : msg.method.slice(0, 100);
     if (this.opServer !== null) md['server'] = this.opServer;
     if (this.opTool !== null) md['tool'] = this.opTool.slice(0, 128);
-    if (this.session?.identity) md['client'] = this.session.identity;
+    if (this.identity?.clientId) md['client'] = this.identity.clientId;
+    const tenant = this.tenantLabel();
+    if (tenant !== null) md['tenant'] = tenant;
     return md;
   }
 
   private async initialize(id: JsonRpcId, params: JsonObject | undefined): Promise<Decision> {
     const p = params ?? {};
     const protocolVersion = negotiateVersion(p['protocolVersion']);
-    const caps = await Promise.all(this.ctx.rc.serverList.map((s) => this.ctx.catalog.capabilities(s)));
+    const visible = this.ctx.rc.serverList.filter((s) => this.serverVisible(s.name));
+    const caps = await Promise.all(visible.map((s) => this.ctx.catalog.capabilities(s)));
+    const identity = this.identity!;
     const session = await this.ctx.sessions.create({
       protocolVersion,
       clientCapabilities: isObject(p['capabilities']) ? p['capabilities'] : {},
       clientInfo: isObject(p['clientInfo']) ? p['clientInfo'] : { name: 'unknown', version: '0' },
-      identity: null,
+      // Bound to who created it; anonymous sessions (no auth configured) bind to nobody.
+      identity: isAuthenticated(identity) ? identity.subject : null,
     });
     return respondResult(
       id,
@@ -399,11 +573,18 @@ export class McpStream {
 
   private async list(id: JsonRpcId, kind: CatalogKind, params: JsonObject): Promise<Decision> {
     const merged = await this.ctx.catalog.list(kind);
+    // Each caller sees only what it may use: filtered at answer time, never cached across callers.
+    let items = merged.items;
+    const hiddenServers = this.ctx.rc.serverList.filter((s) => !this.serverVisible(s.name));
+    if (hiddenServers.length > 0 || this.ctx.guard.filtersNames) {
+      const hidden = new Set(hiddenServers.map((s) => s.name));
+      items = items.filter((e) => !hidden.has(e.server) && (this.nameDecision(kind, e.server, e.upstreamName)?.allowed ?? true));
+    }
     const pageSize = this.ctx.rc.pageSize;
     const offset = decodeCursor(params['cursor'], kind);
-    const page = merged.items.slice(offset, offset + pageSize).map((e) => e.item);
+    const page = items.slice(offset, offset + pageSize).map((e) => e.item);
     const result: JsonObject = { [KIND_INFO[kind].key]: page };
-    if (offset + pageSize < merged.items.length) result['nextCursor'] = encodeCursor(kind, offset + pageSize);
+    if (offset + pageSize < items.length) result['nextCursor'] = encodeCursor(kind, offset + pageSize);
     return respondResult(id, result);
   }
 
@@ -460,9 +641,12 @@ export class McpStream {
         const kind = method === 'tools/call' ? 'tools' : 'prompts';
         const unknown = kind === 'tools' ? 'GW_ERR_TOOL_UNKNOWN' : 'GW_ERR_PROMPT_UNKNOWN';
         const label = kind === 'tools' ? 'Unknown tool' : 'Unknown prompt';
-        if (owned === null || server === undefined || !(await this.ctx.catalog.has(server, kind, owned.name))) {
-          throw new GatewayError(unknown, `${label}: ${name}`);
-        }
+        const absent = new GatewayError(unknown, `${label}: ${name}`);
+        if (owned === null || server === undefined) throw absent;
+        // Forbidden and blocked names get exactly the answer a missing one gets.
+        this.checkServerAccess(server.name, absent);
+        this.checkNameAccess(kind, server.name, owned.name, absent);
+        if (!(await this.ctx.catalog.has(server, kind, owned.name))) throw absent;
         newParams['name'] = owned.name;
         if (kind === 'tools') this.opTool = owned.name;
         break;
@@ -475,9 +659,10 @@ export class McpStream {
         const value = ref[key];
         const owned = typeof value === 'string' ? (byName ? ns.parseName(value) : ns.parseUri(value)) : null;
         server = owned === null ? undefined : this.ctx.rc.servers.get(owned.server);
-        if (owned === null || server === undefined) {
-          throw new GatewayError('GW_ERR_PARAMS_INVALID', `Invalid params: unknown reference ${String(value)}`);
-        }
+        const absent = new GatewayError('GW_ERR_PARAMS_INVALID', `Invalid params: unknown reference ${String(value)}`);
+        if (owned === null || server === undefined) throw absent;
+        this.checkServerAccess(server.name, absent);
+        this.checkNameAccess(byName ? 'prompts' : 'resourceTemplates', server.name, owned.name, absent);
         newParams['ref'] = { ...ref, [key]: owned.name };
         break;
       }
@@ -487,9 +672,10 @@ export class McpStream {
         if (typeof uri !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: uri is required');
         const owned = ns.parseUri(uri);
         server = owned === null ? undefined : this.ctx.rc.servers.get(owned.server);
-        if (owned === null || server === undefined) {
-          throw new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
-        }
+        const absent = new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
+        if (owned === null || server === undefined) throw absent;
+        this.checkServerAccess(server.name, absent);
+        this.checkNameAccess('resources', server.name, owned.name, absent);
         newParams['uri'] = owned.name;
       }
     }
@@ -527,8 +713,8 @@ export class McpStream {
   private async clientResponse(session: GatewaySession, id: JsonRpcId, raw: JsonObject): Promise<Decision> {
     const owner = this.ctx.rc.namespace.parseServerRequestId(id);
     const server = owner === null ? undefined : this.ctx.rc.servers.get(owner.server);
-    if (owner === null || server === undefined) {
-      this.log.warn({ id }, 'client answered a request the gateway never sent; dropped');
+    if (owner === null || server === undefined || !this.serverVisible(server.name)) {
+      this.log.warn({ id: String(id).slice(0, 100) }, 'client answered a request the gateway never sent; dropped');
       return respondAccepted();
     }
     return this.forward(session, server, JSON.stringify({ ...raw, id: owner.id }));
@@ -548,7 +734,7 @@ export class McpStream {
     return {
       kind: 'continue',
       ...mutation,
-      setHeaders: [...mutation.setHeaders!, { key: 'traceparent', value: traceparent }],
+      setHeaders: [...mutation.setHeaders!, { key: 'traceparent', value: traceparent }, ...this.ctx.guard.credentials.headersFor(server.name)],
       metadata: this.metadata(),
     };
   }
@@ -581,6 +767,12 @@ export class McpStream {
       return respondError(new GatewayError(code, `${what}: ${server.name}`), this.requestId);
     }
     if (this.endpoint === 'passthrough') {
+      const filter = this.listFilter;
+      if (filter !== null && (ct.includes('text/event-stream') || ct.includes('application/json'))) {
+        const rewrite = (d: string): string | null => this.filterListResult(server.name, filter, d);
+        this.rewriter = ct.includes('text/event-stream') ? new SseRewriter(rewrite, MAX_REWRITE_BYTES) : new JsonBodyRewriter(rewrite, MAX_REWRITE_BYTES);
+        return { kind: 'continue', setHeaders: this.limitHeaders ?? [], removeHeaders: LENGTH_HEADER, responseBodyMode: 'STREAMED' };
+      }
       this.finish();
       return this.limitHeaders === null ? CONTINUE : { kind: 'continue', setHeaders: this.limitHeaders };
     }

@@ -52,6 +52,8 @@ export class UpstreamClient {
   constructor(
     private readonly internalBaseUrl: string,
     private readonly defaultTimeoutMs: number,
+    /** Per-server credentials the gateway itself presents upstream (never a client's). */
+    private readonly credentialsFor: (server: string) => readonly { key: string; value: string }[] = () => [],
   ) {}
 
   /** Sends one raw JSON-RPC body and reads the whole reply. */
@@ -61,6 +63,7 @@ export class UpstreamClient {
       accept: 'application/json, text/event-stream',
     };
     if (body !== null) headers['content-type'] = 'application/json';
+    for (const h of this.credentialsFor(server.name)) headers[h.key] = h.value;
     if (opts.sessionId) headers['mcp-session-id'] = opts.sessionId;
     if (opts.protocolVersion) headers['mcp-protocol-version'] = opts.protocolVersion;
     let res: Response;

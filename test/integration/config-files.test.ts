@@ -106,7 +106,7 @@ describe('mcp-gateway CLI', () => {
     assert.match(JSON.stringify(proc?.load_assignment), /19001.*19002/);
     assert.deepEqual(
       doc.static_resources.clusters.map((c) => c.name).sort(),
-      ['mcp_database', 'mcp_filesystem', 'mcp_search', 'mcpgw_processor'],
+      ['mcp_database', 'mcp_filesystem', 'mcp_search', 'mcpgw_otlp_collector', 'mcpgw_processor'],
     );
     assert.deepEqual(doc.static_resources.listeners.map((l) => l.name), ['mcp_client', 'mcp_internal']);
     assert.match(r.stdout, /fs\.internal/, '${ENV} substitution reached the cluster');
