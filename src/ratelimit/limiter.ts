@@ -7,7 +7,9 @@ import type { BatchDecision, Decision, LimitCheck, LimiterStore } from './store.
 export interface LimiterConfigView {
   readonly servers: Readonly<Record<string, { readonly rate_limit?: string | undefined }>>;
   readonly rate_limits?: RateLimitsConfig | undefined;
-  readonly tenants?: Readonly<Record<string, { readonly quotas?: TenantQuotasConfig | undefined }>> | undefined;
+  readonly tenants?:
+    | Readonly<Record<string, { readonly quotas?: TenantQuotasConfig | undefined; readonly namespace?: string | undefined }>>
+    | undefined;
 }
 
 /** Who is asking for what: everything a limit may be keyed on. Unknown parts are null. */
@@ -82,6 +84,8 @@ interface ServerLimits {
 }
 
 interface CompiledQuota {
+  /** Store key, under the tenant's namespace (its isolation key). */
+  readonly key: string;
   readonly limit: number;
   readonly description: string;
   readonly policy: string;
@@ -184,6 +188,7 @@ export class Limiter {
       const perDay = t.quotas?.requests_per_day;
       if (perDay === undefined) continue;
       quotas.set(tenant, {
+        key: `q:${t.namespace ?? tenant}`,
         limit: perDay,
         description: `tenant "${tenant}": quota of ${rateText(perDay, 'day')} (resets at 00:00 UTC)`,
         policy: `${perDay};w=86400`,
@@ -216,7 +221,7 @@ export class Limiter {
       const q = this.quotas.get(req.tenant);
       if (q !== undefined) {
         applied.push({
-          check: { kind: 'quota', key: `q:${req.tenant}`, limit: q.limit },
+          check: { kind: 'quota', key: q.key, limit: q.limit },
           description: q.description,
           policy: q.policy,
           kind: 'quota',
