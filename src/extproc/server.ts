@@ -26,7 +26,10 @@ export function headerMap(msg: HttpHeadersMsg | undefined): Map<string, string> 
  */
 export function handleProcessStream(call: ProcessCall, getContext: () => GatewayContext, log: Logger): void {
   const ctx = getContext(); // one config per request, read once
-  const stream = new McpStream(ctx);
+  // With Envoy tracing on, the ext_proc call carries Envoy's span context: a request without its
+  // own traceparent then joins Envoy's trace instead of starting a second one.
+  const envoyTrace = call.metadata.get('traceparent')[0];
+  const stream = new McpStream(ctx, typeof envoyTrace === 'string' ? envoyTrace : undefined);
   let chain: Promise<void> = Promise.resolve();
   let closed = false;
 

@@ -101,7 +101,11 @@ export class McpStream {
   /** Passthrough list responses filtered by access policy: the result key to filter. */
   private listFilter: CatalogKind | null = null;
 
-  constructor(private readonly ctx: GatewayContext) {
+  constructor(
+    private readonly ctx: GatewayContext,
+    /** Envoy's own span context for this request, when Envoy traces. */
+    private readonly envoyTraceparent?: string,
+  ) {
     this.log = ctx.log;
   }
 
@@ -113,7 +117,7 @@ export class McpStream {
   async onRequestHeaders(headers: Headers, endOfStream: boolean): Promise<Decision> {
     this.startedAt = performance.now();
     this.headers = headers;
-    this.trace = traceFrom(headers.get('traceparent'), headers.get('tracestate'));
+    this.trace = traceFrom(headers.get('traceparent') ?? this.envoyTraceparent, headers.get('tracestate'));
     return this.settle(() => this.requestHeaders(headers, endOfStream));
   }
 

@@ -211,3 +211,26 @@ describe('health: servers checked on an interval, left out while unhealthy, back
     assert.equal((await scrape(s)).get(series('mcp_server_up', { server: 'flaky' })), 1);
   });
 });
+
+describe('tracing: with Envoy OpenTelemetry on, the gateway and Envoy share one trace', () => {
+  const stack = useStack({
+    demoServers: ['alpha'],
+    // Nothing listens there: spans are dropped, but Envoy still traces and propagates context.
+    extraConfig: { tracing: { otlp_endpoint: '127.0.0.1:9', sampling_percent: 100 } },
+  });
+
+  it('a request without traceparent gets one trace id upstream (header and _meta) and in the logs', async () => {
+    const c = await connectClient(stack().mcpUrl);
+    let seen: { header: string; meta: string };
+    try {
+      seen = JSON.parse(textOf(await c.client.callTool({ name: 'alpha__trace', arguments: {} }))) as typeof seen;
+    } finally {
+      await c.close();
+    }
+    const headerTrace = seen.header.split('-')[1];
+    const metaTrace = seen.meta.split('-')[1];
+    assert.match(headerTrace ?? '', /^[0-9a-f]{32}$/);
+    assert.equal(metaTrace, headerTrace, 'Envoy’s router and the processor agree on the trace');
+    assert.ok(stack().processorLogLines().some((l) => l['trace_id'] === headerTrace && l['event'] === 'tool_call'));
+  });
+});

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { rawInitialize, rawRequest } from '../support/mcp-client.js';
 import { useStack } from '../support/stack.js';
+
+function sha256(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
 
 function call(url: string, sid: string, id: number, name: string): Promise<Awaited<ReturnType<typeof rawRequest>>> {
   return rawRequest(url, {
@@ -99,4 +104,31 @@ describe('rate limits: per-tool limits', () => {
     assert.equal(echo.status, 200, 'other tools keep their budget');
   });
 
+});
+
+describe('tenant quotas: requests_per_day per tenant', () => {
+  const key = 'quota-test-key-0123456789';
+  const stack = useStack({
+    servers: { alpha: {} },
+    extraConfig: {
+      auth: { api_keys: [{ id: 'ci', key_sha256: sha256(key), tenant: 'acme' }] },
+      tenants: { acme: { servers: ['*'], namespace: 'acme', quotas: { requests_per_day: 4 } } },
+    },
+  });
+
+  it('counts every request of the tenant and refuses past the quota with the quota named', async () => {
+    const headers = { authorization: `Bearer ${key}` };
+    const init = await rawInitialize(stack().mcpUrl, { headers }); // 1
+    const sid = init.sessionId!;
+    const statuses: number[] = [];
+    let last: Awaited<ReturnType<typeof rawRequest>> | null = null;
+    for (let i = 0; i < 4; i++) {
+      last = await rawRequest(stack().mcpUrl, { headers: { ...headers, 'mcp-session-id': sid }, body: { jsonrpc: '2.0', id: i, method: 'tools/list' } });
+      statuses.push(last.status);
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 429]);
+    assert.match((last!.json as { error: { message: string } }).error.message, /Quota exceeded: tenant "acme"/);
+    const retryAfter = Number(last!.headers.get('retry-after'));
+    assert.ok(retryAfter > 0 && retryAfter <= 86_400, `Retry-After ${retryAfter} points at the next UTC midnight`);
+  });
 });
