@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { urlSchema } from '../config/url.js';
 import { globMatches } from '../policy/glob.js';
 import { TenantQuotasSchema } from '../ratelimit/schema.js';
 
@@ -28,14 +29,10 @@ export const ClientIdSchema = z
 
 const GroupsSchema = z.array(z.string().min(1).max(256)).default([]);
 
-const HttpsUrlSchema = z.string().refine((v) => {
-  try {
-    const u = new URL(v);
-    return u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname));
-  } catch {
-    return false;
-  }
-}, 'expected an https:// URL (http:// only for loopback hosts)');
+const HttpsUrlSchema = urlSchema(
+  (u) => u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname)),
+  'expected an https:// URL (http:// only for loopback hosts)',
+);
 
 /** Whether a URL host is loopback (plain http is tolerated there, for development and tests). */
 export function isLoopbackHost(hostname: string): boolean {

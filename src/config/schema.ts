@@ -9,6 +9,7 @@ import {
   accessConfigIssues,
 } from '../auth/schema.js';
 import { RateLimitsSchema, RedisSchema, rateLimitConfigIssues } from '../ratelimit/schema.js';
+import { urlSchema } from './url.js';
 
 /**
  * The one source of truth for the gateway's configuration file.
@@ -37,16 +38,7 @@ export const ServerNameSchema = z
   .string()
   .regex(/^[a-z][a-z0-9-]{0,47}$/, 'server names are 1-48 chars of a-z, 0-9 and "-", starting with a letter');
 
-const HttpUrlSchema = z
-  .string()
-  .refine((v) => {
-    try {
-      const u = new URL(v);
-      return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
-    } catch {
-      return false;
-    }
-  }, 'expected an absolute http:// or https:// URL');
+const HttpUrlSchema = urlSchema((u) => u.protocol === 'http:' || u.protocol === 'https:', 'expected an absolute http:// or https:// URL');
 
 /** `100/min` style rate shorthand from the seed. */
 export const RateShorthandSchema = z

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { urlSchema } from '../config/url.js';
 
 /**
  * Configuration for rate limits, tenant quotas and the shared Redis state store.
@@ -82,17 +83,10 @@ export type TenantQuotasConfig = z.infer<typeof TenantQuotasSchema>;
 /** `redis`: the shared state store. Leaving the section out keeps everything in process memory. */
 export const RedisSchema = z
   .strictObject({
-    url: z
-      .string()
-      .refine((v) => {
-        try {
-          const u = new URL(v);
-          return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
-        } catch {
-          return false;
-        }
-      }, 'expected redis://[user:password@]host:port[/db] or rediss://… for TLS')
-      .describe('Redis to keep rate limits, quotas and sessions in, shared by all processor replicas'),
+    url: urlSchema(
+      (u) => u.protocol === 'redis:' || u.protocol === 'rediss:',
+      'expected redis://[user:password@]host:port[/db] or rediss://… for TLS',
+    ).describe('Redis to keep rate limits, quotas and sessions in, shared by all processor replicas'),
     key_prefix: z
       .string()
       .regex(/^[A-Za-z0-9:_.-]{0,64}$/, 'up to 64 characters from [A-Za-z0-9:_.-]')

@@ -2,18 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { rawInitialize, rawRequest } from '../support/mcp-client.js';
 import { useStack } from '../support/stack.js';
+import { prng } from '../support/prng.js';
 
-/** Small deterministic PRNG (mulberry32) so a failure can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const METHODS = [
   'initialize', 'ping', 'tools/list', 'tools/call', 'prompts/get', 'resources/read', 'resources/subscribe',

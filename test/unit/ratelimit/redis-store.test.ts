@@ -13,6 +13,7 @@ import { createRedisClient, waitForRedis } from '../../../src/state/redis.js';
 import type { StateLogger } from '../../../src/state/outage.js';
 import { RedisServer } from '../../support/redis.js';
 import { waitUntil } from '../../support/proc.js';
+import { prng } from '../../support/prng.js';
 
 const TIMEOUT_MS = 100;
 /** Upper bound for any one decision while Redis misbehaves (timeout plus generous scheduling slack). */
@@ -25,17 +26,6 @@ function recordingLog(): StateLogger & { warns: string[]; infos: string[] } {
   return { warns, infos, warn: (_o, msg) => void warns.push(msg), info: (_o, msg) => void infos.push(msg) };
 }
 
-/** A small seeded PRNG (mulberry32) so the randomised comparison is reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function client(server: RedisServer): Promise<Redis> {
   const c = createRedisClient({ url: server.url, commandTimeoutMs: TIMEOUT_MS, connectionName: 'mcpgw-test' });
