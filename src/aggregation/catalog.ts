@@ -155,9 +155,10 @@ export class Catalog {
     const started = performance.now();
     for (let attempt = 0; attempt < 2; attempt++) {
       if (st.init === null) {
-        st.downSince = null; // a health check always tries, whatever the retry pause says
-        await this.ensureInit(server, st);
-        if (st.init === null) throw new Error(st.lastError ?? 'initialize failed');
+        // A health check always tries, and its failure is the health monitor's verdict to make:
+        // it must not start the catalog's retry pause (at start-up Envoy may not be up yet).
+        await this.initialize(server, st);
+        if (st.init === null) throw new Error('initialize failed');
       }
       try {
         await this.upstream.call(server, 'ping', undefined, {

@@ -229,6 +229,11 @@ export function renderEnvoyBootstrap(config: Config): string {
 
   const extProc = {
     name: 'envoy.filters.http.ext_proc',
+    // Enabled per virtual host (below), so it only runs on requests that reached routing. Replies
+    // Envoy makes to requests it could not even parse (431 for oversized headers, 400 for bad
+    // HTTP/1) would otherwise wait on the processor while the codec error closes the connection,
+    // and the client would get no reply at all instead of the JSON-RPC error.
+    disabled: true,
     typed_config: {
       '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor',
       grpc_service: {
@@ -293,7 +298,16 @@ export function renderEnvoyBootstrap(config: Config): string {
             'mcp_gateway',
             {
               name: 'mcp_client_routes',
-              virtual_hosts: [{ name: 'mcp', domains: ['*'], routes: clientRoutes }],
+              virtual_hosts: [
+                {
+                  name: 'mcp',
+                  domains: ['*'],
+                  routes: clientRoutes,
+                  typed_per_filter_config: {
+                    [extProc.name]: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute', overrides: {} },
+                  },
+                },
+              ],
               request_headers_to_remove: [BACKEND_HEADER],
             },
             [extProc],
@@ -369,19 +383,6 @@ export function renderEnvoyBootstrap(config: Config): string {
   const bootstrap = {
     node: { id: 'mcp-gateway', cluster: 'mcp-gateway' },
     admin: { address: socketAddress(g.envoy_admin) },
-    layered_runtime: {
-      layers: [
-        {
-          name: 'mcpgw_static',
-          static_layer: {
-            // Half-close the ext_proc stream and wait for the processor instead of resetting it
-            // at the end of every request: under load Node's HTTP/2 rapid-reset protection
-            // otherwise answers the resets with GOAWAY, failing every request in flight.
-            'envoy.reloadable_features.ext_proc_graceful_grpc_close': true,
-          },
-        },
-      ],
-    },
     overload_manager: {
       resource_monitors: [
         {

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { GatewayContext } from '../pipeline/context.js';
-import { CONTINUE, type Decision } from '../pipeline/decision.js';
+import type { Decision } from '../pipeline/decision.js';
 import { McpStream, type Headers } from '../pipeline/mcp-stream.js';
 import { loadExternalProcessorService, type HttpHeadersMsg, type ProcessingRequestMsg, type ProcessingResponseMsg } from './proto.js';
 import { toProcessingResponse } from './responses.js';
@@ -65,7 +65,8 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
         log.warn({ phase }, 'ext_proc message without a known phase; ignored');
         return;
     }
-    if (!closed) call.write(toProcessingResponse(decision ?? CONTINUE, phase));
+    if (closed) return;
+    call.write(toProcessingResponse(decision, phase));
     if (decision.kind === 'respond') finish();
   };
 
@@ -91,6 +92,25 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
   call.on('close', finish);
 }
 
+/**
+ * Envoy resets its ext_proc stream at the end of every request. Node's HTTP/2 rapid-reset
+ * protection (CVE-2023-44487: a bucket of 1000 resets refilled at 33/s) then answers sustained
+ * traffic with GOAWAY about every 1,150 requests, failing every request in flight on the
+ * connection. grpc-js does not expose the limit, so it is raised on the options it hands to
+ * http2.createServer: still bounded, far above what one Envoy sends. (Envoy's
+ * ext_proc_graceful_grpc_close avoids the resets instead, but crashed Envoy 1.40 at the end of
+ * long streamed responses in our tests.)
+ */
+function allowEnvoyStreamResets(server: grpc.Server, log: Logger): void {
+  const internals = server as unknown as { commonServerOptions?: Record<string, unknown> };
+  if (internals.commonServerOptions === undefined) {
+    log.warn('grpc-js internals changed: cannot raise the HTTP/2 stream-reset limit; expect GOAWAYs under load');
+    return;
+  }
+  internals.commonServerOptions['streamResetBurst'] = 200_000;
+  internals.commonServerOptions['streamResetRate'] = 100_000;
+}
+
 /** The ext_proc gRPC server. */
 export async function startExtProcServer(
   address: string,
@@ -107,6 +127,7 @@ export async function startExtProcServer(
     // Per-call channelz bookkeeping costs a few percent per ext_proc stream and nobody reads it.
     'grpc.enable_channelz': 0,
   });
+  allowEnvoyStreamResets(server, log);
   server.addService(loadExternalProcessorService(), {
     Process: (call: ProcessCall) => handleProcessStream(call, getContext, log),
   });

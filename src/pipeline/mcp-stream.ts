@@ -248,7 +248,10 @@ export class McpStream {
       this.passthroughServer = server;
     }
     await this.authenticate(h);
-    if (this.passthroughServer !== null) this.checkServerAccess(this.passthroughServer.name, null);
+    if (this.passthroughServer !== null) {
+      this.checkServerAccess(this.passthroughServer.name, null);
+      await this.checkPassthroughSession(this.passthroughServer.name, h);
+    }
 
     if (method === 'POST') {
       const len = Number(h.get('content-length') ?? '0');
@@ -304,6 +307,32 @@ export class McpStream {
     return session;
   }
 
+  /**
+   * Passthrough sessions are the upstream's own, but bound like gateway sessions (when auth is
+   * configured): another identity's session, or one the gateway never saw created, is unknown.
+   */
+  private async checkPassthroughSession(server: string, h: Headers): Promise<void> {
+    if (!this.ctx.guard.auth.enabled) return;
+    const id = h.get(SESSION_HEADER);
+    if (id === undefined || id === '') return;
+    const owner = await this.ctx.sessions.passthroughOwner(server, id);
+    if (owner === undefined) throw new GatewayError('GW_ERR_SESSION_UNKNOWN');
+    if (!sessionBoundTo(owner, this.identity!)) {
+      this.audit({ allowed: false, reason: 'session_not_owned' }, server);
+      this.ctx.metrics.authFailureInc('session_not_owned');
+      throw new GatewayError('GW_ERR_SESSION_UNKNOWN');
+    }
+  }
+
+  /** A session an upstream just created on passthrough is bound to the caller that created it. */
+  private async bindPassthroughSession(server: string, h: Headers): Promise<void> {
+    if (!this.ctx.guard.auth.enabled) return;
+    const id = h.get(SESSION_HEADER);
+    if (id === undefined || id === '' || id === this.headers.get(SESSION_HEADER)) return;
+    const identity = this.identity!;
+    await this.ctx.sessions.bindPassthrough(server, id, isAuthenticated(identity) ? identity.subject : null);
+  }
+
   /** Authenticates the caller and resolves its tenant (cheap when neither is configured). */
   private async authenticate(h: Headers): Promise<void> {
     const guard = this.ctx.guard;
@@ -334,12 +363,12 @@ export class McpStream {
    * Server-level access (tenant membership, auth_required, allowed_clients). On the aggregated
    * endpoint a refusal looks like a missing entity (`hidden`); on passthrough it is 401/403/404.
    */
-  private checkServerAccess(server: string, hidden: GatewayError | null): void {
+  private checkServerAccess(server: string, hidden: (() => GatewayError) | null): void {
     const access = this.ctx.guard.tenants.serverAccess(this.identity!, this.tenant!, server);
     if (access.allowed) return;
     this.audit({ allowed: false, reason: access.reason }, server);
     this.ctx.metrics.authFailureInc(access.reason);
-    if (hidden !== null) throw hidden;
+    if (hidden !== null) throw hidden();
     if (access.status === 401) throw this.ctx.guard.auth.challenge();
     if (access.status === 403) throw new GatewayError('GW_ERR_AUTH_FORBIDDEN', `Forbidden: no access to server ${server}`);
     throw new GatewayError('GW_ERR_HTTP_NOT_FOUND', 'Not Found');
@@ -368,14 +397,14 @@ export class McpStream {
   }
 
   /** Checks a routed call against policy; a refusal is thrown as `hidden` (absent, not forbidden). */
-  private checkNameAccess(kind: CatalogKind, server: string, upstreamName: string, hidden: GatewayError): void {
+  private checkNameAccess(kind: CatalogKind, server: string, upstreamName: string, hidden: () => GatewayError): void {
     const decision = this.nameDecision(kind, server, upstreamName);
     const target: AuditTarget =
       kind === 'tools' ? { kind: 'tool', name: upstreamName } : kind === 'prompts' ? { kind: 'prompt', name: upstreamName } : { kind: 'uri', name: upstreamName };
     if (decision !== null && !decision.allowed) {
       this.audit(decision, server, target);
       this.ctx.metrics.authFailureInc('policy_denied');
-      throw hidden;
+      throw hidden();
     }
     this.audit(decision ?? { allowed: true, reason: 'allowed' }, server, target);
   }
@@ -493,10 +522,10 @@ export class McpStream {
     const uri = params?.['uri'];
     if ((method === 'tools/call' || method === 'prompts/get') && typeof name === 'string') {
       const tool = method === 'tools/call';
-      const absent = new GatewayError(tool ? 'GW_ERR_TOOL_UNKNOWN' : 'GW_ERR_PROMPT_UNKNOWN', `${tool ? 'Unknown tool' : 'Unknown prompt'}: ${name}`);
+      const absent = (): GatewayError => new GatewayError(tool ? 'GW_ERR_TOOL_UNKNOWN' : 'GW_ERR_PROMPT_UNKNOWN', `${tool ? 'Unknown tool' : 'Unknown prompt'}: ${name}`);
       this.checkNameAccess(tool ? 'tools' : 'prompts', server, name, absent);
     } else if (method.startsWith('resources/') && typeof uri === 'string') {
-      this.checkNameAccess('resources', server, uri, new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } }));
+      this.checkNameAccess('resources', server, uri, () => new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } }));
     }
   }
 
@@ -645,12 +674,12 @@ export class McpStream {
         const kind = method === 'tools/call' ? 'tools' : 'prompts';
         const unknown = kind === 'tools' ? 'GW_ERR_TOOL_UNKNOWN' : 'GW_ERR_PROMPT_UNKNOWN';
         const label = kind === 'tools' ? 'Unknown tool' : 'Unknown prompt';
-        const absent = new GatewayError(unknown, `${label}: ${name}`);
-        if (owned === null || server === undefined) throw absent;
+        const absent = (): GatewayError => new GatewayError(unknown, `${label}: ${name}`);
+        if (owned === null || server === undefined) throw absent();
         // Forbidden and blocked names get exactly the answer a missing one gets.
         this.checkServerAccess(server.name, absent);
         this.checkNameAccess(kind, server.name, owned.name, absent);
-        if (!(await this.ctx.catalog.has(server, kind, owned.name))) throw absent;
+        if (!(await this.ctx.catalog.has(server, kind, owned.name))) throw absent();
         newParams['name'] = owned.name;
         if (kind === 'tools') this.opTool = owned.name;
         break;
@@ -663,8 +692,8 @@ export class McpStream {
         const value = ref[key];
         const owned = typeof value === 'string' ? (byName ? ns.parseName(value) : ns.parseUri(value)) : null;
         server = owned === null ? undefined : this.ctx.rc.servers.get(owned.server);
-        const absent = new GatewayError('GW_ERR_PARAMS_INVALID', `Invalid params: unknown reference ${String(value)}`);
-        if (owned === null || server === undefined) throw absent;
+        const absent = (): GatewayError => new GatewayError('GW_ERR_PARAMS_INVALID', `Invalid params: unknown reference ${String(value)}`);
+        if (owned === null || server === undefined) throw absent();
         this.checkServerAccess(server.name, absent);
         this.checkNameAccess(byName ? 'prompts' : 'resourceTemplates', server.name, owned.name, absent);
         newParams['ref'] = { ...ref, [key]: owned.name };
@@ -676,8 +705,8 @@ export class McpStream {
         if (typeof uri !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: uri is required');
         const owned = ns.parseUri(uri);
         server = owned === null ? undefined : this.ctx.rc.servers.get(owned.server);
-        const absent = new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
-        if (owned === null || server === undefined) throw absent;
+        const absent = (): GatewayError => new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
+        if (owned === null || server === undefined) throw absent();
         this.checkServerAccess(server.name, absent);
         this.checkNameAccess('resources', server.name, owned.name, absent);
         newParams['uri'] = owned.name;
@@ -771,6 +800,7 @@ export class McpStream {
       return respondError(new GatewayError(code, `${what}: ${server.name}`), this.requestId);
     }
     if (this.endpoint === 'passthrough') {
+      await this.bindPassthroughSession(server.name, h);
       const filter = this.listFilter;
       if (filter !== null && (ct.includes('text/event-stream') || ct.includes('application/json'))) {
         const rewrite = (d: string): string | null => this.filterListResult(server.name, filter, d);

@@ -18,6 +18,7 @@ import { newSessionId, type GatewaySession, type SessionStore, type UpstreamSess
  * Layout (P = redis.key_prefix):
  *   P s:<id>     hash, see serialize.ts; a backstop TTL removes it if no replica is left to sweep
  *   P sessions   sorted set: session id → lastSeen (ms); idle expiry is decided on this score
+ *   P p:<server>:<id>  string: identity a passthrough session is bound to ('' = anonymous); PX idleMs
  *
  * Idle expiry is logical (score older than idleMs) rather than a plain key TTL so that an expired
  * session can still be read once: exactly one replica claims it (ZREM + HGETALL + DEL in one
@@ -118,8 +119,17 @@ end
 return out
 `);
 
+/** KEYS: binding. ARGV: idleMs. Reply: the bound identity, or nil if unknown; a hit restarts its idle timer. */
+const TOUCH_BINDING = new LuaScript(`
+local v = redis.call('GET', KEYS[1])
+if v then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return v
+`);
+
 /** Session ids the gateway issues are 32 characters; anything much longer is not worth a round trip. */
 const MAX_ID_LENGTH = 256;
+/** Upstreams choose their own session ids (some use signed tokens); Envoy bounds headers anyway. */
+const MAX_UPSTREAM_ID_LENGTH = 8 * 1024;
 const SWEEP_BATCH = 100;
 
 /** Options of {@link RedisSessionStore}. */
@@ -266,6 +276,17 @@ export class RedisSessionStore implements SessionStore {
     return decodeSession(id, this.localNow(), reply as string[]);
   }
 
+  async bindPassthrough(server: string, sessionId: string, identity: string | null): Promise<void> {
+    if (sessionId.length === 0 || sessionId.length > MAX_UPSTREAM_ID_LENGTH) return;
+    await this.run('bindPassthrough', (r) => r.set(this.bindingKey(server, sessionId), identity ?? '', 'PX', this.opts.idleMs));
+  }
+
+  async passthroughOwner(server: string, sessionId: string): Promise<string | null | undefined> {
+    if (sessionId.length === 0 || sessionId.length > MAX_UPSTREAM_ID_LENGTH) return undefined;
+    const reply = await this.run('passthroughOwner', (r) => TOUCH_BINDING.run(r, [this.bindingKey(server, sessionId)], [this.opts.idleMs]));
+    return typeof reply === 'string' ? (reply === '' ? null : reply) : undefined;
+  }
+
   /**
    * Claims sessions idle longer than `idleMs` and reports each to `onExpire` (each one on exactly
    * one replica). Runs periodically; exposed for tests. Resolves to the number reported.
@@ -302,6 +323,10 @@ export class RedisSessionStore implements SessionStore {
 
   private hashKey(id: string): string {
     return `${this.opts.keyPrefix}s:${id}`;
+  }
+
+  private bindingKey(server: string, sessionId: string): string {
+    return `${this.opts.keyPrefix}p:${server}:${sessionId}`;
   }
 
   /** The time argument for scripts: '' lets the script use Redis's TIME. */

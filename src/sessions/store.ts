@@ -42,6 +42,13 @@ export interface SessionStore {
   claimUpstream(session: GatewaySession, server: string, upstream: UpstreamSession): Promise<UpstreamSession>;
   setLogLevel(session: GatewaySession, level: string): Promise<void>;
   delete(id: string): Promise<GatewaySession | null>;
+  /**
+   * Binds a passthrough session (the upstream's own id on `/servers/<name>/mcp`) to the identity
+   * that created it (null: anonymous), as gateway sessions are bound; it idles out like they do.
+   */
+  bindPassthrough(server: string, sessionId: string, identity: string | null): Promise<void>;
+  /** The identity a passthrough session is bound to (null: anonymous), marking it used; undefined if unknown. */
+  passthroughOwner(server: string, sessionId: string): Promise<string | null | undefined>;
   close(): void;
 }
 
@@ -53,6 +60,7 @@ export function newSessionId(): string {
 /** In-process session store with idle expiry. */
 export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, GatewaySession>();
+  private readonly passthrough = new Map<string, { readonly identity: string | null; lastSeen: number }>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -105,6 +113,23 @@ export class MemorySessionStore implements SessionStore {
     return s;
   }
 
+  async bindPassthrough(server: string, sessionId: string, identity: string | null): Promise<void> {
+    this.passthrough.set(`${server}\n${sessionId}`, { identity, lastSeen: this.now() });
+  }
+
+  async passthroughOwner(server: string, sessionId: string): Promise<string | null | undefined> {
+    const key = `${server}\n${sessionId}`;
+    const b = this.passthrough.get(key);
+    if (b === undefined) return undefined;
+    const now = this.now();
+    if (now - b.lastSeen > this.idleMs) {
+      this.passthrough.delete(key);
+      return undefined;
+    }
+    b.lastSeen = now;
+    return b.identity;
+  }
+
   /** Number of live sessions (for tests and metrics). */
   size(): number {
     return this.sessions.size;
@@ -118,6 +143,7 @@ export class MemorySessionStore implements SessionStore {
         this.onExpire(s);
       }
     }
+    for (const [key, b] of this.passthrough) if (now - b.lastSeen > this.idleMs) this.passthrough.delete(key);
   }
 
   close(): void {

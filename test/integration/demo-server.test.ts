@@ -97,7 +97,7 @@ describe('demo MCP server', { timeout: 60_000 }, () => {
 
   it('lists the documented tools', async () => {
     const names = (await a.client.listTools()).tools.map((t) => t.name).sort();
-    assert.deepEqual(names, ['add', 'big', 'echo', 'elicit', 'fail', 'link', 'log', 'sample', 'slow_progress', 'whoami']);
+    assert.deepEqual(names, ['add', 'big', 'echo', 'elicit', 'fail', 'headers', 'link', 'log', 'sample', 'slow_progress', 'trace', 'whoami']);
   });
 
   it('answers echo, whoami and add with the server name in the output', async () => {
@@ -263,8 +263,8 @@ describe('demo MCP server', { timeout: 60_000 }, () => {
         names.push(...page.tools.map((t) => t.name));
         cursor = page.nextCursor;
       } while (cursor !== undefined);
-      assert.deepEqual(pages, [100, 100, 60]);
-      assert.equal(new Set(names).size, 260);
+      assert.deepEqual(pages, [100, 100, 62]);
+      assert.equal(new Set(names).size, 262);
       assert.ok(names.includes('t0000') && names.includes('t0249') && names.includes('echo'));
       const echo = (await c.client.listTools()).tools.find((t) => t.name === 'echo');
       assert.deepEqual(echo?.inputSchema.required, ['text']);

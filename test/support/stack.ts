@@ -30,6 +30,7 @@
  * not printed); `ENVOY_LOG_LEVEL` sets Envoy's (default `warn`).
  */
 import { spawn } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,6 +87,12 @@ export interface StackOptions {
   readyTimeoutMs?: number;
   /** After both are ready, check a request through Envoy gets an answer (default true). */
   probe?: boolean;
+  /**
+   * TLS material the readiness probe uses when `gateway.tls` is set: the CA that signed the
+   * gateway's certificate (without it the probe does not verify the server), and a client
+   * certificate and key (needed when `require_client_cert` is on).
+   */
+  tlsClient?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
 }
 
 export interface ProcessorControl {
@@ -100,9 +107,9 @@ export interface ProcessorControl {
 }
 
 export interface Stack {
-  /** `http://127.0.0.1:<listen>/mcp`: the aggregated endpoint on Envoy. */
+  /** `http://127.0.0.1:<listen>/mcp`: the aggregated endpoint on Envoy (`https://` with `gateway.tls`). */
   readonly mcpUrl: string;
-  /** `http://127.0.0.1:<listen>`: Envoy's client listener. */
+  /** `http://127.0.0.1:<listen>`: Envoy's client listener (`https://` with `gateway.tls`). */
   readonly baseUrl: string;
   /** `http://127.0.0.1:<listen>/servers/<name>/mcp`: the passthrough endpoint on Envoy. */
   serverUrl(name: string): string;
@@ -148,6 +155,32 @@ export function deepMerge(a: PlainObject, b: PlainObject): PlainObject {
 
 const MAIN_JS = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 
+/** One GET over TLS for the readiness probe: the status, or an error (handshake refused, ...). */
+function httpsProbe(url: string, tls: NonNullable<StackOptions['tlsClient']>, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        method: 'GET',
+        headers: { accept: 'text/event-stream' },
+        ...(tls.ca !== undefined ? { ca: tls.ca } : { rejectUnauthorized: false }),
+        ...(tls.cert !== undefined ? { cert: tls.cert } : {}),
+        ...(tls.key !== undefined ? { key: tls.key } : {}),
+        agent: false,
+        timeout: timeoutMs,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 async function httpOk(url: string, timeoutMs = 1_000): Promise<{ ok: boolean; status: number; text: string }> {
   try {
     const { status, text } = await httpGet(url, timeoutMs);
@@ -165,6 +198,19 @@ function section(title: string, body: string): string {
 
 /** Starts demo servers, the processor and Envoy; resolves once a request through Envoy works. */
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  // Free ports come from the kernel's ephemeral range, which outgoing connections also draw
+  // from: between choosing a port and binding it, something else can take it. That is a race
+  // of the test harness, not a gateway failure, so it gets a fresh set of ports (bounded).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startStackOnce(opts);
+    } catch (err) {
+      if (attempt >= 3 || !/Address already in use|EADDRINUSE/.test(String(err))) throw err;
+    }
+  }
+}
+
+async function startStackOnce(opts: StackOptions): Promise<Stack> {
   const readyTimeoutMs = opts.readyTimeoutMs ?? 20_000;
   const logLevel = opts.logLevel ?? process.env['GATEWAY_TEST_LOG_LEVEL'] ?? 'info';
   const mode = opts.processor ?? 'in-process';
@@ -361,7 +407,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   }
   const envoyHandle: EnvoyHandle = envoy;
 
-  const baseUrl = `http://${listen}`;
+  const tls = cfg.gateway.tls !== undefined;
+  const baseUrl = `${tls ? 'https' : 'http'}://${listen}`;
   const mcpUrl = `${baseUrl}/mcp`;
 
   // --- probe: a request through Envoy reaches the processor (any non-5xx answer will do)
@@ -371,6 +418,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       await waitUntil(
         async () => {
           try {
+            if (tls) {
+              const status = await httpsProbe(mcpUrl, opts.tlsClient ?? {}, 2_000);
+              last = `HTTP ${status}`;
+              return status < 500;
+            }
             const res = await fetch(mcpUrl, {
               method: 'GET',
               headers: { accept: 'text/event-stream' },
@@ -450,13 +502,15 @@ function dumpLogs(label: string, stack: Stack): void {
 /**
  * Inside a `describe()`: starts a stack in `before`, closes it in `after`, and dumps its logs to
  * stderr if any test of the suite failed. Returns a getter (the stack exists only once `before` ran).
+ * `opts` may be a function, called in `before`, for options that depend on something started
+ * first (e.g. a JWKS server's port).
  */
-export function useStack(opts: StackOptions = {}): () => Stack {
+export function useStack(opts: StackOptions | (() => StackOptions | Promise<StackOptions>) = {}): () => Stack {
   let stack: Stack | undefined;
   let failed = false;
   let label = 'suite';
   before(async () => {
-    stack = await startStack(opts);
+    stack = await startStack(typeof opts === 'function' ? await opts() : opts);
   });
   afterEach((t) => {
     if ((t as unknown as { passed?: boolean }).passed === false) {

@@ -190,6 +190,22 @@ describe('RedisSessionStore', () => {
     assert.equal(s.upstream.get('github')?.sessionId, wa.sessionId);
   });
 
+  it('binds passthrough sessions to their creator on every replica, with the idle timeout as TTL', async () => {
+    const [A, B] = replicas();
+    await A.bindPassthrough('github', 'up-1', 'user:alice');
+    await A.bindPassthrough('github', 'up-anon', null);
+    assert.equal(await B.passthroughOwner('github', 'up-1'), 'user:alice');
+    assert.equal(await B.passthroughOwner('github', 'up-anon'), null);
+    assert.equal(await B.passthroughOwner('gitlab', 'up-1'), undefined, 'bindings are per server');
+    assert.equal(await B.passthroughOwner('github', 'never-seen'), undefined);
+    const long = `signed.${'x'.repeat(1000)}`;
+    await A.bindPassthrough('github', long, 'user:bob');
+    assert.equal(await B.passthroughOwner('github', long), 'user:bob', 'long upstream ids (signed tokens) are bound too');
+    assert.equal(await B.passthroughOwner('github', 'x'.repeat(10_000)), undefined);
+    const ttl = await ca.pttl(`s${n}:p:github:up-1`);
+    assert.ok(ttl > IDLE_MS - 5_000 && ttl <= IDLE_MS, String(ttl));
+  });
+
   it('uses Redis’s clock by default', async () => {
     const store = new RedisSessionStore(ca, { keyPrefix: `s${++n}:`, idleMs: IDLE_MS, sweepIntervalMs: 0 });
     const before = Date.now();
