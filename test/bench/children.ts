@@ -164,10 +164,12 @@ export async function startProcessorChild(opts: {
   timeoutMs: number;
   nodeArgs?: string[];
   logLevel?: string;
+  /** For messages; default `processor`. */
+  name?: string;
 }): Promise<BenchChild> {
   const main = new URL('../../src/main.js', import.meta.url).pathname;
   const child = spawnLogged(
-    'processor',
+    opts.name ?? 'processor',
     process.execPath,
     [...(opts.nodeArgs ?? []), main, 'serve', '--config', opts.configPath],
     join(opts.dir, 'processor.log'),

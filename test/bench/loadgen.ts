@@ -8,7 +8,8 @@
  * the expected echo text; anything else counts as an error. Latency is taken with
  * `process.hrtime.bigint()` from just before the request is issued to the end of the body.
  *
- * The same code drives every target, so whatever it costs is the same for all rows.
+ * The same code drives every target, so whatever it costs is the same for all rows. A target may
+ * add headers of its own (credentials, per worker), which then go on every request of the worker.
  */
 import { Agent, request, type IncomingHttpHeaders } from 'node:http';
 
@@ -16,7 +17,7 @@ export const PROTOCOL_VERSION = '2025-11-25';
 const REQUEST_TIMEOUT_MS = 30_000;
 
 export interface TargetSpec {
-  /** Short key: a, b, c, d. */
+  /** Short key: a … h. */
   readonly key: string;
   readonly label: string;
   /** Full endpoint URL, e.g. http://127.0.0.1:8080/mcp. */
@@ -25,6 +26,11 @@ export interface TargetSpec {
   readonly tool: string;
   /** What the echo result starts with (`alpha: `). */
   readonly expectPrefix: string;
+  /**
+   * Extra headers a worker sends on every request (e.g. `authorization`), by worker index; called
+   * once per worker when the worker is created.
+   */
+  readonly headersFor?: (worker: number) => Readonly<Record<string, string>>;
 }
 
 interface Reply {
@@ -56,6 +62,8 @@ function describe(reply: Reply): string {
 class Worker {
   private sessionId = '';
   private nextId = 1;
+  /** BASE_HEADERS plus the target's per-worker headers (credentials). */
+  private readonly baseHeaders: Readonly<Record<string, string>>;
   private readonly hostname: string;
   private readonly port: number;
   private readonly path: string;
@@ -71,6 +79,7 @@ class Worker {
     this.hostname = u.hostname;
     this.port = Number(u.port || 80);
     this.path = u.pathname + u.search;
+    this.baseHeaders = { ...BASE_HEADERS, ...target.headersFor?.(index) };
   }
 
   private post(body: string, headers: Record<string, string>): Promise<Reply> {
@@ -109,7 +118,7 @@ class Worker {
         method: 'initialize',
         params: { protocolVersion: PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'mcp-gateway-bench', version: '1.0.0' } },
       }),
-      BASE_HEADERS,
+      this.baseHeaders,
     );
     const sid = init.headers['mcp-session-id'];
     if (init.status !== 200 || typeof sid !== 'string' || sid === '') {
@@ -123,7 +132,7 @@ class Worker {
   }
 
   private sessionHeaders(): Record<string, string> {
-    return { ...BASE_HEADERS, 'mcp-session-id': this.sessionId, 'mcp-protocol-version': PROTOCOL_VERSION };
+    return { ...this.baseHeaders, 'mcp-session-id': this.sessionId, 'mcp-protocol-version': PROTOCOL_VERSION };
   }
 
   /** One tools/call; resolves with null on success or an error description. */

@@ -6,9 +6,16 @@
  *   (b) envoy      Envoy without the processor (the gateway's bootstrap minus ext_proc)
  *   (c) gw /mcp    the full gateway, aggregated endpoint, tools/call alpha__echo
  *   (d) gw pass    the full gateway, passthrough endpoint /servers/alpha/mcp, tools/call echo
+ *   (e) + API key  as (c), with auth.api_keys; every request carries `Authorization: Bearer <key>`
+ *   (f) + JWT      as (c), with auth.jwt (RS256, JWKS fetched over HTTP); one token per worker
+ *   (g) + limit    as (c), with a rate limit on alpha that never triggers (in-memory store)
+ *   (h) + Redis    as (g), with redis.url: sessions and the limit's buckets live in Redis
  *
- * The upstream, the processor and each Envoy run as child processes; the load generator runs
- * here. CPU time per process comes from /proc/<pid>/stat, sampled around every measured phase.
+ * (c)/(d) share one processor and Envoy; (e), (f), (g) and (h) each get their own processor and
+ * Envoy, configured like (c)'s plus the one feature, so the difference to (c) is that feature.
+ * The upstream, the processors, the Envoys and redis-server run as child processes; the load
+ * generator (and the JWKS endpoint of (f)) run here. CPU time per process comes from
+ * /proc/<pid>/stat, sampled around every measured phase.
  *
  * Two scenarios per target: "loaded" (closed loop at --concurrency, for throughput and latency
  * under load; measured for --duration seconds or --requests calls, split in --rounds rounds whose
@@ -18,6 +25,7 @@
  * set up (a child did not start, or a target answered no tools/call at all during warm-up), 2 on
  * bad arguments. Missed goals never fail the run: performance is measured, not asserted.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -30,7 +38,8 @@ import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
 import { freePorts } from '../support/ports.js';
 import { killAllTracked } from '../support/proc.js';
 import { machineBusyCpuMs, processCpuMs, startDemoChild, startEnvoyChild, startProcessorChild, type BenchChild, type EnvoyChild } from './children.js';
-import { percentile, TargetClient, type PhaseResult, type TargetSpec } from './loadgen.js';
+import { BenchIssuer, makeApiKey, redisCommandCounts, startRedisChild, type RedisCommandCounts } from './features.js';
+import { percentile, PROTOCOL_VERSION, TargetClient, type PhaseResult, type TargetSpec } from './loadgen.js';
 import { machineInfo, type MachineInfo } from './machine.js';
 import { extProcCluster, renderPlainEnvoyBootstrap } from './plain-envoy.js';
 import { summariseProfile, type ProfileSummary } from './profile.js';
@@ -39,8 +48,14 @@ const GOAL_P50_DELTA_MS = 0.5;
 const GOAL_THROUGHPUT_PERCENT = 60;
 const SERVER = 'alpha';
 const READY_TIMEOUT_MS = 30_000;
-const ALL_TARGETS = ['a', 'b', 'c', 'd'] as const;
+const ALL_TARGETS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const;
 type TargetKey = (typeof ALL_TARGETS)[number];
+/** Targets served through a gateway (Envoy + ext_proc processor). */
+const GATEWAY_TARGETS: readonly TargetKey[] = ['c', 'd', 'e', 'f', 'g', 'h'];
+/** Targets that are (c) plus one feature; compared with (c). */
+const FEATURE_TARGETS: readonly TargetKey[] = ['e', 'f', 'g', 'h'];
+/** The rate limit of (g) and (h): the schema's maximum, so it never triggers during a run. */
+const NEVER_TRIGGERING_LIMIT = { requests_per_minute: 1_000_000, burst_size: 1_000_000, by: 'client' } as const;
 
 // ------------------------------------------------------------------------------------- options
 
@@ -58,6 +73,8 @@ interface Settings {
   /** Unloaded scenario: calls per target at concurrency 1 (0: skipped). */
   readonly unloaded: number;
   readonly targets: TargetKey[];
+  /** Whether --targets/BENCH_TARGETS chose the targets (else a missing redis-server just drops (h)). */
+  readonly targetsChosen: boolean;
   readonly jsonPath: string;
   readonly cpuProfDir: string | null;
   readonly keep: boolean;
@@ -68,20 +85,23 @@ interface Settings {
 const USAGE = `usage: npm run bench [-- options]   (or: node dist/test/bench/run.js [options])
 
   -c, --concurrency N   loaded: workers (one MCP session each)      [BENCH_CONCURRENCY, default 16; quick 4]
-  -d, --duration S      loaded: seconds measured per target         [BENCH_DURATION, default 12]
-  -n, --requests N      loaded: calls per target instead of -d      [BENCH_REQUESTS; quick 300]
-      --rounds N        loaded: split into N rounds, order          [BENCH_ROUNDS, default 4; quick 1]
-                        alternating forward/backward
-      --warmup N        unmeasured calls per target first           [BENCH_WARMUP, default 2000; quick 100]
-      --unloaded N      unloaded: calls per target, concurrency 1   [BENCH_UNLOADED, default 1500; quick 100; 0 = skip]
-      --targets LIST    subset of a,b,c,d                           [BENCH_TARGETS, default a,b,c,d]
+  -d, --duration S      loaded: seconds measured per target         [BENCH_DURATION, default 10]
+  -n, --requests N      loaded: calls per target instead of -d      [BENCH_REQUESTS; quick 200]
+      --rounds N        loaded: split into N rounds, order          [BENCH_ROUNDS, default 8; quick 1]
+                        alternating forward/backward, start shifted
+                        every two rounds (unloaded: min(N, 4) rounds)
+      --warmup N        unmeasured calls per target first           [BENCH_WARMUP, default 2000; quick 50]
+      --unloaded N      unloaded: calls per target, concurrency 1   [BENCH_UNLOADED, default 1500; quick 50; 0 = skip]
+      --targets LIST    subset of a,b,c,d,e,f,g,h                   [BENCH_TARGETS, default all]
+                        (h needs redis-server on PATH; without it the
+                        default run leaves (h) out)
       --json PATH       results file                                [BENCH_JSON, default dist/bench-results.json]
       --quick           CI smoke run (a few seconds)                [BENCH_QUICK=1]
-      --cpu-prof DIR    run the processor under node --cpu-prof     [BENCH_CPU_PROF]
-                        and print its hot spots (slows it down)
+      --cpu-prof DIR    run the processors under node --cpu-prof    [BENCH_CPU_PROF]
+                        and print their hot spots (slows them down)
       --keep            keep configs and child logs, print the dir  [BENCH_KEEP=1]
       --envoy-runtime K=V[,K=V]
-                        experiment: runtime keys for both Envoys    [BENCH_ENVOY_RUNTIME]
+                        experiment: runtime keys for every Envoy    [BENCH_ENVOY_RUNTIME]
                         (flagged in the report; not the shipped config)
   -h, --help
 `;
@@ -143,13 +163,15 @@ function parseSettings(argv: string[], env: NodeJS.ProcessEnv): Settings | null 
     durationS = Number(durationRaw.replace(/s$/, ''));
     if (!Number.isFinite(durationS) || durationS <= 0) throw new UsageError(`duration must be a positive number of seconds, got "${durationRaw}"`);
   } else if (hasRequests || quick) {
-    requests = int('requests', requestsRaw, 300, 1);
+    requests = int('requests', requestsRaw, 200, 1);
   } else {
-    durationS = 12;
+    durationS = 10;
   }
 
   const targets: TargetKey[] = [];
-  for (const t of (values.targets ?? env['BENCH_TARGETS'] ?? ALL_TARGETS.join(',')).split(',').map((x) => x.trim().toLowerCase())) {
+  const targetsRaw = values.targets ?? env['BENCH_TARGETS'];
+  const targetsChosen = targetsRaw !== undefined && targetsRaw !== '';
+  for (const t of (targetsChosen ? targetsRaw : ALL_TARGETS.join(',')).split(',').map((x) => x.trim().toLowerCase())) {
     if (t === '') continue;
     if (!(ALL_TARGETS as readonly string[]).includes(t)) throw new UsageError(`unknown target "${t}" (choose from ${ALL_TARGETS.join(',')})`);
     if (!targets.includes(t as TargetKey)) targets.push(t as TargetKey);
@@ -164,10 +186,11 @@ function parseSettings(argv: string[], env: NodeJS.ProcessEnv): Settings | null 
     concurrency: int('concurrency', values.concurrency ?? env['BENCH_CONCURRENCY'], quick ? 4 : 16, 1),
     requests,
     durationS,
-    warmup: int('warmup', values.warmup ?? env['BENCH_WARMUP'], quick ? 100 : 2000, 0),
-    rounds: int('rounds', values.rounds ?? env['BENCH_ROUNDS'], quick ? 1 : 4, 1),
-    unloaded: int('unloaded', values.unloaded ?? env['BENCH_UNLOADED'], quick ? 100 : 1500, 0),
+    warmup: int('warmup', values.warmup ?? env['BENCH_WARMUP'], quick ? 50 : 2000, 0),
+    rounds: int('rounds', values.rounds ?? env['BENCH_ROUNDS'], quick ? 1 : 8, 1),
+    unloaded: int('unloaded', values.unloaded ?? env['BENCH_UNLOADED'], quick ? 50 : 1500, 0),
     targets,
+    targetsChosen,
     jsonPath: resolve(values.json ?? env['BENCH_JSON'] ?? join(here, '..', '..', 'bench-results.json')),
     cpuProfDir: cpuProf === undefined || cpuProf === '' ? null : resolve(cpuProf),
     keep: values.keep === true || truthy(env['BENCH_KEEP']),
@@ -186,58 +209,192 @@ function withRuntime(yamlText: string, runtime: Record<string, string | number |
 
 // ------------------------------------------------------------------------------------- setup
 
+/** One gateway: a processor and its Envoy, configured as (c) plus at most one feature. */
+type Variant = 'gateway' | 'apikey' | 'jwt' | 'limit' | 'redis';
+
+const VARIANTS: ReadonlyArray<{ readonly variant: Variant; readonly serves: readonly TargetKey[] }> = [
+  { variant: 'gateway', serves: ['c', 'd'] },
+  { variant: 'apikey', serves: ['e'] },
+  { variant: 'jwt', serves: ['f'] },
+  { variant: 'limit', serves: ['g'] },
+  { variant: 'redis', serves: ['h'] },
+];
+
+interface GatewayStack {
+  readonly variant: Variant;
+  readonly serves: readonly TargetKey[];
+  processor: BenchChild | null;
+  envoy: EnvoyChild | null;
+  /** The Envoy cluster of the processor (for its connection/reset counters). */
+  processorCluster: string | null;
+}
+
 interface Stack {
   readonly dir: string;
   upstream: BenchChild | null;
-  processor: BenchChild | null;
-  gatewayEnvoy: EnvoyChild | null;
   plainEnvoy: EnvoyChild | null;
-  /** The Envoy cluster of the processor (for its connection/reset counters). */
-  processorCluster: string | null;
+  gateways: GatewayStack[];
+  /** redis-server of (h). */
+  redis: BenchChild | null;
+  redisPort: number;
+  /** The JWT issuer of (f): key pair, tokens and the JWKS endpoint (in this process). */
+  issuer: BenchIssuer | null;
   readonly specs: Map<TargetKey, TargetSpec>;
 }
 
-type Role = 'upstream' | 'processor' | 'envoy';
+type Role = 'upstream' | 'processor' | 'envoy' | 'redis';
 
 function children(stack: Stack): Array<{ role: Role; child: BenchChild; serves: readonly TargetKey[] }> {
   const out: Array<{ role: Role; child: BenchChild; serves: readonly TargetKey[] }> = [];
   if (stack.upstream !== null) out.push({ role: 'upstream', child: stack.upstream, serves: ALL_TARGETS });
   if (stack.plainEnvoy !== null) out.push({ role: 'envoy', child: stack.plainEnvoy, serves: ['b'] });
-  if (stack.gatewayEnvoy !== null) out.push({ role: 'envoy', child: stack.gatewayEnvoy, serves: ['c', 'd'] });
-  if (stack.processor !== null) out.push({ role: 'processor', child: stack.processor, serves: ['c', 'd'] });
+  for (const g of stack.gateways) {
+    if (g.envoy !== null) out.push({ role: 'envoy', child: g.envoy, serves: g.serves });
+    if (g.processor !== null) out.push({ role: 'processor', child: g.processor, serves: g.serves });
+  }
+  if (stack.redis !== null) out.push({ role: 'redis', child: stack.redis, serves: ['h'] });
   return out;
 }
 
+function gatewayOf(stack: Stack, key: TargetKey): GatewayStack | null {
+  return stack.gateways.find((g) => g.serves.includes(key)) ?? null;
+}
+
+/** Whether redis-server can be started here. */
+function haveRedisServer(): boolean {
+  return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+/** What the feature variants add to the gateway config. */
+interface FeatureInputs {
+  readonly apiKeySha256: string;
+  readonly jwtIssuer: Record<string, unknown> | null;
+  readonly redisUrl: string | null;
+}
+
+/** The gateway config of one variant: (c)'s config plus that variant's feature. */
+function variantConfig(variant: Variant, gateway: Record<string, string>, upstreamUrl: string, f: FeatureInputs): Record<string, unknown> {
+  const raw: Record<string, unknown> = { gateway, servers: { [SERVER]: { url: upstreamUrl } } };
+  switch (variant) {
+    case 'gateway':
+      break;
+    case 'apikey':
+      raw['auth'] = { api_keys: [{ id: 'bench-client', key_sha256: f.apiKeySha256 }] };
+      break;
+    case 'jwt':
+      if (f.jwtIssuer === null) throw new Error('no JWT issuer');
+      raw['auth'] = { jwt: [f.jwtIssuer] };
+      break;
+    case 'limit':
+      raw['rate_limits'] = { [SERVER]: { ...NEVER_TRIGGERING_LIMIT } };
+      break;
+    case 'redis':
+      if (f.redisUrl === null) throw new Error('no redis url');
+      raw['rate_limits'] = { [SERVER]: { ...NEVER_TRIGGERING_LIMIT } };
+      raw['redis'] = { url: f.redisUrl };
+      break;
+  }
+  return raw;
+}
+
+const TARGET_LABELS: Readonly<Record<TargetKey, string>> = {
+  a: 'upstream direct',
+  b: 'Envoy, no processor',
+  c: 'gateway /mcp (aggregated)',
+  d: `gateway /servers/${SERVER}/mcp (passthrough)`,
+  e: 'gateway /mcp + API key',
+  f: 'gateway /mcp + JWT',
+  g: 'gateway /mcp + rate limit (memory)',
+  h: 'gateway /mcp + Redis (sessions, limit)',
+};
+
+async function startGateway(
+  s: Settings,
+  stack: Stack,
+  g: GatewayStack,
+  raw: Record<string, unknown>,
+  log: (m: string) => void,
+): Promise<{ yaml: string; separator: string }> {
+  const config = parseConfig(raw);
+  const gatewayYaml = renderEnvoyBootstrap(config);
+  const dir = join(stack.dir, g.variant);
+  mkdirSync(dir, { recursive: true });
+  const configPath = join(dir, 'gateway.yaml');
+  writeFileSync(configPath, toYaml(raw));
+  const nodeArgs: string[] = [];
+  if (s.cpuProfDir !== null) {
+    mkdirSync(s.cpuProfDir, { recursive: true });
+    nodeArgs.push('--cpu-prof', '--cpu-prof-dir', s.cpuProfDir);
+  }
+  const gw = config.gateway;
+  log(`starting processor "${g.variant}" (child${nodeArgs.length > 0 ? ', --cpu-prof' : ''}) grpc ${String(gw.processor)}, then its Envoy on ${gw.listen}`);
+  g.processor = await startProcessorChild({
+    configPath,
+    adminAddress: gw.admin,
+    dir,
+    timeoutMs: READY_TIMEOUT_MS,
+    nodeArgs,
+    name: `processor-${g.variant}`,
+    logLevel: process.env['BENCH_LOG_LEVEL'] ?? 'info',
+  });
+  g.envoy = await startEnvoyChild({ name: `envoy-${g.variant}`, yamlText: withRuntime(gatewayYaml, s.envoyRuntime), dir, timeoutMs: READY_TIMEOUT_MS });
+  g.processorCluster = extProcCluster(gatewayYaml);
+  return { yaml: gatewayYaml, separator: gw.tool_separator };
+}
+
 async function startStack(s: Settings, stack: Stack, log: (m: string) => void): Promise<void> {
-  const wantGateway = s.targets.includes('c') || s.targets.includes('d');
   const wantPlain = s.targets.includes('b');
-  const [upPort, listen, grpc, admin, envoyAdmin, internal, plainListen, plainAdmin] = (await freePorts(8)) as [
-    number, number, number, number, number, number, number, number,
-  ];
+  const variants = VARIANTS.filter((v) => v.serves.some((k) => s.targets.includes(k)));
+  const [upPort, plainListen, plainAdmin, redisPort] = (await freePorts(4)) as [number, number, number, number];
 
   log(`starting upstream "${SERVER}" (demo server) on 127.0.0.1:${upPort}`);
   stack.upstream = await startDemoChild({ name: SERVER, port: upPort, dir: stack.dir, timeoutMs: READY_TIMEOUT_MS });
   const upstreamUrl = `http://127.0.0.1:${upPort}/mcp`;
-  stack.specs.set('a', { key: 'a', label: 'upstream direct', url: upstreamUrl, tool: 'echo', expectPrefix: `${SERVER}: ` });
+  stack.specs.set('a', { key: 'a', label: TARGET_LABELS.a, url: upstreamUrl, tool: 'echo', expectPrefix: `${SERVER}: ` });
 
-  const raw = {
-    gateway: {
+  // (e): one key for every worker; (f): one token per worker, verified against a JWKS over HTTP.
+  const apiKey = makeApiKey();
+  let tokens: string[] = [];
+  if (s.targets.includes('f')) {
+    stack.issuer = new BenchIssuer();
+    await stack.issuer.start();
+    tokens = await stack.issuer.tokens(Math.max(1, s.concurrency));
+    log(`JWT issuer ${stack.issuer.issuer}: RS256 key, JWKS at ${stack.issuer.jwksUri}, ${tokens.length} token(s)`);
+  }
+  if (s.targets.includes('h')) {
+    log(`starting redis-server on 127.0.0.1:${redisPort}`);
+    stack.redis = await startRedisChild({ port: redisPort, dir: stack.dir, timeoutMs: READY_TIMEOUT_MS });
+    stack.redisPort = redisPort;
+  }
+  const features: FeatureInputs = {
+    apiKeySha256: apiKey.sha256,
+    jwtIssuer: stack.issuer?.issuerConfig() ?? null,
+    redisUrl: stack.redis !== null ? `redis://127.0.0.1:${redisPort}` : null,
+  };
+
+  // The (c) config is rendered even when only (b) runs: (b) is derived from its bootstrap.
+  const ports = (await freePorts(5 * VARIANTS.length)).slice();
+  const gatewayBlock = (): Record<string, string> => {
+    const [listen, grpc, admin, envoyAdmin, internal] = ports.splice(0, 5) as [number, number, number, number, number];
+    return {
       listen: `127.0.0.1:${listen}`,
       processor: `127.0.0.1:${grpc}`,
       admin: `127.0.0.1:${admin}`,
       envoy_admin: `127.0.0.1:${envoyAdmin}`,
       internal: `127.0.0.1:${internal}`,
-    },
-    servers: { [SERVER]: { url: upstreamUrl } },
+    };
   };
-  const config = parseConfig(raw);
-  const gatewayYaml = renderEnvoyBootstrap(config);
-  const server = compileConfig(config).servers.get(SERVER);
-  if (server === undefined) throw new Error(`compiled config has no server ${SERVER}`);
+  const raws = new Map<Variant, Record<string, unknown>>(
+    VARIANTS.filter((v) => v.variant === 'gateway' || variants.includes(v)).map((v) => [v.variant, variantConfig(v.variant, gatewayBlock(), upstreamUrl, features)]),
+  );
+  const baseConfig = parseConfig(raws.get('gateway'));
+  const baseYaml = renderEnvoyBootstrap(baseConfig);
 
   if (wantPlain) {
+    const server = compileConfig(baseConfig).servers.get(SERVER);
+    if (server === undefined) throw new Error(`compiled config has no server ${SERVER}`);
     const yamlText = renderPlainEnvoyBootstrap({
-      gatewayYaml,
+      gatewayYaml: baseYaml,
       cluster: server.cluster,
       routeName: `${SERVER}_passthrough`,
       path: '/mcp',
@@ -246,43 +403,83 @@ async function startStack(s: Settings, stack: Stack, log: (m: string) => void): 
     });
     log(`starting plain Envoy (no ext_proc) on 127.0.0.1:${plainListen}`);
     stack.plainEnvoy = await startEnvoyChild({ name: 'envoy-plain', yamlText: withRuntime(yamlText, s.envoyRuntime), dir: stack.dir, timeoutMs: READY_TIMEOUT_MS });
-    stack.specs.set('b', { key: 'b', label: 'Envoy, no processor', url: `http://127.0.0.1:${plainListen}/mcp`, tool: 'echo', expectPrefix: `${SERVER}: ` });
+    stack.specs.set('b', { key: 'b', label: TARGET_LABELS.b, url: `http://127.0.0.1:${plainListen}/mcp`, tool: 'echo', expectPrefix: `${SERVER}: ` });
   }
 
-  if (wantGateway) {
-    const configPath = join(stack.dir, 'gateway.yaml');
-    writeFileSync(configPath, toYaml(raw));
-    const nodeArgs: string[] = [];
-    if (s.cpuProfDir !== null) {
-      mkdirSync(s.cpuProfDir, { recursive: true });
-      nodeArgs.push('--cpu-prof', '--cpu-prof-dir', s.cpuProfDir);
+  // The gateways start side by side; every one is registered in the stack before it starts, so
+  // a failure stops them all.
+  const gateways = variants.map((v): GatewayStack => ({ variant: v.variant, serves: v.serves, processor: null, envoy: null, processorCluster: null }));
+  stack.gateways.push(...gateways);
+  const started = await Promise.allSettled(gateways.map((g) => startGateway(s, stack, g, raws.get(g.variant) ?? {}, log)));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+
+  const listenOf = (v: Variant): string => String((raws.get(v)?.['gateway'] as Record<string, string>)['listen']);
+  const aggregated = (key: TargetKey, v: Variant, headersFor?: (w: number) => Readonly<Record<string, string>>): void => {
+    stack.specs.set(key, {
+      key,
+      label: TARGET_LABELS[key],
+      url: `http://${listenOf(v)}/mcp`,
+      tool: `${SERVER}${baseConfig.gateway.tool_separator}echo`,
+      expectPrefix: `${SERVER}: `,
+      ...(headersFor === undefined ? {} : { headersFor }),
+    });
+  };
+  for (const g of gateways) {
+    switch (g.variant) {
+      case 'gateway':
+        aggregated('c', 'gateway');
+        stack.specs.set('d', {
+          key: 'd',
+          label: TARGET_LABELS.d,
+          url: `http://${listenOf('gateway')}/servers/${SERVER}/mcp`,
+          tool: 'echo',
+          expectPrefix: `${SERVER}: `,
+        });
+        break;
+      case 'apikey': {
+        const headers = { authorization: `Bearer ${apiKey.key}` };
+        aggregated('e', 'apikey', () => headers);
+        break;
+      }
+      case 'jwt':
+        aggregated('f', 'jwt', (w) => ({ authorization: `Bearer ${tokens[w % tokens.length] ?? ''}` }));
+        break;
+      case 'limit':
+        aggregated('g', 'limit');
+        break;
+      case 'redis':
+        aggregated('h', 'redis');
+        break;
     }
-    log(`starting processor (child${nodeArgs.length > 0 ? ', --cpu-prof' : ''}) grpc 127.0.0.1:${grpc}`);
-    stack.processor = await startProcessorChild({
-      configPath,
-      adminAddress: `127.0.0.1:${admin}`,
-      dir: stack.dir,
-      timeoutMs: READY_TIMEOUT_MS,
-      nodeArgs,
-      logLevel: process.env['BENCH_LOG_LEVEL'] ?? 'info',
-    });
-    log(`starting gateway Envoy on 127.0.0.1:${listen}`);
-    stack.gatewayEnvoy = await startEnvoyChild({ name: 'envoy-gateway', yamlText: withRuntime(gatewayYaml, s.envoyRuntime), dir: stack.dir, timeoutMs: READY_TIMEOUT_MS });
-    stack.processorCluster = extProcCluster(gatewayYaml);
-    stack.specs.set('c', {
-      key: 'c',
-      label: 'gateway /mcp (aggregated)',
-      url: `http://127.0.0.1:${listen}/mcp`,
-      tool: `${SERVER}${config.gateway.tool_separator}echo`,
-      expectPrefix: `${SERVER}: `,
-    });
-    stack.specs.set('d', {
-      key: 'd',
-      label: `gateway /servers/${SERVER}/mcp (passthrough)`,
-      url: `http://127.0.0.1:${listen}/servers/${SERVER}/mcp`,
-      tool: 'echo',
-      expectPrefix: `${SERVER}: `,
-    });
+  }
+  for (const key of FEATURE_TARGETS) {
+    const spec = stack.specs.get(key);
+    if (spec !== undefined) await checkFeature(key, spec);
+  }
+}
+
+/**
+ * Makes sure a feature row measures what it claims: (e) and (f) refuse a caller without
+ * credentials (401), (g) and (h) put the limiter's RateLimit-* headers on an allowed response.
+ */
+async function checkFeature(key: TargetKey, spec: TargetSpec): Promise<void> {
+  const res = await fetch(spec.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'mcp-gateway-bench-check', version: '1.0.0' } },
+    }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  await res.arrayBuffer();
+  if (key === 'e' || key === 'f') {
+    if (res.status !== 401) throw new Error(`(${key}) ${spec.label}: a request without credentials got HTTP ${res.status}, not 401; auth is not enforced`);
+  } else if (res.status !== 200 || res.headers.get('ratelimit-policy') === null) {
+    throw new Error(`(${key}) ${spec.label}: initialize got HTTP ${res.status}${res.status === 200 ? ' without RateLimit-Policy' : ''}; the rate limit is not applied`);
   }
 }
 
@@ -299,6 +496,10 @@ interface Accumulated {
   warmupErrors: number;
   /** CPU time of processes that are not part of the bench, while this target was measured. */
   foreignCpuMs: number;
+  /** (f): JWKS fetches while this target was measured. */
+  jwksFetches: number;
+  /** (h): Redis commands while this target was measured. */
+  redis: { scripts: number; commands: number };
 }
 
 function newAccumulated(): Accumulated {
@@ -308,10 +509,12 @@ function newAccumulated(): Accumulated {
     errors: 0,
     elapsedMs: 0,
     errorSamples: [],
-    cpuMs: { loadgen: 0, upstream: 0, envoy: 0, processor: 0 },
+    cpuMs: { loadgen: 0, upstream: 0, envoy: 0, processor: 0, redis: 0 },
     extProc: { streams: 0, sent: 0, received: 0 },
     warmupErrors: 0,
     foreignCpuMs: 0,
+    jwksFetches: 0,
+    redis: { scripts: 0, commands: 0 },
   };
 }
 
@@ -333,9 +536,16 @@ interface TargetResult {
   readonly maxMs: number;
   readonly reqPerS: number;
   /** CPU ms per request (ok + errors) by process; null where the process is not on the path. */
-  readonly cpuMsPerRequest: { loadgen: number; upstream: number; envoy: number | null; processor: number | null };
+  readonly cpuMsPerRequest: { loadgen: number; upstream: number; envoy: number | null; processor: number | null; redis: number | null };
   /** Envoy → processor gRPC messages per request (null: no ext_proc on the path). */
   readonly extProcMsgsPerRequest: { sent: number; received: number; streams: number } | null;
+  /** (f): JWKS fetches during the measured phases of this scenario (null for other targets). */
+  readonly jwksFetchesMeasured: number | null;
+  /**
+   * (h): Redis commands per request: `scripts` are EVALSHA/EVAL calls (one round trip each),
+   * `commands` every command Redis ran, those inside the scripts included (null for other targets).
+   */
+  readonly redisPerRequest: { scripts: number; commands: number } | null;
   readonly errorSamples: string[];
   /** CPU used by processes outside the bench while this target ran, as % of all CPUs' time. */
   readonly otherProcessesCpuPercent: number;
@@ -374,9 +584,12 @@ async function measurePhase(
   key: TargetKey,
   limit: { requests?: number; durationMs?: number },
   acc: Accumulated,
-): Promise<PhaseResult> {
-  const viaGateway = key === 'c' || key === 'd';
-  const ext0 = viaGateway ? await extProcCounters(stack.gatewayEnvoy) : null;
+): Promise<PhaseResult & { otherPercent: number }> {
+  const envoy = gatewayOf(stack, key)?.envoy ?? null;
+  const redisPort = key === 'h' && stack.redis !== null ? stack.redisPort : null;
+  const redis0: RedisCommandCounts | null = redisPort !== null ? await redisCommandCounts(redisPort) : null;
+  const ext0 = envoy !== null ? await extProcCounters(envoy) : null;
+  const jwks0 = stack.issuer?.fetches ?? 0;
   const machine0 = machineBusyCpuMs();
   const cpu0 = cpuSnapshot(stack);
   const own0 = ownCpuMs();
@@ -384,7 +597,9 @@ async function measurePhase(
   const own1 = ownCpuMs();
   const cpu1 = cpuSnapshot(stack);
   const machine1 = machineBusyCpuMs();
-  const ext1 = viaGateway ? await extProcCounters(stack.gatewayEnvoy) : null;
+  const jwks1 = stack.issuer?.fetches ?? 0;
+  const ext1 = envoy !== null ? await extProcCounters(envoy) : null;
+  const redis1: RedisCommandCounts | null = redisPort !== null ? await redisCommandCounts(redisPort) : null;
 
   acc.latencies.push(r.latenciesMs);
   acc.ok += r.ok;
@@ -399,13 +614,19 @@ async function measurePhase(
     // Only processes on this target's path are charged (an idle Envoy's housekeeping is not).
     if (serves.includes(key)) acc.cpuMs[role] += used;
   }
-  if (machine0 !== null && machine1 !== null) acc.foreignCpuMs += Math.max(0, machine1 - machine0 - ours);
+  const foreign = machine0 !== null && machine1 !== null ? Math.max(0, machine1 - machine0 - ours) : 0;
+  acc.foreignCpuMs += foreign;
   if (ext0 !== null && ext1 !== null) {
     acc.extProc.streams += ext1.streams - ext0.streams;
     acc.extProc.sent += ext1.sent - ext0.sent;
     acc.extProc.received += ext1.received - ext0.received;
   }
-  return r;
+  if (key === 'f') acc.jwksFetches += jwks1 - jwks0;
+  if (redis0 !== null && redis1 !== null) {
+    acc.redis.scripts += redis1.scripts - redis0.scripts;
+    acc.redis.commands += redis1.commands - redis0.commands;
+  }
+  return { ...r, otherPercent: r.elapsedMs === 0 ? 0 : (100 * foreign) / (r.elapsedMs * availableParallelism()) };
 }
 
 function summarise(key: TargetKey, spec: TargetSpec, concurrency: number, acc: Accumulated): TargetResult {
@@ -421,7 +642,7 @@ function summarise(key: TargetKey, spec: TargetSpec, concurrency: number, acc: A
   for (const v of all) sum += v;
   const n = acc.ok + acc.errors;
   const per = (ms: number): number => (n === 0 ? Number.NaN : ms / n);
-  const viaProcessor = key === 'c' || key === 'd';
+  const viaProcessor = GATEWAY_TARGETS.includes(key);
   return {
     key,
     label: spec.label,
@@ -444,16 +665,21 @@ function summarise(key: TargetKey, spec: TargetSpec, concurrency: number, acc: A
       upstream: per(acc.cpuMs.upstream),
       envoy: key !== 'a' ? per(acc.cpuMs.envoy) : null,
       processor: viaProcessor ? per(acc.cpuMs.processor) : null,
+      redis: key === 'h' ? per(acc.cpuMs.redis) : null,
     },
     extProcMsgsPerRequest: viaProcessor ? { sent: per(acc.extProc.sent), received: per(acc.extProc.received), streams: per(acc.extProc.streams) } : null,
+    jwksFetchesMeasured: key === 'f' ? acc.jwksFetches : null,
+    redisPerRequest: key === 'h' ? { scripts: per(acc.redis.scripts), commands: per(acc.redis.commands) } : null,
     errorSamples: acc.errorSamples,
     otherProcessesCpuPercent: acc.elapsedMs === 0 ? 0 : (100 * acc.foreignCpuMs) / (acc.elapsedMs * availableParallelism()),
   };
 }
 
 /**
- * One scenario over all targets: sessions and warm-up per target, then `rounds` measured rounds
- * (target order forward on even rounds, backward on odd ones), then the clients are closed.
+ * One scenario over all targets: sessions and warm-up per target, then `rounds` measured rounds,
+ * then the clients are closed. Rounds come in pairs: a forward order, then the same order
+ * backward (so a steady drift of the machine charges every target alike); each pair starts a few
+ * targets further on (so a burst of outside load lands on different targets each time).
  */
 async function runScenario(
   name: string,
@@ -490,7 +716,9 @@ async function runScenario(
       }
     }
     for (let round = 0; round < opts.rounds; round++) {
-      const order = round % 2 === 0 ? [...targets] : [...targets].reverse();
+      const shift = (Math.floor(round / 2) * 3) % targets.length;
+      const forward = [...targets.slice(shift), ...targets.slice(0, shift)];
+      const order = round % 2 === 0 ? forward : forward.reverse();
       for (const key of order) {
         const client = clients.get(key);
         const a = acc.get(key);
@@ -501,7 +729,7 @@ async function runScenario(
             : { requests: Math.floor((opts.requests ?? 0) / opts.rounds) + (round < (opts.requests ?? 0) % opts.rounds ? 1 : 0) };
         const r = await measurePhase(stack, client, key, limit, a);
         log(
-          `${name} round ${round + 1}/${opts.rounds} (${key}): ${r.ok} ok, ${r.errors} errors, ${((r.ok * 1000) / r.elapsedMs).toFixed(0)} req/s, p50 ${f(percentile(r.latenciesMs.slice().sort(), 0.5))} ms`,
+          `${name} round ${round + 1}/${opts.rounds} (${key}): ${r.ok} ok, ${r.errors} errors, ${((r.ok * 1000) / r.elapsedMs).toFixed(0)} req/s, p50 ${f(percentile(r.latenciesMs.slice().sort(), 0.5))} ms, other procs ${f(r.otherPercent, 0)}%`,
         );
       }
     }
@@ -539,7 +767,7 @@ function ratios(loaded: TargetResult[], unloaded: TargetResult[]): Ratio[] {
   if (b === undefined) return [];
   const ub = unloaded.find((r) => r.key === 'b');
   return loaded
-    .filter((r) => r.key === 'c' || r.key === 'd')
+    .filter((r) => GATEWAY_TARGETS.includes(r.key))
     .map((r) => {
       const u = unloaded.find((x) => x.key === r.key);
       const p50DeltaMs = r.p50Ms - b.p50Ms;
@@ -557,7 +785,49 @@ function ratios(loaded: TargetResult[], unloaded: TargetResult[]): Ratio[] {
     });
 }
 
+/** What a feature row (e)–(h) adds over (c), the same gateway without the feature. */
+interface FeatureDelta {
+  readonly target: TargetKey;
+  /** Loaded scenario. */
+  readonly p50DeltaMs: number;
+  readonly processorCpuDeltaMs: number;
+  /** Every process on the path (load generator, upstream, Envoy, processor, and Redis for (h)). */
+  readonly allCpuDeltaMs: number;
+  readonly throughputPercentOfC: number;
+  /** Unloaded scenario (null if skipped). */
+  readonly unloadedP50DeltaMs: number | null;
+  readonly unloadedProcessorCpuDeltaMs: number | null;
+}
+
+function allCpu(r: TargetResult): number {
+  const c = r.cpuMsPerRequest;
+  return c.loadgen + c.upstream + (c.envoy ?? 0) + (c.processor ?? 0) + (c.redis ?? 0);
+}
+
+function featureDeltas(loaded: TargetResult[], unloaded: TargetResult[]): FeatureDelta[] {
+  const c = loaded.find((r) => r.key === 'c');
+  if (c === undefined) return [];
+  const uc = unloaded.find((r) => r.key === 'c');
+  return loaded
+    .filter((r) => FEATURE_TARGETS.includes(r.key))
+    .map((r) => {
+      const u = unloaded.find((x) => x.key === r.key);
+      const both = u !== undefined && uc !== undefined;
+      return {
+        target: r.key,
+        p50DeltaMs: r.p50Ms - c.p50Ms,
+        processorCpuDeltaMs: (r.cpuMsPerRequest.processor ?? 0) - (c.cpuMsPerRequest.processor ?? 0),
+        allCpuDeltaMs: allCpu(r) - allCpu(c),
+        throughputPercentOfC: (100 * r.reqPerS) / c.reqPerS,
+        unloadedP50DeltaMs: both ? u.p50Ms - uc.p50Ms : null,
+        unloadedProcessorCpuDeltaMs: both ? (u.cpuMsPerRequest.processor ?? 0) - (uc.cpuMsPerRequest.processor ?? 0) : null,
+      };
+    });
+}
+
 interface ProcessorLink {
+  /** Which gateway (processor + Envoy) these counters are from. */
+  readonly variant: Variant;
   /** Envoy → processor HTTP/2 connections the processor closed while streams were active. */
   readonly connectionsDroppedWithActiveStreams: number;
   /** ext_proc streams Envoy reset (RST_STREAM) instead of closing normally. */
@@ -565,19 +835,48 @@ interface ProcessorLink {
   readonly streamsTotal: number;
 }
 
-async function processorLink(stack: Stack): Promise<ProcessorLink | null> {
-  const cluster = stack.processorCluster;
-  if (stack.gatewayEnvoy === null || cluster === null) return null;
+async function processorLinks(stack: Stack): Promise<ProcessorLink[]> {
+  const out: ProcessorLink[] = [];
+  for (const g of stack.gateways) {
+    const link = await processorLink(g).catch(() => null);
+    if (link !== null) out.push(link);
+  }
+  return out;
+}
+
+async function processorLink(g: GatewayStack): Promise<ProcessorLink | null> {
+  const cluster = g.processorCluster;
+  if (g.envoy === null || cluster === null) return null;
   const esc = cluster.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const st = await stack.gatewayEnvoy.stats(`^cluster\\.${esc}\\.(upstream_cx_destroy_remote_with_active_rq|upstream_rq_tx_reset|upstream_rq_total)$`);
+  const st = await g.envoy.stats(`^cluster\\.${esc}\\.(upstream_cx_destroy_remote_with_active_rq|upstream_rq_tx_reset|upstream_rq_total)$`);
   return {
+    variant: g.variant,
     connectionsDroppedWithActiveStreams: st[`cluster.${cluster}.upstream_cx_destroy_remote_with_active_rq`] ?? 0,
     streamsResetByEnvoy: st[`cluster.${cluster}.upstream_rq_tx_reset`] ?? 0,
     streamsTotal: st[`cluster.${cluster}.upstream_rq_total`] ?? 0,
   };
 }
 
-function report(machine: MachineInfo, s: Settings, loaded: TargetResult[], unloaded: TargetResult[], rs: Ratio[], link: ProcessorLink | null): string {
+/** Extra facts about the feature rows, for the report and the JSON. */
+interface FeatureFacts {
+  /** (f): JWKS fetches in all, start-up and warm-up included (null without (f)). */
+  readonly jwksFetchesTotal: number | null;
+  /** (f): CPU ms of one JWT verification that misses the verified-token cache (measured in-process). */
+  readonly jwtUncachedVerifyMs: number | null;
+}
+
+const signed = (v: number | null, digits = 2, unit = ''): string => (v === null ? '—' : Number.isNaN(v) ? 'n/a' : `${v >= 0 ? '+' : ''}${v.toFixed(digits)}${unit}`);
+
+function report(
+  machine: MachineInfo,
+  s: Settings,
+  loaded: TargetResult[],
+  unloaded: TargetResult[],
+  rs: Ratio[],
+  deltas: FeatureDelta[],
+  facts: FeatureFacts,
+  links: ProcessorLink[],
+): string {
   const out: string[] = [];
   const loadDesc = s.durationS !== null ? `${s.durationS} s` : `${s.requests} tools/call`;
   out.push(
@@ -585,30 +884,31 @@ function report(machine: MachineInfo, s: Settings, loaded: TargetResult[], unloa
     `software: Node ${machine.node}, Envoy ${machine.envoy} (--concurrency 1), gateway ${machine.gitCommit}; load average at start ${machine.loadAverage1m}`,
     `load: closed loop, ${s.concurrency} workers (one MCP session each), ${loadDesc} per target in ${s.rounds} round(s) after ${s.warmup} warm-up calls${
       s.unloaded > 0 ? `; then ${s.unloaded} calls per target from 1 worker` : ''
-    }${s.quick ? ' [QUICK]' : ''}${s.cpuProfDir !== null ? ' [PROCESSOR PROFILED: its figures are inflated]' : ''}`,
+    }${s.quick ? ' [QUICK]' : ''}${s.cpuProfDir !== null ? ' [PROCESSORS PROFILED: their figures are inflated]' : ''}`,
   );
   if (Object.keys(s.envoyRuntime).length > 0) out.push(`EXPERIMENT: Envoy runtime overrides ${JSON.stringify(s.envoyRuntime)} (not the shipped config)`);
   const mainRows = (rows: TargetResult[]): string[][] =>
     rows.map((r) => [`(${r.key}) ${r.label}`, f(r.p50Ms), f(r.p90Ms), f(r.p99Ms), f(r.reqPerS, 0), String(r.errors), f(r.cpuMsPerRequest.processor, 3)]);
   const mainHeader = ['target', 'p50 ms', 'p90 ms', 'p99 ms', 'req/s', 'errors', 'processor CPU ms/req'];
   out.push('', `tools/call at concurrency ${s.concurrency}:`, '', table(mainHeader, mainRows(loaded)));
+  const withRedis = loaded.some((r) => r.cpuMsPerRequest.redis !== null);
   out.push(
     '',
     `CPU ms per request by process at concurrency ${s.concurrency} (user+system, all threads), Envoy→processor ext_proc messages`,
     'per request, and CPU used by processes outside the bench meanwhile (% of all CPUs; high = noisy machine):',
     '',
     table(
-      ['target', 'load gen', 'upstream', 'Envoy', 'processor', 'all', 'ext_proc msgs/req', 'other procs'],
+      ['target', 'load gen', 'upstream', 'Envoy', 'processor', ...(withRedis ? ['Redis'] : []), 'all', 'ext_proc msgs/req', 'other procs'],
       loaded.map((r) => {
         const c = r.cpuMsPerRequest;
-        const all = c.loadgen + c.upstream + (c.envoy ?? 0) + (c.processor ?? 0);
         return [
           `(${r.key}) ${r.label}`,
           f(c.loadgen, 3),
           f(c.upstream, 3),
           f(c.envoy, 3),
           f(c.processor, 3),
-          f(all, 3),
+          ...(withRedis ? [f(c.redis, 3)] : []),
+          f(allCpu(r), 3),
           r.extProcMsgsPerRequest === null ? '—' : f(r.extProcMsgsPerRequest.sent, 2),
           `${f(r.otherProcessesCpuPercent, 0)}%`,
         ];
@@ -619,7 +919,7 @@ function report(machine: MachineInfo, s: Settings, loaded: TargetResult[], unloa
     out.push('', 'tools/call at concurrency 1 (no queueing: the latency one request pays):', '', table(mainHeader, mainRows(unloaded)));
   }
   if (rs.length > 0) {
-    out.push('', 'versus (b) Envoy without the processor:', '');
+    out.push('', 'versus (b) Envoy without the processor (the goals are set for (c) and (d)):', '');
     const verdict = (met: boolean | null): string => (met === null ? '—' : met ? 'met' : 'MISSED');
     out.push(
       table(
@@ -634,9 +934,9 @@ function report(machine: MachineInfo, s: Settings, loaded: TargetResult[], unloa
         ],
         rs.map((r) => [
           `(${r.target})`,
-          `${r.p50DeltaMs >= 0 ? '+' : ''}${f(r.p50DeltaMs)} ms`,
+          signed(r.p50DeltaMs, 2, ' ms'),
           verdict(r.p50Met),
-          r.unloadedP50DeltaMs === null ? '—' : `${r.unloadedP50DeltaMs >= 0 ? '+' : ''}${f(r.unloadedP50DeltaMs)} ms`,
+          signed(r.unloadedP50DeltaMs, 2, ' ms'),
           verdict(r.unloadedP50Met),
           `${f(r.throughputPercent, 0)}%`,
           verdict(r.throughputMet),
@@ -644,11 +944,62 @@ function report(machine: MachineInfo, s: Settings, loaded: TargetResult[], unloa
       ),
     );
   }
-  if (link !== null) {
+  if (deltas.length > 0) {
     out.push(
       '',
-      `Envoy→processor link: ${link.streamsTotal} ext_proc streams, ${link.streamsResetByEnvoy} reset by Envoy at the end of their request, ` +
-        `${link.connectionsDroppedWithActiveStreams} HTTP/2 connection(s) dropped by the processor with streams in flight`,
+      'versus (c), the same gateway without the feature (what the feature adds per request; CPU in ms, "all" = every process',
+      'on the path, redis-server included for (h)):',
+      '',
+      table(
+        [
+          'target',
+          `p50 − (c), c=${s.concurrency}`,
+          `processor CPU − (c), c=${s.concurrency}`,
+          `all CPU − (c), c=${s.concurrency}`,
+          `req/s as % of (c), c=${s.concurrency}`,
+          'p50 − (c), c=1',
+          'processor CPU − (c), c=1',
+        ],
+        deltas.map((d) => [
+          `(${d.target}) ${TARGET_LABELS[d.target]}`,
+          signed(d.p50DeltaMs, 2, ' ms'),
+          signed(d.processorCpuDeltaMs, 3),
+          signed(d.allCpuDeltaMs, 3),
+          `${f(d.throughputPercentOfC, 0)}%`,
+          signed(d.unloadedP50DeltaMs, 2, ' ms'),
+          signed(d.unloadedProcessorCpuDeltaMs, 3),
+        ]),
+      ),
+    );
+  }
+  const fl = loaded.find((r) => r.key === 'f');
+  if (fl !== undefined) {
+    const fu = unloaded.find((r) => r.key === 'f');
+    const measured = (fl.jwksFetchesMeasured ?? 0) + (fu?.jwksFetchesMeasured ?? 0);
+    out.push(
+      '',
+      `(f) JWKS fetches: ${measured} during the measured phases (${measured <= 1 ? 'keys are not fetched per request' : 'MORE THAN ONE: keys are being re-fetched'}), ` +
+        `${facts.jwksFetchesTotal ?? '?'} in all (start-up and warm-up included).`,
+      `    One verification that misses the verified-token cache (RS256, the gateway's JwtVerifier in this process): ${f(facts.jwtUncachedVerifyMs, 3)} ms CPU.`,
+    );
+  }
+  const hl = loaded.find((r) => r.key === 'h');
+  if (hl !== undefined && hl.redisPerRequest !== null) {
+    const hu = unloaded.find((r) => r.key === 'h');
+    out.push(
+      '',
+      `(h) Redis per request at c=${s.concurrency}: ${f(hl.redisPerRequest.scripts, 2)} scripts (EVALSHA, one round trip each), ` +
+        `${f(hl.redisPerRequest.commands, 2)} commands in all; redis-server CPU ${f(hl.cpuMsPerRequest.redis, 3)} ms/req` +
+        (hu?.cpuMsPerRequest.redis !== undefined && hu.cpuMsPerRequest.redis !== null ? ` (c=1: ${f(hu.cpuMsPerRequest.redis, 3)} ms/req)` : '') +
+        '.',
+    );
+  }
+  if (links.length > 0) {
+    const total = (k: 'streamsTotal' | 'streamsResetByEnvoy' | 'connectionsDroppedWithActiveStreams'): number => links.reduce((a, l) => a + l[k], 0);
+    out.push(
+      '',
+      `Envoy→processor link (${links.length} gateway(s)): ${total('streamsTotal')} ext_proc streams, ${total('streamsResetByEnvoy')} reset by Envoy at the end of their request, ` +
+        `${total('connectionsDroppedWithActiveStreams')} HTTP/2 connection(s) dropped by a processor with streams in flight`,
     );
   }
   const noisy = [...loaded, ...unloaded].filter((r) => r.otherProcessesCpuPercent >= 10);
@@ -668,8 +1019,8 @@ function report(machine: MachineInfo, s: Settings, loaded: TargetResult[], unloa
   return out.join('\n');
 }
 
-function profileReport(p: ProfileSummary): string {
-  const lines = [`processor CPU profile ${p.file}: ${f(p.totalMs - p.idleMs, 0)} ms busy of ${f(p.totalMs, 0)} ms sampled`, '', 'self time by module:'];
+function profileReport(variant: Variant, p: ProfileSummary): string {
+  const lines = [`processor "${variant}" CPU profile ${p.file}: ${f(p.totalMs - p.idleMs, 0)} ms busy of ${f(p.totalMs, 0)} ms sampled`, '', 'self time by module:'];
   for (const m of p.modules) lines.push(`  ${f(m.percent, 1).padStart(5)}%  ${f(m.selfMs, 0).padStart(6)} ms  ${m.name}`);
   lines.push('', 'self time by function:');
   for (const m of p.functions) lines.push(`  ${f(m.percent, 1).padStart(5)}%  ${f(m.selfMs, 0).padStart(6)} ms  ${m.name}`);
@@ -679,11 +1030,11 @@ function profileReport(p: ProfileSummary): string {
 // ------------------------------------------------------------------------------------- main
 
 async function stopStack(stack: Stack): Promise<void> {
-  // Envoys first (no more traffic for the processor), then the processor (gracefully, so a
-  // --cpu-prof profile gets written), then the upstream.
-  await Promise.all([stack.gatewayEnvoy?.stop(), stack.plainEnvoy?.stop()]);
-  await stack.processor?.stop(10_000);
-  await stack.upstream?.stop();
+  // Envoys first (no more traffic for the processors), then the processors (gracefully, so a
+  // --cpu-prof profile gets written), then Redis, the upstream and the JWKS endpoint.
+  await Promise.all([...stack.gateways.map((g) => g.envoy?.stop()), stack.plainEnvoy?.stop()]);
+  await Promise.all(stack.gateways.map((g) => g.processor?.stop(10_000)));
+  await Promise.all([stack.redis?.stop(), stack.upstream?.stop(), stack.issuer?.stop()]);
 }
 
 async function main(): Promise<number> {
@@ -704,15 +1055,24 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const s = parsed;
+  let s = parsed;
+  if (s.targets.includes('h') && !haveRedisServer()) {
+    if (s.targetsChosen) {
+      process.stderr.write('bench: target (h) needs redis-server on PATH (scripts/ensure-tools.sh installs it)\n');
+      return 1;
+    }
+    process.stderr.write('bench: redis-server is not on PATH; leaving out (h) (scripts/ensure-tools.sh installs it)\n');
+    s = { ...s, targets: s.targets.filter((k) => k !== 'h') };
+  }
 
   const stack: Stack = {
     dir: mkdtempSync(join(tmpdir(), 'mcp-bench-')),
     upstream: null,
-    processor: null,
-    gatewayEnvoy: null,
     plainEnvoy: null,
-    processorCluster: null,
+    gateways: [],
+    redis: null,
+    redisPort: 0,
+    issuer: null,
     specs: new Map(),
   };
   let setupFailed = false;
@@ -757,31 +1117,40 @@ async function main(): Promise<number> {
             'c=1',
             stack,
             s.targets,
-            { concurrency: 1, warmup: Math.min(200, s.warmup), rounds: Math.min(2, s.rounds), requests: s.unloaded, durationS: null },
+            { concurrency: 1, warmup: Math.min(200, s.warmup), rounds: Math.min(4, s.rounds), requests: s.unloaded, durationS: null },
             log,
             markSetupFailed,
           )
         : [];
     const rs = ratios(loaded, unloaded);
-    const link = await processorLink(stack).catch(() => null);
+    const deltas = featureDeltas(loaded, unloaded);
+    const links = await processorLinks(stack);
+    const jwksFetchesTotal = stack.issuer?.fetches ?? null;
 
     log('stopping children');
     await stopStack(stack);
-    let profile: ProfileSummary | null = null;
-    if (s.cpuProfDir !== null && stack.processor !== null) {
-      const pid = stack.processor.pid;
-      const file = readdirSync(s.cpuProfDir).find((n) => n.endsWith('.cpuprofile') && n.includes(`.${pid}.`));
-      if (file === undefined) log(`no .cpuprofile for pid ${pid} in ${s.cpuProfDir}`);
-      else profile = summariseProfile(join(s.cpuProfDir, file));
+    // Measured once the children are gone, so it competes with nothing.
+    const jwtUncachedVerifyMs = stack.issuer !== null ? await stack.issuer.uncachedVerifyMs() : null;
+    const facts: FeatureFacts = { jwksFetchesTotal, jwtUncachedVerifyMs };
+    const profiles: Array<{ variant: Variant; profile: ProfileSummary }> = [];
+    if (s.cpuProfDir !== null) {
+      const files = readdirSync(s.cpuProfDir);
+      for (const g of stack.gateways) {
+        if (g.processor === null) continue;
+        const pid = g.processor.pid;
+        const file = files.find((n) => n.endsWith('.cpuprofile') && n.includes(`.${pid}.`));
+        if (file === undefined) log(`no .cpuprofile for pid ${pid} (processor "${g.variant}") in ${s.cpuProfDir}`);
+        else profiles.push({ variant: g.variant, profile: summariseProfile(join(s.cpuProfDir, file)) });
+      }
     }
     const elapsedS = Number(process.hrtime.bigint() - t0) / 1e9;
 
-    process.stdout.write(`\n${report(machine, s, loaded, unloaded, rs, link)}\n`);
-    if (profile !== null) process.stdout.write(`\n${profileReport(profile)}\n`);
+    process.stdout.write(`\n${report(machine, s, loaded, unloaded, rs, deltas, facts, links)}\n`);
+    for (const p of profiles) process.stdout.write(`\n${profileReport(p.variant, p.profile)}\n`);
     process.stdout.write(`\nbench took ${elapsedS.toFixed(1)} s (without the build)\n`);
 
     const json = {
-      version: 1,
+      version: 2,
       startedAt: startedAt.toISOString(),
       elapsedS,
       machine,
@@ -790,8 +1159,22 @@ async function main(): Promise<number> {
       loaded,
       unloaded,
       versusPlainEnvoy: rs,
-      processorLink: link,
-      processorProfile: profile,
+      versusGateway: deltas,
+      features: {
+        apiKey: s.targets.includes('e') ? { keys: 1, header: 'authorization: Bearer <key>' } : null,
+        jwt: s.targets.includes('f')
+          ? {
+              algorithm: 'RS256',
+              tokens: Math.max(1, s.concurrency),
+              jwksFetchesTotal,
+              jwksFetchesMeasured: [...loaded, ...unloaded].reduce((n, r) => n + (r.jwksFetchesMeasured ?? 0), 0),
+              uncachedVerifyMs: jwtUncachedVerifyMs,
+            }
+          : null,
+        rateLimit: s.targets.includes('g') || s.targets.includes('h') ? { [SERVER]: NEVER_TRIGGERING_LIMIT } : null,
+      },
+      processorLinks: links,
+      processorProfiles: profiles,
     };
     mkdirSync(dirname(s.jsonPath), { recursive: true });
     writeFileSync(
