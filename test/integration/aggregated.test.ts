@@ -3,6 +3,7 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { startDemoServer, type DemoServer } from '../fixtures/mcp-servers/demo-server.js';
 import { connectClient, rawInitialize, rawRequest } from '../support/mcp-client.js';
+import { waitUntil } from '../support/proc.js';
 import { startStack, useStack, type Stack } from '../support/stack.js';
 
 const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -186,6 +187,26 @@ describe('aggregated endpoint /mcp: one MCP server in front of several', () => {
       assert.ok(Date.now() - started >= 59_000);
       // Streamed, not released at the end: the events are spread over the minute.
       assert.ok(arrivals[0]! < 10_000 && arrivals[11]! > 50_000, JSON.stringify(arrivals));
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('forwards a client’s notifications/cancelled to the server running the call', async () => {
+    const c = await connectClient(stack().mcpUrl);
+    try {
+      const before = stack().demo['beta']!.cancellations();
+      const abort = new AbortController();
+      const call = c.client.callTool({ name: 'beta__slow_progress', arguments: { seconds: 30, steps: 30 } }, undefined, {
+        signal: abort.signal,
+        onprogress: () => abort.abort('changed my mind'),
+      });
+      await assert.rejects(call);
+      await waitUntil(() => stack().demo['beta']!.cancellations() === before + 1, {
+        timeoutMs: 5000,
+        what: 'the upstream to see the cancellation',
+      });
+      assert.equal(textOf(await c.client.callTool({ name: 'beta__echo', arguments: { text: 'after' } })), 'beta: after');
     } finally {
       await c.close();
     }
