@@ -7,6 +7,7 @@
 // 2. integration tests: node --test dist/test/integration/**/*.test.js (--test-concurrency=1:
 //                       each file spawns Envoy and friends)
 // 3. schema check:      node dist/scripts/gen-schema.js --check        (if that script exists)
+// 4. bench smoke run:   BENCH_QUICK=1 node dist/test/bench/run.js      (setup failures only)
 //
 // FILTERs are substrings of the test file path (e.g. `integration`, `session`); arguments that
 // start with `--` are passed to `node --test` (e.g. `--test-name-pattern=tools`).
@@ -146,6 +147,21 @@ try {
     } else {
       totals.failed += 1;
       problems.push('schema: deploy/config.schema.json is out of date (run `npm run gen:schema`)');
+    }
+  }
+
+  // The benchmark is measured, never asserted: one quick run only proves it still sets up and
+  // drives every target, so it cannot rot between the runs that produce BENCHMARKS.md.
+  const bench = join(root, 'dist', 'test', 'bench', 'run.js');
+  if (filters.length === 0 && existsSync(bench)) {
+    console.log('\n=== bench smoke run: BENCH_QUICK=1 node dist/test/bench/run.js');
+    const r = spawnSync(process.execPath, [bench], { cwd: root, stdio: 'inherit', env: { ...process.env, BENCH_QUICK: '1' } });
+    if (r.status === 0) {
+      totals.passed += 1;
+      console.log('bench smoke run passed');
+    } else {
+      totals.failed += 1;
+      problems.push('bench: the quick benchmark run could not set up or drive a target');
     }
   }
 } finally {
