@@ -1,0 +1,755 @@
+/**
+ * Checks the deployment manifests in deploy/compose, deploy/kubernetes and deploy/istio.
+ *
+ * Nothing here runs Docker, Kubernetes or Istio. What is checked:
+ * - every YAML file parses (multi-document aware) and is used by its compose file or kustomization;
+ * - compose: files, ports, service names and health checks agree with gateway.yaml;
+ * - Kubernetes: kinds/apiVersions, container ports and probes agree with gateway.yaml, labels and
+ *   selectors match, the security context is non-root with a read-only root filesystem;
+ *   `kubectl kustomize` builds the kustomizations when kubectl is installed;
+ * - the gateway configs pass our schema, and each committed envoy.yaml is exactly what
+ *   renderEnvoyBootstrap produces for its gateway.yaml (so they cannot drift);
+ * - a real Envoy (`envoy --mode validate`) accepts the committed envoy.yaml files and a bootstrap
+ *   assembled from the Istio EnvoyFilter's patches (plus routes translated from the
+ *   VirtualServices), and the EnvoyFilter's ext_proc filter and processor cluster equal what
+ *   src/envoy/bootstrap.ts generates.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { delimiter, dirname, join, posix, relative } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { parseConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { validateEnvoyConfig } from '../support/envoy.js';
+
+// Manifests are free-form YAML: walk them as plain JSON values.
+type J = any;
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const DEPLOY = join(ROOT, 'deploy');
+const COMPOSE = join(DEPLOY, 'compose');
+const K8S = join(DEPLOY, 'kubernetes');
+const ISTIO = join(DEPLOY, 'istio');
+const EXT_PROC = 'envoy.filters.http.ext_proc';
+const BACKEND_HEADER = 'x-mcpgw-backend';
+/** Where the Dockerfile's CMD expects the gateway config; compose and Kubernetes mount it there. */
+const CONFIG_PATH = '/etc/mcp-gateway/gateway.yaml';
+
+const read = (file: string): string => readFileSync(file, 'utf8');
+const rel = (file: string): string => relative(ROOT, file).split('\\').join('/');
+
+/** Every document of a YAML file (merge keys resolved, as compose does), failing on any parse error. */
+function docs(file: string): J[] {
+  const all = parseAllDocuments(read(file), { merge: true, uniqueKeys: true });
+  const list = Array.isArray(all) ? all : [all];
+  for (const d of list) assert.deepEqual(d.errors, [], `${rel(file)}: ${d.errors.map((e) => e.message).join('; ')}`);
+  return list.map((d) => d.toJS() as J).filter((d) => d !== null && d !== undefined);
+}
+
+function yamlFilesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...yamlFilesUnder(p));
+    else if (/\.ya?ml$/.test(e.name)) out.push(p);
+  }
+  return out.sort();
+}
+
+function hostPort(hp: string): { host: string; port: number } {
+  const i = hp.lastIndexOf(':');
+  return { host: hp.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(hp.slice(i + 1)) };
+}
+
+const isLoopback = (host: string): boolean => host === 'localhost' || host.startsWith('127.') || host === '::1';
+
+function gatewayConfig(text: string, where: string): Config {
+  try {
+    return parseConfig(parseYaml(text, { uniqueKeys: true }), {});
+  } catch (err) {
+    throw new Error(`${where} is not a valid gateway config: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A committed envoy.yaml = one `# Regenerate ...` line (the command that rewrites the file and
+ * keeps that line) + exactly what `mcp-gateway envoy-config` prints for the gateway.yaml next to it.
+ */
+function checkCommittedBootstrap(dir: string): Config {
+  const name = rel(dir);
+  const config = gatewayConfig(read(join(dir, 'gateway.yaml')), `${name}/gateway.yaml`);
+  const text = read(join(dir, 'envoy.yaml'));
+  const nl = text.indexOf('\n');
+  const first = text.slice(0, nl);
+  assert.match(first, /^# Regenerate /, `${name}/envoy.yaml must start with its regenerate command`);
+  assert.ok(first.includes(`f=${name}/envoy.yaml;`) && first.includes(`--config ${name}/gateway.yaml`), first);
+  const fresh = renderEnvoyBootstrap(config);
+  assert.ok(
+    text.slice(nl + 1) === fresh,
+    `${name}/envoy.yaml is stale: regenerate it with the command on its first line (from the repository root, after npm run build)`,
+  );
+  return config;
+}
+
+function findEnvoyFilterPatch(filter: J, applyTo: string): J {
+  const patches = (filter.spec.configPatches as J[]).filter((p) => p.applyTo === applyTo);
+  assert.equal(patches.length, 1, `one ${applyTo} patch expected`);
+  return patches[0];
+}
+
+function generated(config: Config): J {
+  return parseYaml(renderEnvoyBootstrap(config));
+}
+
+function hcmOf(listener: J): J {
+  return listener.filter_chains[0].filters[0].typed_config;
+}
+
+// ------------------------------------------------------------------------------------------------
+
+describe('deploy/: every YAML file', () => {
+  const files = [COMPOSE, K8S, ISTIO].flatMap(yamlFilesUnder);
+
+  it('finds the manifests', () => {
+    for (const f of ['compose/docker-compose.yml', 'kubernetes/kustomization.yaml', 'istio/envoyfilter.yaml']) {
+      assert.ok(files.some((p) => rel(p) === `deploy/${f}`), f);
+    }
+  });
+
+  for (const file of files) {
+    it(`${rel(file)} parses`, () => {
+      assert.ok(docs(file).length > 0, 'no document');
+    });
+  }
+
+  it('every file is used: mounted by compose or listed by a kustomization', () => {
+    const used = new Set<string>();
+    used.add(join(COMPOSE, 'docker-compose.yml'));
+    for (const v of composeFile().services.envoy.volumes.concat(composeFile().services.processor.volumes) as string[]) {
+      used.add(join(COMPOSE, v.split(':')[0]!));
+    }
+    for (const k of [K8S, ISTIO]) for (const f of kustomizationFiles(k)) used.add(f);
+    const unused = files.filter((f) => !used.has(f)).map(rel);
+    assert.deepEqual(unused, []);
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Docker
+
+describe('Dockerfile', () => {
+  const dockerfile = read(join(ROOT, 'Dockerfile'));
+
+  it('builds with npm ci + npm run build on Node 24 and runs the CLI as a non-root user', () => {
+    assert.match(dockerfile, /^ARG NODE_IMAGE=node:24[-\w.]*$/m);
+    assert.match(dockerfile, /RUN npm ci\b/);
+    assert.match(dockerfile, /RUN npm run build/);
+    assert.match(dockerfile, /npm ci --omit=dev/);
+    assert.match(dockerfile, /^USER [1-9][0-9]*(:[0-9]+)?$/m);
+    assert.match(dockerfile, /^ENTRYPOINT \["node", "dist\/src\/main\.js"\]$/m);
+    assert.match(dockerfile, new RegExp(`^CMD \\["serve", "--config", "${CONFIG_PATH}"\\]$`, 'm'));
+    // The processor loads protos/ at run time, relative to dist/src/extproc.
+    assert.match(dockerfile, /^COPY protos \.\/protos$/m);
+    assert.match(dockerfile, /^COPY --from=build \/app\/dist \.\/dist$/m);
+  });
+
+  it('.dockerignore keeps the build inputs in the context', () => {
+    const ignored = read(join(ROOT, '.dockerignore'))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#'));
+    for (const needed of ['src', 'test', 'scripts', 'protos', 'package.json', 'package-lock.json', 'tsconfig.json']) {
+      assert.ok(!ignored.includes(needed), `${needed} must not be in .dockerignore`);
+    }
+    assert.ok(ignored.includes('node_modules') && ignored.includes('dist'), 'host node_modules/dist stay out of the image');
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// compose
+
+let composeCache: J;
+function composeFile(): J {
+  composeCache ??= docs(join(COMPOSE, 'docker-compose.yml'))[0];
+  return composeCache;
+}
+
+describe('deploy/compose', () => {
+  const compose = composeFile();
+  const services = compose.services as Record<string, J>;
+  const config = gatewayConfig(read(join(COMPOSE, 'gateway.yaml')), 'deploy/compose/gateway.yaml');
+  const g = config.gateway;
+
+  it('has the dev stack services, each built from the Dockerfile or from an image', () => {
+    assert.deepEqual(Object.keys(services).sort(), ['alpha', 'beta', 'envoy', 'processor', 'redis']);
+    for (const [name, s] of Object.entries(services)) {
+      if (s.build !== undefined) {
+        assert.ok(existsSync(join(COMPOSE, s.build.context, s.build.dockerfile)), `${name}: build context/dockerfile`);
+      } else {
+        assert.equal(typeof s.image, 'string', `${name}: image`);
+      }
+    }
+    assert.match(services.envoy.image, /^envoyproxy\/envoy:v1\.40[-.]/);
+  });
+
+  it('references only files that exist and services that exist', () => {
+    for (const [name, s] of Object.entries(services)) {
+      for (const v of (s.volumes ?? []) as string[]) {
+        const source = v.split(':')[0]!;
+        if (source.startsWith('.')) assert.ok(existsSync(join(COMPOSE, source)), `${name}: ${source} is missing`);
+      }
+      for (const dep of Object.keys(s.depends_on ?? {})) assert.ok(dep in services, `${name} depends on unknown ${dep}`);
+      for (const net of (s.networks ?? []) as string[]) assert.ok(net in compose.networks, `${name}: network ${net}`);
+    }
+  });
+
+  it('mounts envoy.yaml where Envoy reads it and gateway.yaml where the processor reads it', () => {
+    const mountOf = (s: J, file: string): string | undefined =>
+      ((s.volumes ?? []) as string[]).map((v) => v.split(':')).find(([src]) => src === `./${file}`)?.[1];
+    const envoyArgs = services.envoy.command as string[];
+    assert.equal(mountOf(services.envoy, 'envoy.yaml'), envoyArgs[envoyArgs.indexOf('-c') + 1]);
+    const procArgs = services.processor.command as string[];
+    assert.equal(procArgs[0], 'serve');
+    assert.equal(mountOf(services.processor, 'gateway.yaml'), procArgs[procArgs.indexOf('--config') + 1]);
+    assert.equal(mountOf(services.processor, 'gateway.yaml'), CONFIG_PATH);
+  });
+
+  it('runs the processor in Envoy\'s network namespace, so the loopback addresses are shared', () => {
+    const p = services.processor;
+    assert.equal(p.network_mode, 'service:envoy');
+    assert.equal(p.ports, undefined, 'ports of a shared namespace are published on envoy');
+    assert.equal(p.networks, undefined);
+    // gateway.internal is both Envoy's bind address and the processor's target: loopback only works shared.
+    for (const key of ['processor', 'internal', 'envoy_admin'] as const) {
+      const v = g[key];
+      assert.equal(typeof v, 'string');
+      assert.ok(isLoopback(hostPort(v as string).host), `gateway.${key} should stay on the shared loopback`);
+    }
+  });
+
+  it('publishes gateway.listen and the processor admin port on envoy, and probes the right ports', () => {
+    const published = (services.envoy.ports as string[]).map((p) => Number(p.split(':').at(-1)));
+    assert.ok(published.includes(hostPort(g.listen).port), 'client port');
+    assert.ok(published.includes(hostPort(g.admin).port), 'processor admin port');
+    assert.notEqual(hostPort(g.listen).host, '127.0.0.1', 'Envoy must listen beyond its container');
+    const envoyCheck = (services.envoy.healthcheck.test as string[]).join(' ');
+    assert.ok(envoyCheck.includes(`/dev/tcp/127.0.0.1/${hostPort(g.envoy_admin).port}`) && envoyCheck.includes('GET /ready '), envoyCheck);
+    const procCheck = (services.processor.healthcheck.test as string[]).join(' ');
+    assert.ok(procCheck.includes(`http://127.0.0.1:${hostPort(g.admin).port}/readyz`), procCheck);
+  });
+
+  it('points every server at a demo service with the matching --port, bound on 0.0.0.0', () => {
+    const demoMain = 'dist/test/fixtures/mcp-servers/demo-main.js';
+    assert.ok(existsSync(join(ROOT, demoMain)), `${demoMain} (npm run build)`);
+    for (const [name, server] of Object.entries(config.servers)) {
+      const url = new URL(server.url);
+      const svc = services[url.hostname];
+      assert.ok(svc !== undefined, `server ${name}: no compose service ${url.hostname}`);
+      assert.ok((svc.networks as string[]).some((n) => (services.envoy.networks as string[]).includes(n)), `${name} shares a network with envoy`);
+      assert.deepEqual(svc.entrypoint, ['node', demoMain]);
+      const args = svc.command as string[];
+      assert.equal(args[args.indexOf('--name') + 1], name);
+      assert.equal(args[args.indexOf('--port') + 1], url.port);
+      assert.equal(args[args.indexOf('--host') + 1], '0.0.0.0');
+      assert.equal(String(svc.environment.PORT), url.port, 'health check port');
+    }
+  });
+
+  it('points redis.url at the redis service', () => {
+    assert.ok(config.redis !== undefined);
+    const u = new URL(config.redis.url);
+    assert.equal(u.hostname, 'redis');
+    assert.ok((services.redis.networks as string[]).includes('mcp'));
+    assert.equal(services.processor.depends_on.redis.condition, 'service_healthy');
+  });
+
+  it('envoy.yaml is the bootstrap generated from gateway.yaml', () => {
+    checkCommittedBootstrap(COMPOSE);
+  });
+
+  it('envoy.yaml passes envoy --mode validate (STRICT_DNS names such as alpha are not resolved in validate mode)', async () => {
+    await validateEnvoyConfig(read(join(COMPOSE, 'envoy.yaml')));
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Kubernetes
+
+/** Files a kustomization pulls in (resources, recursively through directories, and generator files). */
+function kustomizationFiles(dir: string): string[] {
+  const kfile = join(dir, 'kustomization.yaml');
+  const k = docs(kfile)[0];
+  const out = [kfile];
+  for (const r of (k.resources ?? []) as string[]) {
+    const p = join(dir, r);
+    assert.ok(existsSync(p), `${rel(kfile)}: resource ${r} is missing`);
+    if (statSync(p).isDirectory()) out.push(...kustomizationFiles(p));
+    else out.push(p);
+  }
+  for (const gen of (k.configMapGenerator ?? []) as J[]) {
+    for (const f of (gen.files ?? []) as string[]) {
+      const p = join(dir, f.includes('=') ? f.slice(f.indexOf('=') + 1) : f);
+      assert.ok(existsSync(p), `${rel(kfile)}: configMapGenerator file ${f} is missing`);
+      out.push(p);
+    }
+  }
+  return out;
+}
+
+/** The Kubernetes objects of a kustomization (without generated ones). */
+function kustomizationObjects(dir: string): J[] {
+  const k = docs(join(dir, 'kustomization.yaml'))[0];
+  return ((k.resources ?? []) as string[]).flatMap((r) => {
+    const p = join(dir, r);
+    return statSync(p).isDirectory() ? kustomizationObjects(p) : docs(p);
+  });
+}
+
+const KNOWN_KINDS: Record<string, string> = {
+  Namespace: 'v1',
+  ConfigMap: 'v1',
+  Service: 'v1',
+  Deployment: 'apps/v1',
+  PodDisruptionBudget: 'policy/v1',
+  NetworkPolicy: 'networking.k8s.io/v1',
+  Gateway: 'networking.istio.io/v1',
+  VirtualService: 'networking.istio.io/v1',
+  EnvoyFilter: 'networking.istio.io/v1alpha3',
+};
+
+function kubectl(): string | undefined {
+  for (const d of (process.env['PATH'] ?? '').split(delimiter)) {
+    const p = join(d, 'kubectl');
+    if (d !== '' && existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+const matches = (selector: Record<string, string>, labels: Record<string, string>): boolean =>
+  Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+function checkWorkloadHardening(obj: J): void {
+  const spec = obj.spec.template.spec;
+  assert.equal(spec.securityContext?.runAsNonRoot, true, `${obj.metadata.name}: runAsNonRoot`);
+  assert.equal(spec.automountServiceAccountToken, false, `${obj.metadata.name}: no service account token`);
+  for (const c of spec.containers as J[]) {
+    const where = `${obj.metadata.name}/${c.name}`;
+    const sc = c.securityContext ?? {};
+    assert.equal(sc.readOnlyRootFilesystem, true, `${where}: readOnlyRootFilesystem`);
+    assert.equal(sc.allowPrivilegeEscalation, false, `${where}: allowPrivilegeEscalation`);
+    assert.deepEqual(sc.capabilities?.drop, ['ALL'], `${where}: capabilities`);
+    const uid = sc.runAsUser ?? spec.securityContext.runAsUser;
+    assert.ok(Number.isInteger(uid) && uid > 0, `${where}: numeric non-root runAsUser (images may name users)`);
+    assert.ok(c.resources?.requests?.cpu !== undefined && c.resources?.requests?.memory !== undefined, `${where}: resource requests`);
+    assert.ok(c.resources?.limits?.memory !== undefined, `${where}: memory limit`);
+    assert.ok(c.readinessProbe !== undefined, `${where}: readiness probe`);
+  }
+}
+
+function portByName(container: J, name: string | number): number {
+  if (typeof name === 'number') return name;
+  const p = (container.ports as J[]).find((x) => x.name === name);
+  assert.ok(p !== undefined, `${container.name}: no port named ${name}`);
+  return p.containerPort;
+}
+
+describe('deploy/kubernetes', () => {
+  const objects = kustomizationObjects(K8S);
+  const kustomization = docs(join(K8S, 'kustomization.yaml'))[0];
+  const config = gatewayConfig(read(join(K8S, 'gateway.yaml')), 'deploy/kubernetes/gateway.yaml');
+  const g = config.gateway;
+  const byKind = (kind: string): J[] => objects.filter((o) => o.kind === kind);
+  const named = (kind: string, name: string): J => {
+    const o = byKind(kind).find((x) => x.metadata.name === name);
+    assert.ok(o !== undefined, `${kind} ${name} missing`);
+    return o;
+  };
+  const gateway = named('Deployment', 'mcp-gateway');
+  const pod = gateway.spec.template;
+  const container = (name: string): J => (pod.spec.containers as J[]).find((c) => c.name === name);
+
+  it('uses known kinds with their apiVersions, each object named', () => {
+    for (const o of objects) {
+      assert.equal(o.apiVersion, KNOWN_KINDS[o.kind], `${o.kind} ${o.metadata?.name}`);
+      assert.match(o.metadata.name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    }
+    assert.equal(kustomization.kind, 'Kustomization');
+    assert.equal(kustomization.apiVersion, 'kustomize.config.k8s.io/v1beta1');
+  });
+
+  it('runs Envoy and the processor as two containers of one Pod, both reading the generated ConfigMap', () => {
+    assert.deepEqual((pod.spec.containers as J[]).map((c) => c.name).sort(), ['envoy', 'processor']);
+    assert.equal(pod.spec.hostNetwork, undefined, 'the Pod network namespace is shared by its containers');
+    const gen = (kustomization.configMapGenerator as J[]).find((x) => x.name === 'mcp-gateway-config');
+    assert.deepEqual([...gen.files].sort(), ['envoy.yaml', 'gateway.yaml']);
+    const fileFrom = (c: J, key: string): string => {
+      for (const m of c.volumeMounts as J[]) {
+        const vol = (pod.spec.volumes as J[]).find((v) => v.name === m.name);
+        const item = vol?.configMap?.name === 'mcp-gateway-config' ? (vol.configMap.items as J[]).find((i) => i.key === key) : undefined;
+        if (item !== undefined) return posix.join(m.mountPath, item.path);
+      }
+      assert.fail(`${c.name} does not mount ${key}`);
+    };
+    const envoy = container('envoy');
+    const envoyArgs = envoy.args as string[];
+    assert.equal(fileFrom(envoy, 'envoy.yaml'), envoyArgs[envoyArgs.indexOf('-c') + 1]);
+    assert.ok(envoyArgs.includes('--disable-hot-restart'));
+    assert.match(envoy.image, /^envoyproxy\/envoy:v1\.40[-.]/);
+    const proc = container('processor');
+    const procArgs = proc.args as string[];
+    assert.equal(fileFrom(proc, 'gateway.yaml'), procArgs[procArgs.indexOf('--config') + 1]);
+    assert.equal(fileFrom(proc, 'gateway.yaml'), CONFIG_PATH);
+  });
+
+  it('container ports and probes match gateway.yaml', () => {
+    const envoy = container('envoy');
+    const proc = container('processor');
+    assert.equal(portByName(envoy, 'mcp'), hostPort(g.listen).port);
+    assert.equal(hostPort(g.listen).host, '0.0.0.0');
+    assert.equal(portByName(proc, 'admin'), hostPort(g.admin).port);
+    assert.equal(hostPort(g.admin).host, '0.0.0.0', 'kubelet probes reach the admin port on the Pod IP');
+    for (const key of ['processor', 'internal', 'envoy_admin'] as const) {
+      assert.ok(isLoopback(hostPort(g[key] as string).host), `gateway.${key} stays pod-local`);
+    }
+    assert.equal(proc.readinessProbe.httpGet.path, '/readyz');
+    assert.equal(proc.livenessProbe.httpGet.path, '/healthz');
+    for (const probe of [proc.readinessProbe, proc.livenessProbe, proc.startupProbe]) {
+      assert.equal(portByName(proc, probe.httpGet.port), hostPort(g.admin).port);
+    }
+    const ready = (envoy.readinessProbe.exec.command as string[]).join(' ');
+    assert.ok(ready.includes(`/dev/tcp/127.0.0.1/${hostPort(g.envoy_admin).port}`) && ready.includes('GET /ready '), ready);
+    assert.ok((envoy.livenessProbe.exec.command as string[]).join(' ').includes(`/dev/tcp/127.0.0.1/${hostPort(g.envoy_admin).port}`));
+  });
+
+  it('the Services and the PodDisruptionBudget select the gateway Pods on the right ports', () => {
+    const labels = pod.metadata.labels as Record<string, string>;
+    assert.ok(matches(gateway.spec.selector.matchLabels, labels));
+    const svc = named('Service', 'mcp-gateway');
+    assert.ok(matches(svc.spec.selector, labels));
+    assert.equal(portByName(container('envoy'), svc.spec.ports[0].targetPort), hostPort(g.listen).port);
+    const admin = named('Service', 'mcp-gateway-admin');
+    assert.ok(matches(admin.spec.selector, labels));
+    assert.equal(portByName(container('processor'), admin.spec.ports[0].targetPort), hostPort(g.admin).port);
+    const pdb = named('PodDisruptionBudget', 'mcp-gateway');
+    assert.ok(matches(pdb.spec.selector.matchLabels, labels));
+    assert.ok(pdb.spec.minAvailable < gateway.spec.replicas, 'a PDB must leave room for one disruption');
+  });
+
+  it('every workload is non-root with a read-only root filesystem, requests and probes', () => {
+    for (const d of byKind('Deployment')) checkWorkloadHardening(d);
+  });
+
+  it('gateway.yaml names Services of this kustomization (servers with their ports, and Redis)', () => {
+    for (const [name, server] of Object.entries(config.servers)) {
+      const url = new URL(server.url);
+      const svc = named('Service', url.hostname);
+      const port = (svc.spec.ports as J[]).find((p) => String(p.port) === url.port);
+      assert.ok(port !== undefined, `server ${name}: Service ${url.hostname} has no port ${url.port}`);
+      const backend = byKind('Deployment').find((d) => matches(svc.spec.selector, d.spec.template.metadata.labels));
+      assert.ok(backend !== undefined, `Service ${url.hostname} selects no Deployment`);
+      const c = backend.spec.template.spec.containers[0];
+      assert.equal(portByName(c, port.targetPort), Number(url.port));
+      const args = [...(c.command ?? []), ...(c.args ?? [])] as string[];
+      assert.ok(existsSync(join(ROOT, args[1]!)), `${args[1]} (npm run build)`);
+      assert.equal(args[args.indexOf('--port') + 1], url.port);
+      assert.equal(args[args.indexOf('--host') + 1], '0.0.0.0');
+    }
+    assert.ok(config.redis !== undefined);
+    const redisUrl = new URL(config.redis.url);
+    const redis = named('Service', redisUrl.hostname);
+    assert.ok((redis.spec.ports as J[]).some((p) => String(p.port) === redisUrl.port));
+    const policy = named('NetworkPolicy', 'mcp-gateway-redis');
+    assert.ok(matches(policy.spec.ingress[0].from[0].podSelector.matchLabels, pod.metadata.labels), 'gateway Pods may reach Redis');
+  });
+
+  it('envoy.yaml is the bootstrap generated from gateway.yaml', () => {
+    checkCommittedBootstrap(K8S);
+  });
+
+  it('envoy.yaml passes envoy --mode validate', async () => {
+    await validateEnvoyConfig(read(join(K8S, 'envoy.yaml')));
+  });
+
+  it('kubectl kustomize builds it, with the generated ConfigMap wired into the Pod', (t) => {
+    const bin = kubectl();
+    if (bin === undefined) {
+      t.skip('kubectl not installed');
+      return;
+    }
+    const r = spawnSync(bin, ['kustomize', K8S], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const built = parseAllDocuments(r.stdout).map((d) => d.toJS() as J);
+    const cm = built.find((o) => o.kind === 'ConfigMap');
+    assert.match(cm.metadata.name, /^mcp-gateway-config-[a-z0-9]+$/);
+    assert.equal(cm.data['gateway.yaml'], read(join(K8S, 'gateway.yaml')));
+    assert.equal(cm.data['envoy.yaml'], read(join(K8S, 'envoy.yaml')));
+    const dep = built.find((o) => o.kind === 'Deployment' && o.metadata.name === 'mcp-gateway');
+    for (const v of dep.spec.template.spec.volumes as J[]) if (v.configMap !== undefined) assert.equal(v.configMap.name, cm.metadata.name);
+    for (const o of built) if (o.kind !== 'Namespace') assert.equal(o.metadata.namespace, 'mcp-gateway', `${o.kind} ${o.metadata.name}`);
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Istio
+
+/** `outbound|PORT||HOST`, the cluster name Istio gives a Service port. */
+const istioCluster = (host: string, port: number): string => `outbound|${port}||${host}`;
+
+/** A rough translation of VirtualService HTTP routes into Envoy routes (what Istio would generate). */
+function envoyRoutes(vs: J): { routes: J[]; clusters: Map<string, { host: string; port: number }> } {
+  const clusters = new Map<string, { host: string; port: number }>();
+  const routes = (vs.spec.http as J[]).map((r) => {
+    const m = (r.match ?? [{}])[0];
+    const match: J = {};
+    if (m.uri?.exact !== undefined) match.path = m.uri.exact;
+    else match.prefix = '/';
+    const headers: J[] = Object.entries((m.headers ?? {}) as Record<string, J>).map(([name, v]) => ({ name, string_match: { exact: v.exact } }));
+    if (m.method?.exact !== undefined) headers.push({ name: ':method', string_match: { exact: m.method.exact } });
+    if (headers.length > 0) match.headers = headers;
+    if (r.directResponse !== undefined) {
+      return { name: r.name, match, direct_response: { status: r.directResponse.status, body: { inline_string: r.directResponse.body.string } } };
+    }
+    const d = r.route[0].destination;
+    const cluster = istioCluster(d.host, d.port.number);
+    clusters.set(cluster, { host: d.host, port: d.port.number });
+    return {
+      name: r.name,
+      match,
+      request_headers_to_remove: r.headers?.request?.remove,
+      route: {
+        cluster,
+        ...(r.rewrite?.uri !== undefined ? { prefix_rewrite: r.rewrite.uri } : {}),
+        ...(r.rewrite?.authority !== undefined ? { host_rewrite_literal: r.rewrite.authority } : {}),
+        timeout: r.timeout,
+        retry_policy: { retry_on: r.retries.retryOn, num_retries: r.retries.attempts },
+      },
+    };
+  });
+  return { routes, clusters };
+}
+
+describe('deploy/istio', () => {
+  const objects = kustomizationObjects(ISTIO);
+  const one = (kind: string, name: string): J => {
+    const o = objects.find((x) => x.kind === kind && x.metadata.name === name);
+    assert.ok(o !== undefined, `${kind} ${name} missing`);
+    return o;
+  };
+  const filter = one('EnvoyFilter', 'mcp-gateway-ext-proc');
+  const configMap = one('ConfigMap', 'mcp-gateway-processor');
+  const config = gatewayConfig(configMap.data['gateway.yaml'], 'deploy/istio/processor-config.yaml (gateway.yaml)');
+  const g = config.gateway;
+  const gen = generated(config);
+  const genHcm = hcmOf(gen.static_resources.listeners[0]);
+  const clusterPatch = findEnvoyFilterPatch(filter, 'CLUSTER');
+  const filterPatch = findEnvoyFilterPatch(filter, 'HTTP_FILTER');
+  const vhostPatch = findEnvoyFilterPatch(filter, 'VIRTUAL_HOST');
+  const listenerPatch = findEnvoyFilterPatch(filter, 'LISTENER');
+  const istioGateway = one('Gateway', 'mcp-gateway');
+  const clientVs = one('VirtualService', 'mcp-gateway');
+  const internalVs = one('VirtualService', 'mcp-gateway-internal');
+  const processor = one('Deployment', 'mcp-gateway-processor');
+  const processorSvc = one('Service', 'mcp-gateway-processor');
+
+  it('uses known kinds with their apiVersions', () => {
+    for (const o of objects) assert.equal(o.apiVersion, KNOWN_KINDS[o.kind], `${o.kind} ${o.metadata?.name}`);
+    assert.equal(filter.metadata.namespace, 'istio-system');
+    for (const p of filter.spec.configPatches as J[]) assert.equal(p.match.context, 'GATEWAY');
+    assert.deepEqual(filter.spec.workloadSelector.labels, istioGateway.spec.selector, 'the EnvoyFilter patches the gateway the Gateway selects');
+  });
+
+  it('inserts exactly the ext_proc filter our generated bootstrap uses, before the router', () => {
+    assert.equal(filterPatch.patch.operation, 'INSERT_BEFORE');
+    assert.equal(filterPatch.match.listener.filterChain.filter.subFilter.name, 'envoy.filters.http.router');
+    const ours = (genHcm.http_filters as J[]).find((f) => f.name === EXT_PROC);
+    assert.deepEqual(filterPatch.patch.value, ours);
+    // The essentials, spelled out (deepEqual above already implies them).
+    const tc = filterPatch.patch.value.typed_config;
+    assert.equal(tc.processing_mode.request_body_mode, 'BUFFERED');
+    assert.equal(tc.allow_mode_override, true);
+    assert.equal(tc.failure_mode_allow, false);
+    assert.deepEqual(tc.metadata_options.receiving_namespaces.untyped, ['mcp.gateway']);
+    assert.equal(tc.grpc_service.envoy_grpc.cluster_name, clusterPatch.patch.value.name);
+  });
+
+  it('adds the processor cluster like the generated one for several replicas (HTTP/2, health checks, circuit breakers)', () => {
+    assert.equal(clusterPatch.patch.operation, 'ADD');
+    const replicas = parseConfig({ ...parseYaml(configMap.data['gateway.yaml']), gateway: { ...parseYaml(configMap.data['gateway.yaml']).gateway, processor: ['10.0.0.1:9001', '10.0.0.2:9001'] } }, {});
+    const ours = (generated(replicas).static_resources.clusters as J[]).find((c) => c.name === 'mcpgw_processor');
+    const c = clusterPatch.patch.value;
+    for (const key of ['name', 'type', 'connect_timeout', 'lb_policy', 'circuit_breakers', 'typed_extension_protocol_options', 'health_checks', 'common_lb_config']) {
+      assert.deepEqual(c[key], ours[key], key);
+    }
+    // Its endpoint is the processors' headless Service, on the port the processor binds.
+    const addr = c.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+    assert.equal(addr.address, `${processorSvc.metadata.name}.${processorSvc.metadata.namespace}.svc.cluster.local`);
+    assert.equal(processorSvc.spec.clusterIP, 'None', 'headless: one endpoint per Pod');
+    const grpcPort = (processorSvc.spec.ports as J[]).find((p) => p.name === 'grpc');
+    assert.equal(addr.port_value, grpcPort.port);
+    const proc = processor.spec.template.spec.containers[0];
+    assert.equal(portByName(proc, grpcPort.targetPort), hostPort(g.processor as string).port);
+    assert.equal(processor.spec.template.metadata.annotations['traffic.sidecar.istio.io/excludeInboundPorts'], String(hostPort(g.processor as string).port));
+  });
+
+  it('enables ext_proc on the MCP virtual host only, and keeps the gateway limits in step with gateway.yaml', () => {
+    const server = istioGateway.spec.servers[0];
+    assert.equal(vhostPatch.match.routeConfiguration.vhost.name, `${server.hosts[0]}:${server.port.number}`);
+    assert.equal(vhostPatch.patch.operation, 'MERGE');
+    const ourVhost = genHcm.route_config.virtual_hosts[0];
+    assert.deepEqual(vhostPatch.patch.value.typed_per_filter_config, ourVhost.typed_per_filter_config);
+    assert.deepEqual(vhostPatch.patch.value.request_headers_to_remove, genHcm.route_config.request_headers_to_remove);
+    assert.equal(listenerPatch.patch.value.per_connection_buffer_limit_bytes, g.max_body_bytes);
+    assert.equal(listenerPatch.match.listener.portNumber, filterPatch.match.listener.portNumber);
+    assert.deepEqual(clientVs.spec.hosts, server.hosts);
+    assert.deepEqual(g.allowed_hosts, server.hosts, 'the processor accepts the MCP host');
+  });
+
+  it('has client routes for every server: aggregated by backend header, passthrough, and the safety net', () => {
+    const routes = clientVs.spec.http as J[];
+    assert.deepEqual(clientVs.spec.gateways, [istioGateway.metadata.name]);
+    for (const [name, server] of Object.entries(config.servers)) {
+      const url = new URL(server.url);
+      const expect = (routeName: string, uri: string, header: boolean, method?: string): void => {
+        const r = routes.find((x) => x.name === routeName);
+        assert.ok(r !== undefined, routeName);
+        const m = r.match[0];
+        assert.equal(m.uri.exact, uri, routeName);
+        assert.deepEqual(m.headers, header ? { [BACKEND_HEADER]: { exact: name } } : undefined, routeName);
+        assert.equal(m.method?.exact, method, routeName);
+        assert.equal(r.rewrite.uri, url.pathname + url.search, routeName);
+        assert.equal(r.rewrite.authority, url.hostname, routeName);
+        assert.deepEqual(r.route[0].destination, { host: url.hostname, port: { number: Number(url.port) } }, routeName);
+        assert.deepEqual(r.headers.request.remove, [BACKEND_HEADER], routeName);
+        assert.equal(r.retries.retryOn, 'connect-failure,refused-stream,reset-before-request', routeName);
+      };
+      expect(`${name}-aggregated`, '/mcp', true);
+      expect(`${name}-passthrough-stream`, `/servers/${name}/mcp`, false, 'GET');
+      expect(`${name}-passthrough`, `/servers/${name}/mcp`, false);
+      const names = routes.map((r) => r.name);
+      assert.ok(names.indexOf(`${name}-passthrough-stream`) < names.indexOf(`${name}-passthrough`), 'GET stream route first');
+    }
+    const last = routes.at(-1);
+    assert.equal(last.directResponse?.status, 500);
+    assert.equal(last.match, undefined, 'the safety net matches everything');
+  });
+
+  it("routes the processor's internal calls (gateway.internal) through its own sidecar, by backend header", () => {
+    const internal = hostPort(g.internal);
+    const svc = one('Service', 'mcpgw-internal');
+    assert.equal(internal.host, `${svc.metadata.name}.${svc.metadata.namespace}.svc.cluster.local`);
+    assert.equal(svc.spec.ports[0].port, internal.port);
+    assert.equal(svc.spec.selector, undefined, 'no endpoints: the sidecar routes by VirtualService');
+    assert.deepEqual(internalVs.spec.hosts, [internal.host]);
+    assert.equal(internalVs.spec.gateways, undefined, 'mesh (sidecars), not the ingress gateway');
+    assert.deepEqual(internalVs.spec.exportTo, ['.']);
+    assert.equal(processor.metadata.namespace, internalVs.metadata.namespace);
+    for (const [name, server] of Object.entries(config.servers)) {
+      const url = new URL(server.url);
+      const r = (internalVs.spec.http as J[]).find((x) => x.name === `${name}-internal`);
+      assert.ok(r !== undefined, `${name}-internal`);
+      assert.deepEqual(r.match[0].headers, { [BACKEND_HEADER]: { exact: name } });
+      assert.equal(r.match[0].uri, undefined, 'the processor already sends the server path');
+      assert.deepEqual(r.route[0].destination, { host: url.hostname, port: { number: Number(url.port) } });
+      assert.deepEqual(r.headers.request.remove, [BACKEND_HEADER]);
+    }
+  });
+
+  it('the processor Deployment is hardened and probed on its admin port', () => {
+    checkWorkloadHardening(processor);
+    const proc = processor.spec.template.spec.containers[0];
+    assert.equal(proc.readinessProbe.httpGet.path, '/readyz');
+    assert.equal(proc.livenessProbe.httpGet.path, '/healthz');
+    assert.equal(portByName(proc, proc.readinessProbe.httpGet.port), hostPort(g.admin).port);
+    const volume = (processor.spec.template.spec.volumes as J[]).find((v) => v.configMap?.name === configMap.metadata.name);
+    const mount = (proc.volumeMounts as J[]).find((m) => m.name === volume.name);
+    assert.equal(posix.join(mount.mountPath, 'gateway.yaml'), CONFIG_PATH);
+    assert.ok(matches(processorSvc.spec.selector, processor.spec.template.metadata.labels));
+    const pdb = one('PodDisruptionBudget', 'mcp-gateway-processor');
+    assert.ok(matches(pdb.spec.selector.matchLabels, processor.spec.template.metadata.labels));
+  });
+
+  /**
+   * What the ingress gateway's Envoy would run, assembled from the patches: the CLUSTER value as a
+   * cluster; the LISTENER value merged into a listener; the HTTP_FILTER value before the router;
+   * the VIRTUAL_HOST value merged into the MCP virtual host, whose routes are translated from the
+   * VirtualService (plus a listener with the internal routes). Istio's own additions are absent.
+   */
+  function assembledBootstrap(mutateExtProc?: (f: J) => void): string {
+    const extProc = structuredClone(filterPatch.patch.value);
+    mutateExtProc?.(extProc);
+    const client = envoyRoutes(clientVs);
+    const internal = envoyRoutes(internalVs);
+    const server = istioGateway.spec.servers[0];
+    const host = server.hosts[0] as string;
+    const hcm = (statPrefix: string, vhost: J, filters: J[]): J => ({
+      name: 'envoy.filters.network.http_connection_manager',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+        stat_prefix: statPrefix,
+        route_config: { name: statPrefix, virtual_hosts: [vhost] },
+        http_filters: [...filters, { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+      },
+    });
+    const upstreams = new Map([...client.clusters, ...internal.clusters]);
+    const bootstrap = {
+      admin: { address: { socket_address: { address: '127.0.0.1', port_value: 0 } } },
+      static_resources: {
+        listeners: [
+          {
+            name: `0.0.0.0_${filterPatch.match.listener.portNumber}`,
+            address: { socket_address: { address: '0.0.0.0', port_value: filterPatch.match.listener.portNumber } },
+            ...listenerPatch.patch.value,
+            filter_chains: [
+              {
+                filters: [
+                  hcm(
+                    `http.${server.port.number}`,
+                    { name: vhostPatch.match.routeConfiguration.vhost.name, domains: [host, `${host}:*`], routes: client.routes, ...vhostPatch.patch.value },
+                    [extProc],
+                  ),
+                ],
+              },
+            ],
+          },
+          {
+            name: 'sidecar_outbound_internal',
+            address: { socket_address: { address: '127.0.0.1', port_value: hostPort(g.internal).port } },
+            filter_chains: [{ filters: [hcm('internal', { name: 'internal', domains: ['*'], routes: internal.routes }, [])] }],
+          },
+        ],
+        clusters: [
+          clusterPatch.patch.value,
+          ...[...upstreams.entries()].map(([name, u]) => ({
+            name,
+            type: 'STRICT_DNS',
+            connect_timeout: '2s',
+            load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: u.host, port_value: u.port } } } }] }] },
+          })),
+        ],
+      },
+    };
+    return JSON.stringify(bootstrap, null, 2);
+  }
+
+  it("the EnvoyFilter's Envoy config (cluster, listener, ext_proc, virtual host) passes envoy --mode validate", async () => {
+    await validateEnvoyConfig(assembledBootstrap());
+  });
+
+  it('that validation is not vacuous: Envoy rejects a broken ext_proc patch', async () => {
+    await assert.rejects(
+      validateEnvoyConfig(
+        assembledBootstrap((f) => {
+          f.typed_config.processing_mode.request_body_mode = 'BUFFERED_EVERYTHING';
+        }),
+      ),
+      /BUFFERED_EVERYTHING|request_body_mode|Unable to parse/,
+    );
+  });
+});
+
+// The compiled file lives in dist/test/integration; make sure ROOT really is the repository root.
+assert.ok(existsSync(join(ROOT, 'package.json')) && existsSync(join(dirname(DEPLOY), 'src')), `bad ROOT ${ROOT}`);
