@@ -121,6 +121,18 @@ ensure_redis() {
 }
 
 # ------------------------------------------------------------------------------------------------
+# openssl (the mTLS tests make their own CA and certificates with it)
+
+ensure_openssl() {
+  if command -v openssl >/dev/null 2>&1; then
+    log "openssl: present ($(openssl version))"
+    return
+  fi
+  apt_install openssl || die "apt-get install openssl failed"
+  did "installed $(openssl version)"
+}
+
+# ------------------------------------------------------------------------------------------------
 # node_modules
 
 # Exit 0 when node_modules holds exactly what package-lock.json lists (npm's hidden lockfile,
@@ -190,6 +202,7 @@ ensure_node_modules() {
 
 ensure_envoy
 ensure_redis
+ensure_openssl
 ensure_node_modules
 
 if [ "${#DID[@]}" -eq 0 ]; then
