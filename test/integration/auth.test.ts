@@ -19,6 +19,7 @@ import { connectClient, rawInitialize, rawRequest, type RawResponse } from '../s
 import { freePorts } from '../support/ports.js';
 import { waitUntil } from '../support/proc.js';
 import { useStack, type Stack } from '../support/stack.js';
+import { parseMetrics } from '../support/metrics.js';
 
 // ------------------------------------------------------------------------------------ helpers
 
@@ -134,13 +135,7 @@ function assertAudit(stack: Stack, traceId: string, expected: Record<string, unk
 async function scrape(stack: Stack): Promise<Map<string, number>> {
   const res = await fetch(`${stack.adminUrl}/metrics`);
   assert.equal(res.status, 200);
-  const out = new Map<string, number>();
-  for (const line of (await res.text()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
+  return parseMetrics(await res.text());
 }
 
 async function authFailures(stack: Stack, reason: string): Promise<number> {

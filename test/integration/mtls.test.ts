@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sha256Hex } from '../../src/auth/api-keys.js';
-import { parseSse, type RawResponse } from '../support/mcp-client.js';
+import { parseMcpBody, type RawResponse } from '../support/mcp-client.js';
 import { onProcessExit, waitUntil } from '../support/proc.js';
 import { useStack, type Stack } from '../support/stack.js';
 
@@ -138,19 +138,7 @@ function tlsFetch(url: string, req: TlsRequest): Promise<RawResponse> {
         res.on('end', () => {
           const h = new Headers();
           for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h.set(k, v);
-          const ct = h.get('content-type') ?? '';
-          let json: unknown;
-          let messages: unknown[] = [];
-          if (ct.includes('text/event-stream')) {
-            messages = parseSse(text);
-            json = messages.at(-1);
-          } else if (text !== '') {
-            try {
-              json = JSON.parse(text);
-            } catch {
-              json = undefined;
-            }
-          }
+          const { json, messages } = parseMcpBody(text, h.get('content-type') ?? '');
           resolve({ status: res.statusCode ?? 0, headers: h, text, ...(json === undefined ? {} : { json }), messages, sessionId: h.get('mcp-session-id') ?? undefined });
         });
         res.on('error', reject);

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startDemoServer, type DemoServer } from '../fixtures/mcp-servers/demo-server.js';
 import { connectClient, rawInitialize, rawRequest } from '../support/mcp-client.js';
+import { parseMetrics } from '../support/metrics.js';
 import { waitUntil } from '../support/proc.js';
 import { startStack, useStack, type Stack } from '../support/stack.js';
 
@@ -11,13 +12,7 @@ async function scrape(stack: Stack): Promise<Map<string, number>> {
   const res = await fetch(`${stack.adminUrl}/metrics`);
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
-  const out = new Map<string, number>();
-  for (const line of (await res.text()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
+  return parseMetrics(await res.text());
 }
 
 function series(name: string, labels: Record<string, string>): string {

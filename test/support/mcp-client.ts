@@ -150,6 +150,23 @@ export function parseSse(text: string): unknown[] {
   return out;
 }
 
+/**
+ * An MCP HTTP response body as tests read it: for `text/event-stream` every `data:` payload and
+ * the last one as `json`; otherwise the parsed JSON body (undefined if it is not JSON).
+ */
+export function parseMcpBody(text: string, contentType: string): { json: unknown; messages: unknown[] } {
+  if (contentType.includes('text/event-stream')) {
+    const messages = parseSse(text);
+    return { json: messages.at(-1), messages };
+  }
+  if (text === '') return { json: undefined, messages: [] };
+  try {
+    return { json: JSON.parse(text), messages: [] };
+  } catch {
+    return { json: undefined, messages: [] };
+  }
+}
+
 export interface RawRequestOptions {
   method?: string;
   /** Strings are sent exactly as given (for malformed-JSON tests); anything else is JSON-encoded. */
@@ -180,19 +197,7 @@ export async function rawRequest(url: string, opts: RawRequestOptions = {}): Pro
     signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
   });
   const text = await res.text();
-  const contentType = res.headers.get('content-type') ?? '';
-  let json: unknown;
-  let messages: unknown[] = [];
-  if (contentType.includes('text/event-stream')) {
-    messages = parseSse(text);
-    json = messages.at(-1);
-  } else if (text !== '') {
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-  }
+  const { json, messages } = parseMcpBody(text, res.headers.get('content-type') ?? '');
   return {
     status: res.status,
     headers: res.headers,
