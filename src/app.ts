@@ -1,26 +1,31 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import { Catalog } from './aggregation/catalog.js';
+import { Catalog } from './aggregated/catalog.js';
+import { Namespace } from './aggregated/naming.js';
 import { Authenticator } from './auth/identity.js';
 import { resolveUpstreamCredentials } from './auth/upstream-credentials.js';
 import { AccessControl } from './policy/access.js';
-import { TenantDirectory } from './tenancy/tenants.js';
-import { compileConfig, durationMs } from './config/runtime.js';
+import { TenantDirectory } from './policy/tenants.js';
+import { compileConfig } from './config/runtime.js';
+import { durationMs } from './lib/duration.js';
+import { splitHostPort, withPort } from './lib/host-port.js';
 import type { Config } from './config/schema.js';
 import { startExtProcServer } from './extproc/server.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { OperationObserver } from './observability/operations.js';
-import { UpstreamSessions, type GatewayContext } from './pipeline/context.js';
+import type { GatewayContext } from './exchange.js';
 import { MemorySessionStore } from './sessions/store.js';
 import { Limiter } from './ratelimit/limiter.js';
-import { redisTimeoutMs } from './ratelimit/schema.js';
+import { redisTimeoutMs } from './state/schema.js';
 import { MemoryLimiterStore, RedisLimiterStore } from './ratelimit/store.js';
 import { RedisSessionStore } from './sessions/redis-store.js';
 import { createRedisClient, describeRedisUrl, waitForRedis } from './state/redis.js';
 import type { GatewaySession, SessionStore } from './sessions/store.js';
 import { UpstreamClient } from './upstream/client.js';
+import { ControlSessions } from './upstream/control.js';
 import { HealthMonitor } from './upstream/health.js';
+import { UpstreamSessions } from './upstream/sessions.js';
 
 /** Options for one processor replica. */
 export interface RunOptions {
@@ -50,7 +55,7 @@ export async function createContext(
   log: Logger,
   metrics: Metrics = new Metrics(),
   configDir: string = process.cwd(),
-): Promise<{ context: GatewayContext; close(): void }> {
+): Promise<{ context: GatewayContext; control: ControlSessions; close(): Promise<void> }> {
   const rc = compileConfig(config);
   const credentials = await resolveUpstreamCredentials(config.servers, { baseDir: configDir });
   const auth = await Authenticator.create(config.auth, {
@@ -109,10 +114,14 @@ export async function createContext(
   }
   const upstreamSessions = new UpstreamSessions(upstream, sessions, log);
   upstreamSessionsRef.current = upstreamSessions;
+  const control = new ControlSessions(rc, upstream, log);
+  const naming = new Namespace(rc.servers.keys(), config.gateway.tool_separator);
+  const catalog = new Catalog(rc, control, naming, log);
   const context: GatewayContext = {
     rc,
     sessions,
-    catalog: new Catalog(rc, upstream, log),
+    catalog,
+    naming,
     upstream,
     upstreamSessions,
     inflight: new Map(),
@@ -120,12 +129,22 @@ export async function createContext(
     metrics,
     observer: new OperationObserver(metrics, log, config.logging.operations),
     logArguments: config.logging.arguments,
+    knownTool: (server, tool) => catalog.knows(server, 'tools', tool),
+    reportUnreachable: (server) => catalog.reportUnavailable(server),
     limiter,
     guard,
   };
   return {
     context,
-    close(): void {
+    control,
+    /**
+     * Ends what this replica holds: the upstream sessions of client sessions that live only in
+     * its memory, and its own sessions with each upstream; then the stores. Bounded by the
+     * upstream timeout.
+     */
+    async close(): Promise<void> {
+      await Promise.all([...sessions.localSessions()].map((s) => upstreamSessions.terminateAll(rc, s)));
+      await control.close();
       sessions.close();
       limiter.close();
       disconnect();
@@ -136,14 +155,21 @@ export async function createContext(
 /** Starts one processor replica: the ext_proc gRPC server and the admin HTTP server. */
 export async function run(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel ?? opts.config.logging.level);
-  const { context, close: closeContext } = await createContext(opts.config, log, undefined, opts.configDir);
+  const { context, control, close: closeContext } = await createContext(opts.config, log, undefined, opts.configDir);
   const hc = opts.config.health;
-  const health = new HealthMonitor(context.rc, context.catalog, context.metrics, log, {
-    intervalMs: durationMs(hc.interval),
-    timeoutMs: durationMs(hc.timeout),
-    unhealthyThreshold: hc.unhealthy_threshold,
-    degradedLatencyMs: durationMs(hc.degraded_latency),
-  });
+  const health = new HealthMonitor(
+    context.rc,
+    control,
+    context.metrics,
+    log,
+    {
+      intervalMs: durationMs(hc.interval),
+      timeoutMs: durationMs(hc.timeout),
+      unhealthyThreshold: hc.unhealthy_threshold,
+      degradedLatencyMs: durationMs(hc.degraded_latency),
+    },
+    (unhealthy) => context.catalog.setExcluded(unhealthy),
+  );
   const processors = opts.config.gateway.processor;
   const grpcWanted = opts.grpc ?? (Array.isArray(processors) ? processors[0]! : processors);
   const { server: grpcServer, address: grpcAddress } = await startExtProcServer(grpcWanted, () => context, log);
@@ -177,7 +203,7 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
   // Warm the catalogs once Envoy can carry our calls (failures just mean a cold first list),
   // then start the health checks.
   const warm = setTimeout(() => {
-    void context.catalog.warm().finally(() => {
+    void context.catalog.warmUp().finally(() => {
       if (ready) health.start();
     });
   }, 200);
@@ -192,9 +218,8 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
       ready = false;
       clearTimeout(warm);
       health.stop();
-      closeContext();
-      context.sessions.close();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
+      // In-flight requests finish first (briefly), then the upstream sessions are ended.
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {
           grpcServer.forceShutdown();
@@ -205,20 +230,19 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
           resolve();
         });
       });
+      await closeContext();
     },
   };
 }
 
 function listen(server: Server, hostPort: string): Promise<string> {
-  const colon = hostPort.lastIndexOf(':');
-  const host = hostPort.slice(0, colon).replace(/^\[|\]$/g, '');
-  const port = Number(hostPort.slice(colon + 1));
+  const { host, port } = splitHostPort(hostPort);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
       const a = server.address();
       const actual = typeof a === 'object' && a !== null ? a.port : port;
-      resolve(`${hostPort.slice(0, colon)}:${actual}`);
+      resolve(withPort(hostPort, actual));
     });
   });
 }

@@ -86,7 +86,7 @@ export type AuthFailureReason =
   | MtlsFailureReason;
 
 /**
- * The cause attached to every authentication GatewayError, so the pipeline can write the audit
+ * The cause attached to every authentication GatewayError, so the request path can write the audit
  * line (reason, method) without the client ever seeing it.
  */
 export class AuthFailure extends Error {
@@ -210,7 +210,7 @@ export class Authenticator {
   }
 
   /**
-   * A 401 asking the caller to authenticate: what the pipeline throws when an anonymous caller asks
+   * A 401 asking the caller to authenticate: what the request path throws when an anonymous caller asks
    * for something that needs an identity (an `auth_required` server, a tenant-only endpoint).
    */
   challenge(

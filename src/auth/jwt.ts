@@ -1,5 +1,5 @@
 import { decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
-import { durationMs } from '../config/runtime.js';
+import { durationMs } from '../lib/duration.js';
 import { JwksUnavailableError, RemoteKeySet, StaticKeySet, type JwksEvent, type KeySource } from './jwks.js';
 import type { JwtIssuerConfig } from './schema.js';
 

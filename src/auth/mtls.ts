@@ -1,4 +1,4 @@
-import { GlobSet } from '../policy/glob.js';
+import { GlobSet } from '../lib/glob.js';
 import type { MtlsConfig } from './schema.js';
 
 /** The header Envoy sets with the verified client certificate's details. */

@@ -1,4 +1,8 @@
-import { Namespace } from '../routing/namespace.js';
+import { extProcTimeouts, type ExtProcTimeouts } from '../envoy/contract.js';
+import { durationMs } from '../lib/duration.js';
+import { GlobSet } from '../lib/glob.js';
+import { authorityHost, isLoopbackHostPort } from '../lib/host-port.js';
+import type { CatalogKind } from '../mcp/protocol.js';
 import type { Capability, Config, ServerConfig } from './schema.js';
 
 /** One upstream server, compiled for the hot path. */
@@ -13,11 +17,15 @@ export interface RuntimeServer {
   readonly capabilities: ReadonlySet<Capability> | null;
   readonly authRequired: boolean;
   readonly allowedClients: ReadonlySet<string> | null;
+  /** `timeout`: longest one request may take (0: no limit on streams). */
+  readonly timeoutMs: number;
+  /** Longest the processor waits on its own replay of a request to this server (a bounded `timeout`). */
+  readonly replayTimeoutMs: number;
   readonly source: ServerConfig;
 }
 
-/** Catalog kinds the processor aggregates. */
-export type CatalogKind = 'tools' | 'prompts' | 'resources' | 'resourceTemplates';
+/** What a replay waits at most when the server's `timeout` is 0 (unbounded streams). */
+const UNBOUNDED_REPLAY_MS = 300_000;
 
 /** The frozen, compiled form of a Config: everything the request path needs, built once. */
 export interface RuntimeConfig {
@@ -26,10 +34,13 @@ export interface RuntimeConfig {
   readonly serverList: readonly RuntimeServer[];
   /** `/servers/<name>/mcp` → server. */
   readonly passthroughPaths: ReadonlyMap<string, RuntimeServer>;
-  readonly namespace: Namespace;
   readonly pageSize: number;
   readonly maxBodyBytes: number;
+  /** Largest upstream response the processor holds whole (list filtering, replays). */
+  readonly maxBufferedResponseBytes: number;
   readonly upstreamTimeoutMs: number;
+  /** The ext_proc timeouts Envoy is configured with, and when the processor asks for more. */
+  readonly extProc: ExtProcTimeouts;
   readonly sessionIdleMs: number;
   readonly catalogTtlMs: Readonly<Record<CatalogKind, number>>;
   /** Base URL of Envoy's internal listener for the processor's own upstream calls. */
@@ -42,40 +53,7 @@ export interface RuntimeConfig {
 /** The path clients use for the aggregated endpoint. */
 export const AGGREGATED_PATH = '/mcp';
 
-/** Converts `250ms`, `10s`, `5m`, `1h` to milliseconds. */
-export function durationMs(d: string): number {
-  const m = /^([0-9]+)(ms|s|m|h)$/.exec(d);
-  if (m === null) throw new Error(`bad duration ${d}`);
-  const n = Number(m[1]);
-  switch (m[2]) {
-    case 'ms':
-      return n;
-    case 's':
-      return n * 1000;
-    case 'm':
-      return n * 60_000;
-    default:
-      return n * 3_600_000;
-  }
-}
-
-/** Compiles `*` globs into one anchored regular expression (everything else literal). */
-export function compileGlobs(patterns: readonly string[], flags = ''): RegExp | null {
-  if (patterns.length === 0) return null;
-  const alternatives = patterns.map((p) => p.split('*').map(escapeRegExp).join('.*'));
-  return new RegExp(`^(?:${alternatives.join('|')})$`, flags);
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
 const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '[::1]'];
-
-function isLoopback(hostPort: string): boolean {
-  const host = hostPort.slice(0, hostPort.lastIndexOf(':'));
-  return host === 'localhost' || host.startsWith('127.') || host === '[::1]';
-}
 
 /** Builds the RuntimeConfig; called once per loaded config. */
 export function compileConfig(config: Config): RuntimeConfig {
@@ -83,6 +61,7 @@ export function compileConfig(config: Config): RuntimeConfig {
   const passthroughPaths = new Map<string, RuntimeServer>();
   for (const [name, s] of Object.entries(config.servers)) {
     const url = new URL(s.url);
+    const timeoutMs = durationMs(s.timeout);
     const server: RuntimeServer = Object.freeze({
       name,
       url,
@@ -91,27 +70,33 @@ export function compileConfig(config: Config): RuntimeConfig {
       capabilities: s.capabilities === undefined ? null : new Set(s.capabilities),
       authRequired: s.auth_required,
       allowedClients: s.allowed_clients === undefined ? null : new Set(s.allowed_clients),
+      timeoutMs,
+      replayTimeoutMs: timeoutMs > 0 ? timeoutMs : UNBOUNDED_REPLAY_MS,
       source: s,
     });
     servers.set(name, server);
     passthroughPaths.set(`/servers/${name}/mcp`, server);
   }
 
-  const origins = compileGlobs(config.gateway.allowed_origins, 'i');
+  // Origins and hosts carry no `?` wildcard: only `*` is special in them.
+  const origins = new GlobSet(config.gateway.allowed_origins, { caseInsensitive: true, questionMark: false });
   const hostPatterns =
-    config.gateway.allowed_hosts ?? (isLoopback(config.gateway.listen) ? LOOPBACK_HOSTS : null);
-  const hosts = hostPatterns === null ? null : compileGlobs(hostPatterns, 'i');
+    config.gateway.allowed_hosts ?? (isLoopbackHostPort(config.gateway.listen) ? LOOPBACK_HOSTS : null);
+  const hosts = hostPatterns === null ? null : new GlobSet(hostPatterns, { caseInsensitive: true, questionMark: false });
 
   const ttl = (k: keyof Config['cache']): number => config.cache[k].ttl * 1000;
+  const upstreamTimeoutMs = durationMs(config.gateway.upstream_timeout);
+  const longestReplayMs = Math.max(0, ...[...servers.values()].map((s) => s.replayTimeoutMs));
   return Object.freeze({
     source: config,
     servers,
     serverList: [...servers.values()],
     passthroughPaths,
-    namespace: new Namespace(servers.keys(), config.gateway.tool_separator),
     pageSize: config.gateway.page_size,
     maxBodyBytes: config.gateway.max_body_bytes,
-    upstreamTimeoutMs: durationMs(config.gateway.upstream_timeout),
+    maxBufferedResponseBytes: config.gateway.max_buffered_response_bytes,
+    upstreamTimeoutMs,
+    extProc: extProcTimeouts(upstreamTimeoutMs, longestReplayMs),
     sessionIdleMs: durationMs(config.gateway.session_idle_timeout),
     catalogTtlMs: {
       tools: ttl('tools/list'),
@@ -120,17 +105,7 @@ export function compileConfig(config: Config): RuntimeConfig {
       resourceTemplates: ttl('resources/templates/list'),
     },
     internalBaseUrl: `http://${config.gateway.internal}`,
-    originAllowed: origins === null ? () => false : (o: string) => origins.test(o),
-    hostAllowed: hosts === null ? null : (h: string) => hosts.test(stripPort(h)),
+    originAllowed: (o: string) => origins.test(o),
+    hostAllowed: hosts === null ? null : (h: string) => hosts.test(authorityHost(h)),
   });
-}
-
-/** `host:port` → `host`, keeping IPv6 brackets. */
-function stripPort(authority: string): string {
-  if (authority.startsWith('[')) {
-    const end = authority.indexOf(']');
-    return end < 0 ? authority : authority.slice(0, end + 1);
-  }
-  const colon = authority.lastIndexOf(':');
-  return colon < 0 ? authority : authority.slice(0, colon);
 }

@@ -1,15 +1,11 @@
 import { z } from 'zod';
-import {
-  AuthSchema,
-  BlockedToolsSchema,
-  GatewayTlsSchema,
-  PoliciesSchema,
-  TenantsSchema,
-  UpstreamHeadersSchema,
-  accessConfigIssues,
-} from '../auth/schema.js';
-import { RateLimitsSchema, RedisSchema, rateLimitConfigIssues } from '../ratelimit/schema.js';
-import { urlSchema } from './url.js';
+import { AuthSchema, UpstreamHeadersSchema } from '../auth/schema.js';
+import { DurationSchema } from '../lib/duration.js';
+import { HostPortSchema } from '../lib/host-port.js';
+import { urlSchema } from '../lib/url.js';
+import { BlockedToolsSchema, PoliciesSchema, TenantsSchema, accessConfigIssues } from '../policy/schema.js';
+import { RateLimitsSchema, rateLimitConfigIssues } from '../ratelimit/schema.js';
+import { RedisSchema } from '../state/schema.js';
 
 /**
  * The one source of truth for the gateway's configuration file.
@@ -17,18 +13,6 @@ import { urlSchema } from './url.js';
  * Every object is strict (unknown keys are rejected with their path); every field carries a
  * `.describe()` text that ends up in `deploy/config.schema.json` and the README.
  */
-
-const HOST_PORT = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
-
-/** `host:port`, IPv6 hosts in brackets. */
-export const HostPortSchema = z
-  .string()
-  .regex(HOST_PORT, 'expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080')
-  .refine((v) => {
-    const port = Number(v.slice(v.lastIndexOf(':') + 1));
-    return port > 0 && port < 65536;
-  }, 'port must be between 1 and 65535');
-export type HostPort = z.infer<typeof HostPortSchema>;
 
 /**
  * Server names become tool-name prefixes (`<server><sep><tool>`) and URI-scheme prefixes
@@ -47,11 +31,6 @@ export const RateShorthandSchema = z
 
 export const CapabilitySchema = z.enum(['tools', 'resources', 'prompts', 'completions', 'logging']);
 export type Capability = z.infer<typeof CapabilitySchema>;
-
-/** Durations as `250ms`, `10s`, `5m`, `1h`. */
-export const DurationSchema = z
-  .string()
-  .regex(/^[0-9]+(ms|s|m|h)$/, 'expected a duration such as 250ms, 10s, 5m or 1h');
 
 export const ServerSchema = z
   .strictObject({
@@ -111,6 +90,29 @@ export const CacheSchema = z
   })
   .describe('How long upstream catalogs are cached by the processor');
 
+/** `gateway.tls`: the certificate Envoy serves and, for mTLS, the CA client certificates must chain to. */
+export const GatewayTlsSchema = z
+  .strictObject({
+    cert_file: z.string().min(1).describe('PEM certificate chain Envoy presents to clients'),
+    key_file: z.string().min(1).describe('PEM private key for cert_file'),
+    client_ca_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('PEM CA bundle client certificates are verified against; enables mTLS'),
+    require_client_cert: z
+      .boolean()
+      .default(false)
+      .describe('Refuse TLS connections without a valid client certificate'),
+  })
+  .superRefine((t, ctx) => {
+    if (t.require_client_cert && t.client_ca_file === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['client_ca_file'], message: 'require_client_cert needs client_ca_file' });
+    }
+  });
+/** A validated `gateway.tls` block. */
+export type GatewayTlsConfig = z.infer<typeof GatewayTlsSchema>;
+
 export const GatewaySchema = z.strictObject({
   listen: HostPortSchema.default('127.0.0.1:8080').describe('Where MCP clients connect to Envoy'),
   processor: z
@@ -135,6 +137,15 @@ export const GatewaySchema = z.strictObject({
     .max(64 * 1024 * 1024)
     .default(4 * 1024 * 1024)
     .describe('Largest request body accepted; larger gets 413'),
+  max_buffered_response_bytes: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(256 * 1024 * 1024)
+    .default(16 * 1024 * 1024)
+    .describe(
+      'Largest upstream response the processor holds whole: list responses it filters by policy on passthrough, and the replay after an upstream lost a session. Larger ones are refused with GW_ERR_UPSTREAM_TOO_LARGE, never passed unchecked',
+    ),
   allowed_origins: z
     .array(z.string().min(1))
     .default(['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*'])

@@ -1,9 +1,10 @@
 import { stringify } from 'yaml';
-import { AGGREGATED_PATH, compileConfig, durationMs, type RuntimeServer } from '../config/runtime.js';
+import { AGGREGATED_PATH, compileConfig, type RuntimeServer } from '../config/runtime.js';
+import { durationMs } from '../lib/duration.js';
+import { splitHostPort } from '../lib/host-port.js';
 import type { Config } from '../config/schema.js';
 import { ERROR_TABLE } from '../errors/codes.js';
-import { METADATA_NAMESPACE } from '../extproc/responses.js';
-import { BACKEND_HEADER } from '../routing/headers.js';
+import { BACKEND_HEADER, METADATA_NAMESPACE } from './contract.js';
 
 const PROCESSOR_CLUSTER = 'mcpgw_processor';
 const OTLP_CLUSTER = 'mcpgw_otlp_collector';
@@ -24,13 +25,8 @@ const ACCESS_LOG_FORMAT = {
 };
 
 function socketAddress(hostPort: string): { socket_address: { address: string; port_value: number } } {
-  const colon = hostPort.lastIndexOf(':');
-  return {
-    socket_address: {
-      address: hostPort.slice(0, colon).replace(/^\[|\]$/g, ''),
-      port_value: Number(hostPort.slice(colon + 1)),
-    },
-  };
+  const { host, port } = splitHostPort(hostPort);
+  return { socket_address: { address: host, port_value: port } };
 }
 
 function seconds(ms: number): string {

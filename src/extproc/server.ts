@@ -1,10 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { GatewayContext } from '../pipeline/context.js';
-import type { Decision } from '../pipeline/decision.js';
-import { McpStream, type Headers } from '../pipeline/mcp-stream.js';
+import { Exchange, type GatewayContext } from '../exchange.js';
+import type { Decision } from '../request/decision.js';
+import type { Headers } from '../request/state.js';
+import { withPort } from '../lib/host-port.js';
 import { loadExternalProcessorService, type HttpHeadersMsg, type ProcessingRequestMsg, type ProcessingResponseMsg } from './proto.js';
-import { toProcessingResponse } from './responses.js';
+import { toProcessingResponse } from './render.js';
 
 type ProcessCall = grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>;
 
@@ -20,7 +21,7 @@ export function headerMap(msg: HttpHeadersMsg | undefined): Map<string, string> 
 }
 
 /**
- * Drives one McpStream from one ext_proc gRPC stream. Envoy requires exactly one reply per
+ * Drives one Exchange from one ext_proc gRPC stream. Envoy requires exactly one reply per
  * message, in order, so messages are handled strictly one after another on a promise chain.
  * A request-level failure never fails the gRPC stream: it becomes an ImmediateResponse.
  */
@@ -29,9 +30,13 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
   // With Envoy tracing on, the ext_proc call carries Envoy's span context: a request without its
   // own traceparent then joins Envoy's trace instead of starting a second one.
   const envoyTrace = call.metadata.get('traceparent')[0];
-  const stream = new McpStream(ctx, typeof envoyTrace === 'string' ? envoyTrace : undefined);
   let chain: Promise<void> = Promise.resolve();
   let closed = false;
+  // Not a reply: Envoy takes it as a longer deadline for the message it is waiting on.
+  const extendTimeout = (ms: number): void => {
+    if (!closed) call.write({ override_message_timeout: { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 } });
+  };
+  const stream = new Exchange(ctx, { extendTimeout }, typeof envoyTrace === 'string' ? envoyTrace : undefined);
 
   const finish = (): void => {
     if (closed) return;
@@ -134,6 +139,5 @@ export async function startExtProcServer(
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });
-  const host = address.slice(0, address.lastIndexOf(':'));
-  return { server, address: `${host}:${port}` };
+  return { server, address: withPort(address, port) };
 }

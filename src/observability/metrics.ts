@@ -12,7 +12,7 @@ export interface OperationLabels {
 
 /**
  * The processor's Prometheus metrics, in their own registry (so several processors can live in
- * one test process). Label values arrive bounded: see `names.ts` and the pipeline's label
+ * one test process). Label values arrive bounded: see `names.ts` and the request path's label
  * functions; nothing here turns input into a label without that.
  */
 export class Metrics {

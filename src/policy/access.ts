@@ -1,5 +1,5 @@
-import type { BlockedToolsConfig, PoliciesConfig, TenantsConfig } from '../auth/schema.js';
-import { GlobSet, globMatches, type GlobOptions } from './glob.js';
+import type { BlockedToolsConfig, PoliciesConfig, TenantsConfig } from './schema.js';
+import { GlobSet, globMatches, type GlobOptions } from '../lib/glob.js';
 import {
   canonicalizeUri,
   canonicalizeUriPattern,

@@ -36,7 +36,7 @@ export interface AuditInput {
   readonly rpcMethod?: string | null;
   readonly target?: AuditTarget;
   readonly decision: { readonly allowed: boolean; readonly reason: string; readonly detail?: string | null };
-  /** The request's trace id, as the pipeline's trace context carries it. */
+  /** The request's trace id, as the request's trace context carries it. */
   readonly traceId: string | null;
 }
 

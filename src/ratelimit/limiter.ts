@@ -1,4 +1,4 @@
-import { compileGlobs } from '../config/runtime.js';
+import { GlobSet } from '../lib/glob.js';
 import { assertValidRule, type BucketRule } from './bucket.js';
 import { parseRateShorthand, type LimitKey, type RateLimitsConfig, type TenantQuotasConfig } from './schema.js';
 import type { BatchDecision, Decision, LimitCheck, LimiterStore } from './store.js';
@@ -80,7 +80,7 @@ interface CompiledLimit {
 
 interface ServerLimits {
   readonly server: CompiledLimit | null;
-  readonly tools: readonly { readonly match: RegExp; readonly limit: CompiledLimit }[];
+  readonly tools: readonly { readonly match: GlobSet; readonly limit: CompiledLimit }[];
 }
 
 interface CompiledQuota {
@@ -173,8 +173,8 @@ export class Limiter {
         server = compileLimit({ count: p.count, periodMs: p.periodMs, burst: p.burst }, p.unit, by, `rl:${name}:`, `server "${name}"`);
       }
       const tools = (rl?.tools ?? []).map((t, i) => {
-        const match = compileGlobs([t.match]);
-        if (match === null) throw new Error(`rate_limits.${name}.tools[${i}]: empty match`);
+        // Tool names are client-chosen: matched by the linear glob engine, `*` only (`?` is literal).
+        const match = new GlobSet([t.match], { questionMark: false });
         const rule = { count: t.requests_per_minute, periodMs: 60_000, burst: t.burst_size ?? t.requests_per_minute };
         const subject = `server "${name}", tools matching "${t.match}"`;
         return { match, limit: compileLimit(rule, 'minute', t.by ?? by, `rl:${name}:t${i}:`, subject) };

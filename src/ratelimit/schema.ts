@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { urlSchema } from '../config/url.js';
+import type { ConfigIssue } from '../lib/config-issue.js';
 
 /**
- * Configuration for rate limits, tenant quotas and the shared Redis state store.
+ * Configuration for rate limits and tenant quotas.
  *
- * These schemas are meant to be mounted by `src/config/schema.ts` as top-level keys
- * (`rate_limits`, `redis`) and under `tenants.<name>.quotas`. Nothing here imports the main schema,
+ * These schemas are mounted by `src/config/schema.ts` as the top-level `rate_limits` key and
+ * under `tenants.<name>.quotas`. Nothing here imports the main schema,
  * so mounting creates no import cycle; the checks that need the whole config (does a rate_limits
  * key name a configured server?) live in {@link rateLimitConfigIssues} for its `superRefine`.
  */
@@ -80,38 +80,6 @@ export const TenantQuotasSchema = z
   .describe('Usage quotas of this tenant');
 export type TenantQuotasConfig = z.infer<typeof TenantQuotasSchema>;
 
-/** `redis`: the shared state store. Leaving the section out keeps everything in process memory. */
-export const RedisSchema = z
-  .strictObject({
-    url: urlSchema(
-      (u) => u.protocol === 'redis:' || u.protocol === 'rediss:',
-      'expected redis://[user:password@]host:port[/db] or rediss://… for TLS',
-    ).describe('Redis to keep rate limits, quotas and sessions in, shared by all processor replicas'),
-    key_prefix: z
-      .string()
-      .regex(/^[A-Za-z0-9:_.-]{0,64}$/, 'up to 64 characters from [A-Za-z0-9:_.-]')
-      .default('mcpgw:')
-      .describe('Prefix of every key the gateway writes, so several gateways can share one Redis'),
-    timeout: z
-      .string()
-      .regex(/^[0-9]+(ms|s)$/, 'expected a duration such as 100ms or 1s')
-      .default('100ms')
-      .describe('Longest one Redis command may take before the request goes on without it (see limits_on_error)'),
-    limits_on_error: z
-      .enum(['fail-open', 'fail-closed'])
-      .default('fail-open')
-      .describe('When Redis is unreachable: fail-open lets requests through unlimited; fail-closed refuses them with 503'),
-  })
-  .describe('Shared state for multiple processor replicas; without it limits and sessions are per process');
-export type RedisConfig = z.infer<typeof RedisSchema>;
-
-/** `redis.timeout` in milliseconds. */
-export function redisTimeoutMs(cfg: RedisConfig): number {
-  const m = /^([0-9]+)(ms|s)$/.exec(cfg.timeout);
-  if (m === null) throw new Error(`bad redis.timeout ${cfg.timeout}`);
-  return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
-}
-
 const UNIT_MS = {
   s: 1_000,
   sec: 1_000,
@@ -165,12 +133,6 @@ export function parseRateShorthand(s: string): RateShorthand {
     requestsPerMinute: (count * 60_000) / periodMs,
     burst: count,
   };
-}
-
-/** A problem found by {@link rateLimitConfigIssues}, in the shape zod's `ctx.addIssue` takes. */
-export interface ConfigIssue {
-  readonly path: (string | number)[];
-  readonly message: string;
 }
 
 /** The parts of the whole config the cross-checks read (structural, so no import of the main schema). */

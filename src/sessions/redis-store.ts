@@ -317,6 +317,11 @@ export class RedisSessionStore implements SessionStore {
   }
 
   /** Stops the sweeper. The Redis connection is shared and closed by its owner. */
+  /** Sessions live in Redis, shared by every replica: none ends with this one. */
+  localSessions(): Iterable<GatewaySession> {
+    return [];
+  }
+
   close(): void {
     if (this.sweeper !== null) clearInterval(this.sweeper);
   }

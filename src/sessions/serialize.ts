@@ -1,4 +1,4 @@
-import { isObject, type JsonObject } from '../jsonrpc/message.js';
+import { isObject, type JsonObject } from '../mcp/message.js';
 import type { GatewaySession, UpstreamSession } from './store.js';
 
 /**

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { JsonObject } from '../jsonrpc/message.js';
+import type { JsonObject } from '../mcp/message.js';
 
 /** One upstream session that belongs to a gateway session. */
 export interface UpstreamSession {
@@ -49,6 +49,8 @@ export interface SessionStore {
   bindPassthrough(server: string, sessionId: string, identity: string | null): Promise<void>;
   /** The identity a passthrough session is bound to (null: anonymous), marking it used; undefined if unknown. */
   passthroughOwner(server: string, sessionId: string): Promise<string | null | undefined>;
+  /** Sessions that live only in this process and end with it (none in a shared store). */
+  localSessions(): Iterable<GatewaySession>;
   close(): void;
 }
 
@@ -128,6 +130,10 @@ export class MemorySessionStore implements SessionStore {
     }
     b.lastSeen = now;
     return b.identity;
+  }
+
+  localSessions(): Iterable<GatewaySession> {
+    return this.sessions.values();
   }
 
   /** Number of live sessions (for tests and metrics). */

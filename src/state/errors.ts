@@ -1,11 +1,11 @@
 /**
  * Thrown on the session path when the shared state store (Redis) cannot answer in time.
  *
- * Deliberately not a `GatewayError`: its code is not in the error table yet. The pipeline maps it
+ * Deliberately not a `GatewayError`: its code is not in the error table yet. The request path maps it
  * to `GW_ERR_STATE_UNAVAILABLE` (HTTP 503, JSON-RPC -32000, `Retry-After: 1`).
  */
 export class StateUnavailableError extends Error {
-  /** The gateway error code the pipeline should answer with. */
+  /** The gateway error code the request path answers with. */
   readonly code = 'GW_ERR_STATE_UNAVAILABLE';
 
   constructor(what: string, opts: { cause?: unknown } = {}) {

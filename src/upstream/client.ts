@@ -1,8 +1,7 @@
-import { GatewayError } from '../errors/gateway-error.js';
-import { isObject, type JsonObject, type JsonRpcId } from '../jsonrpc/message.js';
-import { sseDataPayloads } from '../jsonrpc/sse.js';
+import { isObject, type JsonObject, type JsonRpcId } from '../mcp/message.js';
+import { sseDataPayloads } from '../mcp/sse.js';
 import type { RuntimeServer } from '../config/runtime.js';
-import { BACKEND_HEADER } from '../routing/headers.js';
+import { BACKEND_HEADER } from '../envoy/contract.js';
 
 /** What came back from one POST to an upstream. */
 export interface UpstreamReply {
@@ -25,10 +24,48 @@ export class UpstreamRpcError extends Error {
   }
 }
 
+/** The upstream could not be reached, or did not answer in time. */
+export class UpstreamUnreachable extends Error {
+  constructor(
+    readonly server: string,
+    readonly timedOut: boolean,
+    cause: unknown,
+  ) {
+    super(`upstream ${server} ${timedOut ? 'timed out' : 'unreachable'}`, { cause });
+    this.name = 'UpstreamUnreachable';
+  }
+}
+
+/** The upstream answered, but not with the JSON-RPC response asked for. */
+export class UpstreamBadReply extends Error {
+  constructor(
+    readonly server: string,
+    readonly method: string,
+    readonly status: number,
+  ) {
+    super(`upstream ${server} answered ${method} with HTTP ${status}`);
+    this.name = 'UpstreamBadReply';
+  }
+}
+
+/** The upstream's reply was larger than the caller can hold. */
+export class UpstreamReplyTooLarge extends Error {
+  constructor(
+    readonly server: string,
+    readonly limitBytes: number,
+  ) {
+    super(`upstream ${server} sent a reply over ${limitBytes} bytes`);
+    this.name = 'UpstreamReplyTooLarge';
+  }
+}
+
 /** The upstream answered 404 to a session id: it forgot the session. */
 export class UpstreamSessionGone extends Error {
-  constructor(readonly server: string) {
-    super(`upstream ${server} no longer knows the session`);
+  constructor(
+    readonly server: string,
+    detail = 'no longer knows the session',
+  ) {
+    super(`upstream ${server} ${detail}`);
     this.name = 'UpstreamSessionGone';
   }
 }
@@ -39,6 +76,8 @@ export interface PostOptions {
   readonly protocolVersion?: string;
   readonly timeoutMs?: number;
   readonly method?: 'POST' | 'DELETE';
+  /** Largest reply body read (default: unbounded, for the gateway's own small calls). */
+  readonly maxBytes?: number;
 }
 
 /**
@@ -75,16 +114,9 @@ export class UpstreamClient {
         signal: AbortSignal.timeout(opts.timeoutMs ?? this.defaultTimeoutMs),
       });
     } catch (err) {
-      const timeout = (err as Error).name === 'TimeoutError';
-      throw new GatewayError(
-        timeout ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE',
-        `${timeout ? 'Upstream server timed out' : 'Upstream server unavailable'}: ${server.name}`,
-        { cause: err },
-      );
+      throw new UpstreamUnreachable(server.name, (err as Error).name === 'TimeoutError', err);
     }
-    const text = await res.text().catch((err: unknown) => {
-      throw new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', `Upstream server unavailable: ${server.name}`, { cause: err });
-    });
+    const text = await readBody(res, server.name, opts.maxBytes);
     return {
       status: res.status,
       contentType: res.headers.get('content-type') ?? '',
@@ -95,8 +127,8 @@ export class UpstreamClient {
 
   /**
    * Calls one method and returns its result. Throws UpstreamSessionGone on 404 with a session,
-   * GatewayError(UPSTREAM_UNAVAILABLE) when the server can't be reached or answers garbage, and
-   * UpstreamRpcError when it answers with a JSON-RPC error.
+   * UpstreamUnreachable or UpstreamBadReply when the server can't be reached or answers garbage,
+   * and UpstreamRpcError when it answers with a JSON-RPC error.
    */
   async call(
     server: RuntimeServer,
@@ -110,12 +142,7 @@ export class UpstreamClient {
     const reply = await this.post(server, JSON.stringify(msg), opts);
     if (reply.status === 404 && opts.sessionId) throw new UpstreamSessionGone(server.name);
     const response = findResponse(reply, id);
-    if (response === null) {
-      throw new GatewayError(
-        'GW_ERR_UPSTREAM_UNAVAILABLE',
-        `Upstream server unavailable: ${server.name} answered ${method} with HTTP ${reply.status}`,
-      );
-    }
+    if (response === null) throw new UpstreamBadReply(server.name, method, reply.status);
     const error = response['error'];
     if (isObject(error)) {
       throw new UpstreamRpcError(server.name, Number(error['code']), String(error['message'] ?? 'error'));
@@ -135,6 +162,25 @@ export class UpstreamClient {
   /** Ends an upstream session (DELETE), ignoring servers that don't support it. */
   async terminate(server: RuntimeServer, sessionId: string, protocolVersion: string): Promise<void> {
     await this.post(server, null, { sessionId, protocolVersion, method: 'DELETE' });
+  }
+}
+
+/** Reads a reply body as text, refusing one over `maxBytes`; a broken stream counts as unreachable. */
+async function readBody(res: Response, server: string, maxBytes: number | undefined): Promise<string> {
+  try {
+    if (maxBytes === undefined || res.body === null) return await res.text();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += chunk.length;
+      // Leaving the loop by throwing cancels the rest of the body.
+      if (size > maxBytes) throw new UpstreamReplyTooLarge(server, maxBytes);
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  } catch (err) {
+    if (err instanceof UpstreamReplyTooLarge) throw err;
+    throw new UpstreamUnreachable(server, false, err);
   }
 }
 

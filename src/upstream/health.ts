@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import type { Catalog } from '../aggregation/catalog.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { ControlSessions } from './control.js';
 
 /** The seed's ServerHealth, as served on `/health/servers`. */
 export interface ServerHealth {
@@ -26,8 +26,8 @@ export interface HealthOptions {
 /**
  * Pings every upstream (MCP `ping` over the gateway's own session) on an interval, keeps the
  * seed's ServerHealth per server, drives the `mcp_server_up` / `mcp_server_latency_seconds`
- * gauges, and tells the catalog which servers to leave out of aggregated lists until they
- * recover.
+ * gauges, and reports after each round which servers are unhealthy (aggregated lists leave them
+ * out until they recover).
  */
 export class HealthMonitor {
   private readonly state = new Map<string, ServerHealth>();
@@ -37,10 +37,12 @@ export class HealthMonitor {
 
   constructor(
     private readonly rc: RuntimeConfig,
-    private readonly catalog: Catalog,
+    private readonly control: ControlSessions,
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly opts: HealthOptions,
+    /** Told after every round which servers are unhealthy. */
+    private readonly onUnhealthy: (servers: ReadonlySet<string>) => void = () => {},
   ) {
     for (const s of rc.serverList) {
       // Until the first check, a server counts as degraded: neither vouched for nor excluded.
@@ -78,7 +80,7 @@ export class HealthMonitor {
       .then(() => {
         this.checkedOnce = true;
         const unhealthy = new Set([...this.state.values()].filter((h) => h.status === 'unhealthy').map((h) => h.server));
-        this.catalog.setExcluded(unhealthy);
+        this.onUnhealthy(unhealthy);
       })
       .finally(() => {
         this.running = null;
@@ -92,7 +94,7 @@ export class HealthMonitor {
     const now = new Date().toISOString();
     let next: ServerHealth;
     try {
-      const ms = await this.catalog.ping(server, this.opts.timeoutMs);
+      const ms = await this.control.ping(server, this.opts.timeoutMs);
       const latency = Math.round(ms * 1000) / 1000;
       next = {
         server: name,

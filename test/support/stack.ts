@@ -5,7 +5,7 @@
  * Pattern for a suite (node:test) — one stack per `describe`, logs dumped if any test failed:
  *
  *   import { describe, it } from 'node:test';
- *   import { useStack } from '../support/stack.js';
+ *   import { useStack } from './stack.js';
  *
  *   describe('tools/list', () => {
  *     const stack = useStack({ demoServers: ['alpha', 'beta'] });

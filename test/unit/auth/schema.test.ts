@@ -2,16 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import {
-  accessConfigIssues,
-  AuthSchema,
-  BlockedToolsSchema,
-  GatewayTlsSchema,
-  JwtIssuerSchema,
-  PoliciesSchema,
-  TenantsSchema,
-  UpstreamHeadersSchema,
-} from '../../../src/auth/schema.js';
+import { AuthSchema, JwtIssuerSchema, UpstreamHeadersSchema } from '../../../src/auth/schema.js';
+import { GatewayTlsSchema } from '../../../src/config/schema.js';
+import { accessConfigIssues, BlockedToolsSchema, PoliciesSchema, TenantsSchema } from '../../../src/policy/schema.js';
 
 /** The example given in the hand-over notes; it must stay valid. */
 export const EXAMPLE = `

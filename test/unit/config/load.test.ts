@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, parseConfigText } from '../../../src/config/load.js';
-import { compileConfig, durationMs } from '../../../src/config/runtime.js';
+import { compileConfig } from '../../../src/config/runtime.js';
+import { durationMs } from '../../../src/lib/duration.js';
 
 function errorOf(yaml: string, env: NodeJS.ProcessEnv = {}): string {
   try {

@@ -7,7 +7,7 @@ import { createContext } from '../../../src/app.js';
 import { parseConfig } from '../../../src/config/load.js';
 import { handleProcessStream, headerMap } from '../../../src/extproc/server.js';
 import type { ProcessingRequestMsg, ProcessingResponseMsg } from '../../../src/extproc/proto.js';
-import type { GatewayContext } from '../../../src/pipeline/context.js';
+import type { GatewayContext } from '../../../src/exchange.js';
 
 /** An in-memory stand-in for one ext_proc gRPC stream: what Envoy sends in, what we write out. */
 class FakeCall extends EventEmitter {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BlockedToolsSchema, PoliciesSchema, TenantsSchema } from '../../../src/auth/schema.js';
+import { BlockedToolsSchema, PoliciesSchema, TenantsSchema } from '../../../src/policy/schema.js';
 import { AccessControl, IMPLICIT_TENANT, type AccessDecision } from '../../../src/policy/access.js';
-import { Namespace } from '../../../src/routing/namespace.js';
+import { Namespace } from '../../../src/aggregated/naming.js';
 
 const SERVERS = ['alpha', 'beta', 'files'];
 

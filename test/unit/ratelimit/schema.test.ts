@@ -4,10 +4,9 @@ import {
   parseRateShorthand,
   rateLimitConfigIssues,
   RateLimitsSchema,
-  RedisSchema,
-  redisTimeoutMs,
   TenantQuotasSchema,
 } from '../../../src/ratelimit/schema.js';
+import { RedisSchema, redisTimeoutMs } from '../../../src/state/schema.js';
 
 describe('parseRateShorthand', () => {
   it('parses N/unit with burst N', () => {

@@ -1,0 +1,162 @@
+import { GatewayError } from '../errors/gateway-error.js';
+import { SESSION_HEADER } from '../mcp/headers.js';
+import { isObject, type JsonObject, type JsonRpcId } from '../mcp/message.js';
+import { GATEWAY_INFO, KIND_INFO, LIST_KINDS, negotiateVersion, type CatalogKind } from '../mcp/protocol.js';
+import { respondAccepted, respondResult, type RespondDecision } from '../request/decision.js';
+import { aggregatedListFilter, checkSessionOwner, serverVisible, sessionSubject } from '../request/guard.js';
+import { gatewaySessionHeader } from '../request/mutations.js';
+import type { Caller, RequestState } from '../request/state.js';
+import type { GatewaySession } from '../sessions/store.js';
+import type { AggregatedContext } from './context.js';
+import { forward, inflightKeyOf, type Routed } from './route.js';
+
+/**
+ * What the aggregated endpoint answers itself: initialize, ping, logging/setLevel, the merged
+ * lists, the notifications it consumes, and DELETE of a session.
+ */
+
+/** A method the gateway answers on its own, from a live session. */
+type Answer = (ctx: AggregatedContext, state: RequestState, session: GatewaySession, id: JsonRpcId, params: JsonObject) => Promise<RespondDecision>;
+
+const ping: Answer = async (_ctx, _state, _session, id) => respondResult(id, {});
+
+const setLogLevel: Answer = async (ctx, _state, session, id, params) => {
+  const level = params['level'];
+  if (typeof level !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: level is required');
+  await ctx.sessions.setLogLevel(session, level);
+  await ctx.upstreamSessions.callAll(ctx.rc, session, 'logging/setLevel', { level });
+  return respondResult(id, {});
+};
+
+function list(kind: CatalogKind): Answer {
+  return async (ctx, state, _session, id, params) => {
+    const merged = await ctx.catalog.list(kind);
+    // Each caller sees only what it may use: filtered at answer time, never cached across callers.
+    const keep = aggregatedListFilter(ctx, state.caller!, kind);
+    const items = keep === null ? merged.items : merged.items.filter((e) => keep(e.server, e.upstreamName));
+    const pageSize = ctx.rc.pageSize;
+    const offset = decodeCursor(params['cursor'], kind);
+    const result: JsonObject = { [KIND_INFO[kind].key]: items.slice(offset, offset + pageSize).map((e) => e.item) };
+    if (offset + pageSize < items.length) result['nextCursor'] = encodeCursor(kind, offset + pageSize);
+    return respondResult(id, result);
+  };
+}
+
+/** Methods the gateway answers itself once a session exists (initialize creates one). */
+export const ANSWERS: ReadonlyMap<string, Answer> = new Map<string, Answer>([
+  ['ping', ping],
+  ['logging/setLevel', setLogLevel],
+  ...[...LIST_KINDS].map(([method, kind]) => [method, list(kind)] as const),
+]);
+
+/** initialize: a new gateway session, with the union of what the visible upstreams offer. */
+export async function initialize(ctx: AggregatedContext, caller: Caller, id: JsonRpcId, params: JsonObject | undefined): Promise<RespondDecision> {
+  const p = params ?? {};
+  const protocolVersion = negotiateVersion(p['protocolVersion']);
+  const visible = ctx.rc.serverList.filter((s) => serverVisible(ctx, caller, s.name));
+  const caps = await Promise.all(visible.map((s) => ctx.catalog.capabilities(s)));
+  const session = await ctx.sessions.create({
+    protocolVersion,
+    clientCapabilities: isObject(p['capabilities']) ? p['capabilities'] : {},
+    clientInfo: isObject(p['clientInfo']) ? p['clientInfo'] : { name: 'unknown', version: '0' },
+    identity: sessionSubject(caller),
+  });
+  return respondResult(
+    id,
+    { protocolVersion, capabilities: unionCapabilities(caps), serverInfo: GATEWAY_INFO },
+    [gatewaySessionHeader(session.id)],
+    'mcpgw_initialize',
+  );
+}
+
+/** The client's session, from its header; unknown, expired and other callers' sessions are all "not found". */
+export async function requireSession(ctx: AggregatedContext, state: RequestState): Promise<GatewaySession> {
+  const id = state.headers.get(SESSION_HEADER);
+  if (id === undefined || id === '') throw new GatewayError('GW_ERR_SESSION_MISSING');
+  const session = await ctx.sessions.get(id);
+  if (session === null) throw new GatewayError('GW_ERR_SESSION_UNKNOWN');
+  checkSessionOwner(ctx, state, state.caller!, session.identity, null);
+  return session;
+}
+
+/** DELETE: ends the client's session and its upstream sessions. */
+export async function deleteSession(ctx: AggregatedContext, state: RequestState): Promise<RespondDecision> {
+  const session = await requireSession(ctx, state);
+  await ctx.sessions.delete(session.id);
+  await ctx.upstreamSessions.terminateAll(ctx.rc, session);
+  return { kind: 'respond', status: 200, headers: [], body: '', details: 'mcpgw_session_deleted' };
+}
+
+const ACCEPTED: Routed = { decision: respondAccepted(), forwarded: null };
+
+/** A client notification: cancellations go to the server running the request, roots changes to every upstream. */
+export async function notification(
+  ctx: AggregatedContext,
+  state: RequestState,
+  session: GatewaySession,
+  method: string,
+  params: JsonObject | undefined,
+  raw: JsonObject,
+): Promise<Routed> {
+  switch (method) {
+    case 'notifications/cancelled': {
+      const name = ctx.inflight.get(inflightKeyOf(session, params?.['requestId']));
+      const server = name === undefined ? undefined : ctx.rc.servers.get(name);
+      if (server === undefined) return ACCEPTED;
+      return forward(ctx, state, session, server, JSON.stringify(raw), null, null);
+    }
+    case 'notifications/roots/list_changed':
+      void ctx.upstreamSessions.broadcast(ctx.rc, session, method, params);
+      return ACCEPTED;
+    default:
+      // notifications/initialized and anything else the gateway itself consumes.
+      return ACCEPTED;
+  }
+}
+
+/** A client's answer to a server→client request: back to the upstream that asked, original id restored. */
+export async function clientResponse(ctx: AggregatedContext, state: RequestState, session: GatewaySession, id: JsonRpcId, raw: JsonObject): Promise<Routed> {
+  const owner = ctx.naming.parseServerRequestId(id);
+  const server = owner === null ? undefined : ctx.rc.servers.get(owner.server);
+  if (owner === null || server === undefined || !serverVisible(ctx, state.caller!, server.name)) {
+    ctx.log.warn({ id: String(id).slice(0, 100) }, 'client answered a request the gateway never sent; dropped');
+    return ACCEPTED;
+  }
+  return forward(ctx, state, session, server, JSON.stringify({ ...raw, id: owner.id }), null, null);
+}
+
+/** Union of the upstreams' capabilities as the gateway offers them on /mcp. */
+function unionCapabilities(caps: readonly (JsonObject | null)[]): JsonObject {
+  const out: JsonObject = {};
+  let subscribe = false;
+  for (const c of caps) {
+    if (c === null) continue;
+    if (isObject(c['tools'])) out['tools'] = {};
+    if (isObject(c['prompts'])) out['prompts'] = {};
+    if (isObject(c['resources'])) {
+      out['resources'] = {};
+      if (c['resources']['subscribe'] === true) subscribe = true;
+    }
+    if (isObject(c['completions'])) out['completions'] = {};
+    if (isObject(c['logging'])) out['logging'] = {};
+  }
+  if (subscribe && isObject(out['resources'])) out['resources'] = { subscribe: true };
+  return out;
+}
+
+function encodeCursor(kind: CatalogKind, offset: number): string {
+  return Buffer.from(JSON.stringify({ k: kind, o: offset })).toString('base64url');
+}
+
+function decodeCursor(cursor: unknown, kind: CatalogKind): number {
+  if (cursor === undefined) return 0;
+  if (typeof cursor === 'string') {
+    try {
+      const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+      if (isObject(v) && v['k'] === kind && Number.isInteger(v['o']) && (v['o'] as number) >= 0) return v['o'] as number;
+    } catch {
+      // fall through to the error below
+    }
+  }
+  throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: unknown cursor');
+}

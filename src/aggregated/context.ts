@@ -1,0 +1,17 @@
+import type { RequestContext } from '../request/context.js';
+import type { SessionStore } from '../sessions/store.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import type { UpstreamSessions } from '../upstream/sessions.js';
+import type { Catalog } from './catalog.js';
+import type { Namespace } from './naming.js';
+
+/** What the aggregated endpoint needs beyond the shared request stages; built once per config. */
+export interface AggregatedContext extends RequestContext {
+  readonly sessions: SessionStore;
+  readonly catalog: Catalog;
+  readonly naming: Namespace;
+  readonly upstream: UpstreamClient;
+  readonly upstreamSessions: UpstreamSessions;
+  /** In-flight client requests: `<session>\n<id>` → server (so a cancellation finds its upstream). */
+  readonly inflight: Map<string, string>;
+}

@@ -1,0 +1,65 @@
+import { GatewayError } from '../errors/gateway-error.js';
+import { PROTOCOL_VERSION_HEADER } from '../mcp/headers.js';
+import { parseMessage } from '../mcp/message.js';
+import { isSupportedVersion } from '../mcp/protocol.js';
+import { accepts, checkPostBody } from '../request/admit.js';
+import type { EndpointHandler } from '../request/endpoint.js';
+import { ADMITTED } from '../request/mutations.js';
+import type { RequestState } from '../request/state.js';
+import { deleteSession } from './answers.js';
+import type { AggregatedContext } from './context.js';
+import { aggregatedResponse } from './response.js';
+import type { Forwarded } from './route.js';
+import { routerFor } from './router.js';
+
+const ALLOW = { allow: 'POST, DELETE' };
+
+/**
+ * `/mcp`: every configured server behind one MCP endpoint, with the gateway's own sessions,
+ * merged lists and prefixed names.
+ */
+export function aggregatedEndpoint(ctx: AggregatedContext, state: RequestState): EndpointHandler {
+  /** What the request phase sent upstream, for the response phases. */
+  let forwarded: Forwarded | null = null;
+  return {
+    async requestHeaders(endOfStream) {
+      checkPostBody(ctx, state, endOfStream);
+      switch (state.method) {
+        case 'POST':
+          break;
+        case 'DELETE':
+          return deleteSession(ctx, state);
+        default:
+          // The server→client GET stream is not offered on the aggregated endpoint: the spec
+          // allows 405, and clients then rely on each POST's own SSE stream.
+          throw new GatewayError('GW_ERR_HTTP_METHOD_NOT_ALLOWED', undefined, { headers: ALLOW });
+      }
+      const h = state.headers;
+      const accept = h.get('accept') ?? '';
+      if (!accepts(accept, 'application/json') || !accepts(accept, 'text/event-stream')) throw new GatewayError('GW_ERR_HTTP_NOT_ACCEPTABLE');
+      if (!/^application\/json\s*(;|$)/i.test(h.get('content-type') ?? '')) throw new GatewayError('GW_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE');
+      const version = h.get(PROTOCOL_VERSION_HEADER);
+      if (version !== undefined && !isSupportedVersion(version)) {
+        throw new GatewayError('GW_ERR_PROTOCOL_VERSION_UNSUPPORTED', `Unsupported MCP-Protocol-Version: ${version}`);
+      }
+      return ADMITTED;
+    },
+
+    async requestBody(body) {
+      if (body.length > ctx.rc.maxBodyBytes) throw new GatewayError('GW_ERR_BODY_TOO_LARGE');
+      const msg = parseMessage(body);
+      state.message = msg;
+      const routed = await routerFor(state)(ctx, state, msg);
+      forwarded = routed.forwarded;
+      return routed.decision;
+    },
+
+    responseHeaders(headers) {
+      return aggregatedResponse(ctx, state, forwarded, headers);
+    },
+
+    end() {
+      if (forwarded?.inflightKey != null) ctx.inflight.delete(forwarded.inflightKey);
+    },
+  };
+}

@@ -1,0 +1,94 @@
+import type { RuntimeServer } from '../config/runtime.js';
+import { isObject, type JsonObject } from '../mcp/message.js';
+import { isEventStream, isJson, messageRewriter } from '../mcp/sse.js';
+import { CONTINUE, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
+import { gatewaySessionHeader, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
+import { envoyFailure } from '../request/outcome.js';
+import type { Headers, RequestState } from '../request/state.js';
+import type { AggregatedContext } from './context.js';
+import { rewriteUpstreamMessage, type RewriteEffects } from './rewrite.js';
+import type { Forwarded } from './route.js';
+
+/** Largest upstream message (SSE event or JSON body) held for renaming; larger ones stream untouched. */
+const MAX_REWRITE_BYTES = 1024 * 1024;
+
+/** JSON results (not SSE) that carry resource URIs to namespace; other JSON results pass untouched. */
+const REWRITTEN_RESULTS: ReadonlySet<string> = new Set(['tools/call', 'resources/read', 'prompts/get']);
+
+/**
+ * The response to a forwarded request: the client sees the gateway's session id, aggregated
+ * names in what the upstream sent, and a JSON-RPC error naming the server when Envoy could not
+ * reach it. An upstream that lost the client's session gets a new one and the request once more.
+ */
+export async function aggregatedResponse(ctx: AggregatedContext, state: RequestState, fwd: Forwarded | null, headers: Headers): Promise<ResponseStep> {
+  if (fwd === null) return { decision: CONTINUE, body: null };
+  const failure = envoyFailure(ctx, fwd.server, headers);
+  if (failure !== null) throw failure;
+  const status = Number(headers.get(':status') ?? '0');
+  if (status === 404 && fwd.upstream.sessionId !== null) return { decision: await replayWithNewSession(ctx, state, fwd), body: null };
+
+  const setHeaders: HeaderSet[] = [gatewaySessionHeader(fwd.session.id)];
+  const ct = headers.get('content-type') ?? '';
+  if (isEventStream(ct) || (isJson(ct) && fwd.requestMethod !== null && REWRITTEN_RESULTS.has(fwd.requestMethod))) {
+    const body = messageRewriter(ct, (d) => rewriteData(ctx, state, fwd, d), MAX_REWRITE_BYTES);
+    return { decision: rewriteResponseBody(setHeaders), body };
+  }
+  return { decision: setResponseHeaders(setHeaders), body: null };
+}
+
+/** One upstream message as text → its aggregated form, or null when nothing changes. */
+function rewriteData(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, data: string): string | null {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(data);
+  } catch {
+    return null;
+  }
+  if (!isObject(msg)) return null;
+  const sent = state.message;
+  if (sent?.kind === 'request' && msg['id'] === sent.id && msg['method'] === undefined) observeResponse(state, msg);
+  const effects: RewriteEffects = {};
+  const changed = rewriteUpstreamMessage(msg, fwd.server.name, fwd.requestMethod, ctx.naming, effects);
+  if (effects.listChanged !== undefined) {
+    ctx.catalog.invalidate(fwd.server.name, effects.listChanged);
+    if (effects.listChanged === 'resources') ctx.catalog.invalidate(fwd.server.name, 'resourceTemplates');
+  }
+  return changed ? JSON.stringify(msg) : null;
+}
+
+/** Notes in the record whether the upstream's answer to the request was an error or a tool error. */
+function observeResponse(state: RequestState, msg: JsonObject): void {
+  const error = msg['error'];
+  if (isObject(error)) {
+    state.status = 'error';
+    state.errorCode = typeof error['code'] === 'number' ? error['code'] : null;
+  } else if (isObject(msg['result']) && msg['result']['isError'] === true) {
+    state.status = 'tool_error';
+  }
+}
+
+/**
+ * The upstream forgot the client's session (restart or expiry): set up a new one and replay the
+ * request once, through the internal listener, with the server's own timeout, answering the
+ * client with what comes back. The reply is read whole (up to `max_buffered_response_bytes`):
+ * Envoy has already committed to the first response, so only a local answer can replace it.
+ */
+async function replayWithNewSession(ctx: AggregatedContext, state: RequestState, fwd: Forwarded): Promise<RespondDecision> {
+  const server: RuntimeServer = fwd.server;
+  ctx.log.info({ server: server.name }, 'upstream lost its session; re-initialising and retrying once');
+  const fresh = await ctx.upstreamSessions.renew(fwd.session, server, fwd.upstream);
+  const reply = await ctx.upstream.post(server, fwd.body, {
+    sessionId: fresh.sessionId,
+    protocolVersion: fresh.protocolVersion,
+    timeoutMs: server.replayTimeoutMs,
+    maxBytes: ctx.rc.maxBufferedResponseBytes,
+  });
+  let body = reply.body;
+  if (isEventStream(reply.contentType) || (isJson(reply.contentType) && fwd.requestMethod !== null)) {
+    const rewriter = messageRewriter(reply.contentType, (d) => rewriteData(ctx, state, fwd, d), MAX_REWRITE_BYTES);
+    if (rewriter !== null) body = rewriter.push(Buffer.from(body), true).toString('utf8');
+  }
+  const headers: HeaderSet[] = [gatewaySessionHeader(fwd.session.id)];
+  if (reply.contentType !== '') headers.push({ key: 'content-type', value: reply.contentType });
+  return { kind: 'respond', status: reply.status, headers, body, details: 'mcpgw_upstream_session_renewed' };
+}

@@ -1,0 +1,97 @@
+import { isObject, type JsonObject } from '../mcp/message.js';
+import type { Namespace } from './naming.js';
+
+/** List-changed notifications and the catalog kind each one invalidates. */
+export const LIST_CHANGED = {
+  'notifications/tools/list_changed': 'tools',
+  'notifications/prompts/list_changed': 'prompts',
+  'notifications/resources/list_changed': 'resources',
+} as const;
+
+/** What one upstream message needs from the caller besides its own rewrite. */
+export interface RewriteEffects {
+  /** The upstream said a list changed: drop that catalog. */
+  listChanged?: 'tools' | 'prompts' | 'resources';
+}
+
+/**
+ * Rewrites, in place, one message that an upstream sent on the aggregated endpoint so that the
+ * client sees only aggregated names:
+ * - server→client requests get an id that carries the server (answers find their way back);
+ * - resource URIs in results and `notifications/resources/updated` are namespaced;
+ * Returns whether anything changed, so unchanged messages are never re-serialised.
+ */
+export function rewriteUpstreamMessage(
+  msg: JsonObject,
+  server: string,
+  requestMethod: string | null,
+  ns: Namespace,
+  effects: RewriteEffects,
+): boolean {
+  const method = msg['method'];
+  if (typeof method === 'string') {
+    const id = msg['id'];
+    if (typeof id === 'string' || typeof id === 'number') {
+      msg['id'] = ns.qualifyServerRequestId(server, id);
+      return true;
+    }
+    if (method in LIST_CHANGED) effects.listChanged = LIST_CHANGED[method as keyof typeof LIST_CHANGED];
+    if (method === 'notifications/resources/updated') {
+      const params = msg['params'];
+      if (isObject(params) && typeof params['uri'] === 'string') {
+        params['uri'] = ns.qualifyUri(server, params['uri']);
+        return true;
+      }
+    }
+    return false;
+  }
+  const result = msg['result'];
+  if (!isObject(result) || requestMethod === null) return false;
+  switch (requestMethod) {
+    case 'tools/call':
+      return rewriteContentList(result['content'], server, ns);
+    case 'resources/read':
+      return rewriteUris(result['contents'], server, ns);
+    case 'prompts/get': {
+      const messages = result['messages'];
+      if (!Array.isArray(messages)) return false;
+      let changed = false;
+      for (const m of messages) if (isObject(m) && rewriteContent(m['content'], server, ns)) changed = true;
+      return changed;
+    }
+    default:
+      return false;
+  }
+}
+
+function rewriteContentList(content: unknown, server: string, ns: Namespace): boolean {
+  if (!Array.isArray(content)) return false;
+  let changed = false;
+  for (const c of content) if (rewriteContent(c, server, ns)) changed = true;
+  return changed;
+}
+
+function rewriteContent(c: unknown, server: string, ns: Namespace): boolean {
+  if (!isObject(c)) return false;
+  if (c['type'] === 'resource_link' && typeof c['uri'] === 'string') {
+    c['uri'] = ns.qualifyUri(server, c['uri']);
+    return true;
+  }
+  if (c['type'] === 'resource' && isObject(c['resource']) && typeof c['resource']['uri'] === 'string') {
+    c['resource']['uri'] = ns.qualifyUri(server, c['resource']['uri']);
+    return true;
+  }
+  return false;
+}
+
+function rewriteUris(list: unknown, server: string, ns: Namespace): boolean {
+  if (!Array.isArray(list)) return false;
+  let changed = false;
+  for (const r of list) {
+    if (isObject(r) && typeof r['uri'] === 'string') {
+      r['uri'] = ns.qualifyUri(server, r['uri']);
+      changed = true;
+    }
+  }
+  return changed;
+}

@@ -1,0 +1,153 @@
+import type { RuntimeServer } from '../config/runtime.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import { isObject, type JsonObject, type JsonRpcMessage } from '../mcp/message.js';
+import type { Decision } from '../request/decision.js';
+import { checkNameAccess, checkServerAccess } from '../request/guard.js';
+import { limitRequest } from '../request/limit.js';
+import { routeToServer, withTraceMeta } from '../request/mutations.js';
+import type { Caller, RequestState } from '../request/state.js';
+import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
+import type { AggregatedContext } from './context.js';
+
+/** A request the aggregated endpoint sent upstream: what its response phases need to know. */
+export interface Forwarded {
+  readonly session: GatewaySession;
+  readonly server: RuntimeServer;
+  readonly upstream: UpstreamSession;
+  /** The body sent upstream (kept for the one replay after an upstream forgets its session). */
+  readonly body: string;
+  /** The JSON-RPC method of a forwarded request (null for notifications and client answers). */
+  readonly requestMethod: string | null;
+  /** Entry in the in-flight map, released when the request ends. */
+  readonly inflightKey: string | null;
+}
+
+/** The outcome of a message's request phase on the aggregated endpoint. */
+export interface Routed {
+  readonly decision: Decision;
+  /** Set when the message goes upstream. */
+  readonly forwarded: Forwarded | null;
+}
+
+/** Where a routed request goes, with its params in the upstream's own names. */
+interface Resolved {
+  readonly server: RuntimeServer;
+  readonly params: JsonObject;
+  /** The upstream's tool name (tools/call only). */
+  readonly tool: string | null;
+}
+
+/** Finds the server that owns what a request names and checks the caller may use it. */
+type Resolver = (ctx: AggregatedContext, state: RequestState, caller: Caller, params: JsonObject) => Promise<Resolved>;
+
+/** tools/call and prompts/get: by the prefixed name; a forbidden name looks exactly like a missing one. */
+function byName(kind: 'tools' | 'prompts'): Resolver {
+  const code = kind === 'tools' ? 'GW_ERR_TOOL_UNKNOWN' : 'GW_ERR_PROMPT_UNKNOWN';
+  const label = kind === 'tools' ? 'Unknown tool' : 'Unknown prompt';
+  return async (ctx, state, caller, params) => {
+    const name = params['name'];
+    if (typeof name !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: name is required');
+    const absent = (): GatewayError => new GatewayError(code, `${label}: ${name}`);
+    const owned = ctx.naming.parseName(name);
+    const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
+    if (owned === null || server === undefined) throw absent();
+    checkServerAccess(ctx, state, caller, server.name, absent);
+    checkNameAccess(ctx, state, caller, kind, server.name, owned.name, absent);
+    if (!(await ctx.catalog.has(server, kind, owned.name))) throw absent();
+    return { server, params: { ...params, name: owned.name }, tool: kind === 'tools' ? owned.name : null };
+  };
+}
+
+/** resources/read, subscribe and unsubscribe: by the namespaced URI. */
+const byUri: Resolver = async (ctx, state, caller, params) => {
+  const uri = params['uri'];
+  if (typeof uri !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: uri is required');
+  const absent = (): GatewayError => new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
+  const owned = ctx.naming.parseUri(uri);
+  const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
+  if (owned === null || server === undefined) throw absent();
+  checkServerAccess(ctx, state, caller, server.name, absent);
+  checkNameAccess(ctx, state, caller, 'resources', server.name, owned.name, absent);
+  return { server, params: { ...params, uri: owned.name }, tool: null };
+};
+
+/** completion/complete: by the prompt name or resource-template URI it refers to. */
+const byReference: Resolver = async (ctx, state, caller, params) => {
+  const ref = params['ref'];
+  if (!isObject(ref)) throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: ref is required');
+  const byPrompt = ref['type'] === 'ref/prompt';
+  const key = byPrompt ? 'name' : 'uri';
+  const value = ref[key];
+  const absent = (): GatewayError => new GatewayError('GW_ERR_PARAMS_INVALID', `Invalid params: unknown reference ${String(value)}`);
+  const owned = typeof value === 'string' ? (byPrompt ? ctx.naming.parseName(value) : ctx.naming.parseUri(value)) : null;
+  const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
+  if (owned === null || server === undefined) throw absent();
+  checkServerAccess(ctx, state, caller, server.name, absent);
+  checkNameAccess(ctx, state, caller, byPrompt ? 'prompts' : 'resourceTemplates', server.name, owned.name, absent);
+  return { server, params: { ...params, ref: { ...ref, [key]: owned.name } }, tool: null };
+};
+
+/** Request methods routed to the server that owns the named entity, and how each finds it. */
+const RESOLVERS: ReadonlyMap<string, Resolver> = new Map([
+  ['tools/call', byName('tools')],
+  ['prompts/get', byName('prompts')],
+  ['resources/read', byUri],
+  ['resources/subscribe', byUri],
+  ['resources/unsubscribe', byUri],
+  ['completion/complete', byReference],
+]);
+
+/** Whether a request method is routed to one server (rather than answered by the gateway). */
+export function isRouted(method: string): boolean {
+  return RESOLVERS.has(method);
+}
+
+/** Resolves a routed request to its server, applies its limits and sends it there. */
+export async function routeRequest(
+  ctx: AggregatedContext,
+  state: RequestState,
+  session: GatewaySession,
+  msg: Extract<JsonRpcMessage, { kind: 'request' }>,
+): Promise<Routed> {
+  const resolve = RESOLVERS.get(msg.method)!;
+  let resolved: Resolved;
+  try {
+    resolved = await resolve(ctx, state, state.caller!, msg.params ?? {});
+  } catch (err) {
+    // Calls to names that do not resolve still spend budget: probing must not be free.
+    await limitRequest(ctx, state, { server: null, tool: null, method: msg.method });
+    throw err;
+  }
+  state.tool = resolved.tool;
+  state.limitHeaders = await limitRequest(ctx, state, { server: resolved.server.name, tool: resolved.tool, method: msg.method });
+  const inflightKey = inflightKeyOf(session, msg.id);
+  ctx.inflight.set(inflightKey, resolved.server.name);
+  const body = JSON.stringify({ ...msg.raw, params: withTraceMeta(state, resolved.params) });
+  try {
+    return await forward(ctx, state, session, resolved.server, body, msg.method, inflightKey);
+  } catch (err) {
+    ctx.inflight.delete(inflightKey);
+    throw err;
+  }
+}
+
+/** The in-flight key of a client request, so a later cancellation finds the server running it. */
+export function inflightKeyOf(session: GatewaySession, id: unknown): string {
+  return `${session.id}\n${JSON.stringify(id)}`;
+}
+
+/** Points Envoy at the server's route with the client's upstream session and the rewritten body. */
+export async function forward(
+  ctx: AggregatedContext,
+  state: RequestState,
+  session: GatewaySession,
+  server: RuntimeServer,
+  body: string,
+  requestMethod: string | null,
+  inflightKey: string | null,
+): Promise<Routed> {
+  state.server = server.name;
+  const upstream = await ctx.upstreamSessions.get(session, server);
+  const decision = routeToServer(ctx, state, { server, sessionId: upstream.sessionId, protocolVersion: upstream.protocolVersion }, body);
+  return { decision, forwarded: { session, server, upstream, body, requestMethod, inflightKey } };
+}

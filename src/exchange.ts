@@ -1,0 +1,171 @@
+import type { AggregatedContext } from './aggregated/context.js';
+import { aggregatedEndpoint } from './aggregated/endpoint.js';
+import { passthroughEndpoint, type PassthroughContext } from './passthrough/endpoint.js';
+import { admit, authenticate } from './request/admit.js';
+import { CONTINUE, respondError, type BodyRewriter, type Decision, type RespondDecision, type ResponseStep } from './request/decision.js';
+import type { EndpointHandler } from './request/endpoint.js';
+import { withLimitHeaders } from './request/mutations.js';
+import { accessLogMetadata, clientError, recordOperation } from './request/outcome.js';
+import { newRequestState, requestId, type Headers, type RequestState } from './request/state.js';
+import { traceFrom } from './observability/trace.js';
+import { GatewayError } from './errors/gateway-error.js';
+
+/** Everything the request path shares: what both endpoints and the shared stages need. */
+export interface GatewayContext extends AggregatedContext, PassthroughContext {}
+
+/** What the exchange may ask of the ext_proc stream besides replies. */
+export interface StreamControl {
+  /** Asks Envoy to wait up to `ms` for the reply to the message being processed (once per message). */
+  extendTimeout(ms: number): void;
+}
+
+/**
+ * One HTTP request through the gateway, driven phase by phase by its ext_proc stream. It picks
+ * the endpoint once, at request headers, runs that endpoint's phases, and owns what every request
+ * shares: failures rendered as JSON-RPC errors, the `RateLimit-*` headers on the response, the
+ * access-log metadata, the processor's deadline per message, and the operation record when the
+ * request ends. Pass-through by default: anything not configured costs nothing.
+ */
+export class Exchange {
+  private state: RequestState | null = null;
+  private endpoint: EndpointHandler | null = null;
+  private body: BodyRewriter | null = null;
+  private finished = false;
+
+  constructor(
+    private readonly ctx: GatewayContext,
+    private readonly stream: StreamControl,
+    /** Envoy's own span context for this request, when Envoy traces. */
+    private readonly envoyTraceparent?: string,
+  ) {}
+
+  async onRequestHeaders(headers: Headers, endOfStream: boolean): Promise<Decision> {
+    const state = newRequestState(headers, traceFrom(headers.get('traceparent') ?? this.envoyTraceparent, headers.get('tracestate')), performance.now());
+    this.state = state;
+    const d = await this.settle(state, async () => {
+      const to = admit(this.ctx, headers, state.method);
+      if (to.endpoint === 'answered') return to.decision;
+      state.endpoint = to.endpoint;
+      state.caller = await authenticate(this.ctx, state, to.endpoint === 'passthrough' ? to.server.name : null);
+      this.endpoint = to.endpoint === 'aggregated' ? aggregatedEndpoint(this.ctx, state) : passthroughEndpoint(this.ctx, state, to.server);
+      return this.endpoint.requestHeaders(endOfStream);
+    });
+    // A request without a body has no later request phase to carry the access-log metadata.
+    return endOfStream && d.kind === 'continue' ? { ...d, metadata: accessLogMetadata(this.ctx, state) } : d;
+  }
+
+  async onRequestBody(body: Buffer): Promise<Decision> {
+    const state = this.started();
+    state.requestBytes = body.length;
+    const d = await this.settle(state, () => this.routed().requestBody(body));
+    return { ...d, metadata: accessLogMetadata(this.ctx, state) };
+  }
+
+  async onResponseHeaders(headers: Headers): Promise<Decision> {
+    const state = this.started();
+    state.httpStatus = Number(headers.get(':status') ?? '0');
+    let step: ResponseStep | null = null;
+    const d = await this.settle(state, async () => {
+      step = this.endpoint === null ? { decision: CONTINUE, body: null } : await this.endpoint.responseHeaders(headers);
+      return step.decision;
+    });
+    if (d.kind === 'respond') return d;
+    const body = (step as ResponseStep | null)?.body ?? null;
+    if (body === null) this.finish(state);
+    else this.body = body;
+    return state.limitHeaders === null ? d : withLimitHeaders(d, state.limitHeaders);
+  }
+
+  /** Rewrites one response chunk; failures here pass the chunk through (the response has started). */
+  onResponseBody(chunk: Buffer, endOfStream: boolean): Decision {
+    const rw = this.body;
+    if (rw === null) return CONTINUE;
+    let out: Buffer;
+    try {
+      out = rw.push(chunk, endOfStream);
+    } catch (err) {
+      this.ctx.log.error({ err }, 'response rewrite failed; passing the rest through');
+      this.body = null;
+      return CONTINUE;
+    }
+    if (endOfStream && this.state !== null) this.finish(this.state);
+    return out.equals(chunk) ? CONTINUE : { kind: 'continue', body: out };
+  }
+
+  /** The gRPC stream ended; an operation still open was cut short (client gone, reset). */
+  done(): void {
+    const state = this.state;
+    if (state === null || this.finished) return;
+    state.status = 'cancelled';
+    this.finish(state);
+  }
+
+  private started(): RequestState {
+    if (this.state === null) throw new Error('ext_proc phase before request headers');
+    return this.state;
+  }
+
+  private routed(): EndpointHandler {
+    if (this.endpoint === null) throw new Error('ext_proc body phase for a request that was answered at its headers');
+    return this.endpoint;
+  }
+
+  /**
+   * Runs a phase under the processor's deadline. A phase still working when Envoy's message
+   * timeout nears asks Envoy for more time, once, up to the most the config allows; one that
+   * outlasts even that is answered with a timeout error rather than left to Envoy's bare 504.
+   * A local answer, or a failure rendered as one, ends the operation.
+   */
+  private async settle(state: RequestState, phase: () => Promise<Decision>): Promise<Decision> {
+    let d: Decision;
+    try {
+      d = await this.withDeadline(phase());
+    } catch (err) {
+      d = this.fail(state, err);
+    }
+    if (d.kind === 'respond') {
+      if (state.limitHeaders !== null) d = withLimitHeaders(d, state.limitHeaders) as RespondDecision;
+      state.httpStatus = d.status;
+      if (d.errorCode !== undefined) {
+        state.status = 'error';
+        state.errorCode = d.errorCode;
+      }
+      this.finish(state);
+    }
+    return d;
+  }
+
+  private withDeadline(work: Promise<Decision>): Promise<Decision> {
+    const { extendAfterMs, extendToMs, deadlineMs } = this.ctx.rc.extProc;
+    return new Promise<Decision>((resolve, reject) => {
+      let timer: NodeJS.Timeout = setTimeout(() => {
+        this.stream.extendTimeout(extendToMs);
+        timer = setTimeout(() => reject(new GatewayError('GW_ERR_UPSTREAM_TIMEOUT', 'Upstream server timed out: the gateway stopped waiting')), deadlineMs - extendAfterMs);
+      }, extendAfterMs);
+      work.then(
+        (d) => {
+          clearTimeout(timer);
+          resolve(d);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  private fail(state: RequestState, err: unknown): RespondDecision {
+    const gw = clientError(err);
+    if (gw.code === 'GW_ERR_INTERNAL') this.ctx.log.error({ err }, 'internal error on the request path');
+    return respondError(gw, requestId(state));
+  }
+
+  /** Ends the operation once: releases what the endpoint held, records metrics and the log line. */
+  private finish(state: RequestState): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.endpoint?.end();
+    recordOperation(this.ctx, state, performance.now());
+  }
+}

@@ -1,0 +1,53 @@
+import type { ContinueDecision, Decision, HeaderSet } from '../request/decision.js';
+import { METADATA_NAMESPACE } from '../envoy/contract.js';
+import type { ProcessingResponseMsg } from './proto.js';
+
+type Phase = 'request_headers' | 'response_headers' | 'request_body' | 'response_body';
+
+function headerOption(h: HeaderSet): Record<string, unknown> {
+  return { header: { key: h.key, raw_value: Buffer.from(h.value) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
+}
+
+function metadataStruct(md: Readonly<Record<string, string>>): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(md)) fields[k] = { stringValue: v };
+  return { fields: { [METADATA_NAMESPACE]: { structValue: { fields } } } };
+}
+
+function common(d: ContinueDecision, phase: Phase): Record<string, unknown> | undefined {
+  const out: Record<string, unknown> = {};
+  if ((d.setHeaders?.length ?? 0) > 0 || (d.removeHeaders?.length ?? 0) > 0) {
+    out['header_mutation'] = {
+      set_headers: (d.setHeaders ?? []).map(headerOption),
+      remove_headers: d.removeHeaders ?? [],
+    };
+  }
+  if (d.body !== undefined) {
+    out['body_mutation'] = d.body.length === 0 ? { clear_body: true } : { body: d.body };
+  }
+  if (d.clearRouteCache === true && phase.startsWith('request')) out['clear_route_cache'] = true;
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
+/** Renders a decision as the ProcessingResponse for the phase it answers. */
+export function toProcessingResponse(d: Decision, phase: Phase): ProcessingResponseMsg {
+  if (d.kind === 'respond') {
+    const res: ProcessingResponseMsg = {
+      immediate_response: {
+        status: { code: d.status },
+        headers: { set_headers: d.headers.map(headerOption) },
+        body: Buffer.from(d.body),
+        details: d.details,
+      },
+    };
+    if (d.metadata !== undefined) res['dynamic_metadata'] = metadataStruct(d.metadata);
+    return res;
+  }
+  const response = common(d, phase);
+  const res: ProcessingResponseMsg = { [phase]: response === undefined ? {} : { response } };
+  if (d.responseBodyMode !== undefined && phase.endsWith('headers')) {
+    res['mode_override'] = { response_body_mode: d.responseBodyMode };
+  }
+  if (d.metadata !== undefined) res['dynamic_metadata'] = metadataStruct(d.metadata);
+  return res;
+}

@@ -1,0 +1,44 @@
+import { createRequire } from 'node:module';
+
+/** Protocol revisions the gateway speaks to clients, newest first. */
+export const SUPPORTED_PROTOCOL_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'] as const;
+
+/** What the gateway offers when a client asks for a revision it does not know. */
+export const LATEST_PROTOCOL_VERSION = SUPPORTED_PROTOCOL_VERSIONS[0];
+
+/** The revision assumed when a request carries no MCP-Protocol-Version header (spec: 2025-03-26). */
+export const DEFAULT_PROTOCOL_VERSION = '2025-03-26';
+
+const SUPPORTED: ReadonlySet<string> = new Set(SUPPORTED_PROTOCOL_VERSIONS);
+
+/** True if the gateway speaks this revision. */
+export function isSupportedVersion(v: string): boolean {
+  return SUPPORTED.has(v);
+}
+
+/** Picks the revision to answer an initialize with. */
+export function negotiateVersion(requested: unknown): string {
+  return typeof requested === 'string' && SUPPORTED.has(requested) ? requested : LATEST_PROTOCOL_VERSION;
+}
+
+/** Catalog kinds the gateway aggregates. */
+export type CatalogKind = 'tools' | 'prompts' | 'resources' | 'resourceTemplates';
+
+/** The list method behind each catalog kind, its result key, the capability that gates it and the field naming an entry. */
+export const KIND_INFO = {
+  tools: { method: 'tools/list', key: 'tools', capability: 'tools', idField: 'name' },
+  prompts: { method: 'prompts/list', key: 'prompts', capability: 'prompts', idField: 'name' },
+  resources: { method: 'resources/list', key: 'resources', capability: 'resources', idField: 'uri' },
+  resourceTemplates: { method: 'resources/templates/list', key: 'resourceTemplates', capability: 'resources', idField: 'uriTemplate' },
+} as const satisfies Record<CatalogKind, { method: string; key: string; capability: string; idField: string }>;
+
+/** Every catalog kind, in the order lists are fetched. */
+export const CATALOG_KINDS: readonly CatalogKind[] = ['tools', 'prompts', 'resources', 'resourceTemplates'];
+
+/** List methods and the catalog kind each one lists. */
+export const LIST_KINDS: ReadonlyMap<string, CatalogKind> = new Map(CATALOG_KINDS.map((k) => [KIND_INFO[k].method, k]));
+
+const pkg = createRequire(import.meta.url)('../../../package.json') as { name: string; version: string };
+
+/** The gateway's serverInfo / clientInfo. */
+export const GATEWAY_INFO = Object.freeze({ name: 'mcp-gateway', version: pkg.version });

@@ -1,0 +1,119 @@
+import type { RuntimeServer } from '../config/runtime.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import { ERROR_TABLE } from '../errors/codes.js';
+import { SESSION_HEADER } from '../mcp/headers.js';
+import { errorBody, parseMessage, type JsonObject } from '../mcp/message.js';
+import { LIST_KINDS, type CatalogKind } from '../mcp/protocol.js';
+import { messageRewriter } from '../mcp/sse.js';
+import { checkPostBody } from '../request/admit.js';
+import type { RequestContext } from '../request/context.js';
+import { CONTINUE, type ResponseStep } from '../request/decision.js';
+import type { EndpointHandler } from '../request/endpoint.js';
+import { checkNameAccess, checkServerAccess, checkSessionOwner, filterListMessage, filtersLists, sessionSubject } from '../request/guard.js';
+import { limitRequest } from '../request/limit.js';
+import { passthroughRequest, replaceRequestBody, rewriteResponseBody, withTraceMeta } from '../request/mutations.js';
+import { envoyFailure } from '../request/outcome.js';
+import { requestId, type Caller, type Headers, type RequestState } from '../request/state.js';
+import type { SessionStore } from '../sessions/store.js';
+
+/** What the passthrough endpoint needs beyond the shared request stages. */
+export interface PassthroughContext extends RequestContext {
+  /** Where passthrough sessions are bound to the identity that created them. */
+  readonly sessions: SessionStore;
+}
+
+/**
+ * `/servers/<name>/mcp`: one server, its own names and sessions, as if the client spoke to it
+ * directly, with the gateway's identity, policy, limits, credentials and trace context applied.
+ */
+export function passthroughEndpoint(ctx: PassthroughContext, state: RequestState, server: RuntimeServer): EndpointHandler {
+  const caller = state.caller!;
+  /** A list request whose response policy must filter. */
+  let filteredList: CatalogKind | null = null;
+  return {
+    async requestHeaders(endOfStream) {
+      checkServerAccess(ctx, state, caller, server.name, null);
+      await checkSession(ctx, state, caller, server);
+      state.server = server.name;
+      checkPostBody(ctx, state, endOfStream);
+      return passthroughRequest(ctx, state, server);
+    },
+
+    async requestBody(body) {
+      if (body.length > ctx.rc.maxBodyBytes) throw new GatewayError('GW_ERR_BODY_TOO_LARGE');
+      const msg = parseMessage(body);
+      state.message = msg;
+      if (msg.kind !== 'request') return CONTINUE;
+      if (msg.method === 'tools/call' && typeof msg.params?.['name'] === 'string') state.tool = msg.params['name'];
+      filteredList = checkPolicy(ctx, state, caller, server, msg.method, msg.params);
+      state.limitHeaders = await limitRequest(ctx, state, { server: server.name, tool: state.tool, method: msg.method });
+      return replaceRequestBody(JSON.stringify({ ...msg.raw, params: withTraceMeta(state, msg.params) }));
+    },
+
+    async responseHeaders(headers) {
+      const failure = envoyFailure(ctx, server, headers);
+      if (failure !== null) throw failure;
+      await bindSession(ctx, state, caller, server, headers);
+      return filteredList === null ? { decision: CONTINUE, body: null } : filterList(ctx, state, caller, server, filteredList, headers);
+    },
+
+    end() {},
+  };
+}
+
+/**
+ * Passthrough sessions are the upstream's own, but bound like gateway sessions (when auth is
+ * configured): another identity's session, or one the gateway never saw created, is unknown.
+ */
+async function checkSession(ctx: PassthroughContext, state: RequestState, caller: Caller, server: RuntimeServer): Promise<void> {
+  if (!ctx.guard.auth.enabled) return;
+  const id = state.headers.get(SESSION_HEADER);
+  if (id === undefined || id === '') return;
+  const owner = await ctx.sessions.passthroughOwner(server.name, id);
+  if (owner === undefined) throw new GatewayError('GW_ERR_SESSION_UNKNOWN');
+  checkSessionOwner(ctx, state, caller, owner, server.name);
+}
+
+/** A session an upstream just created on passthrough is bound to the caller that created it. */
+async function bindSession(ctx: PassthroughContext, state: RequestState, caller: Caller, server: RuntimeServer, headers: Headers): Promise<void> {
+  if (!ctx.guard.auth.enabled) return;
+  const id = headers.get(SESSION_HEADER);
+  if (id === undefined || id === '' || id === state.headers.get(SESSION_HEADER)) return;
+  await ctx.sessions.bindPassthrough(server.name, id, sessionSubject(caller));
+}
+
+/**
+ * Per-name policy on passthrough: names are the upstream's own, so checks run on them directly.
+ * Returns the catalog kind of a list request whose response must be filtered.
+ */
+function checkPolicy(ctx: RequestContext, state: RequestState, caller: Caller, server: RuntimeServer, method: string, params: JsonObject | undefined): CatalogKind | null {
+  if (!ctx.guard.filtersNames && !ctx.guard.auditing) return null;
+  const listKind = LIST_KINDS.get(method);
+  if (listKind !== undefined) return filtersLists(ctx) ? listKind : null;
+  const name = params?.['name'];
+  const uri = params?.['uri'];
+  if ((method === 'tools/call' || method === 'prompts/get') && typeof name === 'string') {
+    const tool = method === 'tools/call';
+    const absent = (): GatewayError => new GatewayError(tool ? 'GW_ERR_TOOL_UNKNOWN' : 'GW_ERR_PROMPT_UNKNOWN', `${tool ? 'Unknown tool' : 'Unknown prompt'}: ${name}`);
+    checkNameAccess(ctx, state, caller, tool ? 'tools' : 'prompts', server.name, name, absent);
+  } else if (method.startsWith('resources/') && typeof uri === 'string') {
+    checkNameAccess(ctx, state, caller, 'resources', server.name, uri, () => new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } }));
+  }
+  return null;
+}
+
+/**
+ * A list response leaves out what the caller may not use. It fails closed: a response too large
+ * to hold and check whole becomes a JSON-RPC error for the list request, never an unfiltered list.
+ */
+function filterList(ctx: RequestContext, state: RequestState, caller: Caller, server: RuntimeServer, kind: CatalogKind, headers: Headers): ResponseStep {
+  const limit = ctx.rc.maxBufferedResponseBytes;
+  const tooLarge = ERROR_TABLE.GW_ERR_UPSTREAM_TOO_LARGE;
+  const refuse = (): string => {
+    state.status = 'error';
+    state.errorCode = 'GW_ERR_UPSTREAM_TOO_LARGE';
+    return errorBody(requestId(state), tooLarge.jsonrpc, `${tooLarge.message}: ${server.name} sent a list over ${limit} bytes`);
+  };
+  const body = messageRewriter(headers.get('content-type') ?? '', (d) => filterListMessage(ctx, caller, server.name, kind, d), limit, refuse);
+  return body === null ? { decision: CONTINUE, body: null } : { decision: rewriteResponseBody([]), body };
+}

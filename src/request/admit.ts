@@ -1,0 +1,74 @@
+import { authFailureOf, type Identity } from '../auth/identity.js';
+import type { RuntimeServer } from '../config/runtime.js';
+import { AGGREGATED_PATH } from '../config/runtime.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import type { RequestContext } from './context.js';
+import type { RespondDecision } from './decision.js';
+import { auditAuthFailure, resolveTenant } from './guard.js';
+import type { Caller, Headers, RequestState } from './state.js';
+
+/** Where an admitted request goes. */
+export type Destination =
+  | { readonly endpoint: 'aggregated' }
+  | { readonly endpoint: 'passthrough'; readonly server: RuntimeServer }
+  /** Answered at once (public documents such as RFC 9728 metadata). */
+  | { readonly endpoint: 'answered'; readonly decision: RespondDecision };
+
+/**
+ * The first look at a request: Host and Origin (DNS-rebinding protection), then the path picks
+ * the endpoint. Throws the error to answer with.
+ */
+export function admit(ctx: RequestContext, headers: Headers, method: string): Destination {
+  const rc = ctx.rc;
+  if (rc.hostAllowed !== null && !rc.hostAllowed(headers.get(':authority') ?? '')) throw new GatewayError('GW_ERR_HTTP_BAD_HOST');
+  const origin = headers.get('origin');
+  if (origin !== undefined && !rc.originAllowed(origin)) throw new GatewayError('GW_ERR_HTTP_BAD_ORIGIN');
+
+  const rawPath = headers.get(':path') ?? '/';
+  const q = rawPath.indexOf('?');
+  const path = q < 0 ? rawPath : rawPath.slice(0, q);
+  if (path === AGGREGATED_PATH) return { endpoint: 'aggregated' };
+  const server = rc.passthroughPaths.get(path);
+  if (server !== undefined) return { endpoint: 'passthrough', server };
+  // RFC 9728 protected-resource metadata is public: served before authentication.
+  const meta = ctx.guard.auth.resource?.respond(path, method) ?? null;
+  if (meta !== null) {
+    const headers = Object.entries(meta.headers).map(([key, value]) => ({ key, value }));
+    return { endpoint: 'answered', decision: { kind: 'respond', status: meta.status, headers, body: meta.body, details: 'mcpgw_resource_metadata' } };
+  }
+  throw new GatewayError('GW_ERR_HTTP_NOT_FOUND', `Not Found: ${path}`);
+}
+
+/**
+ * Authenticates the caller and resolves its tenant (cheap when neither is configured). Failures
+ * are audited and metered; `server` names the passthrough server the request was for, if any.
+ */
+export async function authenticate(ctx: RequestContext, state: RequestState, server: string | null): Promise<Caller> {
+  let identity: Identity;
+  try {
+    identity = await ctx.guard.auth.authenticate(state.headers);
+  } catch (err) {
+    const failure = authFailureOf(err);
+    if (failure !== null) auditAuthFailure(ctx, state, failure, server);
+    throw err;
+  }
+  return resolveTenant(ctx, state, identity);
+}
+
+/** A POST must announce a body the gateway accepts, and have one. */
+export function checkPostBody(ctx: RequestContext, state: RequestState, endOfStream: boolean): void {
+  if (state.method !== 'POST') return;
+  const len = Number(state.headers.get('content-length') ?? '0');
+  if (len > ctx.rc.maxBodyBytes) throw new GatewayError('GW_ERR_BODY_TOO_LARGE');
+  if (endOfStream) throw new GatewayError('GW_ERR_PARSE', 'Parse error: empty body');
+}
+
+/** Whether an Accept header admits a media type (wildcards included). */
+export function accepts(accept: string, type: string): boolean {
+  const [major] = type.split('/');
+  for (const part of accept.split(',')) {
+    const media = part.split(';')[0]!.trim().toLowerCase();
+    if (media === type || media === '*/*' || media === `${major}/*`) return true;
+  }
+  return false;
+}

@@ -1,0 +1,37 @@
+import type { Logger } from 'pino';
+import type { Authenticator } from '../auth/identity.js';
+import type { UpstreamCredentials } from '../auth/upstream-credentials.js';
+import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { OperationObserver } from '../observability/operations.js';
+import type { AccessControl } from '../policy/access.js';
+import type { TenantDirectory } from '../policy/tenants.js';
+import type { Limiter } from '../ratelimit/limiter.js';
+
+/** Identity, tenancy and access policy, compiled once per config. */
+export interface Guard {
+  readonly auth: Authenticator;
+  readonly tenants: TenantDirectory;
+  readonly access: AccessControl;
+  readonly credentials: UpstreamCredentials;
+  /** Whether per-name rules (policies, blocked_tools) exist, so lists need filtering per caller. */
+  readonly filtersNames: boolean;
+  /** Whether access decisions are written as audit lines (any identity or policy feature configured). */
+  readonly auditing: boolean;
+}
+
+/** What the shared request stages need; built once per loaded config. */
+export interface RequestContext {
+  readonly rc: RuntimeConfig;
+  readonly guard: Guard;
+  readonly limiter: Limiter;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly observer: OperationObserver;
+  /** Debug option: tools/call arguments go into operation log lines. */
+  readonly logArguments: boolean;
+  /** Whether a tool name is in a server's catalog (no I/O), so metric labels stay bounded. */
+  readonly knownTool: (server: string, tool: string) => boolean;
+  /** A routed request found a server unreachable: stop offering it until it answers again. */
+  readonly reportUnreachable: (server: RuntimeServer) => void;
+}

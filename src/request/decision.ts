@@ -1,0 +1,81 @@
+import type { GatewayError } from '../errors/gateway-error.js';
+import { errorBody, resultBody, type JsonRpcId } from '../mcp/message.js';
+
+/** A header to set on the request or response. */
+export interface HeaderSet {
+  readonly key: string;
+  readonly value: string;
+}
+
+/** Let the message continue, optionally changed. */
+export interface ContinueDecision {
+  readonly kind: 'continue';
+  readonly setHeaders?: readonly HeaderSet[];
+  readonly removeHeaders?: readonly string[];
+  /** Replacement body (request: whole buffered body; response: this chunk). */
+  readonly body?: Buffer;
+  readonly clearRouteCache?: boolean;
+  /** Response body mode for this request (only on header replies). */
+  readonly responseBodyMode?: 'NONE' | 'STREAMED';
+  /** Dynamic metadata for Envoy's access log and later filters. */
+  readonly metadata?: Readonly<Record<string, string>>;
+}
+
+/** Answer locally: Envoy sends this response and never contacts (or stops reading) the upstream. */
+export interface RespondDecision {
+  readonly kind: 'respond';
+  readonly status: number;
+  readonly headers: readonly HeaderSet[];
+  readonly body: string;
+  readonly details: string;
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** For the operation record: did this answer carry an error, and which. */
+  readonly errorCode?: string | number;
+}
+
+/** What a phase handler tells the ext_proc layer to do. */
+export type Decision = ContinueDecision | RespondDecision;
+
+/** The pass-through decision, shared. */
+export const CONTINUE: ContinueDecision = Object.freeze({ kind: 'continue' });
+
+const JSON_CT: HeaderSet = { key: 'content-type', value: 'application/json' };
+
+/** A JSON-RPC result answered by the gateway itself. */
+export function respondResult(id: JsonRpcId, result: unknown, extra: readonly HeaderSet[] = [], details = 'mcpgw_answer'): RespondDecision {
+  return { kind: 'respond', status: 200, headers: [JSON_CT, ...extra], body: resultBody(id, result), details };
+}
+
+/** 202 Accepted with no body (notifications and responses). */
+export function respondAccepted(details = 'mcpgw_accepted'): RespondDecision {
+  return { kind: 'respond', status: 202, headers: [], body: '', details };
+}
+
+/** A GatewayError rendered per the error table: its HTTP status and a JSON-RPC error body. */
+export function respondError(err: GatewayError, id: JsonRpcId | null): RespondDecision {
+  const headers: HeaderSet[] = [JSON_CT];
+  for (const [key, value] of Object.entries(err.headers)) headers.push({ key, value });
+  return {
+    kind: 'respond',
+    status: err.httpStatus,
+    headers,
+    body: errorBody(id, err.jsonrpcCode, err.message, err.data),
+    details: err.code.toLowerCase(),
+    errorCode: err.code,
+  };
+}
+
+/**
+ * Rewrites a response body chunk by chunk (SSE events or a whole JSON body). Returns the bytes
+ * to send in place of each chunk.
+ */
+export interface BodyRewriter {
+  push(chunk: Buffer, end: boolean): Buffer;
+}
+
+/** What the response-headers phase decided: the reply, and the rewriter for the body if one follows. */
+export interface ResponseStep {
+  readonly decision: Decision;
+  /** null: the response body passes untouched (the operation ends with the headers). */
+  readonly body: BodyRewriter | null;
+}

@@ -1,0 +1,84 @@
+import type { Identity } from '../auth/identity.js';
+import type { JsonRpcId, JsonRpcMessage } from '../mcp/message.js';
+import type { OperationStatus } from '../observability/operations.js';
+import type { TraceContext } from '../observability/trace.js';
+import type { Tenant } from '../policy/tenants.js';
+import type { HeaderSet } from './decision.js';
+
+/** Header map as Envoy sent it (lower-case names, pseudo-headers included). */
+export type Headers = ReadonlyMap<string, string>;
+
+/** The two MCP endpoints on the client listener. */
+export type Endpoint = 'aggregated' | 'passthrough';
+
+/** Who is calling: set once, when the request is admitted. */
+export interface Caller {
+  readonly identity: Identity;
+  readonly tenant: Tenant;
+}
+
+/**
+ * Everything known about one HTTP request as it passes through the gateway. The exchange owns it;
+ * stages read what they need and return what they found, and the exchange or the endpoint writes
+ * it here for the stages that come later (the response phases, the operation record).
+ */
+export interface RequestState {
+  readonly startedAt: number;
+  /** Request headers as Envoy sent them. */
+  readonly headers: Headers;
+  /** HTTP method. */
+  readonly method: string;
+  readonly trace: TraceContext;
+  endpoint: Endpoint | null;
+  /** null until authentication ran (and on requests refused before it). */
+  caller: Caller | null;
+  /** The JSON-RPC message of a POST, once parsed. */
+  message: JsonRpcMessage | null;
+  /** Size of the request body, when there was one. */
+  requestBytes: number | null;
+  /** Server the request went to, or was about to (operation record, access log, audit). */
+  server: string | null;
+  /** Tool name as the upstream knows it (tools/call only). */
+  tool: string | null;
+  /** The `traceparent` upstreams get (a child span of `trace`), made on first use. */
+  upstreamTraceparent: string | null;
+  /** `RateLimit-*` headers of an allowed request: the exchange puts them on its response. */
+  limitHeaders: readonly HeaderSet[] | null;
+  /** How the operation ended, for the record. */
+  status: OperationStatus;
+  errorCode: string | number | null;
+  httpStatus: number | null;
+}
+
+/** A fresh state for a request that just arrived. */
+export function newRequestState(headers: Headers, trace: TraceContext, startedAt: number): RequestState {
+  return {
+    startedAt,
+    headers,
+    method: headers.get(':method') ?? 'GET',
+    trace,
+    endpoint: null,
+    caller: null,
+    message: null,
+    requestBytes: null,
+    server: null,
+    tool: null,
+    upstreamTraceparent: null,
+    limitHeaders: null,
+    status: 'success',
+    errorCode: null,
+    httpStatus: null,
+  };
+}
+
+/** JSON-RPC id of the message, for error bodies (null for notifications and before parsing). */
+export function requestId(state: RequestState): JsonRpcId | null {
+  const msg = state.message;
+  return msg !== null && msg.kind !== 'notification' ? msg.id : null;
+}
+
+/** The JSON-RPC method (`response` for a client's answer), or null before parsing. */
+export function rpcMethod(state: RequestState): string | null {
+  const msg = state.message;
+  return msg === null ? null : msg.kind === 'response' ? 'response' : msg.method;
+}

@@ -1,0 +1,199 @@
+import type { Logger } from 'pino';
+import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
+import { isObject, type JsonObject } from '../mcp/message.js';
+import { GATEWAY_INFO, LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
+import { UpstreamSessionGone, type UpstreamClient } from './client.js';
+
+/** What the gateway presents when it opens a session with an upstream. */
+export interface Handshake {
+  readonly protocolVersion: string;
+  readonly capabilities: JsonObject;
+  readonly clientInfo: JsonObject;
+  /** Log level to set right after opening (a client's `logging/setLevel`); null leaves the server's own. */
+  readonly logLevel?: string | null;
+}
+
+/** A session the gateway opened with an upstream. */
+export interface OpenedSession {
+  /** null: the upstream runs stateless and issued no session id. */
+  readonly sessionId: string | null;
+  readonly protocolVersion: string;
+  readonly capabilities: JsonObject;
+  readonly serverInfo: JsonObject;
+}
+
+/**
+ * The MCP initialize handshake with one upstream: `initialize`, then `notifications/initialized`,
+ * then the log level if one is asked for. Every session the gateway opens (its own, and each
+ * client's per upstream) is opened here.
+ */
+export async function openSession(client: UpstreamClient, server: RuntimeServer, h: Handshake, log: Logger): Promise<OpenedSession> {
+  const { result, reply } = await client.call(server, 'initialize', {
+    protocolVersion: h.protocolVersion,
+    capabilities: h.capabilities,
+    clientInfo: h.clientInfo,
+  });
+  const protocolVersion = typeof result['protocolVersion'] === 'string' ? result['protocolVersion'] : h.protocolVersion;
+  const opts = { sessionId: reply.sessionId, protocolVersion };
+  await client.notify(server, 'notifications/initialized', undefined, opts);
+  if (h.logLevel !== undefined && h.logLevel !== null) {
+    await client
+      .call(server, 'logging/setLevel', { level: h.logLevel }, opts)
+      .catch((err: unknown) => log.debug({ server: server.name, err }, 'logging/setLevel not accepted'));
+  }
+  return {
+    sessionId: reply.sessionId,
+    protocolVersion,
+    capabilities: isObject(result['capabilities']) ? result['capabilities'] : {},
+    serverInfo: isObject(result['serverInfo']) ? result['serverInfo'] : {},
+  };
+}
+
+/** Pause after a failure before the gateway tries a server again on its own behalf. */
+const RETRY_DOWN_AFTER_MS = 2000;
+
+interface ControlState {
+  session: OpenedSession | null;
+  opening: Promise<void> | null;
+  downSince: number | null;
+  lastError: string | null;
+}
+
+/**
+ * The gateway's own session with each upstream (never a client's): it carries the catalog's
+ * list calls and the health monitor's pings. One owner opens it, renews it once when the upstream
+ * forgets it, and keeps a server that keeps failing "down" for a short pause so one bad server
+ * never stalls the rest.
+ */
+export class ControlSessions {
+  private readonly state = new Map<string, ControlState>();
+  private quiet = false;
+
+  constructor(
+    private readonly rc: RuntimeConfig,
+    private readonly client: UpstreamClient,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    for (const s of rc.serverList) this.state.set(s.name, { session: null, opening: null, downSince: null, lastError: null });
+  }
+
+  /** The open session, opened on demand; null while the server is in its pause after a failure. */
+  async session(server: RuntimeServer): Promise<OpenedSession | null> {
+    const st = this.stateOf(server);
+    if (st.session !== null) return st.session;
+    if (st.downSince !== null && this.now() - st.downSince < RETRY_DOWN_AFTER_MS) return null;
+    if (st.opening === null) {
+      st.opening = this.open(server, st)
+        .catch((err: unknown) => this.markDown(server, err))
+        .finally(() => {
+          st.opening = null;
+        });
+    }
+    await st.opening;
+    return st.session;
+  }
+
+  /**
+   * Calls one method over the gateway's session. An upstream that forgot the session gets one
+   * new session and the call once more; forgetting that one too marks the server down.
+   * Resolves to null while the server is down.
+   */
+  async call(server: RuntimeServer, method: string, params: JsonObject | undefined): Promise<JsonObject | null> {
+    const st = this.stateOf(server);
+    for (let attempt = 0; ; attempt++) {
+      const session = await this.session(server);
+      if (session === null) return null;
+      try {
+        const { result } = await this.client.call(server, method, params, { sessionId: session.sessionId, protocolVersion: session.protocolVersion });
+        this.markUp(server, st);
+        return result;
+      } catch (err) {
+        if (!(err instanceof UpstreamSessionGone)) throw err;
+        if (st.session === session) st.session = null;
+        if (attempt > 0) throw new UpstreamSessionGone(server.name, 'keeps forgetting the gateway session');
+      }
+    }
+  }
+
+  /**
+   * MCP ping over the gateway's session; resolves to the latency in ms. A health check always
+   * tries (no pause) and its failure is the health monitor's verdict, not a pause of its own.
+   */
+  async ping(server: RuntimeServer, timeoutMs: number): Promise<number> {
+    const st = this.stateOf(server);
+    const started = performance.now();
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (st.session === null) await this.open(server, st);
+      const session = st.session!;
+      try {
+        await this.client.call(server, 'ping', undefined, { sessionId: session.sessionId, protocolVersion: session.protocolVersion, timeoutMs });
+        return performance.now() - started;
+      } catch (err) {
+        if (!(err instanceof UpstreamSessionGone)) throw err;
+        if (st.session === session) st.session = null;
+      }
+    }
+    throw new UpstreamSessionGone(server.name, 'keeps forgetting the gateway session');
+  }
+
+  /** Capabilities the upstream declared in the gateway's session, or null when unknown or down. */
+  async capabilities(server: RuntimeServer): Promise<JsonObject | null> {
+    return (await this.session(server))?.capabilities ?? null;
+  }
+
+  /** A call found the server unreachable: forget its session and pause before trying again. */
+  markDown(server: RuntimeServer, err: unknown): void {
+    const st = this.stateOf(server);
+    const message = err instanceof Error ? err.message : String(err);
+    if (st.downSince === null && !this.quiet) this.log.warn({ server: server.name, err: message }, 'upstream left out of the catalog');
+    this.log.debug({ server: server.name, err }, 'upstream call failed');
+    st.downSince = this.now();
+    st.lastError = message;
+    st.session = null;
+  }
+
+  /**
+   * Runs a warm-up: failures in it are not logged as outages and leave no pause behind (at
+   * start-up Envoy may not be listening yet; the first client request should try again).
+   */
+  async warmUp(work: () => Promise<void>): Promise<void> {
+    this.quiet = true;
+    try {
+      await work();
+    } finally {
+      this.quiet = false;
+    }
+    for (const st of this.state.values()) st.downSince = null;
+  }
+
+  /** Ends every session the gateway holds (shutdown), bounded by the upstream timeout. */
+  async close(): Promise<void> {
+    await Promise.all(
+      this.rc.serverList.map(async (server) => {
+        const st = this.stateOf(server);
+        const session = st.session;
+        st.session = null;
+        if (session === null || session.sessionId === null) return;
+        await this.client.terminate(server, session.sessionId, session.protocolVersion).catch(() => undefined);
+      }),
+    );
+  }
+
+  private async open(server: RuntimeServer, st: ControlState): Promise<void> {
+    st.session = await openSession(this.client, server, { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: GATEWAY_INFO }, this.log);
+  }
+
+  private markUp(server: RuntimeServer, st: ControlState): void {
+    if (st.downSince === null) return;
+    this.log.info({ server: server.name }, 'upstream is reachable again');
+    st.downSince = null;
+    st.lastError = null;
+  }
+
+  private stateOf(server: RuntimeServer): ControlState {
+    const st = this.state.get(server.name);
+    if (st === undefined) throw new Error(`unknown server ${server.name}`);
+    return st;
+  }
+}

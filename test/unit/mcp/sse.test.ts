@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { JsonBodyRewriter, SseRewriter, sseDataPayloads } from '../../../src/mcp/sse.js';
+
+function feed(rw: SseRewriter, text: string, cuts: number[]): string {
+  const buf = Buffer.from(text);
+  let out = '';
+  let prev = 0;
+  for (const c of [...cuts, buf.length]) {
+    out += rw.push(buf.subarray(prev, c), c === buf.length);
+    prev = c;
+  }
+  return out;
+}
+
+const upper = (d: string): string | null => (d.includes('rewrite') ? d.toUpperCase() : null);
+
+describe('SseRewriter', () => {
+  const stream = 'id: 1\nevent: message\ndata: {"keep":1}\n\n' + 'data: {"rewrite":"é"}\n\n' + ': comment\n\n' + 'data: tail';
+
+  it('gives the same output however the stream is cut into chunks', () => {
+    const whole = feed(new SseRewriter(upper, 1 << 20), stream, []);
+    assert.equal(whole, 'id: 1\nevent: message\ndata: {"keep":1}\n\ndata: {"REWRITE":"É"}\n\n: comment\n\ndata: tail');
+    const bytes = Buffer.byteLength(stream);
+    for (let i = 1; i < bytes; i++) {
+      assert.equal(feed(new SseRewriter(upper, 1 << 20), stream, [i]), whole, `cut at ${i}`);
+    }
+    assert.equal(feed(new SseRewriter(upper, 1 << 20), stream, [3, 9, 17, 30, 41, 42, 50]), whole);
+  });
+
+  it('handles CRLF and lone CR line endings, including a CRLF split across chunks', () => {
+    const crlf = 'data: {"rewrite":1}\r\n\r\ndata: x\r\r';
+    const expected = 'data: {"REWRITE":1}\n\ndata: x\r\r';
+    for (let i = 1; i < crlf.length; i++) assert.equal(feed(new SseRewriter(upper, 1 << 20), crlf, [i]), expected, `cut at ${i}`);
+  });
+
+  it('joins multi-line data and keeps id/event lines when rewriting', () => {
+    const out = feed(new SseRewriter(upper, 1 << 20), 'event: m\nid: 9\ndata: {"rewrite":\ndata: 2}\n\n', []);
+    assert.equal(out, 'event: m\nid: 9\ndata: {"REWRITE":\ndata: 2}\n\n');
+  });
+
+  it('streams an oversized event through untouched without holding it', () => {
+    const big = `data: {"rewrite":"${'x'.repeat(5000)}"}\n\ndata: {"rewrite":2}\n\n`;
+    const rw = new SseRewriter(upper, 1000);
+    const first = rw.push(Buffer.from(big.slice(0, 2000)), false);
+    assert.equal(first, big.slice(0, 2000), 'released as soon as it outgrew the bound');
+    const rest = rw.push(Buffer.from(big.slice(2000)), true);
+    const firstEvent = big.slice(0, big.indexOf('\n\n') + 2);
+    assert.equal(first + rest, firstEvent + 'data: {"REWRITE":2}\n\n');
+  });
+
+  it('finds the end of an oversized event wherever the chunks are cut', () => {
+    const big = `data: {"rewrite":"${'y'.repeat(300)}"}\n\ndata: {"rewrite":2}\n\n`;
+    const firstEvent = big.slice(0, big.indexOf('\n\n') + 2);
+    const expected = firstEvent + 'data: {"REWRITE":2}\n\n';
+    for (let i = 1; i < big.length; i++) {
+      for (const j of [i + 1, i + 2, i + 50]) {
+        if (j >= big.length) continue;
+        assert.equal(feed(new SseRewriter(upper, 100), big, [i, j]), expected, `cuts at ${i}, ${j}`);
+      }
+    }
+  });
+
+  it('extracts data payloads of a whole body', () => {
+    assert.deepEqual(sseDataPayloads('event: message\ndata: {"a":1}\n\ndata: b\n\n'), ['{"a":1}', 'b']);
+  });
+});
+
+describe('JsonBodyRewriter', () => {
+  it('holds a small body until the end and rewrites it', () => {
+    const rw = new JsonBodyRewriter(upper, 100);
+    assert.equal(rw.push(Buffer.from('{"rew'), false).length, 0);
+    assert.equal(rw.push(Buffer.from('rite":1}'), true).toString(), '{"REWRITE":1}');
+  });
+
+  it('releases a body over the bound as it arrives, unchanged', () => {
+    const rw = new JsonBodyRewriter(upper, 10);
+    assert.equal(rw.push(Buffer.from('{"rewrite":'), false).toString(), '{"rewrite":');
+    assert.equal(rw.push(Buffer.from('1}'), true).toString(), '1}');
+  });
+});
