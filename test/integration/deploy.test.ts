@@ -11,8 +11,12 @@
  *   renderEnvoyBootstrap produces for its gateway.yaml (so they cannot drift);
  * - a real Envoy (`envoy --mode validate`) accepts the committed envoy.yaml files and a bootstrap
  *   assembled from the Istio EnvoyFilter's patches (plus routes translated from the
- *   VirtualServices), and the EnvoyFilter's ext_proc filter and processor cluster equal what
- *   src/envoy/bootstrap.ts generates.
+ *   VirtualServices), and the EnvoyFilter's ext_proc filter equals what src/envoy/bootstrap.ts
+ *   generates (the DestinationRule carries the generated processor cluster's limits);
+ * - only Envoy can reach the processor's ext_proc port in each deployment: loopback in a shared
+ *   network namespace (compose, Kubernetes), Istio mTLS + an AuthorizationPolicy naming only the
+ *   ingress gateway + a NetworkPolicy (Istio). Each of these checks is also run against broken
+ *   copies of the manifests, which it must reject.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -20,6 +24,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, dirname, join, posix, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
@@ -66,6 +71,22 @@ function hostPort(hp: string): { host: string; port: number } {
 }
 
 const isLoopback = (host: string): boolean => host === 'localhost' || host.startsWith('127.') || host === '::1';
+
+/**
+ * Where `mcp-gateway serve` binds the ext_proc gRPC server, as src/app.ts decides it: `--grpc`
+ * when the command line has it, else the first of `gateway.processor`.
+ */
+function grpcBindAddress(config: Config, args: readonly string[]): string {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--grpc') return args[i + 1]!;
+    if (args[i]!.startsWith('--grpc=')) return args[i]!.slice('--grpc='.length);
+  }
+  const p = config.gateway.processor;
+  return Array.isArray(p) ? p[0]! : p;
+}
+
+/** The same config with another `gateway.processor` (for the checks' negative cases). */
+const withProcessor = (config: Config, processor: string | string[]): Config => ({ ...config, gateway: { ...config.gateway, processor } });
 
 function gatewayConfig(text: string, where: string): Config {
   try {
@@ -318,7 +339,10 @@ const KNOWN_KINDS: Record<string, string> = {
   NetworkPolicy: 'networking.k8s.io/v1',
   Gateway: 'networking.istio.io/v1',
   VirtualService: 'networking.istio.io/v1',
+  DestinationRule: 'networking.istio.io/v1',
   EnvoyFilter: 'networking.istio.io/v1alpha3',
+  PeerAuthentication: 'security.istio.io/v1',
+  AuthorizationPolicy: 'security.istio.io/v1',
 };
 
 function kubectl(): string | undefined {
@@ -545,7 +569,6 @@ describe('deploy/istio', () => {
   const g = config.gateway;
   const gen = generated(config);
   const genHcm = hcmOf(gen.static_resources.listeners[0]);
-  const clusterPatch = findEnvoyFilterPatch(filter, 'CLUSTER');
   const filterPatch = findEnvoyFilterPatch(filter, 'HTTP_FILTER');
   const vhostPatch = findEnvoyFilterPatch(filter, 'VIRTUAL_HOST');
   const listenerPatch = findEnvoyFilterPatch(filter, 'LISTENER');
@@ -554,6 +577,11 @@ describe('deploy/istio', () => {
   const internalVs = one('VirtualService', 'mcp-gateway-internal');
   const processor = one('Deployment', 'mcp-gateway-processor');
   const processorSvc = one('Service', 'mcp-gateway-processor');
+  const processorHost = `${processorSvc.metadata.name}.${processorSvc.metadata.namespace}.svc.cluster.local`;
+  const grpcSvcPort = (processorSvc.spec.ports as J[]).find((p) => p.name === 'grpc');
+  /** The cluster Istio builds for the processor Service's grpc port; ext_proc calls it. */
+  const processorCluster = istioCluster(processorHost, grpcSvcPort.port);
+  const destinationRule = one('DestinationRule', 'mcp-gateway-processor');
 
   it('uses known kinds with their apiVersions', () => {
     for (const o of objects) assert.equal(o.apiVersion, KNOWN_KINDS[o.kind], `${o.kind} ${o.metadata?.name}`);
@@ -562,10 +590,11 @@ describe('deploy/istio', () => {
     assert.deepEqual(filter.spec.workloadSelector.labels, istioGateway.spec.selector, 'the EnvoyFilter patches the gateway the Gateway selects');
   });
 
-  it('inserts exactly the ext_proc filter our generated bootstrap uses, before the router', () => {
+  it('inserts exactly the ext_proc filter our generated bootstrap uses (but calling Istio\'s processor cluster), before the router', () => {
     assert.equal(filterPatch.patch.operation, 'INSERT_BEFORE');
     assert.equal(filterPatch.match.listener.filterChain.filter.subFilter.name, 'envoy.filters.http.router');
-    const ours = (genHcm.http_filters as J[]).find((f) => f.name === EXT_PROC);
+    const ours = structuredClone((genHcm.http_filters as J[]).find((f) => f.name === EXT_PROC));
+    ours.typed_config.grpc_service.envoy_grpc.cluster_name = processorCluster;
     assert.deepEqual(filterPatch.patch.value, ours);
     // The essentials, spelled out (deepEqual above already implies them).
     const tc = filterPatch.patch.value.typed_config;
@@ -573,26 +602,32 @@ describe('deploy/istio', () => {
     assert.equal(tc.allow_mode_override, true);
     assert.equal(tc.failure_mode_allow, false);
     assert.deepEqual(tc.metadata_options.receiving_namespaces.untyped, ['mcp.gateway']);
-    assert.equal(tc.grpc_service.envoy_grpc.cluster_name, clusterPatch.patch.value.name);
+    assert.equal(tc.grpc_service.envoy_grpc.cluster_name, processorCluster);
   });
 
-  it('adds the processor cluster like the generated one for several replicas (HTTP/2, health checks, circuit breakers)', () => {
-    assert.equal(clusterPatch.patch.operation, 'ADD');
-    const replicas = parseConfig({ ...parseYaml(configMap.data['gateway.yaml']), gateway: { ...parseYaml(configMap.data['gateway.yaml']).gateway, processor: ['10.0.0.1:9001', '10.0.0.2:9001'] } }, {});
+  it("calls the processor through Istio's cluster for its Service, with the generated multi-replica cluster's settings in the DestinationRule", () => {
+    // No cluster of our own: it could not carry the gateway's Istio identity (see the access checks below).
+    assert.deepEqual((filter.spec.configPatches as J[]).filter((p) => p.applyTo === 'CLUSTER'), []);
+    const replicas = withProcessor(config, ['10.0.0.1:9001', '10.0.0.2:9001']);
     const ours = (generated(replicas).static_resources.clusters as J[]).find((c) => c.name === 'mcpgw_processor');
-    const c = clusterPatch.patch.value;
-    for (const key of ['name', 'type', 'connect_timeout', 'lb_policy', 'circuit_breakers', 'typed_extension_protocol_options', 'health_checks', 'common_lb_config']) {
-      assert.deepEqual(c[key], ours[key], key);
-    }
-    // Its endpoint is the processors' headless Service, on the port the processor binds.
-    const addr = c.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
-    assert.equal(addr.address, `${processorSvc.metadata.name}.${processorSvc.metadata.namespace}.svc.cluster.local`);
-    assert.equal(processorSvc.spec.clusterIP, 'None', 'headless: one endpoint per Pod');
-    const grpcPort = (processorSvc.spec.ports as J[]).find((p) => p.name === 'grpc');
-    assert.equal(addr.port_value, grpcPort.port);
+    // An EDS cluster of every ready Pod, over HTTP/2: a ClusterIP Service (a headless one gets a
+    // passthrough cluster) whose grpc port is declared as gRPC, on the port the processor binds.
+    assert.equal(processorSvc.spec.clusterIP, undefined, 'not headless');
+    assert.equal(grpcSvcPort.appProtocol, 'grpc');
     const proc = processor.spec.template.spec.containers[0];
-    assert.equal(portByName(proc, grpcPort.targetPort), hostPort(g.processor as string).port);
-    assert.equal(processor.spec.template.metadata.annotations['traffic.sidecar.istio.io/excludeInboundPorts'], String(hostPort(g.processor as string).port));
+    assert.equal(portByName(proc, grpcSvcPort.targetPort), hostPort(grpcBindAddress(config, proc.args)).port);
+    const tp = destinationRule.spec.trafficPolicy;
+    assert.equal(destinationRule.spec.host, processorHost);
+    assert.equal(tp.connectionPool.tcp.connectTimeout, ours.connect_timeout);
+    assert.equal(tp.loadBalancer.simple, ours.lb_policy);
+    const limits = ours.circuit_breakers.thresholds[0];
+    assert.equal(tp.connectionPool.tcp.maxConnections, limits.max_connections);
+    assert.equal(tp.connectionPool.http.http1MaxPendingRequests, limits.max_pending_requests);
+    assert.equal(tp.connectionPool.http.http2MaxRequests, limits.max_requests);
+    // Istio turns minHealthPercent into healthy_panic_threshold: never spread over dead replicas.
+    assert.equal(tp.outlierDetection.minHealthPercent, ours.common_lb_config.healthy_panic_threshold.value);
+    assert.equal(tp.outlierDetection.consecutiveLocalOriginFailures, 1, 'a replica that refuses connections is ejected at once');
+    assert.equal(tp.outlierDetection.splitExternalLocalOriginErrors, true);
   });
 
   it('enables ext_proc on the MCP virtual host only, and keeps the gateway limits in step with gateway.yaml', () => {
@@ -722,7 +757,7 @@ describe('deploy/istio', () => {
           },
         ],
         clusters: [
-          clusterPatch.patch.value,
+          processorStandIn(),
           ...[...upstreams.entries()].map(([name, u]) => ({
             name,
             type: 'STRICT_DNS',
@@ -735,7 +770,52 @@ describe('deploy/istio', () => {
     return JSON.stringify(bootstrap, null, 2);
   }
 
-  it("the EnvoyFilter's Envoy config (cluster, listener, ext_proc, virtual host) passes envoy --mode validate", async () => {
+  /**
+   * A stand-in for the cluster Istio builds for the processor Service (EDS, Istio mTLS), with the
+   * DestinationRule's settings translated the way Istio applies them.
+   */
+  function processorStandIn(): J {
+    const tp = destinationRule.spec.trafficPolicy;
+    const od = tp.outlierDetection;
+    return {
+      name: processorCluster,
+      type: 'STRICT_DNS',
+      connect_timeout: tp.connectionPool.tcp.connectTimeout,
+      lb_policy: tp.loadBalancer.simple,
+      load_assignment: {
+        cluster_name: processorCluster,
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: processorHost, port_value: grpcSvcPort.port } } } }] }],
+      },
+      circuit_breakers: {
+        thresholds: [
+          {
+            max_connections: tp.connectionPool.tcp.maxConnections,
+            max_pending_requests: tp.connectionPool.http.http1MaxPendingRequests,
+            max_requests: tp.connectionPool.http.http2MaxRequests,
+          },
+        ],
+      },
+      upstream_connection_options: {
+        tcp_keepalive: { keepalive_time: parseInt(tp.connectionPool.tcp.tcpKeepalive.time, 10), keepalive_interval: parseInt(tp.connectionPool.tcp.tcpKeepalive.interval, 10) },
+      },
+      outlier_detection: {
+        split_external_local_origin_errors: od.splitExternalLocalOriginErrors,
+        consecutive_local_origin_failure: od.consecutiveLocalOriginFailures,
+        interval: od.interval,
+        base_ejection_time: od.baseEjectionTime,
+        max_ejection_percent: od.maxEjectionPercent,
+      },
+      common_lb_config: { healthy_panic_threshold: { value: od.minHealthPercent } },
+      typed_extension_protocol_options: {
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+          '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+          explicit_http_config: { http2_protocol_options: {} },
+        },
+      },
+    };
+  }
+
+  it("the EnvoyFilter's Envoy config (listener, ext_proc, virtual host, and the DestinationRule's processor cluster) passes envoy --mode validate", async () => {
     await validateEnvoyConfig(assembledBootstrap());
   });
 
@@ -748,6 +828,346 @@ describe('deploy/istio', () => {
       ),
       /BUFFERED_EVERYTHING|request_body_mode|Unable to parse/,
     );
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Only Envoy can reach the processor's ext_proc port
+//
+// The processor trusts every header it is handed over ext_proc (x-forwarded-client-cert, routing
+// headers), because Envoy sanitises them first. Anyone else who could open an ext_proc stream
+// could forge an identity. Each function below returns why something other than Envoy could reach
+// the port in one deployment ([] = nothing could); the tests run it on the committed manifests and
+// on broken copies, which it must reject.
+
+/** A compose `ports` entry as { hostIp, target } (short "[IP:]HOST:CONTAINER" or long syntax). */
+function composePort(entry: J): { hostIp: string | undefined; target: number } {
+  if (typeof entry === 'object') return { hostIp: entry.host_ip, target: Number(entry.target) };
+  const parts = String(entry).split('/')[0]!.split(':');
+  return { hostIp: parts.length === 3 ? parts[0] : undefined, target: Number(parts.at(-1)) };
+}
+
+/** compose: the processor shares Envoy's network namespace and binds ext_proc on its loopback. */
+function composeExposure(compose: J, config: Config): string[] {
+  const problems: string[] = [];
+  const { envoy, processor } = compose.services;
+  if (processor.network_mode !== 'service:envoy') problems.push(`processor: network_mode ${processor.network_mode}, not Envoy's namespace`);
+  const bind = grpcBindAddress(config, processor.command ?? []);
+  if (!isLoopback(hostPort(bind).host)) problems.push(`processor binds ext_proc on ${bind}, not loopback`);
+  const closed = [hostPort(bind).port, hostPort(config.gateway.envoy_admin).port];
+  for (const [name, svc] of [['envoy', envoy], ['processor', processor]] as const) {
+    for (const entry of (svc.ports ?? []) as J[]) {
+      const { hostIp, target } = composePort(entry);
+      if (closed.includes(target)) problems.push(`${name} publishes port ${target} (ext_proc or Envoy admin)`);
+      if (hostIp !== '127.0.0.1') problems.push(`${name} publishes port ${target} beyond the host's loopback`);
+    }
+  }
+  return problems;
+}
+
+/** Kubernetes: ext_proc on the Pod's loopback, declared and exposed nowhere, closed by a NetworkPolicy. */
+function kubernetesExposure(objects: J[], config: Config): string[] {
+  const problems: string[] = [];
+  const gateway = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'mcp-gateway');
+  const spec = gateway.spec.template.spec;
+  const labels = gateway.spec.template.metadata.labels as Record<string, string>;
+  const containers = spec.containers as J[];
+  const proc = containers.find((c) => c.name === 'processor');
+  const bind = grpcBindAddress(config, [...(proc.command ?? []), ...(proc.args ?? [])]);
+  const grpc = hostPort(bind).port;
+  const closed = [grpc, hostPort(config.gateway.envoy_admin).port];
+  if (!isLoopback(hostPort(bind).host)) problems.push(`processor binds ext_proc on ${bind}, not loopback`);
+  if (spec.hostNetwork === true) problems.push("hostNetwork: the Pod's loopback would be the node's");
+  const resolve = (port: number | string): number | undefined =>
+    typeof port === 'number' ? port : containers.flatMap((c) => (c.ports ?? []) as J[]).find((p) => p.name === port)?.containerPort;
+  for (const c of containers) {
+    for (const p of (c.ports ?? []) as J[]) {
+      if (closed.includes(p.containerPort) || p.hostPort !== undefined) problems.push(`${c.name} declares port ${p.containerPort}`);
+    }
+  }
+  for (const svc of objects.filter((o) => o.kind === 'Service' && o.spec.selector !== undefined && matches(o.spec.selector, labels))) {
+    for (const p of svc.spec.ports as J[]) {
+      const target = resolve(p.targetPort ?? p.port);
+      if (target === undefined || closed.includes(target)) problems.push(`Service ${svc.metadata.name} exposes port ${p.targetPort ?? p.port}`);
+    }
+  }
+  const policies = objects.filter(
+    (o) => o.kind === 'NetworkPolicy' && matches(o.spec.podSelector.matchLabels ?? {}, labels) && (o.spec.policyTypes as string[]).includes('Ingress'),
+  );
+  if (policies.length === 0) problems.push('no NetworkPolicy limits ingress to the gateway Pods');
+  for (const np of policies) {
+    for (const rule of (np.spec.ingress ?? []) as J[]) {
+      if (rule.ports === undefined) problems.push(`NetworkPolicy ${np.metadata.name} admits every port`);
+      for (const p of (rule.ports ?? []) as J[]) {
+        const from = p.port === undefined ? undefined : resolve(p.port);
+        if (p.port === undefined) problems.push(`NetworkPolicy ${np.metadata.name} admits every port`);
+        else if (from === undefined) problems.push(`NetworkPolicy ${np.metadata.name}: port ${p.port} is not a container port`);
+        else if (closed.some((c) => c >= from && c <= (p.endPort ?? from))) problems.push(`NetworkPolicy ${np.metadata.name} admits port ${p.port}`);
+      }
+    }
+  }
+  return problems;
+}
+
+/** The sources an Istio AuthorizationPolicy rule may name for the ext_proc port: one principal, nothing else. */
+const PRINCIPAL = /^[^/*]+\/ns\/([^/*]+)\/sa\/[^/*]+$/;
+
+/**
+ * Istio: the ingress gateway calls the processor over Istio mTLS (Istio's own cluster for the
+ * processor Service, tls ISTIO_MUTUAL), the processor's sidecar intercepts the ext_proc port and
+ * accepts only mTLS (PeerAuthentication STRICT), only the gateway's principal may call that port
+ * (AuthorizationPolicy), and only the gateway Pods may connect to it (NetworkPolicy).
+ */
+function istioExposure(objects: J[], config: Config): string[] {
+  const problems: string[] = [];
+  const all = (kind: string): J[] => objects.filter((o) => o.kind === kind);
+  const filter = all('EnvoyFilter').find((f) => f.metadata.name === 'mcp-gateway-ext-proc');
+  const gatewayNs = filter.metadata.namespace as string;
+  const gatewayLabels = filter.spec.workloadSelector.labels as Record<string, string>;
+  const processor = all('Deployment').find((d) => d.metadata.name === 'mcp-gateway-processor');
+  const ns = processor.metadata.namespace as string;
+  const pod = processor.spec.template;
+  const podLabels = pod.metadata.labels as Record<string, string>;
+  const container = pod.spec.containers[0];
+  const grpc = hostPort(grpcBindAddress(config, [...(container.command ?? []), ...(container.args ?? [])])).port;
+  const appliesToPod = (o: J): boolean =>
+    (o.metadata.namespace === ns && (o.spec.selector === undefined || matches(o.spec.selector.matchLabels ?? {}, podLabels))) ||
+    (o.metadata.namespace === 'istio-system' && o.spec.selector === undefined); // mesh-wide (root namespace)
+
+  // 1. ext_proc calls Istio's cluster for the processor Service, over Istio mTLS.
+  const extProc = (filter.spec.configPatches as J[]).find((p) => p.applyTo === 'HTTP_FILTER').patch.value.typed_config;
+  const clusterName = extProc.grpc_service.envoy_grpc?.cluster_name as string | undefined;
+  const m = /^outbound\|(\d+)\|\|(.+)$/.exec(clusterName ?? '');
+  if (m === null) {
+    problems.push(`ext_proc calls ${clusterName ?? 'a google_grpc target'}, not Istio's cluster of the processor Service (no Istio mTLS)`);
+  } else {
+    const [, port, host] = m;
+    if ((filter.spec.configPatches as J[]).some((p) => p.applyTo === 'CLUSTER' && p.patch.value?.name === clusterName)) {
+      problems.push(`the EnvoyFilter replaces Istio's cluster ${clusterName} with its own`);
+    }
+    const svc = all('Service').find((s) => `${s.metadata.name}.${s.metadata.namespace}.svc.cluster.local` === host);
+    const svcPort = (svc?.spec.ports as J[] | undefined)?.find((p) => String(p.port) === port);
+    if (svc === undefined || svcPort === undefined) problems.push(`no Service port behind ${clusterName}`);
+    else {
+      if (svc.spec.clusterIP === 'None') problems.push(`Service ${svc.metadata.name} is headless: Istio gives it a passthrough cluster`);
+      if (!matches(svc.spec.selector ?? {}, podLabels) || portByName(container, svcPort.targetPort) !== grpc) {
+        problems.push(`${clusterName} does not lead to the processor's ext_proc port ${grpc}`);
+      }
+    }
+    const rules = all('DestinationRule').filter((d) => d.spec.host === host);
+    if (rules.length !== 1) problems.push(`expected one DestinationRule for ${host}, found ${rules.length}`);
+    for (const dr of rules) {
+      const modes = [dr.spec.trafficPolicy?.tls?.mode, ...((dr.spec.trafficPolicy?.portLevelSettings ?? []) as J[]).filter((s) => String(s.port?.number) === port).map((s) => s.tls?.mode)];
+      if (modes[0] !== 'ISTIO_MUTUAL' || modes.some((x) => x !== undefined && x !== 'ISTIO_MUTUAL')) problems.push(`DestinationRule ${dr.metadata.name}: tls is not ISTIO_MUTUAL`);
+      const exportTo = dr.spec.exportTo as string[] | undefined;
+      if (exportTo !== undefined && !exportTo.includes('*') && !exportTo.includes(gatewayNs)) problems.push(`DestinationRule ${dr.metadata.name} is not exported to ${gatewayNs}`);
+    }
+  }
+
+  // 2. The sidecar intercepts the ext_proc port.
+  const nsObj = all('Namespace').find((n) => n.metadata.name === ns);
+  const inject = pod.metadata.labels?.['sidecar.istio.io/inject'] ?? pod.metadata.annotations?.['sidecar.istio.io/inject'];
+  if (inject === 'false' || (inject !== 'true' && nsObj?.metadata.labels?.['istio-injection'] !== 'enabled')) problems.push('the processor Pods get no Istio sidecar');
+  const portList = (key: string): string[] | undefined => (pod.metadata.annotations?.[key] as string | undefined)?.split(',').map((x) => x.trim());
+  if (portList('traffic.sidecar.istio.io/excludeInboundPorts')?.includes(String(grpc))) problems.push(`port ${grpc} is excluded from the sidecar`);
+  const include = portList('traffic.sidecar.istio.io/includeInboundPorts');
+  if (include !== undefined && !include.includes('*') && !include.includes(String(grpc))) problems.push(`port ${grpc} is not intercepted by the sidecar`);
+
+  // 3. The sidecar accepts only mTLS on it.
+  const peerAuth = all('PeerAuthentication').filter((o) => o.metadata.namespace === ns && o.spec.selector !== undefined && matches(o.spec.selector.matchLabels, podLabels));
+  if (peerAuth.length !== 1) problems.push(`expected one PeerAuthentication for the processor Pods, found ${peerAuth.length}`);
+  for (const pa of peerAuth) {
+    const mode = pa.spec.portLevelMtls?.[String(grpc)]?.mode ?? pa.spec.mtls?.mode;
+    if (mode !== 'STRICT') problems.push(`PeerAuthentication ${pa.metadata.name}: port ${grpc} is ${mode ?? 'not set'}, not STRICT`);
+  }
+
+  // 4. Only the ingress gateway's principal may call it.
+  const allow = all('AuthorizationPolicy').filter((o) => appliesToPod(o) && (o.spec.action ?? 'ALLOW') === 'ALLOW');
+  if (allow.length === 0) problems.push('no ALLOW AuthorizationPolicy selects the processor Pods: every caller is allowed');
+  const reachesGrpc = (rule: J): boolean =>
+    rule.to === undefined ||
+    (rule.to as J[]).some((t) => {
+      const op = t.operation ?? {};
+      if (op.ports !== undefined) return (op.ports as J[]).map(String).includes(String(grpc));
+      if (op.notPorts !== undefined) return !(op.notPorts as J[]).map(String).includes(String(grpc));
+      return true;
+    });
+  for (const ap of allow) {
+    for (const rule of (ap.spec.rules ?? []) as J[]) {
+      if (!reachesGrpc(rule)) continue;
+      const sources = (rule.from ?? []) as J[];
+      if (sources.length === 0) problems.push(`AuthorizationPolicy ${ap.metadata.name} lets any caller reach port ${grpc}`);
+      for (const { source } of sources) {
+        const keys = Object.keys(source ?? {});
+        const principals = (source?.principals ?? []) as string[];
+        const gatewayPrincipal = principals.length === 1 && PRINCIPAL.exec(principals[0]!)?.[1] === gatewayNs;
+        if (keys.length !== 1 || keys[0] !== 'principals' || !gatewayPrincipal) {
+          problems.push(`AuthorizationPolicy ${ap.metadata.name} lets ${JSON.stringify(source)} reach port ${grpc}, not only one ${gatewayNs} service account`);
+        }
+      }
+    }
+  }
+  const principals = new Set(allow.flatMap((ap) => ((ap.spec.rules ?? []) as J[]).filter(reachesGrpc).flatMap((r) => ((r.from ?? []) as J[]).flatMap((f) => f.source?.principals ?? []))));
+  if (principals.size > 1) problems.push(`port ${grpc} is open to several principals: ${[...principals].join(', ')}`);
+
+  // 5. Only the ingress gateway Pods may connect to it.
+  const netpols = all('NetworkPolicy').filter(
+    (o) => o.metadata.namespace === ns && matches(o.spec.podSelector.matchLabels ?? {}, podLabels) && (o.spec.policyTypes as string[]).includes('Ingress'),
+  );
+  if (netpols.length === 0) problems.push('no NetworkPolicy limits ingress to the processor Pods');
+  const gatewayPeer = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': gatewayNs } }, podSelector: { matchLabels: gatewayLabels } };
+  for (const np of netpols) {
+    for (const rule of (np.spec.ingress ?? []) as J[]) {
+      const ports = rule.ports as J[] | undefined;
+      const covers = ports === undefined || ports.some((p) => p.port === undefined || (typeof p.port === 'number' ? grpc >= p.port && grpc <= (p.endPort ?? p.port) : portByName(container, p.port) === grpc));
+      if (!covers) continue;
+      const from = (rule.from ?? []) as J[];
+      if (from.length === 0 || from.some((peer) => !isDeepStrictEqual(peer, gatewayPeer))) {
+        problems.push(`NetworkPolicy ${np.metadata.name} admits ${from.length === 0 ? 'anyone' : JSON.stringify(from)} to port ${grpc}`);
+      }
+    }
+  }
+  return problems;
+}
+
+describe("only Envoy can reach the processor's ext_proc port", () => {
+  const compose = composeFile();
+  const composeConfig = gatewayConfig(read(join(COMPOSE, 'gateway.yaml')), 'deploy/compose/gateway.yaml');
+  const k8s = kustomizationObjects(K8S);
+  const k8sConfig = gatewayConfig(read(join(K8S, 'gateway.yaml')), 'deploy/kubernetes/gateway.yaml');
+  const istio = kustomizationObjects(ISTIO);
+  const istioConfig = gatewayConfig(
+    istio.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'mcp-gateway-processor').data['gateway.yaml'],
+    'deploy/istio/processor-config.yaml (gateway.yaml)',
+  );
+  const edit = <T>(value: T, change: (copy: T) => void): T => {
+    const copy = structuredClone(value);
+    change(copy);
+    return copy;
+  };
+  const k8sGateway = (objs: J[]): J => objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'mcp-gateway').spec.template;
+  const istioPod = (objs: J[]): J => objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'mcp-gateway-processor').spec.template;
+  const istioOne = (objs: J[], kind: string): J => objs.find((o) => o.kind === kind && o.metadata.name === 'mcp-gateway-processor');
+
+  it('compose: the processor binds ext_proc on the loopback it shares with Envoy; nothing publishes it', () => {
+    assert.deepEqual(composeExposure(compose, composeConfig), []);
+  });
+
+  it('Kubernetes: ext_proc on the Pod loopback, no containerPort, no Service, closed by the NetworkPolicy', () => {
+    assert.deepEqual(kubernetesExposure(k8s, k8sConfig), []);
+  });
+
+  it('Istio: mTLS from the ingress gateway only (DestinationRule, PeerAuthentication, AuthorizationPolicy, NetworkPolicy)', () => {
+    assert.deepEqual(istioExposure(istio, istioConfig), []);
+  });
+
+  const broken: Array<[string, () => string[], RegExp]> = [
+    ['compose: gateway.processor on 0.0.0.0', () => composeExposure(compose, withProcessor(composeConfig, '0.0.0.0:9001')), /not loopback/],
+    ['compose: serve --grpc 0.0.0.0:9001', () => composeExposure(edit(compose, (c) => c.services.processor.command.push('--grpc', '0.0.0.0:9001')), composeConfig), /not loopback/],
+    ['compose: own network namespace', () => composeExposure(edit(compose, (c) => delete c.services.processor.network_mode), composeConfig), /network_mode/],
+    ['compose: ext_proc port published', () => composeExposure(edit(compose, (c) => c.services.envoy.ports.push('127.0.0.1:9001:9001')), composeConfig), /publishes port 9001/],
+    ['compose: admin published on every host address', () => composeExposure(edit(compose, (c) => (c.services.envoy.ports[1] = '9090:9090')), composeConfig), /beyond the host's loopback/],
+    ['Kubernetes: gateway.processor on 0.0.0.0', () => kubernetesExposure(k8s, withProcessor(k8sConfig, '0.0.0.0:9001')), /not loopback/],
+    [
+      'Kubernetes: serve --grpc=0.0.0.0:9001',
+      () => kubernetesExposure(edit(k8s, (o) => k8sGateway(o).spec.containers.find((c: J) => c.name === 'processor').args.push('--grpc=0.0.0.0:9001')), k8sConfig),
+      /not loopback/,
+    ],
+    ['Kubernetes: hostNetwork', () => kubernetesExposure(edit(k8s, (o) => (k8sGateway(o).spec.hostNetwork = true)), k8sConfig), /hostNetwork/],
+    [
+      'Kubernetes: a Service for the ext_proc port',
+      () => kubernetesExposure(edit(k8s, (o) => o.find((x: J) => x.kind === 'Service' && x.metadata.name === 'mcp-gateway-admin').spec.ports.push({ name: 'grpc', port: 9001, targetPort: 9001 })), k8sConfig),
+      /exposes port 9001/,
+    ],
+    [
+      'Kubernetes: NetworkPolicy admitting every port',
+      () => kubernetesExposure(edit(k8s, (o) => delete o.find((x: J) => x.kind === 'NetworkPolicy' && x.metadata.name === 'mcp-gateway').spec.ingress[0].ports), k8sConfig),
+      /admits every port/,
+    ],
+    ['Kubernetes: no NetworkPolicy', () => kubernetesExposure(k8s.filter((o) => !(o.kind === 'NetworkPolicy' && o.metadata.name === 'mcp-gateway')), k8sConfig), /no NetworkPolicy/],
+    [
+      'Istio: ext_proc port excluded from the sidecar',
+      () => istioExposure(edit(istio, (o) => (istioPod(o).metadata.annotations['traffic.sidecar.istio.io/excludeInboundPorts'] = '9001')), istioConfig),
+      /excluded from the sidecar/,
+    ],
+    ['Istio: sidecar injection off', () => istioExposure(edit(istio, (o) => (istioPod(o).metadata.labels['sidecar.istio.io/inject'] = 'false')), istioConfig), /no Istio sidecar/],
+    [
+      'Istio: a plain cluster of our own',
+      () =>
+        istioExposure(
+          edit(istio, (o) => {
+            o.find((x: J) => x.kind === 'EnvoyFilter').spec.configPatches.find((p: J) => p.applyTo === 'HTTP_FILTER').patch.value.typed_config.grpc_service.envoy_grpc.cluster_name = 'mcpgw_processor';
+          }),
+          istioConfig,
+        ),
+      /not Istio's cluster/,
+    ],
+    ['Istio: headless Service', () => istioExposure(edit(istio, (o) => (istioOne(o, 'Service').spec.clusterIP = 'None')), istioConfig), /headless/],
+    ['Istio: DestinationRule without mTLS', () => istioExposure(edit(istio, (o) => (istioOne(o, 'DestinationRule').spec.trafficPolicy.tls.mode = 'DISABLE')), istioConfig), /not ISTIO_MUTUAL/],
+    ['Istio: PERMISSIVE mTLS', () => istioExposure(edit(istio, (o) => (istioOne(o, 'PeerAuthentication').spec.mtls.mode = 'PERMISSIVE')), istioConfig), /not STRICT/],
+    [
+      'Istio: PERMISSIVE on the ext_proc port',
+      () => istioExposure(edit(istio, (o) => (istioOne(o, 'PeerAuthentication').spec.portLevelMtls['9001'] = { mode: 'PERMISSIVE' })), istioConfig),
+      /not STRICT/,
+    ],
+    ['Istio: no AuthorizationPolicy', () => istioExposure(istio.filter((o) => o.kind !== 'AuthorizationPolicy'), istioConfig), /every caller is allowed/],
+    [
+      'Istio: a second principal',
+      () => istioExposure(edit(istio, (o) => istioOne(o, 'AuthorizationPolicy').spec.rules[0].from[0].source.principals.push('cluster.local/ns/mcp-gateway/sa/default')), istioConfig),
+      /not only one istio-system service account/,
+    ],
+    [
+      'Istio: a whole namespace',
+      () => istioExposure(edit(istio, (o) => (istioOne(o, 'AuthorizationPolicy').spec.rules[0].from[0].source = { namespaces: ['istio-system'] })), istioConfig),
+      /not only one istio-system service account/,
+    ],
+    ['Istio: the admin rule without a port', () => istioExposure(edit(istio, (o) => delete istioOne(o, 'AuthorizationPolicy').spec.rules[1].to), istioConfig), /lets any caller reach port 9001/],
+    ['Istio: a namespace-wide allow-all', () => istioExposure([...istio, { kind: 'AuthorizationPolicy', metadata: { name: 'allow-all', namespace: 'mcp-gateway' }, spec: { rules: [{}] } }], istioConfig), /lets any caller/],
+    [
+      'Istio: NetworkPolicy admitting anyone to the ext_proc port',
+      () => istioExposure(edit(istio, (o) => istioOne(o, 'NetworkPolicy').spec.ingress[1].ports.push({ protocol: 'TCP', port: 9001 })), istioConfig),
+      /admits anyone to port 9001/,
+    ],
+    ['Istio: no NetworkPolicy', () => istioExposure(istio.filter((o) => o.kind !== 'NetworkPolicy'), istioConfig), /no NetworkPolicy/],
+  ];
+  for (const [what, run, expected] of broken) {
+    it(`rejects a broken copy: ${what}`, () => {
+      const problems = run();
+      assert.ok(problems.some((p) => expected.test(p)), `expected a problem matching ${expected}, got ${JSON.stringify(problems)}`);
+    });
+  }
+
+  it('Istio: still lets the ingress gateway through (its principal and its Pods on the ext_proc port)', () => {
+    const grpc = String(hostPort(grpcBindAddress(istioConfig, istioPod(istio).spec.containers[0].args)).port);
+    const filter = istio.find((o) => o.kind === 'EnvoyFilter');
+    const rule = (istioOne(istio, 'AuthorizationPolicy').spec.rules as J[]).find((r) => r.to?.[0].operation.ports?.includes(grpc));
+    assert.ok(rule !== undefined, `an ALLOW rule for port ${grpc}`);
+    assert.match(rule.from[0].source.principals[0], new RegExp(`^cluster\\.local/ns/${filter.metadata.namespace}/sa/istio-ingressgateway-service-account$`));
+    const peer = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': filter.metadata.namespace } }, podSelector: { matchLabels: filter.spec.workloadSelector.labels } };
+    assert.ok(
+      (istioOne(istio, 'NetworkPolicy').spec.ingress as J[]).some((r) => (r.ports as J[]).some((p) => String(p.port) === grpc) && isDeepStrictEqual(r.from, [peer])),
+      'the NetworkPolicy admits the ingress gateway Pods to the ext_proc port',
+    );
+  });
+
+  it("keeps the processor's admin port reachable for probes and scraping, and Envoy's admin on loopback", () => {
+    // compose: published on the host's loopback (the health check runs inside the namespace).
+    const published = (compose.services.envoy.ports as J[]).map(composePort);
+    assert.ok(published.some((p) => p.target === hostPort(composeConfig.gateway.admin).port && p.hostIp === '127.0.0.1'));
+    // Kubernetes: the admin port is the one port besides the client listener that other Pods may open.
+    const pod = k8sGateway(k8s);
+    assert.equal(pod.metadata.annotations['prometheus.io/port'], String(hostPort(k8sConfig.gateway.admin).port));
+    const np = k8s.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'mcp-gateway');
+    assert.deepEqual((np.spec.ingress as J[]).flatMap((r) => (r.ports as J[]).map((p) => p.port)).sort(), ['admin', 'mcp']);
+    assert.equal(np.spec.ingress[0].from, undefined, 'clients and scrapers may come from anywhere');
+    // Istio: the admin port takes plain HTTP from anyone (scrapers outside the mesh), ext_proc does not.
+    const admin = String(hostPort(istioConfig.gateway.admin).port);
+    assert.equal(istioOne(istio, 'PeerAuthentication').spec.portLevelMtls[admin].mode, 'PERMISSIVE');
+    const adminRule = (istioOne(istio, 'AuthorizationPolicy').spec.rules as J[]).find((r) => r.to?.[0].operation.ports?.includes(admin));
+    assert.ok(adminRule !== undefined && adminRule.from === undefined, 'any caller may read the admin port');
+    assert.ok((istioOne(istio, 'NetworkPolicy').spec.ingress as J[]).some((r) => r.from === undefined && (r.ports as J[]).some((p) => String(p.port) === admin)));
+    assert.equal(istioPod(istio).metadata.annotations['prometheus.io/port'], admin);
+    for (const cfg of [composeConfig, k8sConfig]) assert.ok(isLoopback(hostPort(cfg.gateway.envoy_admin).host));
   });
 });
 
