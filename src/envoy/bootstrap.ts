@@ -5,6 +5,7 @@ import { splitHostPort } from '../lib/host-port.js';
 import type { Config } from '../config/schema.js';
 import { ERROR_TABLE } from '../errors/codes.js';
 import { BACKEND_HEADER, METADATA_NAMESPACE } from './contract.js';
+import { SESSION_HEADER } from '../mcp/headers.js';
 
 const PROCESSOR_CLUSTER = 'mcpgw_processor';
 const OTLP_CLUSTER = 'mcpgw_otlp_collector';
@@ -52,6 +53,63 @@ function upstreamRoute(server: RuntimeServer): Record<string, unknown> {
     retry_policy: SAFE_RETRY,
     auto_host_rewrite: true,
   };
+}
+
+const STATEFUL_SESSION = 'envoy.filters.http.stateful_session';
+
+function hasSeveralEndpoints(server: RuntimeServer): boolean {
+  return (server.source.fallback ?? []).length > 0;
+}
+
+/**
+ * Session affinity for servers with several endpoints. A Streamable HTTP session lives on the
+ * host that answered `initialize`; any other host answers 404 to its id. The envelope session
+ * state makes the session id itself carry the host: on a response Envoy rewrites
+ * `Mcp-Session-Id: <id>` to `<base64 host address>;UV:<base64 id>`, and on a request it restores
+ * `<id>` and sends the request to that host. This covers every path into an upstream:
+ * - passthrough: the client holds the enveloped id;
+ * - `/mcp`: the processor holds the enveloped id it got on the internal listener and sets it in
+ *   the body phase; this filter runs after ext_proc, so it sees the header the processor set;
+ * - the internal listener: the processor's own calls, which create those sessions.
+ * Not strict: when the host is gone (ejected, or refusing connections, where the retry drops
+ * the pin), the request goes to another host, whose 404 tells the client to start a new session
+ * and makes the processor set up a new upstream session for `/mcp`.
+ */
+function statefulSessionFilter(): Record<string, unknown> {
+  return {
+    name: STATEFUL_SESSION,
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSession',
+      session_state: {
+        name: 'envoy.http.stateful_session.envelope',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.http.stateful_session.envelope.v3.EnvelopeSessionState',
+          header: { name: SESSION_HEADER },
+        },
+      },
+      strict: false,
+      stat_prefix: 'mcp_session',
+    },
+  };
+}
+
+/** Single-endpoint servers keep their session ids untouched: there is no host to pin. */
+function affinityPerRoute(server: RuntimeServer): Record<string, unknown> {
+  return hasSeveralEndpoints(server)
+    ? {}
+    : {
+        typed_per_filter_config: {
+          [STATEFUL_SESSION]: {
+            '@type': 'type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSessionPerRoute',
+            disabled: true,
+          },
+        },
+      };
+}
+
+/** Route timeout on the internal listener: the processor's longest call to this server. */
+function internalMs(server: RuntimeServer, upstreamMs: number): number {
+  return Math.max(upstreamMs, server.replayTimeoutMs);
 }
 
 function jsonRpcLocalReply(status: number, message: string): Record<string, unknown> {
@@ -190,6 +248,8 @@ function grpcCluster(name: string, addresses: readonly string[], healthChecked =
  *   header on `/mcp`, and one for the passthrough path `/servers/<name>/mcp`;
  * - the internal listener (`gateway.internal`, no ext_proc) that carries the processor's own
  *   upstream calls onto the same clusters;
+ * - on both listeners, when some server has fallback endpoints, the stateful session filter that
+ *   keeps each upstream session on its host (see statefulSessionFilter);
  * - one cluster per upstream server, the processor cluster over HTTP/2, and the admin interface.
  */
 export function renderEnvoyBootstrap(config: Config): string {
@@ -198,20 +258,27 @@ export function renderEnvoyBootstrap(config: Config): string {
   const processors = Array.isArray(g.processor) ? g.processor : [g.processor];
   const upstreamMs = rc.upstreamTimeoutMs;
 
+  // Session affinity only where there is a choice of host (see statefulSessionFilter).
+  const affinity = rc.serverList.some(hasSeveralEndpoints);
+  const perRoute = (s: RuntimeServer): Record<string, unknown> => (affinity ? affinityPerRoute(s) : {});
+  const affinityFilters = affinity ? [statefulSessionFilter()] : [];
+
   const clientRoutes: Record<string, unknown>[] = [];
   for (const s of rc.serverList) {
     clientRoutes.push({
       name: `${s.name}_aggregated`,
       match: { path: AGGREGATED_PATH, headers: [{ name: BACKEND_HEADER, string_match: { exact: s.name } }] },
       route: upstreamRoute(s),
+      ...perRoute(s),
     });
     // The server→client GET stream lives as long as the session: only idleness ends it.
     clientRoutes.push({
       name: `${s.name}_passthrough_stream`,
       match: { path: `/servers/${s.name}/mcp`, headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
       route: { ...upstreamRoute(s), timeout: '0s' },
+      ...perRoute(s),
     });
-    clientRoutes.push({ name: `${s.name}_passthrough`, match: { path: `/servers/${s.name}/mcp` }, route: upstreamRoute(s) });
+    clientRoutes.push({ name: `${s.name}_passthrough`, match: { path: `/servers/${s.name}/mcp` }, route: upstreamRoute(s), ...perRoute(s) });
   }
   // Safety net: the processor answers every request it does not route; this only fires on a bug.
   clientRoutes.push({
@@ -253,9 +320,10 @@ export function renderEnvoyBootstrap(config: Config): string {
         response_trailer_mode: 'SKIP',
       },
       allow_mode_override: true,
-      // The processor may set up an upstream session or fan out before it answers.
-      message_timeout: seconds(upstreamMs + 5000),
-      max_message_timeout: seconds(Math.max(upstreamMs * 3, 60_000)),
+      // Ordinary work per message; a message that needs longer (a new upstream session, a
+      // replay) gets it from the processor, up to the max (src/envoy/contract.ts has the rule).
+      message_timeout: seconds(rc.extProc.messageMs),
+      max_message_timeout: seconds(rc.extProc.maxMessageMs),
       metadata_options: { receiving_namespaces: { untyped: [METADATA_NAMESPACE] } },
     },
   };
@@ -306,10 +374,13 @@ export function renderEnvoyBootstrap(config: Config): string {
               ],
               request_headers_to_remove: [BACKEND_HEADER],
             },
-            [extProc],
+            // After ext_proc: the processor sets the upstream session id in the body phase, and
+            // Envoy only runs the next filter's header phase once that phase is done.
+            [extProc, ...affinityFilters],
             {
               ...hcmTracing,
-              stream_idle_timeout: '300s',
+              // Never shorter than the longest the processor may take on one message.
+              stream_idle_timeout: seconds(Math.max(300_000, rc.extProc.maxMessageMs)),
               request_timeout: '0s',
               // The verified client certificate reaches the processor in X-Forwarded-Client-Cert;
               // whatever a client sends in that header itself is dropped (SANITIZE_SET / SANITIZE).
@@ -359,13 +430,16 @@ export function renderEnvoyBootstrap(config: Config): string {
                   routes: rc.serverList.map((s) => ({
                     name: `${s.name}_internal`,
                     match: { prefix: '/', headers: [{ name: BACKEND_HEADER, string_match: { exact: s.name } }] },
-                    route: { ...upstreamRoute(s), prefix_rewrite: undefined, timeout: seconds(upstreamMs), idle_timeout: seconds(upstreamMs) },
+                    // The processor bounds each of its calls itself; the route allows its longest one, the
+                    // replay of a client request with the server's own timeout.
+                    route: { ...upstreamRoute(s), prefix_rewrite: undefined, timeout: seconds(internalMs(s, upstreamMs)), idle_timeout: seconds(internalMs(s, upstreamMs)) },
+                    ...perRoute(s),
                   })),
                 },
               ],
               request_headers_to_remove: [BACKEND_HEADER],
             },
-            [],
+            affinityFilters,
             {},
           ),
         ],
