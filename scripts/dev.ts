@@ -181,10 +181,9 @@ async function main(): Promise<number> {
     // --- processor
     const processorOut = new OutputBuffer(1024 * 1024, (line) => say('processor', formatProcessorLine(line)));
     const child = trackChild(
-      spawn(process.execPath, ['--enable-source-maps', MAIN_JS, 'serve', '--config', configPath], {
+      spawn(process.execPath, ['--enable-source-maps', MAIN_JS, 'serve', '--config', configPath, '--log-level', logLevel], {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, LOG_LEVEL: logLevel },
       }),
     );
     processor = child;

@@ -55,6 +55,10 @@ export async function createContext(
   log: Logger,
   metrics: Metrics = new Metrics(),
   configDir: string = process.cwd(),
+  /** The processor's own upstream calls; tests of the request stages put an in-memory one here. */
+  makeUpstream: (internalBaseUrl: string, timeoutMs: number, credentialsFor: (server: string) => readonly { key: string; value: string }[]) => UpstreamClient = (
+    ...args
+  ) => new UpstreamClient(...args),
 ): Promise<{ context: GatewayContext; control: ControlSessions; close(): Promise<void> }> {
   const rc = compileConfig(config);
   const credentials = await resolveUpstreamCredentials(config.servers, { baseDir: configDir });
@@ -82,7 +86,7 @@ export async function createContext(
       config.blocked_tools !== undefined ||
       Object.values(config.servers).some((s) => s.auth_required || s.allowed_clients !== undefined),
   };
-  const upstream = new UpstreamClient(rc.internalBaseUrl, rc.upstreamTimeoutMs, (s) => credentials.headersFor(s));
+  const upstream = makeUpstream(rc.internalBaseUrl, rc.upstreamTimeoutMs, (s) => credentials.headersFor(s));
   const upstreamSessionsRef: { current: UpstreamSessions | null } = { current: null };
   const onExpire = (s: GatewaySession): void => {
     void upstreamSessionsRef.current?.terminateAll(rc, s);

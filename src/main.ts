@@ -10,7 +10,8 @@ import { createLogger } from './observability/logger.js';
 const USAGE = `usage: mcp-gateway <command> [options]
 
 commands:
-  serve --config FILE [--grpc HOST:PORT] [--admin HOST:PORT]   run a processor replica
+  serve --config FILE [--grpc HOST:PORT] [--admin HOST:PORT] [--log-level LEVEL]
+                                                               run a processor replica (LEVEL overrides logging.level)
   envoy-config --config FILE                                   print the Envoy bootstrap YAML
   validate --config FILE                                       check a config file
   hash-key [--key KEY | --generate]                            print the SHA-256 form of an API key (reads stdin)
@@ -25,6 +26,7 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       grpc: { type: 'string' },
       admin: { type: 'string' },
+      'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -50,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'serve': {
       const config = await loadConfigFile(values.config);
-      const log = createLogger();
+      const log = createLogger(values['log-level'] ?? config.logging.level);
       const gw = await run({
         config,
         logger: log,

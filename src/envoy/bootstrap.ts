@@ -321,7 +321,7 @@ export function renderEnvoyBootstrap(config: Config): string {
       },
       allow_mode_override: true,
       // Ordinary work per message; a message that needs longer (a new upstream session, a
-      // replay) gets it from the processor, up to the max (src/envoy/contract.ts has the rule).
+      // replay) gets it from the processor, up to the max (extProcTimeouts in src/config/runtime.ts has the rule).
       message_timeout: seconds(rc.extProc.messageMs),
       max_message_timeout: seconds(rc.extProc.maxMessageMs),
       metadata_options: { receiving_namespaces: { untyped: [METADATA_NAMESPACE] } },

@@ -96,7 +96,8 @@ export class SseRewriter {
       return this.refuse === null ? raw : refusal(this.refuse());
     }
     // Same verdict however the bytes were chunked: an event over the bound is never rewritten.
-    if (data.length === 0 || raw.length > this.maxEventBytes) return raw;
+    if (raw.length > this.maxEventBytes) return this.refuse === null ? raw : refusal(this.refuse());
+    if (data.length === 0) return raw;
     const replacement = this.rewrite(data.join('\n'));
     if (replacement === null) return raw;
     return rebuildEvent(raw, replacement);

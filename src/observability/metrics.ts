@@ -24,7 +24,6 @@ export class Metrics {
   private readonly serverLatency: Gauge;
   private readonly rateLimited: Counter;
   private readonly authFailures: Counter;
-  readonly configReloadFailures: Counter;
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -71,11 +70,6 @@ export class Metrics {
       name: METRIC.authFailuresTotal,
       help: 'Requests refused by authentication or authorisation',
       labelNames: [LABEL.reason],
-      registers: r,
-    });
-    this.configReloadFailures = new Counter({
-      name: METRIC.configReloadFailuresTotal,
-      help: 'Config reloads rejected (the last good config stays in force)',
       registers: r,
     });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });

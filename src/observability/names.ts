@@ -7,7 +7,6 @@ export const METRIC = {
   serverLatency: 'mcp_server_latency_seconds',
   rateLimitedTotal: 'mcp_gateway_rate_limited_total',
   authFailuresTotal: 'mcp_gateway_auth_failures_total',
-  configReloadFailuresTotal: 'mcp_gateway_config_reload_failures_total',
 } as const;
 
 /** Label names (snake_case, shared by metrics and log lines). */

@@ -54,7 +54,7 @@ const RETRY_DOWN_AFTER_MS = 2000;
 
 interface ControlState {
   session: OpenedSession | null;
-  opening: Promise<void> | null;
+  opening: Promise<OpenedSession> | null;
   downSince: number | null;
   lastError: string | null;
 }
@@ -83,15 +83,12 @@ export class ControlSessions {
     const st = this.stateOf(server);
     if (st.session !== null) return st.session;
     if (st.downSince !== null && this.now() - st.downSince < RETRY_DOWN_AFTER_MS) return null;
-    if (st.opening === null) {
-      st.opening = this.open(server, st)
-        .catch((err: unknown) => this.markDown(server, err))
-        .finally(() => {
-          st.opening = null;
-        });
+    try {
+      return await this.openShared(server, st);
+    } catch (err) {
+      this.markDown(server, err);
+      return null;
     }
-    await st.opening;
-    return st.session;
   }
 
   /**
@@ -111,7 +108,11 @@ export class ControlSessions {
       } catch (err) {
         if (!(err instanceof UpstreamSessionGone)) throw err;
         if (st.session === session) st.session = null;
-        if (attempt > 0) throw new UpstreamSessionGone(server.name, 'keeps forgetting the gateway session');
+        if (attempt > 0) {
+          const gone = new UpstreamSessionGone(server.name, 'keeps forgetting the gateway session');
+          this.markDown(server, gone);
+          throw gone;
+        }
       }
     }
   }
@@ -124,8 +125,7 @@ export class ControlSessions {
     const st = this.stateOf(server);
     const started = performance.now();
     for (let attempt = 0; attempt < 2; attempt++) {
-      if (st.session === null) await this.open(server, st);
-      const session = st.session!;
+      const session = st.session ?? (await this.openShared(server, st));
       try {
         await this.client.call(server, 'ping', undefined, { sessionId: session.sessionId, protocolVersion: session.protocolVersion, timeoutMs });
         return performance.now() - started;
@@ -180,8 +180,17 @@ export class ControlSessions {
     );
   }
 
-  private async open(server: RuntimeServer, st: ControlState): Promise<void> {
-    st.session = await openSession(this.client, server, { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: GATEWAY_INFO }, this.log);
+  /** Opens the session; everyone who needs it meanwhile waits for the same handshake. */
+  private openShared(server: RuntimeServer, st: ControlState): Promise<OpenedSession> {
+    st.opening ??= openSession(this.client, server, { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: GATEWAY_INFO }, this.log)
+      .then((session) => {
+        st.session = session;
+        return session;
+      })
+      .finally(() => {
+        st.opening = null;
+      });
+    return st.opening;
   }
 
   private markUp(server: RuntimeServer, st: ControlState): void {

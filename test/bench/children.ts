@@ -171,9 +171,9 @@ export async function startProcessorChild(opts: {
   const child = spawnLogged(
     opts.name ?? 'processor',
     process.execPath,
-    [...(opts.nodeArgs ?? []), main, 'serve', '--config', opts.configPath],
+    [...(opts.nodeArgs ?? []), main, 'serve', '--config', opts.configPath, '--log-level', opts.logLevel ?? 'info'],
     join(opts.dir, 'processor.log'),
-    { ...process.env, LOG_LEVEL: opts.logLevel ?? 'info' },
+    process.env,
   );
   await waitReady(child, `http://${opts.adminAddress}/readyz`, opts.timeoutMs, async () => (await httpStatus(`http://${opts.adminAddress}/readyz`)).status === 200);
   return child;

@@ -213,6 +213,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 async function startStackOnce(opts: StackOptions): Promise<Stack> {
   const readyTimeoutMs = opts.readyTimeoutMs ?? 20_000;
   const logLevel = opts.logLevel ?? process.env['GATEWAY_TEST_LOG_LEVEL'] ?? 'info';
+  const explicitLogLevel = opts.logLevel !== undefined || process.env['GATEWAY_TEST_LOG_LEVEL'] !== undefined;
   const mode = opts.processor ?? 'in-process';
   const echo = opts.echo ?? process.env['STACK_ECHO'] === '1';
   const echoLine =
@@ -361,9 +362,9 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
       const configPath = join(tmpDir as string, 'gateway.yaml');
       writeFileSync(configPath, toYaml(cfg));
       const child = trackChild(
-        spawn(process.execPath, [MAIN_JS, 'serve', '--config', configPath], {
+        // Without an explicit level the child logs at the config's own logging.level.
+        spawn(process.execPath, [MAIN_JS, 'serve', '--config', configPath, ...(explicitLogLevel ? ['--log-level', logLevel] : [])], {
           stdio: ['ignore', 'pipe', 'pipe'],
-          env: { ...process.env, LOG_LEVEL: logLevel },
         }),
       );
       processorOutput.attach(child);

@@ -385,7 +385,6 @@ async function exportedSeries(): Promise<Map<string, SeriesInfo>> {
   m.serverHealth('alpha', true, 0.001);
   m.rateLimitedInc('alpha', NONE, 'requests');
   m.authFailureInc('invalid_token');
-  m.configReloadFailures.inc();
   const { body } = await m.render();
   const types = new Map<string, string>();
   const out = new Map<string, { type: string; labels: Set<string> }>();

@@ -1,37 +1,12 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { after, before, describe, it } from 'node:test';
-import type * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { createContext } from '../../../src/app.js';
 import { parseConfig } from '../../../src/config/load.js';
-import { handleProcessStream, headerMap } from '../../../src/extproc/server.js';
-import type { ProcessingRequestMsg, ProcessingResponseMsg } from '../../../src/extproc/proto.js';
+import { headerMap } from '../../../src/extproc/server.js';
+import { startCall, type FakeCall } from '../../support/fake-call.js';
+import type { ProcessingRequestMsg } from '../../../src/extproc/proto.js';
 import type { GatewayContext } from '../../../src/exchange.js';
-
-/** An in-memory stand-in for one ext_proc gRPC stream: what Envoy sends in, what we write out. */
-class FakeCall extends EventEmitter {
-  readonly written: ProcessingResponseMsg[] = [];
-  ended = false;
-  destroyed = false;
-  readonly metadata = { get: (): unknown[] => [] };
-  write(msg: ProcessingResponseMsg): boolean {
-    this.written.push(msg);
-    this.emit('wrote');
-    return true;
-  }
-  end(): void {
-    this.ended = true;
-  }
-  destroy(): void {
-    this.destroyed = true;
-  }
-  /** Resolves once `n` replies have been written. */
-  async replies(n: number): Promise<ProcessingResponseMsg[]> {
-    while (this.written.length < n) await new Promise((r) => this.once('wrote', r));
-    return this.written;
-  }
-}
 
 function headers(h: Record<string, string>, endOfStream = false): ProcessingRequestMsg {
   return {
@@ -57,9 +32,7 @@ describe('ext_proc stream handling (no sockets)', () => {
   after(() => close());
 
   function start(): FakeCall {
-    const call = new FakeCall();
-    handleProcessStream(call as unknown as grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>, () => ctx, pino({ level: 'silent' }));
-    return call;
+    return startCall(ctx);
   }
 
   it('answers each message once, in order, and renders a bad body as a JSON-RPC ImmediateResponse', async () => {

@@ -79,3 +79,29 @@ describe('JsonBodyRewriter', () => {
     assert.equal(rw.push(Buffer.from('1}'), true).toString(), '1}');
   });
 });
+
+describe('rewriters that must not pass an unchecked message (refuse mode)', () => {
+  const refuse = (): string => '{"error":"too large"}';
+  const big = `data: {"rewrite":"${'x'.repeat(200)}"}\n\n`;
+  const small = 'data: {"rewrite":"ok"}\n\n';
+
+  it('replaces an SSE event over the bound with the refusal however it is chunked, and still rewrites the rest', () => {
+    const stream = small + big + small;
+    const expected = 'data: {"REWRITE":"OK"}\n\ndata: {"error":"too large"}\n\ndata: {"REWRITE":"OK"}\n\n';
+    const bytes = Buffer.byteLength(stream);
+    for (const cuts of [[], [5], [30, 60, 90, 120, 150, 180, 210], Array.from({ length: bytes - 1 }, (_, i) => i + 1)]) {
+      assert.equal(feed(new SseRewriter(upper, 100, refuse), stream, cuts), expected, `cuts ${cuts.length}`);
+    }
+  });
+
+  it('refuses an over-bound event the stream ends inside', () => {
+    assert.equal(feed(new SseRewriter(upper, 100, refuse), `data: ${'y'.repeat(300)}`, [50, 150]), 'data: {"error":"too large"}\n\n');
+  });
+
+  it('replaces a JSON body over the bound with the refusal, releasing nothing of it', () => {
+    const rw = new JsonBodyRewriter(upper, 100, refuse);
+    const body = Buffer.from(`{"rewrite":"${'z'.repeat(300)}"}`);
+    const out = [rw.push(body.subarray(0, 90), false), rw.push(body.subarray(90, 200), false), rw.push(body.subarray(200), true)];
+    assert.deepEqual(out.map((b) => b.toString()), ['', '', '{"error":"too large"}']);
+  });
+});

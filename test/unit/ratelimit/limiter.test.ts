@@ -172,4 +172,22 @@ describe('MemoryLimiterStore', () => {
     await assert.rejects(store.decide([check, check]), /twice/);
     store.close();
   });
+
+  it('matches tool globs in linear time against hostile client-chosen names', async () => {
+    // A backtracking regex for this pattern takes time polynomial in the name's length to the
+    // fifth power on a name of a's without the final b: minutes for this one.
+    const l = Limiter.compile(
+      { servers: { db: {} }, rate_limits: { db: { by: 'client' as const, tools: [{ match: '*a*a*a*a*a*b', requests_per_minute: 1, burst_size: 1 }] } } },
+      new MemoryLimiterStore(),
+    );
+    const hostile = 'a'.repeat(20_000);
+    assert.equal((await l.check(req({ server: 'db', tool: hostile }))).allowed, true);
+    assert.equal((await l.check(req({ server: 'db', tool: hostile }))).allowed, true, 'no rule matched, so no tool budget was spent');
+    assert.equal((await l.check(req({ server: 'db', tool: `${hostile}b` }))).allowed, true);
+    assert.equal((await l.check(req({ server: 'db', tool: `${hostile}b` }))).allowed, false, 'the rule matches where it should');
+    // `?` is literal in tool matches, as it always was.
+    const q = Limiter.compile({ servers: { db: {} }, rate_limits: { db: { by: 'client' as const, tools: [{ match: 'a?c', requests_per_minute: 1, burst_size: 1 }] } } }, new MemoryLimiterStore());
+    await q.check(req({ server: 'db', tool: 'abc' }));
+    assert.equal((await q.check(req({ server: 'db', tool: 'abc' }))).allowed, true);
+  });
 });

@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { GatewayContext } from '../../../src/exchange.js';
+import { immediateOf, mcpPost, mutationOf, requestBody, requestHeaders, responseBody, responseHeaders, startCall, type FakeCall } from '../../support/fake-call.js';
+import { inMemoryContext, type InMemoryUpstream } from '../../support/in-memory-upstream.js';
+
+/** Responses on /mcp: the real Exchange and stages, the upstreams in memory. */
+describe('aggregated responses', () => {
+  let ctx: GatewayContext;
+  let upstream: InMemoryUpstream;
+  let close: () => Promise<void>;
+  let session: string;
+  before(async () => {
+    ({ ctx, upstream, close } = await inMemoryContext({ alpha: { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] } }));
+    const call = startCall(ctx);
+    await call.send(requestHeaders(mcpPost('/mcp')));
+    const init = await call.send(requestBody({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }));
+    session = immediateOf(init).headers.get('mcp-session-id')!;
+  });
+  after(() => close());
+
+  /** A tools/call forwarded to alpha, up to the point where the upstream answers. */
+  async function forwarded(id: number): Promise<{ call: FakeCall; upstreamSession: string }> {
+    const call = startCall(ctx);
+    await call.send(requestHeaders(mcpPost('/mcp', { 'mcp-session-id': session })));
+    const fwd = mutationOf(await call.send(requestBody({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'alpha__echo', arguments: { n: id } } })));
+    return { call, upstreamSession: fwd.set.get('mcp-session-id')! };
+  }
+
+  it('puts the gateway session on the response and rewrites SSE events: URIs namespaced, server requests tagged', async () => {
+    const { call, upstreamSession } = await forwarded(2);
+    const head = mutationOf(await call.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream', 'mcp-session-id': upstreamSession })));
+    assert.equal(head.set.get('mcp-session-id'), session, 'the client only ever sees the gateway session');
+    assert.ok(head.removed.includes('content-length'));
+    const events =
+      'data: {"jsonrpc":"2.0","id":"u1","method":"sampling/createMessage","params":{}}\n\n' +
+      'data: {"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"resource_link","uri":"file:///a","name":"a"}]}}\n\n';
+    const cut = 37;
+    const first = mutationOf(await call.send(responseBody(events.slice(0, cut), false)));
+    const rest = mutationOf(await call.send(responseBody(events.slice(cut), true)));
+    const out = (first.body ?? '') + (rest.body ?? events.slice(cut));
+    assert.match(out, /"id":"mcpgw:alpha:su1"/);
+    assert.match(out, /"uri":"alpha\+file:\/\/\/a"/);
+  });
+
+  it('answers Envoy’s own 503 as a JSON-RPC error naming the server', async () => {
+    const { call } = await forwarded(3);
+    const r = immediateOf(await call.send(responseHeaders({ ':status': '503', 'content-type': 'text/plain' })));
+    assert.equal(r.status, 503);
+    assert.deepEqual(r.json, { jsonrpc: '2.0', id: 3, error: { code: -32000, message: 'Upstream server unavailable: alpha' } });
+  });
+
+  it('replays a request once in a new upstream session when the upstream forgot the old one', async () => {
+    const { call, upstreamSession } = await forwarded(4);
+    upstream.restart('alpha');
+    const r = immediateOf(await call.send(responseHeaders({ ':status': '404', 'content-type': 'application/json' })));
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('mcp-session-id'), session);
+    assert.deepEqual((r.json?.['result'] as { content: unknown[] }).content, [{ type: 'text', text: 'alpha: {"n":4}' }]);
+    // The next request goes to the new upstream session.
+    const next = await forwarded(5);
+    assert.notEqual(next.upstreamSession, upstreamSession);
+  });
+});
