@@ -2,7 +2,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { PROTOCOL_VERSION_HEADER } from '../mcp/headers.js';
 import { parseMessage } from '../mcp/message.js';
 import { isSupportedVersion } from '../mcp/protocol.js';
-import { accepts, checkPostBody } from '../request/admit.js';
+import { acceptsMcp, checkPostBody } from '../request/admit.js';
 import type { EndpointHandler } from '../request/endpoint.js';
 import { ADMITTED } from '../request/mutations.js';
 import type { RequestState } from '../request/state.js';
@@ -35,8 +35,7 @@ export function aggregatedEndpoint(ctx: AggregatedContext, state: RequestState):
           throw new GatewayError('GW_ERR_HTTP_METHOD_NOT_ALLOWED', undefined, { headers: ALLOW });
       }
       const h = state.headers;
-      const accept = h.get('accept') ?? '';
-      if (!accepts(accept, 'application/json') || !accepts(accept, 'text/event-stream')) throw new GatewayError('GW_ERR_HTTP_NOT_ACCEPTABLE');
+      if (!acceptsMcp(h.get('accept') ?? '')) throw new GatewayError('GW_ERR_HTTP_NOT_ACCEPTABLE');
       if (!/^application\/json\s*(;|$)/i.test(h.get('content-type') ?? '')) throw new GatewayError('GW_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE');
       const version = h.get(PROTOCOL_VERSION_HEADER);
       if (version !== undefined && !isSupportedVersion(version)) {

@@ -132,6 +132,7 @@ export interface ExtProcTimeouts {
 export function extProcTimeouts(upstreamTimeoutMs: number, longestReplayMs: number): ExtProcTimeouts {
   const messageMs = upstreamTimeoutMs + 5000;
   const maxMessageMs = 6 * upstreamTimeoutMs + Math.max(longestReplayMs, upstreamTimeoutMs) + 10_000;
-  const extendAfterMs = messageMs - 1000;
+  // Asked for a second and a half before Envoy would give up (the processor checks 4 times a second).
+  const extendAfterMs = messageMs - 1500;
   return { messageMs, maxMessageMs, extendAfterMs, extendToMs: maxMessageMs - extendAfterMs, deadlineMs: maxMessageMs - 2000 };
 }

@@ -2,7 +2,8 @@ import type { ContinueDecision, Decision, HeaderSet } from '../request/decision.
 import { METADATA_NAMESPACE } from '../envoy/contract.js';
 import type { ProcessingResponseMsg } from './proto.js';
 
-type Phase = 'request_headers' | 'response_headers' | 'request_body' | 'response_body';
+/** The ext_proc messages the processor replies to with a decision. */
+export type Phase = 'request_headers' | 'response_headers' | 'request_body' | 'response_body';
 
 function headerOption(h: HeaderSet): Record<string, unknown> {
   return { header: { key: h.key, raw_value: Buffer.from(h.value) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };

@@ -5,7 +5,7 @@ import type { Decision } from '../request/decision.js';
 import type { Headers } from '../request/state.js';
 import { withPort } from '../lib/host-port.js';
 import { loadExternalProcessorService, type HttpHeadersMsg, type ProcessingRequestMsg, type ProcessingResponseMsg } from './proto.js';
-import { toProcessingResponse } from './render.js';
+import { toProcessingResponse, type Phase } from './render.js';
 
 type ProcessCall = grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>;
 
@@ -36,7 +36,14 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
   const extendTimeout = (ms: number): void => {
     if (!closed) call.write({ override_message_timeout: { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 } });
   };
-  const stream = new Exchange(ctx, { extendTimeout }, typeof envoyTrace === 'string' ? envoyTrace : undefined);
+  // The message being processed, for a reply given before its phase handler returns.
+  let current: Phase | null = null;
+  const answerNow = (decision: Decision): void => {
+    if (closed || current === null) return;
+    call.write(toProcessingResponse(decision, current));
+    finish();
+  };
+  const stream = new Exchange(ctx, { extendTimeout, answerNow }, typeof envoyTrace === 'string' ? envoyTrace : undefined);
 
   const finish = (): void => {
     if (closed) return;
@@ -47,6 +54,7 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
   const step = async (req: ProcessingRequestMsg): Promise<void> => {
     let decision: Decision;
     const phase = req.request;
+    if (phase === 'request_headers' || phase === 'request_body' || phase === 'response_headers' || phase === 'response_body') current = phase;
     switch (phase) {
       case 'request_headers': {
         const h: Headers = headerMap(req.request_headers);

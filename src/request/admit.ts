@@ -63,6 +63,20 @@ export function checkPostBody(ctx: RequestContext, state: RequestState, endOfStr
   if (endOfStream) throw new GatewayError('GW_ERR_PARSE', 'Parse error: empty body');
 }
 
+/** Whether an Accept header admits both media types a Streamable HTTP POST needs. */
+export function acceptsMcp(accept: string): boolean {
+  // Clients send the same Accept on every request: remember the verdict for a few values.
+  let verdict = ACCEPT_VERDICTS.get(accept);
+  if (verdict === undefined) {
+    verdict = accepts(accept, 'application/json') && accepts(accept, 'text/event-stream');
+    if (ACCEPT_VERDICTS.size >= 64) ACCEPT_VERDICTS.clear();
+    ACCEPT_VERDICTS.set(accept, verdict);
+  }
+  return verdict;
+}
+
+const ACCEPT_VERDICTS = new Map<string, boolean>();
+
 /** Whether an Accept header admits a media type (wildcards included). */
 export function accepts(accept: string, type: string): boolean {
   const [major] = type.split('/');

@@ -49,10 +49,12 @@ function isReply(m: ProcessingResponseMsg): boolean {
   return !('override_message_timeout' in m);
 }
 
+const SILENT = pino({ level: 'silent' });
+
 /** A new stream handled by the real handler with `ctx`. */
 export function startCall(ctx: GatewayContext): FakeCall {
   const call = new FakeCall();
-  handleProcessStream(call as unknown as grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>, () => ctx, pino({ level: 'silent' }));
+  handleProcessStream(call as unknown as grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>, () => ctx, SILENT);
   return call;
 }
 

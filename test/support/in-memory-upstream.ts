@@ -24,6 +24,8 @@ export interface FakeServer {
   forgetful?: boolean;
   /** Unreachable: every call fails as a connection failure would. */
   down?: boolean;
+  /** Never answers: every call waits until the test ends. */
+  hang?: boolean;
 }
 
 /** One call the fake received. */
@@ -67,6 +69,7 @@ export class InMemoryUpstream extends UpstreamClient {
     const method = msg === null ? 'DELETE' : String(msg['method'] ?? 'response');
     this.calls.push({ server: server.name, method, sessionId, httpMethod: opts.method ?? 'POST' });
     if (spec.down === true) throw new Error('connect ECONNREFUSED');
+    if (spec.hang === true) return new Promise<UpstreamReply>(() => {});
     const reply = (status: number, payload?: Json, newSession?: string): UpstreamReply => ({
       status,
       contentType: payload === undefined ? '' : 'application/json',
