@@ -5,6 +5,7 @@ import { hashKeyCommand } from './auth/hash-key-cli.js';
 import { run } from './app.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import { renderEnvoyBootstrap } from './envoy/bootstrap.js';
+import { unsupportedNode } from './lib/node-version.js';
 import { createLogger } from './observability/logger.js';
 
 const USAGE = `usage: mcp-gateway <command> [options]
@@ -51,6 +52,11 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'serve': {
+      const unsupported = unsupportedNode(process.versions.node);
+      if (unsupported !== null) {
+        process.stderr.write(`mcp-gateway serve: ${unsupported}\n`);
+        return 1;
+      }
       const config = await loadConfigFile(values.config);
       const log = createLogger(values['log-level'] ?? config.logging.level);
       const gw = await run({
@@ -67,6 +73,8 @@ async function main(argv: string[]): Promise<number> {
         };
         process.once('SIGINT', () => stop('SIGINT'));
         process.once('SIGTERM', () => stop('SIGTERM'));
+        // A reload signal must never take the processor down; the config is read at start only.
+        process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: the config is read at start; restart the processor to change it'));
       });
       await gw.close();
       return 0;

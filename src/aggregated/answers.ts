@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors/gateway-error.js';
 import { SESSION_HEADER } from '../mcp/headers.js';
-import { isObject, type JsonObject, type JsonRpcId } from '../mcp/message.js';
+import { isObject, stringifyJson, type JsonObject, type JsonRpcId } from '../mcp/message.js';
 import { GATEWAY_INFO, KIND_INFO, LIST_KINDS, negotiateVersion, type CatalogKind } from '../mcp/protocol.js';
 import { respondAccepted, respondResult, type RespondDecision } from '../request/decision.js';
 import { aggregatedListFilter, checkSessionOwner, serverVisible, sessionSubject } from '../request/guard.js';
@@ -52,13 +52,17 @@ export const ANSWERS: ReadonlyMap<string, Answer> = new Map<string, Answer>([
 /** initialize: a new gateway session, with the union of what the visible upstreams offer. */
 export async function initialize(ctx: AggregatedContext, caller: Caller, id: JsonRpcId, params: JsonObject | undefined): Promise<RespondDecision> {
   const p = params ?? {};
+  const clientCapabilities = isObject(p['capabilities']) ? p['capabilities'] : {};
+  const clientInfo = isObject(p['clientInfo']) ? p['clientInfo'] : { name: 'unknown', version: '0' };
+  // Kept with the session and replayed to every upstream: it must be writable again.
+  stringifyJson({ clientCapabilities, clientInfo });
   const protocolVersion = negotiateVersion(p['protocolVersion']);
   const visible = ctx.rc.serverList.filter((s) => serverVisible(ctx, caller, s.name));
   const caps = await Promise.all(visible.map((s) => ctx.catalog.capabilities(s)));
   const session = await ctx.sessions.create({
     protocolVersion,
-    clientCapabilities: isObject(p['capabilities']) ? p['capabilities'] : {},
-    clientInfo: isObject(p['clientInfo']) ? p['clientInfo'] : { name: 'unknown', version: '0' },
+    clientCapabilities,
+    clientInfo,
     identity: sessionSubject(caller),
   });
   return respondResult(
@@ -103,7 +107,7 @@ export async function notification(
       const name = ctx.inflight.get(inflightKeyOf(session, params?.['requestId']));
       const server = name === undefined ? undefined : ctx.rc.servers.get(name);
       if (server === undefined) return ACCEPTED;
-      return forward(ctx, state, session, server, JSON.stringify(raw), null, null);
+      return forward(ctx, state, session, server, stringifyJson(raw), null, null);
     }
     case 'notifications/roots/list_changed':
       void ctx.upstreamSessions.broadcast(ctx.rc, session, method, params);
@@ -122,7 +126,7 @@ export async function clientResponse(ctx: AggregatedContext, state: RequestState
     ctx.log.warn({ id: String(id).slice(0, 100) }, 'client answered a request the gateway never sent; dropped');
     return ACCEPTED;
   }
-  return forward(ctx, state, session, server, JSON.stringify({ ...raw, id: owner.id }), null, null);
+  return forward(ctx, state, session, server, stringifyJson({ ...raw, id: owner.id }), null, null);
 }
 
 /** Union of the upstreams' capabilities as the gateway offers them on /mcp. */

@@ -1,4 +1,4 @@
-import type { JsonRpcId } from '../mcp/message.js';
+import { ExactId, type JsonRpcId } from '../mcp/message.js';
 
 /** SEP-986: tool (and, by our choice, prompt) names on the aggregated endpoint. */
 const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -69,6 +69,7 @@ export class Namespace {
 
   /** The id a server→client request carries on the aggregated endpoint. */
   qualifyServerRequestId(server: string, id: JsonRpcId): string {
+    if (id instanceof ExactId) return `${SERVER_REQUEST_ID_PREFIX}${server}:n${id.text}`;
     return `${SERVER_REQUEST_ID_PREFIX}${server}:${typeof id === 'number' ? 'n' : 's'}${id}`;
   }
 
@@ -82,7 +83,10 @@ export class Namespace {
     const kind = id[colon + 1];
     const rest = id.slice(colon + 2);
     if (kind === 's') return { server, id: rest };
-    if (kind === 'n' && /^-?[0-9]+$/.test(rest)) return { server, id: Number(rest) };
+    if (kind === 'n' && /^-?[0-9]+$/.test(rest)) {
+      const n = Number(rest);
+      return { server, id: Number.isSafeInteger(n) ? n : new ExactId(rest) };
+    }
     return null;
   }
 }

@@ -1,5 +1,5 @@
 import type { RuntimeServer } from '../config/runtime.js';
-import { isObject, type JsonObject } from '../mcp/message.js';
+import { idKey, isObject, parseJson, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { isEventStream, isJson, messageRewriter } from '../mcp/sse.js';
 import { CONTINUE, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
 import { gatewaySessionHeader, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
@@ -40,20 +40,26 @@ export async function aggregatedResponse(ctx: AggregatedContext, state: RequestS
 function rewriteData(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, data: string): string | null {
   let msg: unknown;
   try {
-    msg = JSON.parse(data);
+    msg = parseJson(data);
   } catch {
     return null;
   }
   if (!isObject(msg)) return null;
   const sent = state.message;
-  if (sent?.kind === 'request' && msg['id'] === sent.id && msg['method'] === undefined) observeResponse(state, msg);
+  if (sent?.kind === 'request' && msg['method'] === undefined && idKey(msg['id']) === idKey(sent.id)) observeResponse(state, msg);
   const effects: RewriteEffects = {};
   const changed = rewriteUpstreamMessage(msg, fwd.server.name, fwd.requestMethod, ctx.naming, effects);
   if (effects.listChanged !== undefined) {
     ctx.catalog.invalidate(fwd.server.name, effects.listChanged);
     if (effects.listChanged === 'resources') ctx.catalog.invalidate(fwd.server.name, 'resourceTemplates');
   }
-  return changed ? JSON.stringify(msg) : null;
+  if (!changed) return null;
+  try {
+    return stringifyJson(msg);
+  } catch {
+    // Too deeply nested to write again: the upstream's own bytes go on unchanged.
+    return null;
+  }
 }
 
 /** Notes in the record whether the upstream's answer to the request was an error or a tool error. */

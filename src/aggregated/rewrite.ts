@@ -1,12 +1,12 @@
-import { isObject, type JsonObject } from '../mcp/message.js';
+import { ExactId, isObject, type JsonObject } from '../mcp/message.js';
 import type { Namespace } from './naming.js';
 
 /** List-changed notifications and the catalog kind each one invalidates. */
-export const LIST_CHANGED = {
-  'notifications/tools/list_changed': 'tools',
-  'notifications/prompts/list_changed': 'prompts',
-  'notifications/resources/list_changed': 'resources',
-} as const;
+export const LIST_CHANGED: ReadonlyMap<string, 'tools' | 'prompts' | 'resources'> = new Map([
+  ['notifications/tools/list_changed', 'tools'],
+  ['notifications/prompts/list_changed', 'prompts'],
+  ['notifications/resources/list_changed', 'resources'],
+] as const);
 
 /** What one upstream message needs from the caller besides its own rewrite. */
 export interface RewriteEffects {
@@ -31,11 +31,12 @@ export function rewriteUpstreamMessage(
   const method = msg['method'];
   if (typeof method === 'string') {
     const id = msg['id'];
-    if (typeof id === 'string' || typeof id === 'number') {
+    if (typeof id === 'string' || typeof id === 'number' || id instanceof ExactId) {
       msg['id'] = ns.qualifyServerRequestId(server, id);
       return true;
     }
-    if (method in LIST_CHANGED) effects.listChanged = LIST_CHANGED[method as keyof typeof LIST_CHANGED];
+    const changed = LIST_CHANGED.get(method);
+    if (changed !== undefined) effects.listChanged = changed;
     if (method === 'notifications/resources/updated') {
       const params = msg['params'];
       if (isObject(params) && typeof params['uri'] === 'string') {

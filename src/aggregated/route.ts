@@ -1,6 +1,6 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import { isObject, type JsonObject, type JsonRpcMessage } from '../mcp/message.js';
+import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcMessage } from '../mcp/message.js';
 import type { Decision } from '../request/decision.js';
 import { checkNameAccess, checkServerAccess } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
@@ -122,7 +122,7 @@ export async function routeRequest(
   state.limitHeaders = await limitRequest(ctx, state, { server: resolved.server.name, tool: resolved.tool, method: msg.method });
   const inflightKey = inflightKeyOf(session, msg.id);
   ctx.inflight.set(inflightKey, resolved.server.name);
-  const body = JSON.stringify({ ...msg.raw, params: withTraceMeta(state, resolved.params) });
+  const body = stringifyJson({ ...msg.raw, params: withTraceMeta(state, resolved.params) });
   try {
     return await forward(ctx, state, session, resolved.server, body, msg.method, inflightKey);
   } catch (err) {
@@ -133,7 +133,7 @@ export async function routeRequest(
 
 /** The in-flight key of a client request, so a later cancellation finds the server running it. */
 export function inflightKeyOf(session: GatewaySession, id: unknown): string {
-  return `${session.id}\n${JSON.stringify(id)}`;
+  return `${session.id}\n${idKey(id)}`;
 }
 
 /** Points Envoy at the server's route with the client's upstream session and the rewritten body. */

@@ -220,6 +220,14 @@ export const ConfigSchema = z
     for (const issue of [...rateLimitConfigIssues(cfg), ...accessConfigIssues(cfg)]) {
       ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
     }
+    if (Array.isArray(cfg.gateway.processor) && cfg.gateway.processor.length > 1 && cfg.redis === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['gateway', 'processor'],
+        message:
+          'several processor replicas need `redis`: Envoy sends each request to any replica, and without shared state a session (and its limits) lives in one replica only, so most requests would find no session. Set redis.url, or list one processor',
+      });
+    }
     const sep = cfg.gateway.tool_separator;
     const names = Object.keys(cfg.servers);
     for (const a of names) {

@@ -2,7 +2,7 @@ import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { ERROR_TABLE } from '../errors/codes.js';
 import { SESSION_HEADER } from '../mcp/headers.js';
-import { errorBody, parseMessage, type JsonObject } from '../mcp/message.js';
+import { errorBody, parseMessage, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { LIST_KINDS, type CatalogKind } from '../mcp/protocol.js';
 import { messageRewriter } from '../mcp/sse.js';
 import { checkPostBody } from '../request/admit.js';
@@ -47,7 +47,7 @@ export function passthroughEndpoint(ctx: PassthroughContext, state: RequestState
       if (msg.method === 'tools/call' && typeof msg.params?.['name'] === 'string') state.tool = msg.params['name'];
       filteredList = checkPolicy(ctx, state, caller, server, msg.method, msg.params);
       state.limitHeaders = await limitRequest(ctx, state, { server: server.name, tool: state.tool, method: msg.method });
-      return replaceRequestBody(JSON.stringify({ ...msg.raw, params: withTraceMeta(state, msg.params) }));
+      return replaceRequestBody(stringifyJson({ ...msg.raw, params: withTraceMeta(state, msg.params) }));
     },
 
     async responseHeaders(headers) {

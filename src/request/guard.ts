@@ -1,6 +1,6 @@
 import { isAuthenticated, sessionBoundTo, type AuthFailure, type Identity } from '../auth/identity.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import { isObject } from '../mcp/message.js';
+import { isObject, parseJson, stringifyJson } from '../mcp/message.js';
 import { KIND_INFO, type CatalogKind } from '../mcp/protocol.js';
 import type { AccessDecision } from '../policy/access.js';
 import { auditRecord, authFailureRecord, type AuditRecord, type AuditTarget } from '../policy/audit.js';
@@ -146,7 +146,7 @@ export function filtersLists(ctx: RequestContext): boolean {
 export function filterListMessage(ctx: RequestContext, caller: Caller, server: string, kind: CatalogKind, data: string): string | null {
   let msg: unknown;
   try {
-    msg = JSON.parse(data);
+    msg = parseJson(data);
   } catch {
     return null;
   }
@@ -157,7 +157,7 @@ export function filterListMessage(ctx: RequestContext, caller: Caller, server: s
   const kept = items.filter((it) => isObject(it) && typeof it[idField] === 'string' && (nameDecision(ctx, caller, kind, server, it[idField])?.allowed ?? true));
   if (kept.length === items.length) return null;
   msg['result'][key] = kept;
-  return JSON.stringify(msg);
+  return stringifyJson(msg);
 }
 
 /**

@@ -44,6 +44,8 @@ describe('config loading', () => {
     strategy: failover
 gateway:
   processor: [127.0.0.1:9001, 127.0.0.1:9002]
+redis:
+  url: redis://127.0.0.1:6379
 `,
       {},
     );
@@ -88,5 +90,25 @@ gateway:
     const open = compileConfig(parseConfigText(`${MINIMAL}gateway:\n  listen: 0.0.0.0:8080\n`, {}));
     assert.equal(open.hostAllowed, null);
     assert.equal(durationMs('250ms') + durationMs('2s') + durationMs('1m') + durationMs('1h'), 250 + 2000 + 60_000 + 3_600_000);
+  });
+
+  it('refuses several processor replicas without redis, naming the field and the reason', () => {
+    assert.match(
+      errorOf(`${MINIMAL}gateway:\n  processor: [127.0.0.1:9001, 127.0.0.1:9002]\n`),
+      /several processor replicas need `redis`[\s\S]*at gateway\.processor/,
+    );
+    parseConfigText(`${MINIMAL}gateway:\n  processor: [127.0.0.1:9001, 127.0.0.1:9002]\nredis:\n  url: redis://127.0.0.1:6379\n`, {});
+    parseConfigText(`${MINIMAL}gateway:\n  processor: [127.0.0.1:9001]\n`, {});
+  });
+
+  it('derives the ext_proc timeouts so the processor answers before Envoy gives up', () => {
+    const rc = compileConfig(parseConfigText(`${MINIMAL}gateway:\n  upstream_timeout: 2s\n`, {}));
+    const t = rc.extProc;
+    assert.equal(t.messageMs, 7000);
+    // The slowest message: cold catalog + new session (6 calls) or a new session + a replay with the server's 300 s.
+    assert.equal(t.maxMessageMs, 6 * 2000 + 300_000 + 10_000);
+    assert.ok(t.extendAfterMs < t.messageMs, 'more time is asked for before the ordinary timeout');
+    assert.equal(t.extendAfterMs + t.extendToMs, t.maxMessageMs, 'never more than Envoy allows');
+    assert.ok(t.deadlineMs < t.maxMessageMs, 'the processor gives up first');
   });
 });
