@@ -91,6 +91,15 @@ export async function createContext(
   const onExpire = (s: GatewaySession): void => {
     void upstreamSessionsRef.current?.terminateAll(rc, s);
   };
+  // A session ended to make room for a newer one of the same client: ended like an expired one.
+  const onEvict = (s: GatewaySession): void => {
+    log.info(
+      { event: 'session_evicted', identity: s.identity, upstream_sessions: s.upstream.size, max_sessions_per_client: rc.maxSessionsPerClient },
+      'session ended: its client opened more than gateway.max_sessions_per_client',
+    );
+    void upstreamSessionsRef.current?.terminateAll(rc, s);
+  };
+  const limits = { maxSessions: rc.maxSessions, maxSessionsPerClient: rc.maxSessionsPerClient, onExpire, onEvict };
 
   let sessions: SessionStore;
   let limiter: Limiter;
@@ -104,7 +113,7 @@ export async function createContext(
     const target = describeRedisUrl(config.redis.url);
     const client = createRedisClient({ url: config.redis.url, commandTimeoutMs: redisTimeoutMs(config.redis) });
     if (!(await waitForRedis(client, 2000))) log.warn({ redis: target }, 'redis is not answering yet; starting degraded');
-    sessions = new RedisSessionStore(client, { keyPrefix: config.redis.key_prefix, idleMs: rc.sessionIdleMs, onExpire, log, target });
+    sessions = new RedisSessionStore(client, { keyPrefix: config.redis.key_prefix, idleMs: rc.sessionIdleMs, ...limits, log, target });
     limiter = Limiter.compile(
       config,
       limitsConfigured
@@ -113,7 +122,7 @@ export async function createContext(
     );
     disconnect = () => client.disconnect();
   } else {
-    sessions = new MemorySessionStore(rc.sessionIdleMs, onExpire);
+    sessions = new MemorySessionStore({ idleMs: rc.sessionIdleMs, ...limits });
     limiter = Limiter.compile(config, limitsConfigured ? new MemoryLimiterStore() : null);
   }
   const upstreamSessions = new UpstreamSessions(upstream, sessions, log);

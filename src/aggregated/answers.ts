@@ -4,8 +4,10 @@ import { isObject, stringifyJson, type JsonObject, type JsonRpcId } from '../mcp
 import { GATEWAY_INFO, KIND_INFO, LIST_KINDS, negotiateVersion, type CatalogKind } from '../mcp/protocol.js';
 import { respondAccepted, respondResult, type RespondDecision } from '../request/decision.js';
 import { aggregatedListFilter, checkSessionOwner, serverVisible, sessionSubject } from '../request/guard.js';
+import { clientIp } from '../request/limit.js';
 import { gatewaySessionHeader } from '../request/mutations.js';
 import type { Caller, RequestState } from '../request/state.js';
+import { clientMetadataText, sessionOwner } from '../sessions/limits.js';
 import type { GatewaySession } from '../sessions/store.js';
 import type { AggregatedContext } from './context.js';
 import { forward, inflightKeyOf, type Routed } from './route.js';
@@ -49,21 +51,23 @@ export const ANSWERS: ReadonlyMap<string, Answer> = new Map<string, Answer>([
   ...[...LIST_KINDS].map(([method, kind]) => [method, list(kind)] as const),
 ]);
 
-/** initialize: a new gateway session, with the union of what the visible upstreams offer. */
-export async function initialize(ctx: AggregatedContext, caller: Caller, id: JsonRpcId, params: JsonObject | undefined): Promise<RespondDecision> {
+/**
+ * initialize: a new gateway session, with the union of what the visible upstreams offer. The
+ * session counts against the caller's `gateway.max_sessions_per_client` (its identity, or its
+ * address when anonymous) and `gateway.max_sessions`; see sessions/limits.ts.
+ */
+export async function initialize(ctx: AggregatedContext, state: RequestState, caller: Caller, id: JsonRpcId, params: JsonObject | undefined): Promise<RespondDecision> {
   const p = params ?? {};
-  const clientCapabilities = isObject(p['capabilities']) ? p['capabilities'] : {};
-  const clientInfo = isObject(p['clientInfo']) ? p['clientInfo'] : { name: 'unknown', version: '0' };
-  // Kept with the session and replayed to every upstream: it must be writable again.
-  stringifyJson({ clientCapabilities, clientInfo });
   const protocolVersion = negotiateVersion(p['protocolVersion']);
+  const clientMetadata = clientMetadataText(p, ctx.rc.maxClientMetadataBytes);
   const visible = ctx.rc.serverList.filter((s) => serverVisible(ctx, caller, s.name));
   const caps = await Promise.all(visible.map((s) => ctx.catalog.capabilities(s)));
+  const identity = sessionSubject(caller);
   const session = await ctx.sessions.create({
     protocolVersion,
-    clientCapabilities,
-    clientInfo,
-    identity: sessionSubject(caller),
+    clientMetadata,
+    identity,
+    owner: sessionOwner(identity, identity === null ? clientIp(state) : null),
   });
   return respondResult(
     id,

@@ -14,7 +14,7 @@ import { isRouted, routeRequest, type Routed } from './route.js';
 export async function routeInSession(ctx: AggregatedContext, state: RequestState, msg: JsonRpcMessage): Promise<Routed> {
   if (msg.kind === 'request' && msg.method === 'initialize') {
     state.limitHeaders = await limitRequest(ctx, state, { server: null, tool: null, method: msg.method });
-    return { decision: await initialize(ctx, state.caller!, msg.id, msg.params), forwarded: null };
+    return { decision: await initialize(ctx, state, state.caller!, msg.id, msg.params), forwarded: null };
   }
   const session = await requireSession(ctx, state);
   switch (msg.kind) {

@@ -41,6 +41,11 @@ export interface RuntimeConfig {
   /** The ext_proc timeouts Envoy is configured with, and when the processor asks for more. */
   readonly extProc: ExtProcTimeouts;
   readonly sessionIdleMs: number;
+  /** `gateway.max_sessions` and `gateway.max_sessions_per_client`. */
+  readonly maxSessions: number;
+  readonly maxSessionsPerClient: number;
+  /** Largest capabilities + clientInfo a session keeps (JSON bytes). */
+  readonly maxClientMetadataBytes: number;
   readonly catalogTtlMs: Readonly<Record<CatalogKind, number>>;
   /** Base URL of Envoy's internal listener for the processor's own upstream calls. */
   readonly internalBaseUrl: string;
@@ -97,6 +102,9 @@ export function compileConfig(config: Config): RuntimeConfig {
     upstreamTimeoutMs,
     extProc: extProcTimeouts(upstreamTimeoutMs, longestReplayMs),
     sessionIdleMs: durationMs(config.gateway.session_idle_timeout),
+    maxSessions: config.gateway.max_sessions,
+    maxSessionsPerClient: config.gateway.max_sessions_per_client,
+    maxClientMetadataBytes: config.gateway.max_client_metadata_bytes,
     catalogTtlMs: {
       tools: ttl('tools/list'),
       prompts: ttl('prompts/list'),

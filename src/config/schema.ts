@@ -6,6 +6,7 @@ import { urlSchema } from '../lib/url.js';
 import { BlockedToolsSchema, PoliciesSchema, TenantsSchema, accessConfigIssues } from '../policy/schema.js';
 import { RateLimitsSchema, rateLimitConfigIssues } from '../ratelimit/schema.js';
 import { RedisSchema } from '../state/schema.js';
+import { DEFAULT_MAX_CLIENT_METADATA_BYTES, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_CLIENT } from '../sessions/limits.js';
 
 /**
  * The one source of truth for the gateway's configuration file.
@@ -155,6 +156,33 @@ export const GatewaySchema = z.strictObject({
     .optional()
     .describe('Host header names accepted (DNS-rebinding protection); default: loopback names when listen is loopback, else any'),
   session_idle_timeout: DurationSchema.default('1h').describe('A gateway session unused this long is ended'),
+  max_sessions: z
+    .number()
+    .int()
+    .min(1)
+    .max(10_000_000)
+    .default(DEFAULT_MAX_SESSIONS)
+    .describe(
+      'Most live gateway sessions on /mcp (across all replicas with redis); beyond it initialize is refused with 503 GW_ERR_SESSION_LIMIT and Retry-After, and existing sessions keep working',
+    ),
+  max_sessions_per_client: z
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(DEFAULT_MAX_SESSIONS_PER_CLIENT)
+    .describe(
+      "Most live gateway sessions of one client: an authenticated identity, or an anonymous caller's address (IPv6: its /64). A new session beyond it ends that client's least recently used session and its upstream sessions",
+    ),
+  max_client_metadata_bytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024)
+    .default(DEFAULT_MAX_CLIENT_METADATA_BYTES)
+    .describe(
+      "Largest capabilities + clientInfo of an initialize (JSON bytes), which a session keeps to open the client's upstream sessions; a larger initialize is refused with -32602",
+    ),
   upstream_timeout: DurationSchema.default('10s').describe(
     "Timeout for the processor's own upstream calls (initialize, catalog fetches)",
   ),
@@ -226,6 +254,13 @@ export const ConfigSchema = z
         path: ['gateway', 'processor'],
         message:
           'several processor replicas need `redis`: Envoy sends each request to any replica, and without shared state a session (and its limits) lives in one replica only, so most requests would find no session. Set redis.url, or list one processor',
+      });
+    }
+    if (cfg.gateway.max_sessions_per_client > cfg.gateway.max_sessions) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['gateway', 'max_sessions_per_client'],
+        message: `max_sessions_per_client (${cfg.gateway.max_sessions_per_client}) is more than max_sessions (${cfg.gateway.max_sessions})`,
       });
     }
     const sep = cfg.gateway.tool_separator;

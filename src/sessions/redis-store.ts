@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { StateUnavailableError } from '../state/errors.js';
 import { errorSummary, OutageTracker, SILENT_STATE_LOGGER, type StateLogger } from '../state/outage.js';
@@ -9,16 +10,30 @@ import {
   encodeUpstream,
   LOG_LEVEL_FIELD,
   META_FIELD,
+  OWNER_FIELD,
   UPSTREAM_FIELD_PREFIX,
-  type SessionInit,
 } from './serialize.js';
-import { newSessionId, type GatewaySession, type SessionStore, type UpstreamSession } from './store.js';
+import { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_CLIENT, sessionLimitError, type SessionLimits } from './limits.js';
+import { newSessionId, type GatewaySession, type SessionInit, type SessionStore, type UpstreamSession } from './store.js';
 
 /*
  * Layout (P = redis.key_prefix):
  *   P s:<id>     hash, see serialize.ts; a backstop TTL removes it if no replica is left to sweep
  *   P sessions   sorted set: session id → lastSeen (ms); idle expiry is decided on this score
+ *   P {P sessions}:owner:<digest>  sorted set: one owner's session ids → lastSeen, a copy of
+ *                their index scores (digest: the session hash's `o` field). Hash-tagged into the
+ *                slot of `P sessions`, so the admission decision (ADMIT) touches one hash slot.
+ *                Every path that takes a session out of the index takes it out here too, so the
+ *                set goes with the owner's last session; a backstop TTL, refreshed with the
+ *                session hashes', covers the case no replica is left to sweep.
  *   P p:<server>:<id>  string: identity a passthrough session is bound to ('' = anonymous); PX idleMs
+ *
+ * Caps (see limits.ts): ADMIT decides, atomically and so across replicas, whether a new session
+ * fits (the owner's set against max_sessions_per_client, the index's size against max_sessions)
+ * and takes the sessions it ends out of the index. Their
+ * hashes are claimed afterwards with DELETE, by the replica that ended them, for `onEvict` /
+ * `onExpire`. A new session's hash is written before ADMIT and is invisible until ADMIT indexes it
+ * (GET looks at the index first); a refused one is deleted.
  *
  * Idle expiry is logical (score older than idleMs) rather than a plain key TTL so that an expired
  * session can still be read once: exactly one replica claims it (ZREM + HGETALL + DEL in one
@@ -36,34 +51,104 @@ local function clock(arg)
 end
 `;
 
-/** KEYS: hash, index. ARGV: now, id, meta, backstopTtlMs. Reply: now, or -1 if the id is taken. */
-const CREATE = new LuaScript(`${CLOCK}
-local now = clock(ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZSCORE', KEYS[2], ARGV[2]) then return -1 end
-redis.call('HSET', KEYS[1], '${META_FIELD}', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('ZADD', KEYS[2], now, ARGV[2])
-return now
+/** KEYS: hash. ARGV: meta, owner digest, backstopTtlMs. Writes a new session's hash. Reply: 1, or 0 if the id is taken. */
+const WRITE = new LuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], '${META_FIELD}', ARGV[1], '${OWNER_FIELD}', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
 `);
 
 /**
- * KEYS: hash, index. ARGV: now, id, idleMs, backstopTtlMs.
- * Reply: nil (unknown), {1, now, fields} (live, now marked used), {0, now, fields} (expired and
- * claimed by this call).
+ * KEYS: index, owner set (one hash slot). ARGV: now, id, idleMs, maxPerClient, maxSessions,
+ * batch, backstopTtlMs.
+ *
+ * The owner's idle sessions are taken out (expired; the index has the last word on idleness, the
+ * owner set's copy of lastSeen only finds the candidates). Beyond maxPerClient - 1 sessions, the
+ * owner's least recently used are picked (evicted). If the index would then still hold
+ * maxSessions, up to `batch` idle sessions of anyone are taken out; if it still would, nothing is
+ * evicted and the session is refused. Cost: O(log n) plus the sessions it ends.
+ * Reply: {now, evicted ids, expired ids} when admitted; {-1, ms until the least recently used
+ * session idles out, expired ids} when refused; {-2} if the id is already indexed.
  */
-const GET = new LuaScript(`${CLOCK}
+const ADMIT = new LuaScript(`${CLOCK}
+local now = clock(ARGV[1])
+local idle = tonumber(ARGV[3])
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return {-2} end
+local cutoff = '(' .. string.format('%.0f', now - idle)
+local expired = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff)) do
+  local seen = redis.call('ZSCORE', KEYS[1], m)
+  if not seen then
+    redis.call('ZREM', KEYS[2], m)
+  elseif now - tonumber(seen) > idle then
+    redis.call('ZREM', KEYS[1], m)
+    redis.call('ZREM', KEYS[2], m)
+    table.insert(expired, m)
+  else
+    redis.call('ZADD', KEYS[2], seen, m)
+  end
+end
+local victims = {}
+local excess = redis.call('ZCARD', KEYS[2]) - (tonumber(ARGV[4]) - 1)
+if excess > 0 then victims = redis.call('ZRANGE', KEYS[2], 0, excess - 1) end
+local max = tonumber(ARGV[5])
+if redis.call('ZCARD', KEYS[1]) - #victims >= max then
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[6]))) do
+    redis.call('ZREM', KEYS[1], m)
+    table.insert(expired, m)
+  end
+  if redis.call('ZCARD', KEYS[1]) - #victims >= max then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    local wait = idle
+    if oldest[2] then wait = tonumber(oldest[2]) + idle - now end
+    return {-1, wait, expired}
+  end
+end
+for _, m in ipairs(victims) do
+  redis.call('ZREM', KEYS[1], m)
+  redis.call('ZREM', KEYS[2], m)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('ZADD', KEYS[2], now, ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
+return {now, victims, expired}
+`);
+
+/** Lua: the owner digest in a flat HGETALL reply, or nil. */
+const OWNER_OF = `
+local function owner_of(fields)
+  for i = 1, #fields, 2 do
+    if fields[i] == '${OWNER_FIELD}' then return fields[i + 1] end
+  end
+  return nil
+end
+`;
+
+/**
+ * KEYS: hash, index. ARGV: now, id, idleMs, backstopTtlMs, owner key prefix.
+ * Reply: nil (unknown), {1, now, fields} (live, now marked used), {0, now, fields} (expired and
+ * claimed by this call). (Builds the owner key in the script: it shares the index's slot.)
+ */
+const GET = new LuaScript(`${CLOCK}${OWNER_OF}
 local now = clock(ARGV[1])
 local seen = redis.call('ZSCORE', KEYS[2], ARGV[2])
 if not seen then return false end
 local fields = redis.call('HGETALL', KEYS[1])
+local owner = owner_of(fields)
 if now - tonumber(seen) > tonumber(ARGV[3]) or #fields == 0 then
   redis.call('ZREM', KEYS[2], ARGV[2])
   redis.call('DEL', KEYS[1])
+  if owner then redis.call('ZREM', ARGV[5] .. owner, ARGV[2]) end
   if #fields == 0 then return false end
   return {0, now, fields}
 end
 if now > tonumber(seen) then redis.call('ZADD', KEYS[2], now, ARGV[2]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if owner then
+  if now > tonumber(seen) then redis.call('ZADD', ARGV[5] .. owner, 'XX', now, ARGV[2]) end
+  redis.call('PEXPIRE', ARGV[5] .. owner, ARGV[4])
+end
 return {1, now, fields}
 `);
 
@@ -89,19 +174,25 @@ end
 return 0
 `);
 
-/** KEYS: hash, index. ARGV: id. Reply: the deleted fields (empty if unknown). */
-const DELETE = new LuaScript(`
+/**
+ * KEYS: hash, index. ARGV: id, owner key prefix. Reply: the deleted fields (empty if unknown).
+ * Also claims the hash of a session ADMIT took out of the index.
+ */
+const DELETE = new LuaScript(`${OWNER_OF}
 redis.call('ZREM', KEYS[2], ARGV[1])
 local fields = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
+local owner = owner_of(fields)
+if owner then redis.call('ZREM', ARGV[2] .. owner, ARGV[1]) end
 return fields
 `);
 
 /**
- * KEYS: index. ARGV: now, idleMs, hashKeyPrefix, batch. Claims up to `batch` expired sessions.
- * Reply: {now, id, fields, id, fields, …}. (Builds hash keys in the script: single Redis only.)
+ * KEYS: index. ARGV: now, idleMs, hashKeyPrefix, batch, owner key prefix. Claims up to `batch`
+ * expired sessions. Reply: {now, id, fields, id, fields, …}. (Builds hash keys in the script:
+ * single Redis only.)
  */
-const SWEEP = new LuaScript(`${CLOCK}
+const SWEEP = new LuaScript(`${CLOCK}${OWNER_OF}
 local now = clock(ARGV[1])
 local cutoff = '(' .. string.format('%.0f', now - tonumber(ARGV[2]))
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[4]))
@@ -111,6 +202,8 @@ for _, id in ipairs(ids) do
   local k = ARGV[3] .. id
   local fields = redis.call('HGETALL', k)
   redis.call('DEL', k)
+  local owner = owner_of(fields)
+  if owner then redis.call('ZREM', ARGV[5] .. owner, id) end
   if #fields > 0 then
     table.insert(out, id)
     table.insert(out, fields)
@@ -125,6 +218,16 @@ local v = redis.call('GET', KEYS[1])
 if v then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return v
 `);
+
+/** The owner-set name of an owner: short, fixed length, whatever characters the identity holds. */
+function ownerDigest(owner: string): string {
+  return createHash('sha256').update(owner).digest('base64url').slice(0, 22);
+}
+
+/** A Lua array reply of ids. */
+function ids(v: unknown): string[] {
+  return Array.isArray(v) ? v.map(String) : [];
+}
 
 /** Session ids the gateway issues are 32 characters; anything much longer is not worth a round trip. */
 const MAX_ID_LENGTH = 256;
@@ -143,6 +246,12 @@ export interface RedisSessionStoreOptions {
    * Not called for sessions removed by `delete`.
    */
   readonly onExpire?: (s: GatewaySession) => void;
+  /** Called once, on the replica that admitted the newer session, for every session ended to make room for it. */
+  readonly onEvict?: (s: GatewaySession) => void;
+  /** `gateway.max_sessions`: live sessions across all replicas. */
+  readonly maxSessions?: number;
+  /** `gateway.max_sessions_per_client`: live sessions of one owner across all replicas. */
+  readonly maxSessionsPerClient?: number;
   /** Outage start and end are logged here, once each. */
   readonly log?: StateLogger;
   /** Redis's address for log lines (no credentials). */
@@ -159,7 +268,8 @@ export interface RedisSessionStoreOptions {
  * Gateway sessions in Redis, so any processor replica can serve any request of any session and a
  * replica restart loses none.
  *
- * Every method makes one atomic script call, bounded by the client's command timeout. On Redis
+ * Every method makes one atomic script call (`create` two: the new hash, then the admission
+ * decision; plus one per session it ends), each bounded by the client's command timeout. On Redis
  * failure methods reject with {@link StateUnavailableError} (never hang); the outage is logged
  * once when it starts and once when it ends.
  *
@@ -176,7 +286,10 @@ export class RedisSessionStore implements SessionStore {
   private readonly tracker: OutageTracker;
   private readonly sweeper: NodeJS.Timeout | null;
   private readonly index: string;
+  /** Owner sets are this plus the owner digest (in the index's hash slot). */
+  private readonly ownerKeyPrefix: string;
   private readonly backstopTtlMs: number;
+  private readonly limits: SessionLimits;
 
   constructor(
     private readonly redis: Redis,
@@ -190,6 +303,11 @@ export class RedisSessionStore implements SessionStore {
       opts.probeIntervalMs,
     );
     this.index = `${opts.keyPrefix}sessions`;
+    this.ownerKeyPrefix = `${opts.keyPrefix}{${this.index}}:owner:`;
+    this.limits = {
+      maxSessions: opts.maxSessions ?? DEFAULT_MAX_SESSIONS,
+      maxSessionsPerClient: opts.maxSessionsPerClient ?? DEFAULT_MAX_SESSIONS_PER_CLIENT,
+    };
     // Long enough that a live replica always sweeps first; only cleans up if none is left.
     this.backstopTtlMs = 2 * opts.idleMs + 60_000;
     const every = opts.sweepIntervalMs ?? Math.min(opts.idleMs, 60_000);
@@ -203,13 +321,44 @@ export class RedisSessionStore implements SessionStore {
 
   async create(init: SessionInit): Promise<GatewaySession> {
     const meta = encodeMeta(init);
+    const owner = ownerDigest(init.owner);
+    const ownerKey = this.ownerKeyPrefix + owner;
+    const { owner: _owner, ...fields } = init;
     // 192-bit random ids do not collide; the loop only guards against a broken random source.
     for (let attempt = 0; attempt < 3; attempt++) {
       const id = newSessionId();
-      const keys = [this.hashKey(id), this.index];
-      const reply = await this.run('create', (r) => CREATE.run(r, keys, [this.now(), id, meta, this.backstopTtlMs]));
-      const now = Number(reply);
-      if (now >= 0) return { ...init, id, lastSeen: now, logLevel: null, upstream: new Map() };
+      const hash = this.hashKey(id);
+      const wrote = await this.run('create', (r) => WRITE.run(r, [hash], [meta, owner, this.backstopTtlMs]));
+      if (Number(wrote) !== 1) continue;
+      let reply: unknown;
+      try {
+        reply = await this.run('create', (r) =>
+          ADMIT.run(r, [this.index, ownerKey], [
+            this.now(),
+            id,
+            this.opts.idleMs,
+            this.limits.maxSessionsPerClient,
+            this.limits.maxSessions,
+            SWEEP_BATCH,
+            this.backstopTtlMs,
+          ]),
+        );
+      } catch (err) {
+        await this.discard(hash);
+        throw err;
+      }
+      const [status, a, b] = reply as [number, unknown, unknown];
+      if (status === -2) {
+        await this.discard(hash);
+        continue;
+      }
+      if (status === -1) {
+        await this.discard(hash);
+        await this.claim(ids(b), this.opts.onExpire);
+        throw sessionLimitError(this.limits.maxSessions, Number(a));
+      }
+      await Promise.all([this.claim(ids(a), this.opts.onEvict), this.claim(ids(b), this.opts.onExpire)]);
+      return { ...fields, id, lastSeen: Number(status), logLevel: null, upstream: new Map() };
     }
     throw new Error('could not allocate a unique session id');
   }
@@ -217,7 +366,7 @@ export class RedisSessionStore implements SessionStore {
   async get(id: string): Promise<GatewaySession | null> {
     if (id.length === 0 || id.length > MAX_ID_LENGTH) return null;
     const keys = [this.hashKey(id), this.index];
-    const reply = await this.run('get', (r) => GET.run(r, keys, [this.now(), id, this.opts.idleMs, this.backstopTtlMs]));
+    const reply = await this.run('get', (r) => GET.run(r, keys, [this.now(), id, this.opts.idleMs, this.backstopTtlMs, this.ownerKeyPrefix]));
     if (!Array.isArray(reply)) return null;
     const [live, now, fields] = reply as [unknown, unknown, unknown];
     const session = Array.isArray(fields) ? decodeSession(id, Number(now), fields as string[]) : null;
@@ -271,7 +420,7 @@ export class RedisSessionStore implements SessionStore {
 
   async delete(id: string): Promise<GatewaySession | null> {
     if (id.length === 0 || id.length > MAX_ID_LENGTH) return null;
-    const reply = await this.run('delete', (r) => DELETE.run(r, [this.hashKey(id), this.index], [id]));
+    const reply = await this.run('delete', (r) => DELETE.run(r, [this.hashKey(id), this.index], [id, this.ownerKeyPrefix]));
     if (!Array.isArray(reply) || reply.length === 0) return null;
     return decodeSession(id, this.localNow(), reply as string[]);
   }
@@ -296,7 +445,7 @@ export class RedisSessionStore implements SessionStore {
     for (;;) {
       const at = now === undefined ? this.now() : String(Math.floor(now));
       const reply = await this.run('sweep', (r) =>
-        SWEEP.run(r, [this.index], [at, this.opts.idleMs, this.hashKey(''), SWEEP_BATCH]),
+        SWEEP.run(r, [this.index], [at, this.opts.idleMs, this.hashKey(''), SWEEP_BATCH, this.ownerKeyPrefix]),
       );
       if (!Array.isArray(reply) || reply.length === 0) return reported;
       const sweptAt = Number(reply[0]);
@@ -316,14 +465,39 @@ export class RedisSessionStore implements SessionStore {
     return Number(await this.run('size', (r) => r.zcard(this.index)));
   }
 
-  /** Stops the sweeper. The Redis connection is shared and closed by its owner. */
   /** Sessions live in Redis, shared by every replica: none ends with this one. */
   localSessions(): Iterable<GatewaySession> {
     return [];
   }
 
+  /** Stops the sweeper. The Redis connection is shared and closed by its owner. */
   close(): void {
     if (this.sweeper !== null) clearInterval(this.sweeper);
+  }
+
+  /**
+   * Claims the hashes of sessions ADMIT took out of the index and reports each to `report`. Best
+   * effort: if Redis fails now, the sessions are ended all the same (no longer indexed), their
+   * hashes go with the backstop TTL, and only their upstream sessions are not ended.
+   */
+  private async claim(idList: readonly string[], report: ((s: GatewaySession) => void) | undefined): Promise<void> {
+    await Promise.all(
+      idList.map(async (id) => {
+        try {
+          const reply = await this.run('claim', (r) => DELETE.run(r, [this.hashKey(id), this.index], [id, this.ownerKeyPrefix]));
+          if (!Array.isArray(reply) || reply.length === 0) return;
+          const s = decodeSession(id, this.localNow(), reply as string[]);
+          if (s !== null) report?.(s);
+        } catch {
+          // see above
+        }
+      }),
+    );
+  }
+
+  /** Removes the hash of a session that was not admitted (best effort: it has a backstop TTL). */
+  private async discard(hash: string): Promise<void> {
+    await this.redis.del(hash).catch(() => undefined);
   }
 
   private hashKey(id: string): string {

@@ -1,5 +1,8 @@
 import { isObject, type JsonObject } from '../mcp/message.js';
-import type { GatewaySession, UpstreamSession } from './store.js';
+import { parseClientMetadata } from './limits.js';
+import type { GatewaySession, SessionInit, UpstreamSession } from './store.js';
+
+export type { SessionInit } from './store.js';
 
 /**
  * How a gateway session is laid out in a Redis hash.
@@ -10,6 +13,7 @@ import type { GatewaySession, UpstreamSession } from './store.js';
  * | field          | value                                                                 |
  * | -------------- | --------------------------------------------------------------------- |
  * | `m`            | JSON `{v: 1, protocolVersion, clientCapabilities, clientInfo, identity}`, written once |
+ * | `o`            | digest of the session's owner: names its owner set, written once (absent on sessions from before the caps) |
  * | `l`            | log level (absent: none set)                                          |
  * | `u:<server>`   | JSON `{sessionId, protocolVersion}` of that server's upstream session |
  *
@@ -22,16 +26,19 @@ export const UPSTREAM_FIELD_PREFIX = 'u:';
 /** Version of the `m` field's layout, bumped if it ever changes incompatibly. */
 const META_VERSION = 1;
 
-/** The immutable part of a session, as `SessionStore.create` receives it. */
-export type SessionInit = Omit<GatewaySession, 'id' | 'lastSeen' | 'upstream' | 'logLevel'>;
+export const OWNER_FIELD = 'o';
 
-/** JSON for the `m` field. */
-export function encodeMeta(init: SessionInit): string {
+/**
+ * JSON for the `m` field. The client metadata is stored as objects (the layout every replica
+ * reads), not as the text the session carries in memory.
+ */
+export function encodeMeta(init: Pick<SessionInit, 'protocolVersion' | 'clientMetadata' | 'identity'>): string {
+  const { capabilities, clientInfo } = parseClientMetadata(init.clientMetadata);
   return JSON.stringify({
     v: META_VERSION,
     protocolVersion: init.protocolVersion,
-    clientCapabilities: init.clientCapabilities,
-    clientInfo: init.clientInfo,
+    clientCapabilities: capabilities,
+    clientInfo,
     identity: init.identity,
   });
 }
@@ -77,7 +84,8 @@ export function decodeSession(id: string, lastSeen: number, flat: readonly strin
   const { protocolVersion, clientCapabilities, clientInfo, identity } = meta;
   if (typeof protocolVersion !== 'string' || !isObject(clientCapabilities) || !isObject(clientInfo)) return null;
   if (!(identity === null || typeof identity === 'string')) return null;
-  return { id, protocolVersion, clientCapabilities, clientInfo, identity, logLevel, lastSeen, upstream };
+  const clientMetadata = JSON.stringify({ capabilities: clientCapabilities, clientInfo });
+  return { id, protocolVersion, clientMetadata, identity, logLevel, lastSeen, upstream };
 }
 
 function parseJson(s: string): unknown {

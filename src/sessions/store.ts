@@ -1,5 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import type { JsonObject } from '../mcp/message.js';
+import {
+  DEFAULT_MAX_SESSIONS,
+  DEFAULT_MAX_SESSIONS_PER_CLIENT,
+  sessionLimitError,
+  type SessionLimits,
+} from './limits.js';
 
 /** One upstream session that belongs to a gateway session. */
 export interface UpstreamSession {
@@ -12,8 +17,13 @@ export interface UpstreamSession {
 export interface GatewaySession {
   readonly id: string;
   readonly protocolVersion: string;
-  readonly clientCapabilities: JsonObject;
-  readonly clientInfo: JsonObject;
+  /**
+   * The client's `capabilities` and `clientInfo` from initialize, as JSON text (see
+   * `clientMetadataText`): replayed to each upstream session the gateway opens for the client.
+   * Kept as text, bounded by `gateway.max_client_metadata_bytes`: a parsed object can take many
+   * times its JSON size in memory.
+   */
+  readonly clientMetadata: string;
   /** Identity the session is bound to (null until authentication is configured). */
   readonly identity: string | null;
   logLevel: string | null;
@@ -22,12 +32,27 @@ export interface GatewaySession {
   readonly upstream: Map<string, UpstreamSession>;
 }
 
+/** What `SessionStore.create` needs to open a session. */
+export interface SessionInit {
+  readonly protocolVersion: string;
+  readonly clientMetadata: string;
+  readonly identity: string | null;
+  /** Whose `max_sessions_per_client` quota the session counts against (`sessionOwner`). */
+  readonly owner: string;
+}
+
 /**
  * Where gateway sessions live. Async on purpose so a shared store (Redis) can stand behind the
  * same interface; the in-memory store resolves immediately.
  */
 export interface SessionStore {
-  create(init: Omit<GatewaySession, 'id' | 'lastSeen' | 'upstream' | 'logLevel'>): Promise<GatewaySession>;
+  /**
+   * Opens a session. At its owner's `maxSessionsPerClient` the owner's least recently used live
+   * session is ended to make room (reported to `onEvict`); at `maxSessions` live sessions overall
+   * it rejects with a `GW_ERR_SESSION_LIMIT` GatewayError (`Retry-After`) and ends nothing. Idle
+   * sessions in the way are ended as expired (reported to `onExpire`) and never count.
+   */
+  create(init: SessionInit): Promise<GatewaySession>;
   /** Returns the session and marks it used, or null if unknown or expired. */
   get(id: string): Promise<GatewaySession | null>;
   /**
@@ -59,38 +84,115 @@ export function newSessionId(): string {
   return randomBytes(24).toString('base64url');
 }
 
-/** In-process session store with idle expiry. */
+/** Options of {@link MemorySessionStore}. */
+export interface MemorySessionStoreOptions {
+  /** A session unused this long is ended (`gateway.session_idle_timeout`). */
+  readonly idleMs: number;
+  /** `gateway.max_sessions`. */
+  readonly maxSessions?: number;
+  /** `gateway.max_sessions_per_client`. */
+  readonly maxSessionsPerClient?: number;
+  /** Called for every session that idles out (to end its upstream sessions). Not for `delete`. */
+  readonly onExpire?: (s: GatewaySession) => void;
+  /** Called for every session ended to make room for a newer one of the same client. */
+  readonly onEvict?: (s: GatewaySession) => void;
+  readonly now?: () => number;
+}
+
+interface Entry {
+  readonly session: GatewaySession;
+  readonly owner: string;
+}
+
+/**
+ * In-process session store with idle expiry and the session caps.
+ *
+ * Both maps are kept in least-recently-used order (a use moves the session to the end), so the
+ * session to evict, the next to idle out and the `Retry-After` of a refusal are found at the
+ * front without a scan.
+ */
 export class MemorySessionStore implements SessionStore {
-  private readonly sessions = new Map<string, GatewaySession>();
+  private readonly sessions = new Map<string, Entry>();
+  /** Session ids by owner, least recently used first. */
+  private readonly owners = new Map<string, Set<string>>();
   private readonly passthrough = new Map<string, { readonly identity: string | null; lastSeen: number }>();
   private readonly sweeper: NodeJS.Timeout;
+  private readonly idleMs: number;
+  private readonly limits: SessionLimits;
+  private readonly onExpire: (s: GatewaySession) => void;
+  private readonly onEvict: (s: GatewaySession) => void;
+  private readonly now: () => number;
 
-  constructor(
-    private readonly idleMs: number,
-    private readonly onExpire: (s: GatewaySession) => void = () => {},
-    private readonly now: () => number = Date.now,
-  ) {
-    this.sweeper = setInterval(() => this.sweep(), Math.min(idleMs, 60_000));
+  constructor(opts: MemorySessionStoreOptions) {
+    this.idleMs = opts.idleMs;
+    this.limits = {
+      maxSessions: opts.maxSessions ?? DEFAULT_MAX_SESSIONS,
+      maxSessionsPerClient: opts.maxSessionsPerClient ?? DEFAULT_MAX_SESSIONS_PER_CLIENT,
+    };
+    this.onExpire = opts.onExpire ?? (() => {});
+    this.onEvict = opts.onEvict ?? (() => {});
+    this.now = opts.now ?? Date.now;
+    this.sweeper = setInterval(() => this.sweep(), Math.min(this.idleMs, 60_000));
     this.sweeper.unref();
   }
 
-  async create(init: Omit<GatewaySession, 'id' | 'lastSeen' | 'upstream' | 'logLevel'>): Promise<GatewaySession> {
-    const s: GatewaySession = { ...init, id: newSessionId(), lastSeen: this.now(), logLevel: null, upstream: new Map() };
-    this.sessions.set(s.id, s);
+  async create(init: SessionInit): Promise<GatewaySession> {
+    const now = this.now();
+    const { owner, ...fields } = init;
+    // This client's idle sessions are ended; beyond its cap, its least recently used ones make room.
+    const mine = this.owners.get(owner);
+    const victims: Entry[] = [];
+    if (mine !== undefined) {
+      for (const id of mine) {
+        const e = this.sessions.get(id)!;
+        if (!this.idle(e.session, now)) break;
+        this.expire(e);
+      }
+      const excess = mine.size - (this.limits.maxSessionsPerClient - 1);
+      for (const id of mine) {
+        if (victims.length >= excess) break;
+        victims.push(this.sessions.get(id)!);
+      }
+    }
+    // Overall: idle sessions never count; live ones are never ended for someone else.
+    if (this.sessions.size - victims.length >= this.limits.maxSessions) {
+      for (const e of this.sessions.values()) {
+        if (!this.idle(e.session, now)) break;
+        this.expire(e);
+      }
+      if (this.sessions.size - victims.length >= this.limits.maxSessions) {
+        const oldest = this.sessions.values().next().value!;
+        throw sessionLimitError(this.limits.maxSessions, oldest.session.lastSeen + this.idleMs - now);
+      }
+    }
+    for (const e of victims) {
+      this.remove(e);
+      this.onEvict(e.session);
+    }
+    const s: GatewaySession = { ...fields, id: newSessionId(), lastSeen: now, logLevel: null, upstream: new Map() };
+    this.sessions.set(s.id, { session: s, owner });
+    const set = this.owners.get(owner) ?? new Set<string>();
+    set.add(s.id);
+    this.owners.set(owner, set);
     return s;
   }
 
   async get(id: string): Promise<GatewaySession | null> {
-    const s = this.sessions.get(id);
-    if (s === undefined) return null;
+    const e = this.sessions.get(id);
+    if (e === undefined) return null;
     const now = this.now();
-    if (now - s.lastSeen > this.idleMs) {
-      this.sessions.delete(id);
-      this.onExpire(s);
+    if (this.idle(e.session, now)) {
+      this.expire(e);
       return null;
     }
-    s.lastSeen = now;
-    return s;
+    e.session.lastSeen = now;
+    // Most recently used goes last, in both orders.
+    this.sessions.delete(id);
+    this.sessions.set(id, e);
+    const mine = this.owners.get(e.owner)!;
+    mine.delete(id);
+    mine.add(id);
+    return e.session;
   }
 
   async setUpstream(session: GatewaySession, server: string, upstream: UpstreamSession | null): Promise<void> {
@@ -110,9 +212,10 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async delete(id: string): Promise<GatewaySession | null> {
-    const s = this.sessions.get(id) ?? null;
-    this.sessions.delete(id);
-    return s;
+    const e = this.sessions.get(id);
+    if (e === undefined) return null;
+    this.remove(e);
+    return e.session;
   }
 
   async bindPassthrough(server: string, sessionId: string, identity: string | null): Promise<void> {
@@ -133,7 +236,7 @@ export class MemorySessionStore implements SessionStore {
   }
 
   localSessions(): Iterable<GatewaySession> {
-    return this.sessions.values();
+    return Array.from(this.sessions.values(), (e) => e.session);
   }
 
   /** Number of live sessions (for tests and metrics). */
@@ -143,13 +246,28 @@ export class MemorySessionStore implements SessionStore {
 
   private sweep(): void {
     const now = this.now();
-    for (const s of this.sessions.values()) {
-      if (now - s.lastSeen > this.idleMs) {
-        this.sessions.delete(s.id);
-        this.onExpire(s);
-      }
+    for (const e of this.sessions.values()) {
+      if (!this.idle(e.session, now)) break;
+      this.expire(e);
     }
     for (const [key, b] of this.passthrough) if (now - b.lastSeen > this.idleMs) this.passthrough.delete(key);
+  }
+
+  private idle(s: GatewaySession, now: number): boolean {
+    return now - s.lastSeen > this.idleMs;
+  }
+
+  private expire(e: Entry): void {
+    this.remove(e);
+    this.onExpire(e.session);
+  }
+
+  private remove(e: Entry): void {
+    this.sessions.delete(e.session.id);
+    const mine = this.owners.get(e.owner);
+    if (mine === undefined) return;
+    mine.delete(e.session.id);
+    if (mine.size === 0) this.owners.delete(e.owner);
   }
 
   close(): void {

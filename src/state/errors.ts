@@ -1,7 +1,7 @@
 /**
  * Thrown on the session path when the shared state store (Redis) cannot answer in time.
  *
- * Deliberately not a `GatewayError`: its code is not in the error table yet. The request path maps it
+ * Deliberately not a `GatewayError`: the state layer knows nothing of the error table. The request path maps it
  * to `GW_ERR_STATE_UNAVAILABLE` (HTTP 503, JSON-RPC -32000, `Retry-After: 1`).
  */
 export class StateUnavailableError extends Error {

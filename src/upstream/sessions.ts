@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
 import type { JsonObject } from '../mcp/message.js';
+import { parseClientMetadata } from '../sessions/limits.js';
 import type { GatewaySession, SessionStore, UpstreamSession } from '../sessions/store.js';
 import { UpstreamSessionGone, type UpstreamClient } from './client.js';
 import { openSession } from './control.js';
@@ -50,10 +51,11 @@ export class UpstreamSessions {
   private async open(session: GatewaySession, server: RuntimeServer): Promise<UpstreamSession> {
     // Advertise upstream only what the downstream client can do, so server→client requests
     // are only sent when the client can answer them.
+    const { capabilities, clientInfo } = parseClientMetadata(session.clientMetadata);
     const opened = await openSession(
       this.upstream,
       server,
-      { protocolVersion: session.protocolVersion, capabilities: session.clientCapabilities, clientInfo: session.clientInfo, logLevel: session.logLevel },
+      { protocolVersion: session.protocolVersion, capabilities, clientInfo, logLevel: session.logLevel },
       this.log,
     );
     const up: UpstreamSession = { sessionId: opened.sessionId, protocolVersion: opened.protocolVersion };

@@ -34,6 +34,8 @@ export interface FakeCallRecord {
   readonly method: string;
   readonly sessionId: string | null;
   readonly httpMethod: 'POST' | 'DELETE';
+  /** The JSON-RPC params the gateway sent (undefined for DELETE and params-less messages). */
+  readonly params?: unknown;
 }
 
 export class InMemoryUpstream extends UpstreamClient {
@@ -67,7 +69,7 @@ export class InMemoryUpstream extends UpstreamClient {
     this.live.set(server.name, live);
     const msg = body === null ? null : (JSON.parse(body) as Json);
     const method = msg === null ? 'DELETE' : String(msg['method'] ?? 'response');
-    this.calls.push({ server: server.name, method, sessionId, httpMethod: opts.method ?? 'POST' });
+    this.calls.push({ server: server.name, method, sessionId, httpMethod: opts.method ?? 'POST', params: msg?.['params'] });
     if (spec.down === true) throw new Error('connect ECONNREFUSED');
     if (spec.hang === true) return new Promise<UpstreamReply>(() => {});
     const reply = (status: number, payload?: Json, newSession?: string): UpstreamReply => ({

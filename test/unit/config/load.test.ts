@@ -26,6 +26,9 @@ describe('config loading', () => {
     assert.equal(c.gateway.tool_separator, '__');
     assert.equal(c.servers['alpha']?.auth_required, false);
     assert.equal(c.cache['tools/list'].ttl, 60);
+    assert.equal(c.gateway.max_sessions, 10_000);
+    assert.equal(c.gateway.max_sessions_per_client, 100);
+    assert.equal(c.gateway.max_client_metadata_bytes, 16_384);
   });
 
   it('accepts the seed shapes for servers', () => {
@@ -68,6 +71,9 @@ redis:
     assert.match(errorOf('servers:\n  Bad_Name:\n    url: http://x/mcp\n'), /Bad_Name|servers/);
     assert.match(errorOf('servers: {}\n'), /at least one server/);
     assert.match(errorOf('servers:\n  a:\n    url: http://x/mcp\n  a-b:\n    url: http://y/mcp\ngateway:\n  tool_separator: "-"\n'), /ambiguous/);
+    assert.match(errorOf(`${MINIMAL}gateway:\n  max_sessions: 50\n`), /more than max_sessions[^]*at gateway\.max_sessions_per_client/);
+    assert.match(errorOf(`${MINIMAL}gateway:\n  max_sessions: 0\n`), /gateway\.max_sessions/);
+    assert.match(errorOf(`${MINIMAL}gateway:\n  max_client_metadata_bytes: 100\n`), /gateway\.max_client_metadata_bytes/);
     assert.match(errorOf('servers: [\n'), /not valid YAML/);
     assert.match(errorOf('servers:\n  a:\n    url: http://x/mcp\n  a:\n    url: http://y/mcp\n'), /not valid YAML/);
   });

@@ -17,10 +17,11 @@ import { RedisServer } from '../../support/redis.js';
 const IDLE_MS = 60_000;
 const INIT = {
   protocolVersion: '2025-06-18',
-  clientCapabilities: { sampling: {}, roots: { listChanged: true } },
-  clientInfo: { name: 'test-client', version: '1.0.0' },
+  clientMetadata: JSON.stringify({ capabilities: { sampling: {}, roots: { listChanged: true } }, clientInfo: { name: 'test-client', version: '1.0.0' } }),
   identity: 'user:alice',
+  owner: 'id:user:alice',
 };
+const { owner: _owner, ...SESSION_FIELDS } = INIT;
 
 async function client(server: RedisServer): Promise<Redis> {
   const c = createRedisClient({ url: server.url, commandTimeoutMs: 100 });
@@ -62,7 +63,7 @@ describe('RedisSessionStore', () => {
 
     const onB = await B.get(s.id);
     assert.ok(onB !== null);
-    assert.deepEqual({ ...onB, upstream: [...onB.upstream] }, { ...INIT, id: s.id, logLevel: null, lastSeen: t, upstream: [] });
+    assert.deepEqual({ ...onB, upstream: [...onB.upstream] }, { ...SESSION_FIELDS, id: s.id, logLevel: null, lastSeen: t, upstream: [] });
 
     await B.setUpstream(onB, 'github', { sessionId: 'up-1', protocolVersion: '2025-03-26' });
     await B.setUpstream(onB, 'stateless', { sessionId: null, protocolVersion: '2025-06-18' });
@@ -125,7 +126,7 @@ describe('RedisSessionStore', () => {
     const A = mk('A', ca);
     const B = mk('B', cb);
     const t0 = t;
-    const sessions = await Promise.all(Array.from({ length: 150 }, () => A.create(INIT)));
+    const sessions = await Promise.all(Array.from({ length: 150 }, (_, i) => A.create({ ...INIT, owner: `id:user${i}` })));
     await A.setUpstream(sessions[0]!, 'github', { sessionId: 'up-0', protocolVersion: '2025-06-18' });
     const keep = await A.create(INIT);
     t = t0 + IDLE_MS;
