@@ -2,9 +2,9 @@ import type { AggregatedContext } from './aggregated/context.js';
 import { aggregatedEndpoint } from './aggregated/endpoint.js';
 import { passthroughEndpoint, type PassthroughContext } from './passthrough/endpoint.js';
 import { admit, authenticate } from './request/admit.js';
-import { CONTINUE, respondError, type BodyRewriter, type Decision, type RespondDecision, type ResponseStep } from './request/decision.js';
+import { CONTINUE, respondError, type BodyRewriter, type ContinueDecision, type Decision, type RespondDecision, type ResponseStep } from './request/decision.js';
 import type { EndpointHandler } from './request/endpoint.js';
-import { withLimitHeaders } from './request/mutations.js';
+import { decidedAtBody, withLimitHeaders } from './request/mutations.js';
 import { accessLogMetadata, clientError, recordOperation } from './request/outcome.js';
 import { newRequestState, requestId, type Headers, type RequestState } from './request/state.js';
 import { traceFrom } from './observability/trace.js';
@@ -81,19 +81,37 @@ export class Exchange {
       this.endpoint = to.endpoint === 'aggregated' ? aggregatedEndpoint(this.ctx, state) : passthroughEndpoint(this.ctx, state, to.server);
       return this.endpoint.requestHeaders(endOfStream);
     });
+    if (!endOfStream || d.kind !== 'continue') return d;
     // A request without a body has no later request phase to carry the access-log metadata.
-    return endOfStream && d.kind === 'continue' ? { ...d, metadata: accessLogMetadata(this.ctx, state) } : d;
-  }
-
-  async onRequestBody(body: Buffer): Promise<Decision> {
-    const state = this.started();
-    state.requestBytes = body.length;
-    const d = await this.settle(state, () => this.routed().requestBody(body));
+    if (this.endpoint?.seesResponse === false) this.finish(state);
     return { ...d, metadata: accessLogMetadata(this.ctx, state) };
   }
 
-  async onResponseHeaders(headers: Headers): Promise<Decision> {
+  /**
+   * The request body. A POST Envoy sends only at its body comes with its headers as attributes
+   * (`headersFirst`): the whole request is then decided in this one message, and what the
+   * headers phase would have changed goes into the same reply.
+   */
+  async onRequestBody(body: Buffer, headersFirst: Headers | null = null): Promise<Decision> {
+    let head: ContinueDecision | null = null;
+    if (this.state === null) {
+      const d = await this.onRequestHeaders(headersFirst ?? new Map(), false);
+      if (d.kind === 'respond') return d;
+      head = d;
+    }
     const state = this.started();
+    state.requestBytes = body.length;
+    let d: Decision = await this.settle(state, () => this.routed().requestBody(body));
+    if (head !== null && d.kind === 'continue') d = decidedAtBody(this.ctx, head, d);
+    d = { ...d, metadata: accessLogMetadata(this.ctx, state) };
+    if (d.kind === 'continue' && this.endpoint?.seesResponse === false) this.finish(state);
+    return d;
+  }
+
+  async onResponseHeaders(headers: Headers): Promise<Decision> {
+    // Envoy's own answer to a request the processor never saw (a body over the buffer limit).
+    if (this.state === null) return CONTINUE;
+    const state = this.state;
     state.httpStatus = Number(headers.get(':status') ?? '0');
     let step: ResponseStep | null = null;
     const d = await this.settle(state, async () => {

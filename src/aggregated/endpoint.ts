@@ -22,6 +22,8 @@ export function aggregatedEndpoint(ctx: AggregatedContext, state: RequestState):
   /** What the request phase sent upstream, for the response phases. */
   let forwarded: Forwarded | null = null;
   return {
+    seesResponse: true,
+
     async requestHeaders(endOfStream) {
       checkPostBody(ctx, state, endOfStream);
       switch (state.method) {

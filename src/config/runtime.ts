@@ -20,6 +20,13 @@ export interface RuntimeServer {
   readonly timeoutMs: number;
   /** Longest the processor waits on its own replay of a request to this server (a bounded `timeout`). */
   readonly replayTimeoutMs: number;
+  /**
+   * Nothing guards this server's passthrough endpoint: no identity, tenancy, policy or limit
+   * applies to it. Envoy then hands the processor its POSTs at the body only (one message) and
+   * none of its responses; any of those features makes it send headers and responses again, so
+   * no request (an empty POST included) can pass unchecked.
+   */
+  readonly openPassthrough: boolean;
   readonly source: ServerConfig;
 }
 
@@ -63,6 +70,9 @@ const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '[::1]'];
 export function compileConfig(config: Config): RuntimeConfig {
   const servers = new Map<string, RuntimeServer>();
   const passthroughPaths = new Map<string, RuntimeServer>();
+  // Anything that judges a caller makes every passthrough request go through every phase.
+  const guarded =
+    config.auth !== undefined || config.tenants !== undefined || config.policies !== undefined || config.blocked_tools !== undefined;
   for (const [name, s] of Object.entries(config.servers)) {
     const url = new URL(s.url);
     const timeoutMs = durationMs(s.timeout);
@@ -76,6 +86,7 @@ export function compileConfig(config: Config): RuntimeConfig {
       allowedClients: s.allowed_clients === undefined ? null : new Set(s.allowed_clients),
       timeoutMs,
       replayTimeoutMs: timeoutMs > 0 ? timeoutMs : UNBOUNDED_REPLAY_MS,
+      openPassthrough: !guarded && !s.auth_required && s.allowed_clients === undefined && s.rate_limit === undefined && config.rate_limits?.[name] === undefined,
       source: s,
     });
     servers.set(name, server);

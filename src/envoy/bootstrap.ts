@@ -4,8 +4,16 @@ import { durationMs } from '../lib/duration.js';
 import { splitHostPort } from '../lib/host-port.js';
 import type { Config } from '../config/schema.js';
 import { ERROR_TABLE } from '../errors/codes.js';
-import { BACKEND_HEADER, METADATA_NAMESPACE } from './contract.js';
-import { SESSION_HEADER } from '../mcp/headers.js';
+import {
+  BACKEND_HEADER,
+  CLIENT_CREDENTIAL_HEADERS,
+  credentialMetadataKey,
+  METADATA_NAMESPACE,
+  REQUEST_HEADER_ATTRIBUTES,
+  ROUTE_METADATA_KEYS,
+  ROUTE_METADATA_NAMESPACE,
+} from './contract.js';
+import { PROTOCOL_VERSION_HEADER, SESSION_HEADER } from '../mcp/headers.js';
 
 const PROCESSOR_CLUSTER = 'mcpgw_processor';
 const OTLP_CLUSTER = 'mcpgw_otlp_collector';
@@ -78,6 +86,94 @@ function upstreamRoute(server: RuntimeServer): Record<string, unknown> {
 }
 
 const STATEFUL_SESSION = 'envoy.filters.http.stateful_session';
+const HEADER_MUTATION = 'envoy.filters.http.header_mutation';
+
+type ProcessingMode = Record<string, string>;
+
+/** /mcp POSTs and open passthrough POSTs: one message, the body, with the headers as attributes. */
+const DECIDED_AT_BODY: ProcessingMode = {
+  request_header_mode: 'SKIP',
+  request_body_mode: 'BUFFERED',
+  response_header_mode: 'SEND',
+  response_body_mode: 'NONE',
+  request_trailer_mode: 'SKIP',
+  response_trailer_mode: 'SKIP',
+};
+/**
+ * Every phase from the request headers on. For Envoys whose routes are not the gateway's own
+ * (an Istio ingress gateway routes by its VirtualServices, which cannot match route metadata):
+ * the processor then changes headers directly and routes by the backend header.
+ */
+export const HEADERS_FIRST: ProcessingMode = { ...DECIDED_AT_BODY, request_header_mode: 'SEND' };
+/** A POST to a server nothing guards: its body only, no response. */
+const OPEN_PASSTHROUGH_POST: ProcessingMode = { ...DECIDED_AT_BODY, response_header_mode: 'SKIP' };
+/** A POST something guards: every phase, so nothing (an empty POST included) passes unchecked. */
+const GUARDED_POST: ProcessingMode = { ...DECIDED_AT_BODY, request_header_mode: 'SEND' };
+/** Requests without a body the processor answers itself: headers only. */
+const ANSWERED_AT_HEADERS: ProcessingMode = { ...DECIDED_AT_BODY, request_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_header_mode: 'SKIP' };
+
+/** GET and DELETE on passthrough: headers; the response too unless nothing guards the server. */
+function headersPhase(server: RuntimeServer): ProcessingMode {
+  return { ...DECIDED_AT_BODY, request_header_mode: 'SEND', request_body_mode: 'NONE', response_header_mode: server.openPassthrough ? 'SKIP' : 'SEND' };
+}
+
+/** The route's ext_proc settings: the processing mode of requests that first match it. */
+function extProcMode(mode: ProcessingMode): Record<string, unknown> {
+  return {
+    'envoy.filters.http.ext_proc': {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute',
+      overrides: { processing_mode: mode },
+    },
+  };
+}
+
+/** A route with per-filter configs merged in. */
+function withPerFilter(route: Record<string, unknown>, ...configs: Record<string, unknown>[]): Record<string, unknown> {
+  const merged: Record<string, unknown> = {};
+  for (const c of configs) Object.assign(merged, (c['typed_per_filter_config'] as Record<string, unknown> | undefined) ?? c);
+  return Object.keys(merged).length === 0 ? route : { ...route, typed_per_filter_config: merged };
+}
+
+/** Route metadata naming the server (local replies about it read it). */
+function routeMetadata(server: RuntimeServer): Record<string, unknown> {
+  return { filter_metadata: { [METADATA_NAMESPACE]: { server: server.name } } };
+}
+
+function fromRouteMetadata(header: string, key: string): Record<string, unknown> {
+  return {
+    append: {
+      header: { key: header, value: `%DYNAMIC_METADATA(${ROUTE_METADATA_NAMESPACE}:${key})%` },
+      append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+      keep_empty_value: false,
+    },
+  };
+}
+
+/**
+ * For a request decided at its body, the upstream headers the processor chose come from route
+ * metadata (header changes in a body reply would be dropped). Done by the header-mutation filter,
+ * which runs once the body is complete and before the stateful-session filter reads the session.
+ * Client credentials and anything a client could set are removed first.
+ */
+function headersFromRouteMetadata(server: RuntimeServer, aggregated: boolean): Record<string, unknown> {
+  const injected = Object.keys(server.source.headers ?? {}).map((h) => h.toLowerCase());
+  const remove = [...CLIENT_CREDENTIAL_HEADERS, 'x-forwarded-client-cert', 'traceparent', ...injected, ...(aggregated ? [SESSION_HEADER, PROTOCOL_VERSION_HEADER] : [])];
+  const set = [
+    ...(aggregated
+      ? [fromRouteMetadata(SESSION_HEADER, ROUTE_METADATA_KEYS.upstreamSession), fromRouteMetadata(PROTOCOL_VERSION_HEADER, ROUTE_METADATA_KEYS.protocolVersion)]
+      : []),
+    fromRouteMetadata('traceparent', ROUTE_METADATA_KEYS.traceparent),
+    ...injected.map((h) => fromRouteMetadata(h, credentialMetadataKey(h))),
+  ];
+  return {
+    typed_per_filter_config: {
+      [HEADER_MUTATION]: {
+        '@type': 'type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute',
+        mutations: { request_mutations: [...remove.map((h) => ({ remove: h })), ...set] },
+      },
+    },
+  };
+}
 
 function hasSeveralEndpoints(server: RuntimeServer): boolean {
   return (server.source.fallback ?? []).length > 0;
@@ -384,30 +480,86 @@ export function renderEnvoyBootstrap(config: Config): string {
 
   const clientRoutes: Record<string, unknown>[] = [];
   for (const s of rc.serverList) {
-    clientRoutes.push({
-      name: `${s.name}_aggregated`,
-      match: { path: AGGREGATED_PATH, headers: [{ name: BACKEND_HEADER, string_match: { exact: s.name } }] },
-      route: upstreamRoute(s),
-      ...perRoute(s),
-    });
+    // /mcp POSTs are decided at their body: the processor names the server in route metadata
+    // and the route sets the upstream headers from it (the initial match is `mcp_post` below;
+    // Envoy picks this route again once the processor clears the route cache).
+    clientRoutes.push(
+      withPerFilter(
+        {
+          name: `${s.name}_aggregated`,
+          match: {
+            path: AGGREGATED_PATH,
+            dynamic_metadata: [{ filter: ROUTE_METADATA_NAMESPACE, path: [{ key: ROUTE_METADATA_KEYS.backend }], value: { string_match: { exact: s.name } } }],
+          },
+          route: upstreamRoute(s),
+          metadata: routeMetadata(s),
+        },
+        perRoute(s),
+        headersFromRouteMetadata(s, true),
+      ),
+    );
     // The server→client GET stream lives as long as the session: only idleness ends it.
-    clientRoutes.push({
-      name: `${s.name}_passthrough_stream`,
-      match: { path: `/servers/${s.name}/mcp`, headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
-      route: { ...upstreamRoute(s), timeout: '0s' },
-      ...perRoute(s),
-    });
-    clientRoutes.push({ name: `${s.name}_passthrough`, match: { path: `/servers/${s.name}/mcp` }, route: upstreamRoute(s), ...perRoute(s) });
+    clientRoutes.push(
+      withPerFilter(
+        {
+          name: `${s.name}_passthrough_stream`,
+          match: { path: `/servers/${s.name}/mcp`, headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
+          route: { ...upstreamRoute(s), timeout: '0s' },
+          metadata: routeMetadata(s),
+        },
+        perRoute(s),
+        extProcMode(headersPhase(s)),
+      ),
+    );
+    // A POST to a server nothing guards goes to the processor at its body only, its response not
+    // at all; any identity, policy or limit makes every phase go there (an empty POST included).
+    clientRoutes.push(
+      withPerFilter(
+        {
+          name: `${s.name}_passthrough_post`,
+          match: { path: `/servers/${s.name}/mcp`, headers: [{ name: ':method', string_match: { exact: 'POST' } }] },
+          route: upstreamRoute(s),
+          metadata: routeMetadata(s),
+        },
+        perRoute(s),
+        s.openPassthrough ? headersFromRouteMetadata(s, false) : {},
+        extProcMode(s.openPassthrough ? OPEN_PASSTHROUGH_POST : GUARDED_POST),
+      ),
+    );
+    clientRoutes.push(
+      withPerFilter(
+        { name: `${s.name}_passthrough`, match: { path: `/servers/${s.name}/mcp` }, route: upstreamRoute(s), metadata: routeMetadata(s) },
+        perRoute(s),
+        extProcMode(headersPhase(s)),
+      ),
+    );
   }
-  // Safety net: the processor answers every request it does not route; this only fires on a bug.
+  // The processor routes or answers every /mcp POST with a body; one without a body never reaches
+  // it (there is no body to send), and lands here.
   clientRoutes.push({
-    name: 'unrouted',
-    match: { prefix: '/' },
+    name: 'mcp_post',
+    match: { path: AGGREGATED_PATH, headers: [{ name: ':method', string_match: { exact: 'POST' } }] },
     direct_response: {
-      status: 500,
-      body: { inline_string: JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32603, message: 'Internal error: request was not routed' } }) },
+      status: ERROR_TABLE.GW_ERR_PARSE.http,
+      body: { inline_string: JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: ERROR_TABLE.GW_ERR_PARSE.jsonrpc, message: 'Parse error: empty body' } }) },
     },
+    response_headers_to_add: [{ header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
   });
+  // Everything else is answered by the processor at its headers (other methods on /mcp, unknown
+  // paths, RFC 9728 metadata); this answer only fires on a bug.
+  clientRoutes.push(
+    withPerFilter(
+      {
+        name: 'unrouted',
+        match: { prefix: '/' },
+        direct_response: {
+          status: 500,
+          body: { inline_string: JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32603, message: 'Internal error: request was not routed' } }) },
+        },
+      },
+      extProcMode(ANSWERED_AT_HEADERS),
+    ),
+  );
 
   const extProc = {
     name: 'envoy.filters.http.ext_proc',
@@ -430,21 +582,23 @@ export function renderEnvoyBootstrap(config: Config): string {
         },
       },
       failure_mode_allow: false,
-      processing_mode: {
-        request_header_mode: 'SEND',
-        response_header_mode: 'SEND',
-        request_body_mode: 'BUFFERED',
-        response_body_mode: 'NONE',
-        request_trailer_mode: 'SKIP',
-        response_trailer_mode: 'SKIP',
-      },
+      // The default serves /mcp POSTs: decided at the body, whose headers come as attributes
+      // (other routes set their own mode below).
+      processing_mode: DECIDED_AT_BODY,
+      request_attributes: Object.values(REQUEST_HEADER_ATTRIBUTES),
       allow_mode_override: true,
       // Ordinary work per message; a message that needs longer (a new upstream session, a
       // replay) gets it from the processor, up to the max (extProcTimeouts in src/config/runtime.ts has the rule).
       message_timeout: seconds(rc.extProc.messageMs),
       max_message_timeout: seconds(rc.extProc.maxMessageMs),
-      metadata_options: { receiving_namespaces: { untyped: [METADATA_NAMESPACE] } },
+      metadata_options: { receiving_namespaces: { untyped: [METADATA_NAMESPACE, ROUTE_METADATA_NAMESPACE] } },
     },
+  };
+  // Holds a request the processor decided at its body until the body is complete, so the route
+  // chosen then (and the headers it sets) apply; it also fixes the length of a rewritten body.
+  const bufferFilter = {
+    name: 'envoy.filters.http.buffer',
+    typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer', max_request_bytes: g.max_body_bytes },
   };
 
   const tracing = config.tracing;
@@ -495,7 +649,13 @@ export function renderEnvoyBootstrap(config: Config): string {
             },
             // After ext_proc: the processor sets the upstream session id in the body phase, and
             // Envoy only runs the next filter's header phase once that phase is done.
-            [extProc, ...affinityFilters],
+            [
+              extProc,
+              bufferFilter,
+              // Without per-route settings it changes nothing.
+              { name: HEADER_MUTATION, typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation', mutations: {} } },
+              ...affinityFilters,
+            ],
             {
               ...hcmTracing,
               // Never shorter than the longest the processor may take on one message.

@@ -12,6 +12,61 @@ export const HEADER_PREFIX = 'x-mcpgw-';
  */
 export const BACKEND_HEADER = `${HEADER_PREFIX}backend`;
 
+/** Client credentials that must never reach an upstream (no token passthrough). */
+export const CLIENT_CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'x-api-key'];
+
 /** Namespace of the dynamic metadata the processor writes (Envoy's access log reads it). */
 export const METADATA_NAMESPACE = 'mcp.gateway';
 
+
+/**
+ * Namespace of the dynamic metadata that steers Envoy for a request decided in its body phase:
+ * the route (`backend`) and the values of the headers the route sets upstream. Kept apart from
+ * {@link METADATA_NAMESPACE} because the access log prints that one, and this one carries the
+ * gateway's upstream credentials.
+ */
+export const ROUTE_METADATA_NAMESPACE = 'mcp.gateway.route';
+
+/** Keys of {@link ROUTE_METADATA_NAMESPACE} and the upstream request headers they become. */
+export const ROUTE_METADATA_KEYS = {
+  backend: 'backend',
+  upstreamSession: 'upstream_session',
+  protocolVersion: 'protocol_version',
+  traceparent: 'traceparent',
+} as const;
+
+/** The route-metadata key carrying the value of an injected upstream credential header. */
+export function credentialMetadataKey(header: string): string {
+  // No `:` in it: Envoy's %DYNAMIC_METADATA(ns:key)% reads each `:` as one more level of nesting.
+  return `h.${header.toLowerCase()}`;
+}
+
+/**
+ * The request headers the processor reads, as the Envoy attributes that carry them when it sees
+ * a POST only at its body (request headers are not sent then; the attributes come with the body).
+ */
+export const REQUEST_HEADER_ATTRIBUTES: Readonly<Record<string, string>> = {
+  ':authority': 'request.host',
+  ':path': 'request.path',
+  ':method': 'request.method',
+  ...Object.fromEntries(
+    [
+      'accept',
+      'content-type',
+      'content-length',
+      'origin',
+      'authorization',
+      'x-api-key',
+      'x-forwarded-client-cert',
+      'x-forwarded-for',
+      'mcp-session-id',
+      'mcp-protocol-version',
+      'traceparent',
+      'tracestate',
+      'last-event-id',
+    ].map((h) => [h, `request.headers['${h}']`]),
+  ),
+};
+
+/** The ext_proc filter's name: Envoy keys the attributes it sends by it. */
+export const EXT_PROC_FILTER = 'envoy.filters.http.ext_proc';

@@ -45,6 +45,13 @@ export interface ProcessingRequestMsg {
   response_headers?: HttpHeadersMsg;
   request_body?: HttpBodyMsg;
   response_body?: HttpBodyMsg;
+  /** CEL attributes Envoy sends with the first message of a stream, by filter name. */
+  attributes?: Record<string, StructMsg>;
+}
+
+/** `google.protobuf.Struct` as decoded (field names stay camelCase under keepCase). */
+export interface StructMsg {
+  fields?: Record<string, { stringValue?: string; numberValue?: number; boolValue?: boolean; kind?: string }>;
 }
 
 /** `ProcessingResponse` as we encode it. */

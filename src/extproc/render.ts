@@ -1,5 +1,5 @@
 import type { ContinueDecision, Decision, HeaderSet } from '../request/decision.js';
-import { METADATA_NAMESPACE } from '../envoy/contract.js';
+import { METADATA_NAMESPACE, ROUTE_METADATA_NAMESPACE } from '../envoy/contract.js';
 import type { ProcessingResponseMsg } from './proto.js';
 
 /** The ext_proc messages the processor replies to with a decision. */
@@ -9,10 +9,17 @@ function headerOption(h: HeaderSet): Record<string, unknown> {
   return { header: { key: h.key, raw_value: Buffer.from(h.value) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
 }
 
-function metadataStruct(md: Readonly<Record<string, string>>): Record<string, unknown> {
+function structOf(md: Readonly<Record<string, string>>): Record<string, unknown> {
   const fields: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(md)) fields[k] = { stringValue: v };
-  return { fields: { [METADATA_NAMESPACE]: { structValue: { fields } } } };
+  return { structValue: { fields } };
+}
+
+function metadataStruct(md: Readonly<Record<string, string>> | undefined, route?: Readonly<Record<string, string>>): Record<string, unknown> {
+  const namespaces: Record<string, unknown> = {};
+  if (md !== undefined) namespaces[METADATA_NAMESPACE] = structOf(md);
+  if (route !== undefined) namespaces[ROUTE_METADATA_NAMESPACE] = structOf(route);
+  return { fields: namespaces };
 }
 
 function common(d: ContinueDecision, phase: Phase): Record<string, unknown> | undefined {
@@ -49,6 +56,6 @@ export function toProcessingResponse(d: Decision, phase: Phase): ProcessingRespo
   if (d.responseBodyMode !== undefined && phase.endsWith('headers')) {
     res['mode_override'] = { response_body_mode: d.responseBodyMode };
   }
-  if (d.metadata !== undefined) res['dynamic_metadata'] = metadataStruct(d.metadata);
+  if (d.metadata !== undefined || d.routeMetadata !== undefined) res['dynamic_metadata'] = metadataStruct(d.metadata, d.routeMetadata);
   return res;
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { Exchange, type GatewayContext } from '../exchange.js';
 import type { Decision } from '../request/decision.js';
 import type { Headers } from '../request/state.js';
+import { EXT_PROC_FILTER, REQUEST_HEADER_ATTRIBUTES } from '../envoy/contract.js';
 import { withPort } from '../lib/host-port.js';
 import { loadExternalProcessorService, type HttpHeadersMsg, type ProcessingRequestMsg, type ProcessingResponseMsg } from './proto.js';
 import { toProcessingResponse, type Phase } from './render.js';
@@ -19,6 +20,23 @@ export function headerMap(msg: HttpHeadersMsg | undefined): Map<string, string> 
   }
   return out;
 }
+
+/**
+ * The request headers Envoy sent as attributes with the first message of a stream (a POST decided
+ * at its body: its headers message is skipped), or null when there are none.
+ */
+export function attributeHeaders(req: ProcessingRequestMsg): Map<string, string> | null {
+  const fields = req.attributes?.[EXT_PROC_FILTER]?.fields;
+  if (fields === undefined) return null;
+  const out = new Map<string, string>();
+  for (const [header, attribute] of HEADER_ATTRIBUTE_ENTRIES) {
+    const v = fields[attribute]?.stringValue;
+    if (v !== undefined) out.set(header, v);
+  }
+  return out;
+}
+
+const HEADER_ATTRIBUTE_ENTRIES = Object.entries(REQUEST_HEADER_ATTRIBUTES);
 
 /**
  * Drives one Exchange from one ext_proc gRPC stream. Envoy requires exactly one reply per
@@ -62,7 +80,7 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
         break;
       }
       case 'request_body':
-        decision = await stream.onRequestBody(req.request_body?.body ?? Buffer.alloc(0));
+        decision = await stream.onRequestBody(req.request_body?.body ?? Buffer.alloc(0), attributeHeaders(req));
         break;
       case 'response_headers':
         decision = await stream.onResponseHeaders(headerMap(req.response_headers));

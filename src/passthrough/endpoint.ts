@@ -31,6 +31,8 @@ export function passthroughEndpoint(ctx: PassthroughContext, state: RequestState
   /** A list request whose response policy must filter. */
   let filteredList: CatalogKind | null = null;
   return {
+    seesResponse: !server.openPassthrough,
+
     async requestHeaders(endOfStream) {
       checkServerAccess(ctx, state, caller, server.name, null);
       await checkSession(ctx, state, caller, server);

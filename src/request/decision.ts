@@ -19,6 +19,11 @@ export interface ContinueDecision {
   readonly responseBodyMode?: 'NONE' | 'STREAMED';
   /** Dynamic metadata for Envoy's access log and later filters. */
   readonly metadata?: Readonly<Record<string, string>>;
+  /**
+   * Route metadata (envoy/contract.ts ROUTE_METADATA_NAMESPACE): the upstream route and the
+   * values of the headers the route sets, for a request decided at its body.
+   */
+  readonly routeMetadata?: Readonly<Record<string, string>>;
 }
 
 /** Answer locally: Envoy sends this response and never contacts (or stops reading) the upstream. */

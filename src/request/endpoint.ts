@@ -7,6 +7,8 @@ import type { Headers } from './state.js';
  * hands the next what it needs through the handler, never through the exchange.
  */
 export interface EndpointHandler {
+  /** Whether Envoy sends this request's response phases to the processor (when false, the operation ends with the request). */
+  readonly seesResponse: boolean;
   requestHeaders(endOfStream: boolean): Promise<Decision>;
   requestBody(body: Buffer): Promise<Decision>;
   responseHeaders(headers: Headers): Promise<ResponseStep>;

@@ -1,5 +1,5 @@
 import type { RuntimeServer } from '../config/runtime.js';
-import { BACKEND_HEADER } from '../envoy/contract.js';
+import { BACKEND_HEADER, CLIENT_CREDENTIAL_HEADERS, credentialMetadataKey, ROUTE_METADATA_KEYS } from '../envoy/contract.js';
 import { PROTOCOL_VERSION_HEADER, SESSION_HEADER } from '../mcp/headers.js';
 import { isObject, type JsonObject } from '../mcp/message.js';
 import { childTraceparent } from '../observability/trace.js';
@@ -12,9 +12,6 @@ import type { RequestState } from './state.js';
  * from client requests, what an upstream request carries (route, session, credentials, trace
  * context), and what responses get (session id, rate-limit headers, body rewriting).
  */
-
-/** Client credentials that must never reach an upstream (no token passthrough). */
-export const CLIENT_CREDENTIAL_HEADERS: readonly string[] = ['authorization', 'x-api-key'];
 
 /** Headers a client must never set for us, plus credentials that must never reach an upstream. */
 const STRIPPED_REQUEST_HEADERS: readonly string[] = [BACKEND_HEADER, ...CLIENT_CREDENTIAL_HEADERS, 'x-forwarded-client-cert'];
@@ -113,4 +110,36 @@ export function setResponseHeaders(setHeaders: readonly HeaderSet[]): ContinueDe
 export function withLimitHeaders(d: Decision, limitHeaders: readonly HeaderSet[]): Decision {
   if (d.kind === 'respond') return d.errorCode === undefined ? { ...d, headers: [...d.headers, ...limitHeaders] } : d;
   return { ...d, setHeaders: [...(d.setHeaders ?? []), ...limitHeaders] };
+}
+
+/** A header that forces a route re-selection: Envoy clears its route cache only beside a header change. */
+const REROUTE_MARK = ['x-mcpgw-reroute'];
+
+/** Route-metadata keys of the headers the processor sets upstream. */
+const HEADER_TO_ROUTE_KEY: ReadonlyMap<string, string> = new Map([
+  [BACKEND_HEADER, ROUTE_METADATA_KEYS.backend],
+  [SESSION_HEADER, ROUTE_METADATA_KEYS.upstreamSession],
+  [PROTOCOL_VERSION_HEADER, ROUTE_METADATA_KEYS.protocolVersion],
+  ['traceparent', ROUTE_METADATA_KEYS.traceparent],
+]);
+
+/**
+ * One reply for a request decided at its body (Envoy skipped its headers message, so header
+ * changes in a body reply would be dropped): what the headers phase and the body phase set
+ * becomes route metadata, which the route turns into upstream headers; what they removed the
+ * route removes itself; Envoy's buffer filter fixes the length.
+ */
+export function decidedAtBody(ctx: RequestContext, head: ContinueDecision, body: ContinueDecision): ContinueDecision {
+  const md: Record<string, string> = {};
+  for (const h of [...(head.setHeaders ?? []), ...(body.setHeaders ?? [])]) {
+    const name = h.key.toLowerCase();
+    if (name === 'content-length') continue;
+    const key = HEADER_TO_ROUTE_KEY.get(name) ?? (ctx.guard.credentials.headerNames.has(name) ? credentialMetadataKey(name) : null);
+    if (key === null) throw new Error(`no route header carries ${name} for a request decided at its body`);
+    md[key] = h.value;
+  }
+  const out: ContinueDecision = { kind: 'continue', routeMetadata: md };
+  if (body.body !== undefined) Object.assign(out, { body: body.body });
+  if (body.clearRouteCache === true) Object.assign(out, { clearRouteCache: true, removeHeaders: REROUTE_MARK });
+  return out;
 }

@@ -28,7 +28,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { HEADERS_FIRST, renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
 import { validateEnvoyConfig } from '../support/envoy.js';
 
 // Manifests are free-form YAML: walk them as plain JSON values.
@@ -595,6 +595,11 @@ describe('deploy/istio', () => {
     assert.equal(filterPatch.match.listener.filterChain.filter.subFilter.name, 'envoy.filters.http.router');
     const ours = structuredClone((genHcm.http_filters as J[]).find((f) => f.name === EXT_PROC));
     ours.typed_config.grpc_service.envoy_grpc.cluster_name = processorCluster;
+    // Istio's routes cannot match route metadata: the processor sees the headers first there and
+    // routes by the backend header, so only our own namespace is written.
+    ours.typed_config.processing_mode = HEADERS_FIRST;
+    delete ours.typed_config.request_attributes;
+    ours.typed_config.metadata_options.receiving_namespaces.untyped = ['mcp.gateway'];
     assert.deepEqual(filterPatch.patch.value, ours);
     // The essentials, spelled out (deepEqual above already implies them).
     const tc = filterPatch.patch.value.typed_config;
