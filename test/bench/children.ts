@@ -144,13 +144,14 @@ async function httpStatus(url: string): Promise<{ status: number; text: string }
 }
 
 /** Starts the demo MCP server `name` on `port` (dist/test/fixtures/mcp-servers/demo-main.js). */
-export async function startDemoChild(opts: { name: string; port: number; dir: string; timeoutMs: number }): Promise<BenchChild> {
+export async function startDemoChild(opts: { name: string; port: number; dir: string; timeoutMs: number; jsonResponse?: boolean }): Promise<BenchChild> {
   const main = new URL('../fixtures/mcp-servers/demo-main.js', import.meta.url).pathname;
+  const json = opts.jsonResponse === true;
   const child = spawnLogged(
-    `upstream ${opts.name}`,
+    `upstream ${opts.name}${json ? ' (JSON)' : ''}`,
     process.execPath,
-    [main, '--name', opts.name, '--port', String(opts.port), '--host', '127.0.0.1'],
-    join(opts.dir, `upstream-${opts.name}.log`),
+    [main, '--name', opts.name, '--port', String(opts.port), '--host', '127.0.0.1', ...(json ? ['--json-response'] : [])],
+    join(opts.dir, `upstream-${opts.name}${json ? '-json' : ''}.log`),
   );
   await waitReady(child, `port ${opts.port} to accept connections`, opts.timeoutMs, () => isPortOpen(opts.port));
   return child;

@@ -27,6 +27,11 @@ export interface TargetSpec {
   /** What the echo result starts with (`alpha: `). */
   readonly expectPrefix: string;
   /**
+   * Instead of `tools/call`, ask for `tools/list` and expect a tool of this name in the answer
+   * (the aggregated list the gateway serves from its catalog).
+   */
+  readonly listExpects?: string;
+  /**
    * Extra headers a worker sends on every request (e.g. `authorization`), by worker index; called
    * once per worker when the worker is created.
    */
@@ -135,9 +140,10 @@ class Worker {
     return { ...this.baseHeaders, 'mcp-session-id': this.sessionId, 'mcp-protocol-version': PROTOCOL_VERSION };
   }
 
-  /** One tools/call; resolves with null on success or an error description. */
+  /** One tools/call (or tools/list); resolves with null on success or an error description. */
   async call(): Promise<string | null> {
     const id = this.nextId++;
+    if (this.target.listExpects !== undefined) return this.list(id, this.target.listExpects);
     const text = `w${this.index}-${id}`;
     const body = `${this.callPrefix}${JSON.stringify(this.target.tool)},"arguments":{"text":"${text}"}},"id":${id}}`;
     let reply: Reply;
@@ -149,6 +155,18 @@ class Worker {
     if (reply.status !== 200) return describe(reply);
     if (!reply.body.includes(`${this.target.expectPrefix}${text}"`)) return `unexpected body: ${describe(reply)}`;
     if (reply.body.includes('"isError":true')) return `tool error: ${describe(reply)}`;
+    return null;
+  }
+
+  private async list(id: number, name: string): Promise<string | null> {
+    let reply: Reply;
+    try {
+      reply = await this.post(`{"jsonrpc":"2.0","method":"tools/list","id":${id}}`, this.sessionHeaders());
+    } catch (err) {
+      return (err as Error).message;
+    }
+    if (reply.status !== 200) return describe(reply);
+    if (!reply.body.includes(`"id":${id}`) || !reply.body.includes(`"name":${JSON.stringify(name)}`)) return `unexpected body: ${describe(reply)}`;
     return null;
   }
 }

@@ -10,8 +10,12 @@
  *   (f) + JWT      as (c), with auth.jwt (RS256, JWKS fetched over HTTP); one token per worker
  *   (g) + limit    as (c), with a rate limit on alpha that never triggers (in-memory store)
  *   (h) + Redis    as (g), with redis.url: sessions and the limit's buckets live in Redis
+ *   (i) JSON up    as (c), but the upstream answers POSTs with application/json instead of SSE
+ *   (j) tools/list (c)'s gateway answering the aggregated tools/list from its catalog
+ *   (k) native     Envoy's own MCP filters (envoy.filters.http.mcp + mcp_router) instead of the
+ *                  processor, aggregating the one server (so its tool keeps its name: echo)
  *
- * (c)/(d) share one processor and Envoy; (e), (f), (g) and (h) each get their own processor and
+ * (c)/(d)/(j) share one processor and Envoy; (e), (f), (g), (h) and (i) each get their own processor and
  * Envoy, configured like (c)'s plus the one feature, so the difference to (c) is that feature.
  * The upstream, the processors, the Envoys and redis-server run as child processes; the load
  * generator (and the JWKS endpoint of (f)) run here. CPU time per process comes from
@@ -26,7 +30,7 @@
  * bad arguments. Missed goals never fail the run: performance is measured, not asserted.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,10 +52,14 @@ const GOAL_P50_DELTA_MS = 0.5;
 const GOAL_THROUGHPUT_PERCENT = 60;
 const SERVER = 'alpha';
 const READY_TIMEOUT_MS = 30_000;
-const ALL_TARGETS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const;
+const ALL_TARGETS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k'] as const;
 type TargetKey = (typeof ALL_TARGETS)[number];
 /** Targets served through a gateway (Envoy + ext_proc processor). */
-const GATEWAY_TARGETS: readonly TargetKey[] = ['c', 'd', 'e', 'f', 'g', 'h'];
+const GATEWAY_TARGETS: readonly TargetKey[] = ['c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'];
+/** Targets compared with (b), Envoy without the processor. */
+const VERSUS_PLAIN: readonly TargetKey[] = [...GATEWAY_TARGETS, 'k'];
+/** The goal for (j): the catalog answers tools/list at least this many times faster than (c) calls a tool. */
+const GOAL_LIST_FACTOR = 5;
 /** Targets that are (c) plus one feature; compared with (c). */
 const FEATURE_TARGETS: readonly TargetKey[] = ['e', 'f', 'g', 'h'];
 /** The rate limit of (g) and (h): the schema's maximum, so it never triggers during a run. */
@@ -92,7 +100,7 @@ const USAGE = `usage: npm run bench [-- options]   (or: node dist/test/bench/run
                         every two rounds (unloaded: min(N, 4) rounds)
       --warmup N        unmeasured calls per target first           [BENCH_WARMUP, default 2000; quick 50]
       --unloaded N      unloaded: calls per target, concurrency 1   [BENCH_UNLOADED, default 1500; quick 50; 0 = skip]
-      --targets LIST    subset of a,b,c,d,e,f,g,h                   [BENCH_TARGETS, default all]
+      --targets LIST    subset of a,b,c,d,e,f,g,h,i,j,k             [BENCH_TARGETS, default all]
                         (h needs redis-server on PATH; without it the
                         default run leaves (h) out)
       --json PATH       results file                                [BENCH_JSON, default dist/bench-results.json]
@@ -210,14 +218,15 @@ function withRuntime(yamlText: string, runtime: Record<string, string | number |
 // ------------------------------------------------------------------------------------- setup
 
 /** One gateway: a processor and its Envoy, configured as (c) plus at most one feature. */
-type Variant = 'gateway' | 'apikey' | 'jwt' | 'limit' | 'redis';
+type Variant = 'gateway' | 'apikey' | 'jwt' | 'limit' | 'redis' | 'json';
 
 const VARIANTS: ReadonlyArray<{ readonly variant: Variant; readonly serves: readonly TargetKey[] }> = [
-  { variant: 'gateway', serves: ['c', 'd'] },
+  { variant: 'gateway', serves: ['c', 'd', 'j'] },
   { variant: 'apikey', serves: ['e'] },
   { variant: 'jwt', serves: ['f'] },
   { variant: 'limit', serves: ['g'] },
   { variant: 'redis', serves: ['h'] },
+  { variant: 'json', serves: ['i'] },
 ];
 
 interface GatewayStack {
@@ -232,7 +241,11 @@ interface GatewayStack {
 interface Stack {
   readonly dir: string;
   upstream: BenchChild | null;
+  /** The same demo server answering with application/json, for (i). */
+  jsonUpstream: BenchChild | null;
   plainEnvoy: EnvoyChild | null;
+  /** Envoy with its native MCP filters, for (k). */
+  nativeEnvoy: EnvoyChild | null;
   gateways: GatewayStack[];
   /** redis-server of (h). */
   redis: BenchChild | null;
@@ -246,8 +259,10 @@ type Role = 'upstream' | 'processor' | 'envoy' | 'redis';
 
 function children(stack: Stack): Array<{ role: Role; child: BenchChild; serves: readonly TargetKey[] }> {
   const out: Array<{ role: Role; child: BenchChild; serves: readonly TargetKey[] }> = [];
-  if (stack.upstream !== null) out.push({ role: 'upstream', child: stack.upstream, serves: ALL_TARGETS });
+  if (stack.upstream !== null) out.push({ role: 'upstream', child: stack.upstream, serves: ALL_TARGETS.filter((k) => k !== 'i') });
+  if (stack.jsonUpstream !== null) out.push({ role: 'upstream', child: stack.jsonUpstream, serves: ['i'] });
   if (stack.plainEnvoy !== null) out.push({ role: 'envoy', child: stack.plainEnvoy, serves: ['b'] });
+  if (stack.nativeEnvoy !== null) out.push({ role: 'envoy', child: stack.nativeEnvoy, serves: ['k'] });
   for (const g of stack.gateways) {
     if (g.envoy !== null) out.push({ role: 'envoy', child: g.envoy, serves: g.serves });
     if (g.processor !== null) out.push({ role: 'processor', child: g.processor, serves: g.serves });
@@ -270,6 +285,7 @@ interface FeatureInputs {
   readonly apiKeySha256: string;
   readonly jwtIssuer: Record<string, unknown> | null;
   readonly redisUrl: string | null;
+  readonly jsonUpstreamUrl: string | null;
 }
 
 /** The gateway config of one variant: (c)'s config plus that variant's feature. */
@@ -293,6 +309,10 @@ function variantConfig(variant: Variant, gateway: Record<string, string>, upstre
       raw['rate_limits'] = { [SERVER]: { ...NEVER_TRIGGERING_LIMIT } };
       raw['redis'] = { url: f.redisUrl };
       break;
+    case 'json':
+      if (f.jsonUpstreamUrl === null) throw new Error('no JSON upstream');
+      raw['servers'] = { [SERVER]: { url: f.jsonUpstreamUrl } };
+      break;
   }
   return raw;
 }
@@ -306,6 +326,9 @@ const TARGET_LABELS: Readonly<Record<TargetKey, string>> = {
   f: 'gateway /mcp + JWT',
   g: 'gateway /mcp + rate limit (memory)',
   h: 'gateway /mcp + Redis (sessions, limit)',
+  i: 'gateway /mcp, upstream answers JSON',
+  j: 'gateway /mcp tools/list (catalog)',
+  k: "Envoy's native MCP router (C++)",
 };
 
 async function startGateway(
@@ -345,12 +368,16 @@ async function startGateway(
 async function startStack(s: Settings, stack: Stack, log: (m: string) => void): Promise<void> {
   const wantPlain = s.targets.includes('b');
   const variants = VARIANTS.filter((v) => v.serves.some((k) => s.targets.includes(k)));
-  const [upPort, plainListen, plainAdmin, redisPort] = (await freePorts(4)) as [number, number, number, number];
+  const [upPort, plainListen, plainAdmin, redisPort, jsonPort, nativeListen, nativeAdmin] = (await freePorts(7)) as [number, number, number, number, number, number, number];
 
   log(`starting upstream "${SERVER}" (demo server) on 127.0.0.1:${upPort}`);
   stack.upstream = await startDemoChild({ name: SERVER, port: upPort, dir: stack.dir, timeoutMs: READY_TIMEOUT_MS });
   const upstreamUrl = `http://127.0.0.1:${upPort}/mcp`;
   stack.specs.set('a', { key: 'a', label: TARGET_LABELS.a, url: upstreamUrl, tool: 'echo', expectPrefix: `${SERVER}: ` });
+  if (s.targets.includes('i')) {
+    log(`starting upstream "${SERVER}" answering JSON on 127.0.0.1:${jsonPort}`);
+    stack.jsonUpstream = await startDemoChild({ name: SERVER, port: jsonPort, dir: stack.dir, timeoutMs: READY_TIMEOUT_MS, jsonResponse: true });
+  }
 
   // (e): one key for every worker; (f): one token per worker, verified against a JWKS over HTTP.
   const apiKey = makeApiKey();
@@ -370,6 +397,7 @@ async function startStack(s: Settings, stack: Stack, log: (m: string) => void): 
     apiKeySha256: apiKey.sha256,
     jwtIssuer: stack.issuer?.issuerConfig() ?? null,
     redisUrl: stack.redis !== null ? `redis://127.0.0.1:${redisPort}` : null,
+    jsonUpstreamUrl: stack.jsonUpstream !== null ? `http://127.0.0.1:${jsonPort}/mcp` : null,
   };
 
   // The (c) config is rendered even when only (b) runs: (b) is derived from its bootstrap.
@@ -390,20 +418,30 @@ async function startStack(s: Settings, stack: Stack, log: (m: string) => void): 
   const baseConfig = parseConfig(raws.get('gateway'));
   const baseYaml = renderEnvoyBootstrap(baseConfig);
 
-  if (wantPlain) {
-    const server = compileConfig(baseConfig).servers.get(SERVER);
-    if (server === undefined) throw new Error(`compiled config has no server ${SERVER}`);
-    const yamlText = renderPlainEnvoyBootstrap({
+  const server = compileConfig(baseConfig).servers.get(SERVER);
+  if (server === undefined) throw new Error(`compiled config has no server ${SERVER}`);
+  const derived = (listenPort: number, adminPort: number, nativeServer?: string): string =>
+    renderPlainEnvoyBootstrap({
       gatewayYaml: baseYaml,
       cluster: server.cluster,
       routeName: `${SERVER}_passthrough`,
       path: '/mcp',
-      listenPort: plainListen,
-      adminPort: plainAdmin,
+      listenPort,
+      adminPort,
+      ...(nativeServer === undefined ? {} : { nativeServer }),
     });
+  if (wantPlain) {
     log(`starting plain Envoy (no ext_proc) on 127.0.0.1:${plainListen}`);
-    stack.plainEnvoy = await startEnvoyChild({ name: 'envoy-plain', yamlText: withRuntime(yamlText, s.envoyRuntime), dir: stack.dir, timeoutMs: READY_TIMEOUT_MS });
+    const yamlText = withRuntime(derived(plainListen, plainAdmin), s.envoyRuntime);
+    stack.plainEnvoy = await startEnvoyChild({ name: 'envoy-plain', yamlText, dir: stack.dir, timeoutMs: READY_TIMEOUT_MS });
     stack.specs.set('b', { key: 'b', label: TARGET_LABELS.b, url: `http://127.0.0.1:${plainListen}/mcp`, tool: 'echo', expectPrefix: `${SERVER}: ` });
+  }
+  if (s.targets.includes('k')) {
+    log(`starting Envoy with its native MCP router on 127.0.0.1:${nativeListen}`);
+    const yamlText = withRuntime(derived(nativeListen, nativeAdmin, SERVER), s.envoyRuntime);
+    stack.nativeEnvoy = await startEnvoyChild({ name: 'envoy-native', yamlText, dir: stack.dir, timeoutMs: READY_TIMEOUT_MS });
+    // One server: the native router leaves its names unprefixed.
+    stack.specs.set('k', { key: 'k', label: TARGET_LABELS.k, url: `http://127.0.0.1:${nativeListen}/mcp`, tool: 'echo', expectPrefix: `${SERVER}: ` });
   }
 
   // The gateways start side by side; every one is registered in the stack before it starts, so
@@ -429,6 +467,14 @@ async function startStack(s: Settings, stack: Stack, log: (m: string) => void): 
     switch (g.variant) {
       case 'gateway':
         aggregated('c', 'gateway');
+        stack.specs.set('j', {
+          key: 'j',
+          label: TARGET_LABELS.j,
+          url: `http://${listenOf('gateway')}/mcp`,
+          tool: `${SERVER}${baseConfig.gateway.tool_separator}echo`,
+          expectPrefix: `${SERVER}: `,
+          listExpects: `${SERVER}${baseConfig.gateway.tool_separator}echo`,
+        });
         stack.specs.set('d', {
           key: 'd',
           label: TARGET_LABELS.d,
@@ -450,6 +496,9 @@ async function startStack(s: Settings, stack: Stack, log: (m: string) => void): 
         break;
       case 'redis':
         aggregated('h', 'redis');
+        break;
+      case 'json':
+        aggregated('i', 'json');
         break;
     }
   }
@@ -767,7 +816,7 @@ function ratios(loaded: TargetResult[], unloaded: TargetResult[]): Ratio[] {
   if (b === undefined) return [];
   const ub = unloaded.find((r) => r.key === 'b');
   return loaded
-    .filter((r) => GATEWAY_TARGETS.includes(r.key))
+    .filter((r) => VERSUS_PLAIN.includes(r.key))
     .map((r) => {
       const u = unloaded.find((x) => x.key === r.key);
       const p50DeltaMs = r.p50Ms - b.p50Ms;
@@ -825,6 +874,28 @@ function featureDeltas(loaded: TargetResult[], unloaded: TargetResult[]): Featur
     });
 }
 
+interface ResidentSize {
+  readonly name: string;
+  readonly serves: readonly TargetKey[];
+  readonly mib: number;
+}
+
+/** VmRSS of each child (MiB), read from /proc/<pid>/status while they still run. */
+function residentSizes(stack: Stack): ResidentSize[] {
+  const out: ResidentSize[] = [];
+  for (const { child, serves } of children(stack)) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    } catch {
+      continue;
+    }
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(text);
+    if (m !== null) out.push({ name: child.name, serves, mib: Number(m[1]) / 1024 });
+  }
+  return out;
+}
+
 interface ProcessorLink {
   /** Which gateway (processor + Envoy) these counters are from. */
   readonly variant: Variant;
@@ -876,6 +947,7 @@ function report(
   deltas: FeatureDelta[],
   facts: FeatureFacts,
   links: ProcessorLink[],
+  rss: readonly ResidentSize[],
 ): string {
   const out: string[] = [];
   const loadDesc = s.durationS !== null ? `${s.durationS} s` : `${s.requests} tools/call`;
@@ -944,6 +1016,25 @@ function report(
       ),
     );
   }
+  const cl = loaded.find((r) => r.key === 'c');
+  const il = loaded.find((r) => r.key === 'i');
+  const jl = loaded.find((r) => r.key === 'j');
+  if (cl !== undefined && il !== undefined) {
+    out.push(
+      '',
+      `(i) upstream answering JSON, versus (c) answering SSE: ${f((100 * il.reqPerS) / cl.reqPerS, 0)}% of (c)'s req/s, p50 ${signed(il.p50Ms - cl.p50Ms, 2, ' ms')}, ` +
+        `processor CPU ${signed((il.cpuMsPerRequest.processor ?? 0) - (cl.cpuMsPerRequest.processor ?? 0), 3)} ms/req, ` +
+        `ext_proc msgs/req ${f(il.extProcMsgsPerRequest?.sent ?? null, 2)} vs ${f(cl.extProcMsgsPerRequest?.sent ?? null, 2)}.`,
+    );
+  }
+  if (cl !== undefined && jl !== undefined) {
+    const factor = jl.reqPerS / cl.reqPerS;
+    out.push(
+      '',
+      `(j) aggregated tools/list from the catalog: ${f(factor, 2)}× (c)'s tools/call req/s (goal ≥ ${GOAL_LIST_FACTOR}×: ${factor >= GOAL_LIST_FACTOR ? 'met' : 'MISSED'}), ` +
+        `processor CPU ${f(jl.cpuMsPerRequest.processor, 3)} ms/req, ext_proc msgs/req ${f(jl.extProcMsgsPerRequest?.sent ?? null, 2)}.`,
+    );
+  }
   if (deltas.length > 0) {
     out.push(
       '',
@@ -1002,6 +1093,17 @@ function report(
         `${total('connectionsDroppedWithActiveStreams')} HTTP/2 connection(s) dropped by a processor with streams in flight`,
     );
   }
+  if (rss.length > 0) {
+    out.push(
+      '',
+      'resident memory (VmRSS) of every process at the end of the run:',
+      '',
+      table(
+        ['process', 'serves', 'RSS MiB'],
+        rss.map((r) => [r.name, r.serves.map((k) => `(${k})`).join(''), f(r.mib, 0)]),
+      ),
+    );
+  }
   const noisy = [...loaded, ...unloaded].filter((r) => r.otherProcessesCpuPercent >= 10);
   if (noisy.length > 0) {
     out.push('', `WARNING: other processes used ≥10% of the machine while measuring ${ALL_TARGETS.filter((k) => noisy.some((r) => r.key === k)).map((k) => `(${k})`).join(', ')}; figures are skewed, rerun on a quiet machine.`);
@@ -1032,9 +1134,9 @@ function profileReport(variant: Variant, p: ProfileSummary): string {
 async function stopStack(stack: Stack): Promise<void> {
   // Envoys first (no more traffic for the processors), then the processors (gracefully, so a
   // --cpu-prof profile gets written), then Redis, the upstream and the JWKS endpoint.
-  await Promise.all([...stack.gateways.map((g) => g.envoy?.stop()), stack.plainEnvoy?.stop()]);
+  await Promise.all([...stack.gateways.map((g) => g.envoy?.stop()), stack.plainEnvoy?.stop(), stack.nativeEnvoy?.stop()]);
   await Promise.all(stack.gateways.map((g) => g.processor?.stop(10_000)));
-  await Promise.all([stack.redis?.stop(), stack.upstream?.stop(), stack.issuer?.stop()]);
+  await Promise.all([stack.redis?.stop(), stack.upstream?.stop(), stack.jsonUpstream?.stop(), stack.issuer?.stop()]);
 }
 
 async function main(): Promise<number> {
@@ -1068,7 +1170,9 @@ async function main(): Promise<number> {
   const stack: Stack = {
     dir: mkdtempSync(join(tmpdir(), 'mcp-bench-')),
     upstream: null,
+    jsonUpstream: null,
     plainEnvoy: null,
+    nativeEnvoy: null,
     gateways: [],
     redis: null,
     redisPort: 0,
@@ -1125,6 +1229,7 @@ async function main(): Promise<number> {
     const rs = ratios(loaded, unloaded);
     const deltas = featureDeltas(loaded, unloaded);
     const links = await processorLinks(stack);
+    const rss = residentSizes(stack);
     const jwksFetchesTotal = stack.issuer?.fetches ?? null;
 
     log('stopping children');
@@ -1145,7 +1250,7 @@ async function main(): Promise<number> {
     }
     const elapsedS = Number(process.hrtime.bigint() - t0) / 1e9;
 
-    process.stdout.write(`\n${report(machine, s, loaded, unloaded, rs, deltas, facts, links)}\n`);
+    process.stdout.write(`\n${report(machine, s, loaded, unloaded, rs, deltas, facts, links, rss)}\n`);
     for (const p of profiles) process.stdout.write(`\n${profileReport(p.variant, p.profile)}\n`);
     process.stdout.write(`\nbench took ${elapsedS.toFixed(1)} s (without the build)\n`);
 
@@ -1174,6 +1279,7 @@ async function main(): Promise<number> {
         rateLimit: s.targets.includes('g') || s.targets.includes('h') ? { [SERVER]: NEVER_TRIGGERING_LIMIT } : null,
       },
       processorLinks: links,
+      residentMiB: rss,
       processorProfiles: profiles,
     };
     mkdirSync(dirname(s.jsonPath), { recursive: true });
