@@ -42,5 +42,5 @@ COPY package.json ./
 USER 1000:1000
 # 9001: ext_proc gRPC, 9090: admin HTTP (/healthz, /readyz, /metrics) — when the config binds them.
 EXPOSE 9001 9090
-ENTRYPOINT ["node", "dist/src/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/src/main.js"]
 CMD ["serve", "--config", "/etc/mcp-gateway/gateway.yaml"]

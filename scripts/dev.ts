@@ -16,6 +16,7 @@ import { parseArgs, promisify } from 'node:util';
 
 import { loadConfigFile } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
+import { PROCESSOR_NODE_FLAGS } from '../src/lib/node-flags.js';
 import { startDemoServer } from '../test/fixtures/mcp-servers/demo-server.js';
 import { startEnvoy, type EnvoyHandle } from '../test/support/envoy.js';
 import { isPortOpen } from '../test/support/ports.js';
@@ -181,7 +182,7 @@ async function main(): Promise<number> {
     // --- processor
     const processorOut = new OutputBuffer(1024 * 1024, (line) => say('processor', formatProcessorLine(line)));
     const child = trackChild(
-      spawn(process.execPath, ['--enable-source-maps', MAIN_JS, 'serve', '--config', configPath, '--log-level', logLevel], {
+      spawn(process.execPath, [...PROCESSOR_NODE_FLAGS, '--enable-source-maps', MAIN_JS, 'serve', '--config', configPath, '--log-level', logLevel], {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
       }),

@@ -11,6 +11,7 @@ import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PROCESSOR_NODE_FLAGS } from '../../src/lib/node-flags.js';
 import { findEnvoyBinary } from '../support/envoy.js';
 import { isPortOpen } from '../support/ports.js';
 import { stopChild, tail, trackChild } from '../support/proc.js';
@@ -157,7 +158,7 @@ export async function startDemoChild(opts: { name: string; port: number; dir: st
   return child;
 }
 
-/** Starts `node dist/src/main.js serve --config <file>`; resolves once `/readyz` answers 200. */
+/** Starts `node <PROCESSOR_NODE_FLAGS> dist/src/main.js serve --config <file>`; resolves once `/readyz` answers 200. */
 export async function startProcessorChild(opts: {
   configPath: string;
   adminAddress: string;
@@ -172,7 +173,7 @@ export async function startProcessorChild(opts: {
   const child = spawnLogged(
     opts.name ?? 'processor',
     process.execPath,
-    [...(opts.nodeArgs ?? []), main, 'serve', '--config', opts.configPath, '--log-level', opts.logLevel ?? 'info'],
+    [...PROCESSOR_NODE_FLAGS, ...(opts.nodeArgs ?? []), main, 'serve', '--config', opts.configPath, '--log-level', opts.logLevel ?? 'info'],
     join(opts.dir, 'processor.log'),
     process.env,
   );

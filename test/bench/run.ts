@@ -877,23 +877,32 @@ function featureDeltas(loaded: TargetResult[], unloaded: TargetResult[]): Featur
 interface ResidentSize {
   readonly name: string;
   readonly serves: readonly TargetKey[];
+  /** Right after the last measured call. */
   readonly mib: number;
+  /** After IDLE_SETTLE_MS without traffic (collectors and allocators have given memory back). */
+  readonly idleMib: number | null;
 }
 
-/** VmRSS of each child (MiB), read from /proc/<pid>/status while they still run. */
-function residentSizes(stack: Stack): ResidentSize[] {
-  const out: ResidentSize[] = [];
-  for (const { child, serves } of children(stack)) {
-    let text: string;
-    try {
-      text = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-    } catch {
-      continue;
-    }
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(text);
-    if (m !== null) out.push({ name: child.name, serves, mib: Number(m[1]) / 1024 });
+/** How long the bench lets the children sit idle before reading their memory a second time. */
+const IDLE_SETTLE_MS = 10_000;
+
+function vmRssMiB(pid: number): number | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return null;
   }
-  return out;
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(text);
+  return m === null ? null : Number(m[1]) / 1024;
+}
+
+/** VmRSS of each child (MiB) at the end of the load, and again once they sat idle for a while. */
+async function residentSizes(stack: Stack, log: (m: string) => void): Promise<ResidentSize[]> {
+  const busy = children(stack).map(({ child, serves }) => ({ child, serves, mib: vmRssMiB(child.pid) }));
+  log(`resident memory read; reading it again after ${IDLE_SETTLE_MS / 1000} s idle`);
+  await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
+  return busy.flatMap(({ child, serves, mib }) => (mib === null ? [] : [{ name: child.name, serves, mib, idleMib: vmRssMiB(child.pid) }]));
 }
 
 interface ProcessorLink {
@@ -1096,11 +1105,11 @@ function report(
   if (rss.length > 0) {
     out.push(
       '',
-      'resident memory (VmRSS) of every process at the end of the run:',
+      'resident memory (VmRSS) of every process:',
       '',
       table(
-        ['process', 'serves', 'RSS MiB'],
-        rss.map((r) => [r.name, r.serves.map((k) => `(${k})`).join(''), f(r.mib, 0)]),
+        ['process', 'serves', 'RSS MiB at end of load', `after ${IDLE_SETTLE_MS / 1000} s idle`],
+        rss.map((r) => [r.name, r.serves.map((k) => `(${k})`).join(''), f(r.mib, 0), f(r.idleMib, 0)]),
       ),
     );
   }
@@ -1229,7 +1238,7 @@ async function main(): Promise<number> {
     const rs = ratios(loaded, unloaded);
     const deltas = featureDeltas(loaded, unloaded);
     const links = await processorLinks(stack);
-    const rss = residentSizes(stack);
+    const rss = await residentSizes(stack, log);
     const jwksFetchesTotal = stack.issuer?.fetches ?? null;
 
     log('stopping children');

@@ -29,6 +29,7 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { HEADERS_FIRST, renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { PROCESSOR_NODE_FLAGS } from '../../src/lib/node-flags.js';
 import { validateEnvoyConfig } from '../support/envoy.js';
 
 // Manifests are free-form YAML: walk them as plain JSON values.
@@ -171,7 +172,8 @@ describe('Dockerfile', () => {
     assert.match(dockerfile, /RUN npm run build/);
     assert.match(dockerfile, /npm ci --omit=dev/);
     assert.match(dockerfile, /^USER [1-9][0-9]*(:[0-9]+)?$/m);
-    assert.match(dockerfile, /^ENTRYPOINT \["node", "dist\/src\/main\.js"\]$/m);
+    const flags = PROCESSOR_NODE_FLAGS.map((flag) => `"${flag}", `).join('');
+    assert.ok(dockerfile.split('\n').includes(`ENTRYPOINT ["node", ${flags}"dist/src/main.js"]`), 'the entrypoint starts the processor with its Node flags');
     assert.match(dockerfile, new RegExp(`^CMD \\["serve", "--config", "${CONFIG_PATH}"\\]$`, 'm'));
     // The processor loads protos/ at run time, relative to dist/src/extproc.
     assert.match(dockerfile, /^COPY protos \.\/protos$/m);
