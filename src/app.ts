@@ -73,18 +73,20 @@ export async function createContext(
     policies: config.policies,
     blockedTools: config.blocked_tools,
   });
+  const auditing =
+    config.auth !== undefined ||
+    config.tenants !== undefined ||
+    config.policies !== undefined ||
+    config.blocked_tools !== undefined ||
+    Object.values(config.servers).some((s) => s.auth_required || s.allowed_clients !== undefined);
   const guard = {
     auth,
     access,
     credentials,
     tenants: new TenantDirectory(config.tenants, rc.serverList, access),
     filtersNames: (config.policies?.length ?? 0) > 0 || (config.blocked_tools?.length ?? 0) > 0,
-    auditing:
-      config.auth !== undefined ||
-      config.tenants !== undefined ||
-      config.policies !== undefined ||
-      config.blocked_tools !== undefined ||
-      Object.values(config.servers).some((s) => s.auth_required || s.allowed_clients !== undefined),
+    auditing,
+    foldsAllowed: auditing && config.logging.operations,
   };
   const upstream = makeUpstream(rc.internalBaseUrl, rc.upstreamTimeoutMs, (s) => credentials.headersFor(s));
   const upstreamSessionsRef: { current: UpstreamSessions | null } = { current: null };

@@ -22,6 +22,8 @@ export interface OperationRecord {
   readonly durationMs: number;
   readonly requestBytes: number | null;
   readonly endpoint: 'aggregated' | 'passthrough' | null;
+  /** The access decision that let it through (decision, reason, auth method, target), when audited. */
+  readonly access?: Readonly<Record<string, string | null>>;
   readonly arguments?: unknown;
 }
 
@@ -63,6 +65,7 @@ export class OperationObserver {
       endpoint: op.endpoint,
       http_status: op.httpStatus,
     };
+    if (op.access !== undefined) Object.assign(line, op.access);
     if (op.errorCode !== null) line['error_code'] = op.errorCode;
     if (op.arguments !== undefined) line['arguments'] = op.arguments;
     const level = op.status === 'error' && (op.httpStatus ?? 0) >= 500 ? 'warn' : 'info';

@@ -18,6 +18,11 @@ export interface Guard {
   readonly filtersNames: boolean;
   /** Whether access decisions are written as audit lines (any identity or policy feature configured). */
   readonly auditing: boolean;
+  /**
+   * Whether an allowed request's decision rides on its operation line instead of a line of its
+   * own (operation lines are on); a refusal always gets its own line.
+   */
+  readonly foldsAllowed: boolean;
 }
 
 /** What the shared request stages need; built once per loaded config. */

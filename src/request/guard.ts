@@ -26,18 +26,18 @@ function writeAudit(ctx: RequestContext, record: AuditRecord): void {
 
 function audit(ctx: RequestContext, state: RequestState, identity: Identity | null, decision: Decided, server: string | null, target?: AuditTarget): void {
   if (!ctx.guard.auditing) return;
-  writeAudit(
-    ctx,
-    auditRecord({
-      identity,
-      tenant: tenantLabel(ctx, state),
-      server,
-      rpcMethod: rpcMethod(state),
-      ...(target === undefined ? {} : { target }),
-      decision,
-      traceId: state.trace.traceId,
-    }),
-  );
+  const record = auditRecord({
+    identity,
+    tenant: tenantLabel(ctx, state),
+    server,
+    rpcMethod: rpcMethod(state),
+    ...(target === undefined ? {} : { target }),
+    decision,
+    traceId: state.trace.traceId,
+  });
+  // An allowed request is audited on its operation line: one line per request, not two.
+  if (decision.allowed && ctx.guard.foldsAllowed) state.allowed = record;
+  else writeAudit(ctx, record);
 }
 
 function deny(ctx: RequestContext, state: RequestState, identity: Identity | null, reason: string, server: string | null, target?: AuditTarget): void {

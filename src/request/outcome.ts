@@ -1,5 +1,6 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError, toGatewayError } from '../errors/gateway-error.js';
+import type { AuditRecord } from '../policy/audit.js';
 import { StateUnavailableError } from '../state/errors.js';
 import {
   UpstreamBadReply,
@@ -67,6 +68,18 @@ function wellFormed(text: string): string {
   return text.isWellFormed() ? text : text.toWellFormed();
 }
 
+/** What an operation line adds of the access decision that let it through. */
+function allowedFields(a: AuditRecord): Readonly<Record<string, string | null>> {
+  return {
+    decision: a.decision,
+    reason: a.reason,
+    auth_method: a.auth_method,
+    ...(a.tool === undefined ? {} : { tool: a.tool }),
+    ...(a.prompt === undefined ? {} : { prompt: a.prompt }),
+    ...(a.uri === undefined ? {} : { uri: a.uri }),
+  };
+}
+
 /** Records the finished operation: metrics, and its log line. */
 export function recordOperation(ctx: RequestContext, state: RequestState, now: number): void {
   const msg = state.message;
@@ -88,6 +101,7 @@ export function recordOperation(ctx: RequestContext, state: RequestState, now: n
     durationMs: now - state.startedAt,
     requestBytes: state.requestBytes,
     endpoint: state.endpoint,
+    ...(state.allowed === null ? {} : { access: allowedFields(state.allowed) }),
     ...(ctx.logArguments && msg?.kind === 'request' && method === 'tools/call' ? { arguments: msg.params?.['arguments'] } : {}),
   });
 }

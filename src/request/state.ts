@@ -2,6 +2,7 @@ import type { Identity } from '../auth/identity.js';
 import type { JsonRpcId, JsonRpcMessage } from '../mcp/message.js';
 import type { OperationStatus } from '../observability/operations.js';
 import type { TraceContext } from '../observability/trace.js';
+import type { AuditRecord } from '../policy/audit.js';
 import type { Tenant } from '../policy/tenants.js';
 import type { HeaderSet } from './decision.js';
 
@@ -44,6 +45,8 @@ export interface RequestState {
   upstreamTraceparent: string | null;
   /** `RateLimit-*` headers of an allowed request: the exchange puts them on its response. */
   limitHeaders: readonly HeaderSet[] | null;
+  /** The access decision that let the request through, written on its operation line. */
+  allowed: AuditRecord | null;
   /** How the operation ended, for the record. */
   status: OperationStatus;
   errorCode: string | number | null;
@@ -65,6 +68,7 @@ export function newRequestState(headers: Headers, trace: TraceContext, startedAt
     tool: null,
     upstreamTraceparent: null,
     limitHeaders: null,
+    allowed: null,
     status: 'success',
     errorCode: null,
     httpStatus: null,

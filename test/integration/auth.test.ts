@@ -117,8 +117,9 @@ function observable(res: RawResponse, asked: string): string {
   return JSON.stringify(shape).split(JSON.stringify(asked).slice(1, -1)).join('<NAME>');
 }
 
+/** A request's access decisions: refusals on audit lines of their own, an allowed request's on its operation line. */
 function audits(stack: Stack, traceId: string): LogLine[] {
-  return stack.processorLogLines().filter((l) => l['event'] === 'mcpgw_access' && l['trace_id'] === traceId);
+  return stack.processorLogLines().filter((l) => l['trace_id'] === traceId && (l['event'] === 'mcpgw_access' || 'decision' in l));
 }
 
 /** The one audit line of a request, checked against the expected fields. */
@@ -1048,11 +1049,11 @@ describe('auth: keys, JWT, OAuth metadata, tenants, policies, sessions and upstr
 
   // ----------------------------------------------------------------------------- audit & logs
 
-  it('audit lines carry client, tenant, server, tool or uri, decision, reason and trace id for allowed calls too', async () => {
+  it('allowed calls are audited on their operation line (client, tenant, server, tool or uri, decision, reason, trace id)', async () => {
     const s = await openSession(stack().mcpUrl, auth.acme);
     const call = await rpc(stack().mcpUrl, s, 'tools/call', { name: 'beta__echo', arguments: { text: 'audit' } });
     const line = assertAudit(stack(), call.traceId, {
-      event: 'mcpgw_access',
+      event: 'tool_call',
       decision: 'allow',
       reason: 'allowed',
       client_id: 'acme-agent',
@@ -1060,10 +1061,13 @@ describe('auth: keys, JWT, OAuth metadata, tenants, policies, sessions and upstr
       auth_method: 'api_key',
       server: 'beta',
       tool: 'echo',
-      rpc_method: 'tools/call',
+      mcp_method: 'tools/call',
+      status: 'success',
       trace_id: call.traceId,
     });
     assert.equal(line['level'], 'info');
+    // One line for the request: its operation, which carries the decision.
+    assert.equal(stack().processorLogLines().filter((l) => l['trace_id'] === call.traceId).length, 1);
     const read = await rpc(stack().mcpUrl, s, 'resources/read', { uri: 'alpha+demo://shared/readme' });
     assertAudit(stack(), read.traceId, { decision: 'allow', server: 'alpha', uri: 'demo://shared/readme', tenant: 'acme' });
     const pass = await openSession(stack().serverUrl('alpha'), auth.acme);

@@ -212,7 +212,7 @@ function toolNames(res: RawResponse): string[] {
 function audit(stack: Stack, traceId: string): Record<string, unknown> {
   const line = stack
     .processorLogLines()
-    .filter((l) => l['event'] === 'mcpgw_access' && l['trace_id'] === traceId)
+    .filter((l) => l['trace_id'] === traceId && (l['event'] === 'mcpgw_access' || 'decision' in l))
     .at(-1);
   assert.ok(line !== undefined, `no audit line for trace ${traceId}`);
   return line;

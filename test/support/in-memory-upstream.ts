@@ -4,7 +4,7 @@
  * session id, lists, tools/call, ping, DELETE), with no socket and no Envoy. Integration tests
  * use real servers through Envoy instead.
  */
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { createContext } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { RuntimeServer } from '../../src/config/runtime.js';
@@ -122,12 +122,13 @@ export class InMemoryUpstream extends UpstreamClient {
 export async function inMemoryContext(
   servers: Record<string, FakeServer>,
   extraConfig: Record<string, unknown> = {},
+  log: Logger = pino({ level: 'silent' }),
 ): Promise<{ ctx: GatewayContext; upstream: InMemoryUpstream; control: ControlSessions; close(): Promise<void> }> {
   const upstream = new InMemoryUpstream(servers);
   const config = parseConfig(
     { ...extraConfig, servers: Object.fromEntries(Object.keys(servers).map((name) => [name, { url: 'http://127.0.0.1:1/mcp', ...((extraConfig['servers'] as Record<string, object> | undefined)?.[name] ?? {}) }])) },
     {},
   );
-  const created = await createContext(config, pino({ level: 'silent' }), new Metrics({ processMetrics: false }), process.cwd(), () => upstream);
+  const created = await createContext(config, log, new Metrics({ processMetrics: false }), process.cwd(), () => upstream);
   return { ctx: created.context, upstream, control: created.control, close: () => created.close() };
 }
