@@ -345,9 +345,12 @@ function cluster(server: RuntimeServer): Record<string, unknown> {
         lb_endpoints: urls.map((u) => ({
           endpoint: {
             address: { socket_address: { address: u.hostname.replace(/^\[|\]$/g, ''), port_value: Number(u.port || (tls ? 443 : 80)) } },
-            hostname: u.hostname,
-            // The health check sends the Host requests get (auto_host_rewrite), not the cluster name.
-            ...(several ? { health_check_config: { hostname: u.hostname } } : {}),
+            // The authority the URL names (with its port unless it is the scheme's default), which
+            // auto_host_rewrite sends as Host: servers that guard against DNS rebinding (the
+            // Python SDK's on localhost) refuse a Host without the port they listen on.
+            hostname: u.host,
+            // The health check sends the Host requests get, not the cluster name.
+            ...(several ? { health_check_config: { hostname: u.host } } : {}),
           },
         })),
       })),
