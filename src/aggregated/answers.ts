@@ -22,7 +22,11 @@ type Answer = (ctx: AggregatedContext, state: RequestState, session: GatewaySess
 
 const ping: Answer = async (_ctx, _state, _session, id) => respondResult(id, {});
 
-const setLogLevel: Answer = async (ctx, _state, session, id, params) => {
+const setLogLevel: Answer = async (ctx, state, session, id, params) => {
+  // Without a server that logs, the gateway has no logging capability and answers as such a server would.
+  const visible = ctx.rc.serverList.filter((s) => serverVisible(ctx, state.caller!, s.name));
+  const caps = await Promise.all(visible.map((s) => ctx.catalog.capabilities(s)));
+  if (!caps.some((c) => c !== null && isObject(c['logging']))) throw new GatewayError('GW_ERR_METHOD_UNKNOWN', 'Method not found: logging/setLevel');
   const level = params['level'];
   if (typeof level !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: level is required');
   await ctx.sessions.setLogLevel(session, level);
