@@ -2,7 +2,7 @@ import type { AggregatedContext } from './aggregated/context.js';
 import { aggregatedEndpoint } from './aggregated/endpoint.js';
 import { passthroughEndpoint, type PassthroughContext } from './passthrough/endpoint.js';
 import { admit, authenticate } from './request/admit.js';
-import { CONTINUE, respondError, type BodyRewriter, type ContinueDecision, type Decision, type RespondDecision, type ResponseStep } from './request/decision.js';
+import { CONTINUE, respondError, type BodyDecider, type BodyRewriter, type ContinueDecision, type Decision, type RespondDecision, type ResponseStep } from './request/decision.js';
 import type { EndpointHandler } from './request/endpoint.js';
 import { decidedAtBody, withLimitHeaders } from './request/mutations.js';
 import { accessLogMetadata, clientError, recordOperation } from './request/outcome.js';
@@ -46,7 +46,7 @@ export interface StreamControl {
 export class Exchange {
   private state: RequestState | null = null;
   private endpoint: EndpointHandler | null = null;
-  private body: BodyRewriter | null = null;
+  private body: BodyRewriter | BodyDecider | null = null;
   private finished = false;
   /** The answer given when the processor stopped waiting on a phase. */
   private abandoned: RespondDecision | null = null;
@@ -126,9 +126,17 @@ export class Exchange {
   }
 
   /** Rewrites one response chunk; failures here pass the chunk through (the response has started). */
-  onResponseBody(chunk: Buffer, endOfStream: boolean): Decision {
+  async onResponseBody(chunk: Buffer, endOfStream: boolean): Promise<Decision> {
     const rw = this.body;
     if (rw === null) return CONTINUE;
+    if (typeof rw === 'function') {
+      // A body held back whole (BUFFERED): nothing has gone to the client yet.
+      this.body = null;
+      const state = this.started();
+      const d = await this.settle(state, () => rw(chunk));
+      this.finish(state);
+      return d;
+    }
     let out: Buffer;
     try {
       out = rw.push(chunk, endOfStream);

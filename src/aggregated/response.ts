@@ -1,7 +1,8 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { idKey, isObject, parseJson, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { isEventStream, isJson, messageRewriter } from '../mcp/sse.js';
-import { CONTINUE, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
+import { forgotSession } from '../mcp/protocol.js';
+import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
 import { gatewaySessionHeader, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
 import { envoyFailure } from '../request/outcome.js';
 import type { Headers, RequestState } from '../request/state.js';
@@ -18,7 +19,8 @@ const REWRITTEN_RESULTS: ReadonlySet<string> = new Set(['tools/call', 'resources
 /**
  * The response to a forwarded request: the client sees the gateway's session id, aggregated
  * names in what the upstream sent, and a JSON-RPC error naming the server when Envoy could not
- * reach it. An upstream that lost the client's session gets a new one and the request once more.
+ * reach it. An upstream that lost the client's session (404, or a 400 that says so) gets a new
+ * one and the request once more.
  */
 export async function aggregatedResponse(ctx: AggregatedContext, state: RequestState, fwd: Forwarded | null, headers: Headers): Promise<ResponseStep> {
   if (fwd === null) return { decision: CONTINUE, body: null };
@@ -29,6 +31,12 @@ export async function aggregatedResponse(ctx: AggregatedContext, state: RequestS
 
   const setHeaders: HeaderSet[] = [gatewaySessionHeader(fwd.session.id)];
   const ct = headers.get('content-type') ?? '';
+  if (status === 400 && fwd.upstream.sessionId !== null && isJson(ct)) {
+    // Some servers answer a session they forgot with 400: the body tells, so Envoy holds it back.
+    const decide = async (body: Buffer): Promise<Decision> =>
+      forgotSession(status, body.toString('utf8')) ? replayWithNewSession(ctx, state, fwd) : CONTINUE;
+    return { decision: { kind: 'continue', setHeaders, responseBodyMode: 'BUFFERED' }, body: decide };
+  }
   if (isEventStream(ct) || (isJson(ct) && fwd.requestMethod !== null && REWRITTEN_RESULTS.has(fwd.requestMethod))) {
     const body = messageRewriter(ct, (d) => rewriteData(ctx, state, fwd, d), MAX_REWRITE_BYTES);
     return { decision: rewriteResponseBody(setHeaders), body };

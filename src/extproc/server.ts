@@ -86,7 +86,7 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
         decision = await stream.onResponseHeaders(headerMap(req.response_headers));
         break;
       case 'response_body':
-        decision = stream.onResponseBody(req.response_body?.body ?? Buffer.alloc(0), req.response_body?.end_of_stream === true);
+        decision = await stream.onResponseBody(req.response_body?.body ?? Buffer.alloc(0), req.response_body?.end_of_stream === true);
         break;
       case 'request_trailers':
       case 'response_trailers':

@@ -21,6 +21,23 @@ export function negotiateVersion(requested: unknown): string {
   return typeof requested === 'string' && SUPPORTED.has(requested) ? requested : LATEST_PROTOCOL_VERSION;
 }
 
+/**
+ * Whether an upstream's answer to a request that carried its session id says it no longer knows
+ * that session: 404, as the spec asks, or the 400 "no valid session" that servers built on the
+ * SDK examples give (a JSON-RPC error whose message speaks of the session).
+ */
+export function forgotSession(status: number, body: string): boolean {
+  if (status === 404) return true;
+  if (status !== 400 || body.length > 4096) return false;
+  try {
+    const msg: unknown = JSON.parse(body);
+    const error = typeof msg === 'object' && msg !== null ? (msg as { error?: { message?: unknown } }).error : undefined;
+    return typeof error?.message === 'string' && /session/i.test(error.message);
+  } catch {
+    return false;
+  }
+}
+
 /** Catalog kinds the gateway aggregates. */
 export type CatalogKind = 'tools' | 'prompts' | 'resources' | 'resourceTemplates';
 

@@ -16,7 +16,7 @@ export interface ContinueDecision {
   readonly body?: Buffer;
   readonly clearRouteCache?: boolean;
   /** Response body mode for this request (only on header replies). */
-  readonly responseBodyMode?: 'NONE' | 'STREAMED';
+  readonly responseBodyMode?: 'NONE' | 'STREAMED' | 'BUFFERED';
   /** Dynamic metadata for Envoy's access log and later filters. */
   readonly metadata?: Readonly<Record<string, string>>;
   /**
@@ -78,9 +78,12 @@ export interface BodyRewriter {
   push(chunk: Buffer, end: boolean): Buffer;
 }
 
-/** What the response-headers phase decided: the reply, and the rewriter for the body if one follows. */
+/** Decides on a whole response body, which Envoy holds back until then (BUFFERED). */
+export type BodyDecider = (body: Buffer) => Promise<Decision>;
+
+/** What the response-headers phase decided: the reply, and what handles the body if one follows. */
 export interface ResponseStep {
   readonly decision: Decision;
   /** null: the response body passes untouched (the operation ends with the headers). */
-  readonly body: BodyRewriter | null;
+  readonly body: BodyRewriter | BodyDecider | null;
 }

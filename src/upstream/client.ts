@@ -1,5 +1,6 @@
 import { isObject, type JsonObject, type JsonRpcId } from '../mcp/message.js';
 import { sseDataPayloads } from '../mcp/sse.js';
+import { forgotSession } from '../mcp/protocol.js';
 import type { RuntimeServer } from '../config/runtime.js';
 import { BACKEND_HEADER } from '../envoy/contract.js';
 
@@ -59,7 +60,7 @@ export class UpstreamReplyTooLarge extends Error {
   }
 }
 
-/** The upstream answered 404 to a session id: it forgot the session. */
+/** The upstream answered a session id with 404 (or the 400 some servers give): it forgot the session. */
 export class UpstreamSessionGone extends Error {
   constructor(
     readonly server: string,
@@ -126,7 +127,7 @@ export class UpstreamClient {
   }
 
   /**
-   * Calls one method and returns its result. Throws UpstreamSessionGone on 404 with a session,
+   * Calls one method and returns its result. Throws UpstreamSessionGone when the server no longer knows the session,
    * UpstreamUnreachable or UpstreamBadReply when the server can't be reached or answers garbage,
    * and UpstreamRpcError when it answers with a JSON-RPC error.
    */
@@ -140,7 +141,7 @@ export class UpstreamClient {
     const msg: JsonObject = { jsonrpc: '2.0', id, method };
     if (params !== undefined) msg['params'] = params;
     const reply = await this.post(server, JSON.stringify(msg), opts);
-    if (reply.status === 404 && opts.sessionId) throw new UpstreamSessionGone(server.name);
+    if (opts.sessionId && forgotSession(reply.status, reply.body)) throw new UpstreamSessionGone(server.name);
     const response = findResponse(reply, id);
     if (response === null) throw new UpstreamBadReply(server.name, method, reply.status);
     const error = response['error'];
@@ -156,7 +157,7 @@ export class UpstreamClient {
     const msg: JsonObject = { jsonrpc: '2.0', method };
     if (params !== undefined) msg['params'] = params;
     const reply = await this.post(server, JSON.stringify(msg), opts);
-    if (reply.status === 404 && opts.sessionId) throw new UpstreamSessionGone(server.name);
+    if (opts.sessionId && forgotSession(reply.status, reply.body)) throw new UpstreamSessionGone(server.name);
   }
 
   /** Ends an upstream session (DELETE), ignoring servers that don't support it. */

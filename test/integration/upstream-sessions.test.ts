@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { connectClient } from '../support/mcp-client.js';
+import { parseMetrics } from '../support/metrics.js';
+import { waitUntil } from '../support/proc.js';
 import { useStack } from '../support/stack.js';
 
 function textOf(result: object): string {
@@ -66,6 +68,44 @@ describe('replaying a request after an upstream lost the client’s session', ()
       await assert.rejects(c.client.callTool({ name: 'alpha__big', arguments: { bytes: 2 * 1024 * 1024 } }), /Upstream response too large: alpha sent more than 1048576 bytes/);
       // The renewed session serves the next call.
       assert.equal(textOf(await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'b' } })), 'alpha: b');
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe('an upstream that answers a session it forgot with 400, as server-everything does', () => {
+  const stack = useStack({ servers: { alpha: { demoOptions: { staleSession400: true } } }, extraConfig: { health: { interval: '200ms', unhealthy_threshold: 2 } } });
+
+  async function serverUp(): Promise<number | undefined> {
+    const res = await fetch(`${stack().adminUrl}/metrics`);
+    return parseMetrics(await res.text()).get('mcp_server_up{server="alpha"}');
+  }
+
+  it('gets a new upstream session for the client and the call once more, invisibly', async () => {
+    const c = await connectClient(stack().mcpUrl);
+    try {
+      assert.equal(textOf(await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'a' } })), 'alpha: a');
+      await stack().demo['alpha']!.restart();
+      assert.equal(textOf(await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'b' } })), 'alpha: b');
+      assert.equal(textOf(await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'c' } })), 'alpha: c');
+      assert.ok(stack().processorLogLines().some((l) => l['msg'] === 'upstream lost its session; re-initialising and retrying once'), 'the call was replayed');
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('renews the gateway’s own session, so health checks recover and the server stays listed', async () => {
+    const alpha = stack().demo['alpha']!;
+    await waitUntil(async () => (await serverUp()) === 1, { timeoutMs: 5000, what: 'alpha healthy before the restart' });
+    await alpha.restart();
+    const before = initializeCount(alpha.requests());
+    await waitUntil(() => initializeCount(alpha.requests()) > before, { timeoutMs: 5000, what: 'the gateway to open a new session with alpha' });
+    await waitUntil(async () => (await serverUp()) === 1, { timeoutMs: 5000, what: 'alpha healthy again' });
+    const c = await connectClient(stack().mcpUrl);
+    try {
+      const { tools } = await c.client.listTools();
+      assert.ok(tools.some((t) => t.name === 'alpha__echo'), tools.map((t) => t.name).join());
     } finally {
       await c.close();
     }
