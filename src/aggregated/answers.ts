@@ -65,7 +65,10 @@ export async function initialize(ctx: AggregatedContext, state: RequestState, ca
   const protocolVersion = negotiateVersion(p['protocolVersion']);
   const clientMetadata = clientMetadataText(p, ctx.rc.maxClientMetadataBytes);
   const visible = ctx.rc.serverList.filter((s) => serverVisible(ctx, caller, s.name));
-  const caps = await Promise.all(visible.map((s) => ctx.catalog.capabilities(s)));
+  const [caps, instructions] = await Promise.all([
+    Promise.all(visible.map((s) => ctx.catalog.capabilities(s))),
+    Promise.all(visible.map(async (s) => ({ server: s.name, text: await ctx.catalog.instructions(s) }))),
+  ]);
   const identity = sessionSubject(caller);
   const session = await ctx.sessions.create({
     protocolVersion,
@@ -75,7 +78,7 @@ export async function initialize(ctx: AggregatedContext, state: RequestState, ca
   });
   return respondResult(
     id,
-    { protocolVersion, capabilities: unionCapabilities(caps), serverInfo: GATEWAY_INFO },
+    { protocolVersion, capabilities: unionCapabilities(caps), serverInfo: GATEWAY_INFO, ...mergedInstructions(instructions) },
     [gatewaySessionHeader(session.id)],
     'mcpgw_initialize',
   );
@@ -135,6 +138,12 @@ export async function clientResponse(ctx: AggregatedContext, state: RequestState
     return ACCEPTED;
   }
   return forward(ctx, state, session, server, stringifyJson({ ...raw, id: owner.id }), null, null);
+}
+
+/** The servers' instructions, each under its server's name (nothing when none gave any). */
+function mergedInstructions(all: readonly { server: string; text: string | null }[]): { instructions?: string } {
+  const parts = all.filter((i) => i.text !== null).map((i) => `## ${i.server}\n${i.text}`);
+  return parts.length === 0 ? {} : { instructions: parts.join('\n\n') };
 }
 
 /** Union of the upstreams' capabilities as the gateway offers them on /mcp. */

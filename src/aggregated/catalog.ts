@@ -52,6 +52,11 @@ export class Catalog {
     for (const s of rc.serverList) this.state.set(s.name, { lists: {}, refreshing: {} });
   }
 
+  /** What the upstream tells clients to read, or null. */
+  instructions(server: RuntimeServer): Promise<string | null> {
+    return this.control.instructions(server);
+  }
+
   /** Capabilities the upstream declared, intersected with what the config exposes; null if unknown/down. */
   async capabilities(server: RuntimeServer): Promise<JsonObject | null> {
     const caps = await this.control.capabilities(server);

@@ -58,4 +58,4 @@ export const LIST_KINDS: ReadonlyMap<string, CatalogKind> = new Map(CATALOG_KIND
 const pkg = createRequire(import.meta.url)('../../../package.json') as { name: string; version: string };
 
 /** The gateway's serverInfo / clientInfo. */
-export const GATEWAY_INFO = Object.freeze({ name: 'mcp-gateway', version: pkg.version });
+export const GATEWAY_INFO = Object.freeze({ name: 'mcp-gateway', title: 'MCP Gateway', version: pkg.version });

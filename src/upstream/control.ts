@@ -20,6 +20,8 @@ export interface OpenedSession {
   readonly protocolVersion: string;
   readonly capabilities: JsonObject;
   readonly serverInfo: JsonObject;
+  /** What the server tells clients to read (its `instructions`), or null. */
+  readonly instructions: string | null;
 }
 
 /**
@@ -46,6 +48,7 @@ export async function openSession(client: UpstreamClient, server: RuntimeServer,
     protocolVersion,
     capabilities: isObject(result['capabilities']) ? result['capabilities'] : {},
     serverInfo: isObject(result['serverInfo']) ? result['serverInfo'] : {},
+    instructions: typeof result['instructions'] === 'string' && result['instructions'] !== '' ? result['instructions'] : null,
   };
 }
 
@@ -140,6 +143,11 @@ export class ControlSessions {
   /** Capabilities the upstream declared in the gateway's session, or null when unknown or down. */
   async capabilities(server: RuntimeServer): Promise<JsonObject | null> {
     return (await this.session(server))?.capabilities ?? null;
+  }
+
+  /** The upstream's `instructions` in the gateway's session, or null when it gave none or is down. */
+  async instructions(server: RuntimeServer): Promise<string | null> {
+    return (await this.session(server))?.instructions ?? null;
   }
 
   /** A call found the server unreachable: forget its session and pause before trying again. */

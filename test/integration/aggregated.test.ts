@@ -21,6 +21,9 @@ describe('aggregated endpoint /mcp: one MCP server in front of several', () => {
     const c = await connectClient(stack().mcpUrl);
     try {
       assert.equal(c.client.getServerVersion()?.name, 'mcp-gateway');
+      assert.equal(c.client.getServerVersion()?.title, 'MCP Gateway');
+      // Each server's instructions, under its name.
+      assert.equal(c.client.getInstructions(), '## alpha\nDemo MCP server "alpha".\n\n## beta\nDemo MCP server "beta".');
       const caps = c.client.getServerCapabilities() ?? {};
       assert.ok(caps.tools && caps.prompts && caps.resources && caps.completions && caps.logging, JSON.stringify(caps));
       assert.equal(caps.resources?.subscribe, true);
