@@ -1,16 +1,21 @@
 import type { RuntimeServer } from '../config/runtime.js';
-import { idKey, isObject, parseJson, stringifyJson, type JsonObject } from '../mcp/message.js';
+import { ERROR_TABLE } from '../errors/codes.js';
+import { errorBody, idKey, isObject, parseJson, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { isEventStream, isJson, messageRewriter } from '../mcp/sse.js';
 import { forgotSession } from '../mcp/protocol.js';
 import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
 import { gatewaySessionHeader, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
 import { envoyFailure } from '../request/outcome.js';
-import type { Headers, RequestState } from '../request/state.js';
+import { requestId, type Headers, type RequestState } from '../request/state.js';
 import type { AggregatedContext } from './context.js';
 import { rewriteUpstreamMessage, type RewriteEffects } from './rewrite.js';
 import type { Forwarded } from './route.js';
 
-/** Largest upstream message (SSE event or JSON body) held for renaming; larger ones stream untouched. */
+/**
+ * Largest upstream message (SSE event or JSON body) held for renaming; larger ones stream
+ * untouched. Results that can carry resource URIs are held up to max_buffered_response_bytes
+ * instead, and refused beyond it: a URI left without its server's prefix could not be read back.
+ */
 const MAX_REWRITE_BYTES = 1024 * 1024;
 
 /** JSON results (not SSE) that carry resource URIs to namespace; other JSON results pass untouched. */
@@ -37,11 +42,23 @@ export async function aggregatedResponse(ctx: AggregatedContext, state: RequestS
       forgotSession(status, body.toString('utf8')) ? replayWithNewSession(ctx, state, fwd) : CONTINUE;
     return { decision: { kind: 'continue', setHeaders, responseBodyMode: 'BUFFERED' }, body: decide };
   }
-  if (isEventStream(ct) || (isJson(ct) && fwd.requestMethod !== null && REWRITTEN_RESULTS.has(fwd.requestMethod))) {
-    const body = messageRewriter(ct, (d) => rewriteData(ctx, state, fwd, d), MAX_REWRITE_BYTES);
+  const carriesUris = fwd.requestMethod !== null && REWRITTEN_RESULTS.has(fwd.requestMethod);
+  if (isEventStream(ct) || (isJson(ct) && carriesUris)) {
+    const bound = carriesUris ? Math.max(MAX_REWRITE_BYTES, ctx.rc.maxBufferedResponseBytes) : MAX_REWRITE_BYTES;
+    const body = messageRewriter(ct, (d) => rewriteData(ctx, state, fwd, d), bound, carriesUris ? tooLargeToName(state, fwd.server.name, bound) : null);
     return { decision: rewriteResponseBody(setHeaders), body };
   }
   return { decision: setResponseHeaders(setHeaders), body: null };
+}
+
+/** The error that replaces a result too large to hold and rename. */
+function tooLargeToName(state: RequestState, server: string, bound: number): () => string {
+  return () => {
+    const e = ERROR_TABLE.GW_ERR_UPSTREAM_TOO_LARGE;
+    state.status = 'error';
+    state.errorCode = 'GW_ERR_UPSTREAM_TOO_LARGE';
+    return errorBody(requestId(state), e.jsonrpc, `${e.message}: ${server} sent a message over ${bound} bytes`);
+  };
 }
 
 /** One upstream message as text → its aggregated form, or null when nothing changes. */
@@ -99,7 +116,8 @@ async function replayWithNewSession(ctx: AggregatedContext, state: RequestState,
   });
   let body = reply.body;
   if (isEventStream(reply.contentType) || (isJson(reply.contentType) && fwd.requestMethod !== null)) {
-    const rewriter = messageRewriter(reply.contentType, (d) => rewriteData(ctx, state, fwd, d), MAX_REWRITE_BYTES);
+    // The reply is already bounded by max_buffered_response_bytes: all of it is renamed.
+    const rewriter = messageRewriter(reply.contentType, (d) => rewriteData(ctx, state, fwd, d), Math.max(MAX_REWRITE_BYTES, ctx.rc.maxBufferedResponseBytes));
     if (rewriter !== null) body = rewriter.push(Buffer.from(body), true).toString('utf8');
   }
   const headers: HeaderSet[] = [gatewaySessionHeader(fwd.session.id)];

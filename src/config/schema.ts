@@ -145,7 +145,7 @@ export const GatewaySchema = z.strictObject({
     .max(256 * 1024 * 1024)
     .default(16 * 1024 * 1024)
     .describe(
-      'Largest upstream response the processor holds whole: list responses it filters by policy on passthrough, and the replay after an upstream lost a session. Larger ones are refused with GW_ERR_UPSTREAM_TOO_LARGE, never passed unchecked',
+      'Largest upstream response the processor holds whole: list responses it filters by policy on passthrough, results on /mcp whose resource URIs it renames, and the replay after an upstream lost a session. Larger ones are refused with GW_ERR_UPSTREAM_TOO_LARGE, never passed unchecked',
     ),
   allowed_origins: z
     .array(z.string().min(1))

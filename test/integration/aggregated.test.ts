@@ -94,6 +94,11 @@ describe('aggregated endpoint /mcp: one MCP server in front of several', () => {
       assert.equal(link?.uri, 'beta+demo://shared/readme');
       const followed = await c.client.readResource({ uri: link.uri });
       assert.equal((followed.contents[0] as { text: string }).text, 'readme of beta');
+      // A result far over 1 MiB is renamed too, so its link can be followed.
+      const large = await c.client.callTool({ name: 'beta__link', arguments: { padding: 3 * 1024 * 1024 } }, undefined, { timeout: 30_000 });
+      const parts = large.content as { type: string; uri?: string; text?: string }[];
+      assert.equal(parts[0]?.text?.length, 3 * 1024 * 1024);
+      assert.equal(parts.find((x) => x.type === 'resource_link')?.uri, 'beta+demo://shared/readme');
 
       const { prompts } = await c.client.listPrompts();
       assert.ok(prompts.some((p) => p.name === 'alpha__greet') && prompts.some((p) => p.name === 'beta__greet'));
