@@ -133,6 +133,20 @@ ensure_openssl() {
 }
 
 # ------------------------------------------------------------------------------------------------
+# Python venv support: the tests that run the official Python MCP SDK as an upstream make their own
+# venv (test/support/python.ts) and pip-install the SDK into it.
+
+ensure_python_venv() {
+  command -v python3 >/dev/null 2>&1 || apt_install python3 || die "apt-get install python3 failed"
+  if python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    log "python3 venv: present ($(python3 --version 2>&1))"
+    return
+  fi
+  apt_install python3-venv || die "apt-get install python3-venv failed"
+  did "installed python3-venv"
+}
+
+# ------------------------------------------------------------------------------------------------
 # node_modules
 
 # Exit 0 when node_modules holds exactly what package-lock.json lists (npm's hidden lockfile,
@@ -203,6 +217,7 @@ ensure_node_modules() {
 ensure_envoy
 ensure_redis
 ensure_openssl
+ensure_python_venv
 ensure_node_modules
 
 if [ "${#DID[@]}" -eq 0 ]; then
