@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../state/redis.js';
 import { OutageTracker, SILENT_STATE_LOGGER, type StateLogger } from '../state/outage.js';
 import { LuaScript } from '../state/script.js';
 import { DECIDE_LUA } from './lua.js';
@@ -209,7 +209,7 @@ export interface RedisLimiterStoreOptions {
   readonly onError: LimitsOnError;
   /** Outage start and end are logged here, once each. */
   readonly log?: StateLogger;
-  /** Redis's address for log lines (no credentials), e.g. from `describeRedisUrl`. */
+  /** Redis's address for log lines (no credentials), e.g. from `describeRedisTarget`. */
   readonly target?: string;
   /**
    * `'redis'` (default): the script reads Redis's `TIME`, one clock for all replicas. A function:
@@ -234,7 +234,7 @@ export class RedisLimiterStore implements LimiterStore {
   private readonly tracker: OutageTracker;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly opts: RedisLimiterStoreOptions,
   ) {
     const impact =
