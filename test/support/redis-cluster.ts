@@ -121,6 +121,8 @@ export class RedisCluster {
           '--dir', dir,
           '--save', '',
           '--appendonly', 'no',
+          // Replicas sync at once instead of after the default 5 s pause for more replicas to join.
+          '--repl-diskless-sync-delay', '0',
           '--loglevel', 'warning',
         ]),
     );
@@ -174,13 +176,20 @@ export class RedisCluster {
     return node;
   }
 
-  /** Waits until every live node says cluster_state:ok and every slot has a live primary. */
+  /** Waits until every live node says cluster_state:ok, every slot has a live primary and every live replica is in sync. */
   async waitForOk(timeoutMs = 20_000): Promise<void> {
     await waitUntil(
       async () => {
         for (const n of this.nodes.filter((x) => x.alive)) {
           const info = await redisCli(n.port, 'CLUSTER', 'INFO').catch(() => '');
           if (!info.includes('cluster_state:ok')) return false;
+          const repl = await redisCli(n.port, 'INFO', 'replication').catch(() => '');
+          if (repl.includes('role:slave') && !repl.includes('master_link_status:up')) {
+            // A replica of a primary that is gone stays down until promoted or re-pointed: only
+            // count replicas whose primary is alive.
+            const m = /master_port:(\d+)/.exec(repl);
+            if (m !== null && this.nodes.some((x) => x.alive && x.port === Number(m[1]))) return false;
+          }
         }
         const topo = await this.topology();
         const alive = new Set(this.nodes.filter((x) => x.alive).map((x) => x.port));
@@ -217,7 +226,7 @@ export class RedisSentinelGroup {
     const count = opts.sentinels ?? 3;
     const [p1, p2, ...sp] = await clusterPorts(2 + count);
     const data = (p: number, extra: string[]): RedisProcess =>
-      new RedisProcess(p, ['--port', String(p), '--bind', HOST, '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'warning', ...extra]);
+      new RedisProcess(p, ['--port', String(p), '--bind', HOST, '--dir', dir, '--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0', '--loglevel', 'warning', ...extra]);
     const primary = data(p1!, []);
     const replica = data(p2!, ['--replicaof', HOST, String(p1)]);
     const sentinels = sp.map((p) => {
