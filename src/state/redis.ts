@@ -35,7 +35,7 @@ export function redisConnectionOptions(cfg: RedisConfig, commandTimeoutMs: numbe
   return {
     target,
     commandTimeoutMs,
-    tls: cfg.tls,
+    tls: cfg.tls === true,
     ...(cfg.username === undefined ? {} : { username: cfg.username }),
     ...(cfg.password === undefined ? {} : { password: cfg.password }),
   };

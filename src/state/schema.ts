@@ -7,8 +7,9 @@ const NodeAddressSchema = z
   .string()
   .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'expected host:port, e.g. redis-0.redis:6379 or [::1]:6379')
   .refine((v) => {
-    const port = Number(v.slice(v.lastIndexOf(':') + 1));
-    return port >= 1 && port <= 65535;
+    const m = /:([0-9]{1,5})$/.exec(v);
+    // A malformed address already has its message from the pattern above.
+    return m === null || (Number(m[1]) >= 1 && Number(m[1]) <= 65535);
   }, 'port must be 1-65535');
 
 const NodeListSchema = z.array(NodeAddressSchema).min(1, 'list at least one host:port').max(64);
@@ -66,7 +67,7 @@ export const RedisSchema = z
       .describe('Password of the Redis data nodes (cluster and sentinel; with url it goes in the URL). Use ${REDIS_PASSWORD}'),
     tls: z
       .boolean()
-      .default(false)
+      .optional()
       .describe('Connect with TLS (cluster and sentinel, to data nodes and Sentinels alike; with url use rediss://)'),
     key_prefix: z
       .string()
@@ -103,8 +104,8 @@ export const RedisSchema = z
           });
         }
       }
-      if (cfg.tls) {
-        ctx.addIssue({ code: 'custom', path: ['tls'], message: 'with redis.url, TLS is chosen by the scheme: use rediss://' });
+      if (cfg.tls !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['tls'], message: 'with redis.url, TLS is chosen by the scheme (rediss://); redis.tls is for cluster and sentinel' });
       }
     }
   })
