@@ -266,19 +266,23 @@ export class RedisLimiterStore implements LimiterStore {
   async decide(checks: readonly LimitCheck[], now?: number): Promise<BatchDecision> {
     validate(checks);
     if (checks.length === 0) return { allowed: true, degraded: false, results: [] };
-    if (!this.tracker.shouldTry()) return this.fallback(checks);
+    // On Redis Cluster the breaker is per slot (of the first key): a failing primary holds back
+    // only the decisions it would have answered.
+    const first = checks[0]!;
+    const scope = this.redis.isCluster && first.kind === 'bucket' ? keySlot(`${this.opts.keyPrefix}${first.key}`) : undefined;
+    if (!this.tracker.shouldTry(scope)) return this.fallback(checks);
     let decision: BatchDecision | null;
     try {
       decision = this.redis.isCluster ? await this.decideSharded(checks, now) : (await this.decideIn(checks, now)).decision;
     } catch (err) {
-      this.tracker.fail(err);
+      this.tracker.fail(err, scope);
       return this.fallback(checks);
     }
     if (decision === null) {
-      this.tracker.fail(new Error('unexpected reply from the rate-limit script'));
+      this.tracker.fail(new Error('unexpected reply from the rate-limit script'), scope);
       return this.fallback(checks);
     }
-    this.tracker.ok();
+    this.tracker.ok(scope);
     return decision;
   }
 

@@ -3,6 +3,7 @@ import type { RedisClient } from '../state/redis.js';
 import { StateUnavailableError } from '../state/errors.js';
 import { errorSummary, OutageTracker, SILENT_STATE_LOGGER, type StateLogger } from '../state/outage.js';
 import { LuaScript } from '../state/script.js';
+import { keySlot } from '../state/slot.js';
 import {
   decodeSession,
   decodeUpstream,
@@ -295,6 +296,8 @@ export class RedisSessionStore implements SessionStore {
   private readonly tracker: OutageTracker;
   private readonly sweeper: NodeJS.Timeout | null;
   private readonly index: string;
+  /** The index's hash slot (Redis Cluster). */
+  private readonly indexSlot: number;
   /** Start of every key in the index's hash slot. */
   private readonly tagged: string;
   /** Owner sets are this plus the owner digest (in the index's hash slot). */
@@ -315,6 +318,7 @@ export class RedisSessionStore implements SessionStore {
     );
     this.index = `${opts.keyPrefix}sessions`;
     this.tagged = `${opts.keyPrefix}{${this.index}}:`;
+    this.indexSlot = keySlot(this.index);
     this.ownerKeyPrefix = `${this.tagged}owner:`;
     this.limits = {
       maxSessions: opts.maxSessions ?? DEFAULT_MAX_SESSIONS,
@@ -439,12 +443,14 @@ export class RedisSessionStore implements SessionStore {
 
   async bindPassthrough(server: string, sessionId: string, identity: string | null): Promise<void> {
     if (sessionId.length === 0 || sessionId.length > MAX_UPSTREAM_ID_LENGTH) return;
-    await this.run('bindPassthrough', (r) => r.set(this.bindingKey(server, sessionId), identity ?? '', 'PX', this.opts.idleMs));
+    const key = this.bindingKey(server, sessionId);
+    await this.run('bindPassthrough', (r) => r.set(key, identity ?? '', 'PX', this.opts.idleMs), key);
   }
 
   async passthroughOwner(server: string, sessionId: string): Promise<string | null | undefined> {
     if (sessionId.length === 0 || sessionId.length > MAX_UPSTREAM_ID_LENGTH) return undefined;
-    const reply = await this.run('passthroughOwner', (r) => TOUCH_BINDING.run(r, [this.bindingKey(server, sessionId)], [this.opts.idleMs]));
+    const key = this.bindingKey(server, sessionId);
+    const reply = await this.run('passthroughOwner', (r) => TOUCH_BINDING.run(r, [key], [this.opts.idleMs]), key);
     return typeof reply === 'string' ? (reply === '' ? null : reply) : undefined;
   }
 
@@ -533,15 +539,20 @@ export class RedisSessionStore implements SessionStore {
     return c === undefined || c === 'redis' ? Date.now() : c();
   }
 
-  /** Runs one Redis call under the outage tracker; failures become StateUnavailableError. */
-  private async run(op: string, call: (redis: RedisClient) => Promise<unknown>): Promise<unknown> {
-    if (!this.tracker.shouldTry()) throw new StateUnavailableError(`session ${op}: Redis is unreachable`);
+  /**
+   * Runs one Redis call under the outage tracker; failures become StateUnavailableError. `key`
+   * (default: any key of the index's slot) scopes the breaker to its slot on Redis Cluster, so a
+   * failing primary holds back only the calls it would have answered.
+   */
+  private async run(op: string, call: (redis: RedisClient) => Promise<unknown>, key?: string): Promise<unknown> {
+    const scope = this.redis.isCluster ? (key === undefined ? this.indexSlot : keySlot(key)) : undefined;
+    if (!this.tracker.shouldTry(scope)) throw new StateUnavailableError(`session ${op}: Redis is unreachable`);
     try {
       const reply = await call(this.redis);
-      this.tracker.ok();
+      this.tracker.ok(scope);
       return reply;
     } catch (err) {
-      this.tracker.fail(err);
+      this.tracker.fail(err, scope);
       throw new StateUnavailableError(`session ${op}: ${errorSummary(err)}`, { cause: err });
     }
   }
