@@ -20,7 +20,7 @@ import { Limiter } from './ratelimit/limiter.js';
 import { redisTimeoutMs } from './state/schema.js';
 import { MemoryLimiterStore, RedisLimiterStore } from './ratelimit/store.js';
 import { RedisSessionStore } from './sessions/redis-store.js';
-import { createRedisClient, describeRedisUrl, waitForRedis } from './state/redis.js';
+import { createRedisClient, describeRedisTarget, redisConnectionOptions, waitForRedis } from './state/redis.js';
 import type { GatewaySession, SessionStore } from './sessions/store.js';
 import { UpstreamClient } from './upstream/client.js';
 import { ControlSessions } from './upstream/control.js';
@@ -112,8 +112,9 @@ export async function createContext(
     Object.values(config.tenants ?? {}).some((t) => t.quotas?.requests_per_day !== undefined);
   if (config.redis !== undefined) {
     // Shared state: any replica serves any session, and limits hold across replicas.
-    const target = describeRedisUrl(config.redis.url);
-    const client = createRedisClient({ url: config.redis.url, commandTimeoutMs: redisTimeoutMs(config.redis) });
+    const connection = redisConnectionOptions(config.redis, redisTimeoutMs(config.redis));
+    const target = describeRedisTarget(connection.target);
+    const client = createRedisClient(connection);
     if (!(await waitForRedis(client, 2000))) log.warn({ redis: target }, 'redis is not answering yet; starting degraded');
     sessions = new RedisSessionStore(client, { keyPrefix: config.redis.key_prefix, idleMs: rc.sessionIdleMs, ...limits, log, target });
     limiter = Limiter.compile(

@@ -253,7 +253,7 @@ export const ConfigSchema = z
         code: 'custom',
         path: ['gateway', 'processor'],
         message:
-          'several processor replicas need `redis`: Envoy sends each request to any replica, and without shared state a session (and its limits) lives in one replica only, so most requests would find no session. Set redis.url, or list one processor',
+          'several processor replicas need `redis`: Envoy sends each request to any replica, and without shared state a session (and its limits) lives in one replica only, so most requests would find no session. Set redis (url, cluster or sentinel), or list one processor',
       });
     }
     if (cfg.gateway.max_sessions_per_client > cfg.gateway.max_sessions) {

@@ -239,7 +239,9 @@ export class Limiter {
 
   private bucket(l: CompiledLimit, req: LimitRequest): Applied {
     return {
-      check: { kind: 'bucket', key: l.keyBase + identity(l.by, req), rule: l.rule },
+      // The caller's identity is the key's hash tag: on Redis Cluster the buckets of one caller
+      // share a slot, so the usual decision (server limit and tool limit) is one atomic script.
+      check: { kind: 'bucket', key: `${l.keyBase}{${identity(l.by, req)}}`, rule: l.rule },
       description: l.description,
       policy: l.policy,
       kind: 'rate',

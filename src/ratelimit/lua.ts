@@ -15,33 +15,24 @@
  *
  * Per check, five ARGV fields follow:
  *   bucket: 'b', count, periodMs, burst, cost   — state in hash KEYS[i] {u: units, a: at}
- *   quota:  'q', limit, cost, 0, 0               — counter in KEYS[i] .. ':' .. 'YYYY-MM-DD' (UTC)
+ *   quota:  'q', limit, cost, day, 0             — counter in KEYS[i], the caller's key for UTC day
+ *                                                  `day` (days since the epoch, named …:YYYY-MM-DD)
  * The bucket arithmetic is `takeTokens` in bucket.ts, in the same integer units.
+ *
+ * The caller names every key, as Redis Cluster requires (a script never builds a key name). A
+ * quota's key depends on the day of `now`, which the caller can only guess when the script reads
+ * Redis's clock: if the script's day is another one (around midnight, with clocks apart), it
+ * changes nothing and replies {-3, now}; the caller asks again with that day's key.
  *
  * Keys: a bucket key expires (1 s after) when the bucket would be full again, which is the same as
  * no state, so idle buckets cost no memory. A quota key expires a minute after its UTC day ends;
  * its name carries the date, so the expiry only matters for clean-up, never for correctness.
- * Quota keys are built inside the script, which Redis Cluster would not allow; the gateway
- * supports a single Redis (or a primary with replicas), not Cluster.
  *
- * Reply: {allAllowed, now, then per check: allowed, limit, remaining, retryAfterMs, resetMs}.
+ * Reply: {allAllowed, now, then per check: allowed, limit, remaining, retryAfterMs, resetMs}, or
+ * {-3, now} as above.
  */
 export const DECIDE_LUA = `
 local DAY = 86400000
-local function civil(days)
-  local z = days + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local d = doy - math.floor((153 * mp + 2) / 5) + 1
-  local m = mp + 3
-  if mp >= 10 then m = mp - 9 end
-  if m <= 2 then y = y + 1 end
-  return string.format('%04d-%02d-%02d', y, m, d)
-end
 
 local n = #KEYS
 if #ARGV ~= 1 + 5 * n then return redis.error_reply('decide: expected ' .. (1 + 5 * n) .. ' arguments') end
@@ -74,7 +65,8 @@ for i = 1, n do
     c.ok = c.units >= c.need
   elseif c.kind == 'q' then
     local day = math.floor(now / DAY)
-    c.key = KEYS[i] .. ':' .. civil(day)
+    if day ~= c.c then return { -3, now } end
+    c.key = KEYS[i]
     c.used = tonumber(redis.call('GET', c.key) or '0')
     c.reset = (day + 1) * DAY - now
     c.ok = c.used + c.b <= c.a
@@ -121,4 +113,25 @@ for i = 1, n do
   end
 end
 return out
+`;
+
+/**
+ * Gives back what DECIDE spent on a Redis Cluster decision whose keys span several hash slots,
+ * when another slot's part refused the request (see RedisLimiterStore). Per check, three ARGV
+ * fields: bucket 'b', units spent, bucket capacity in units; quota 'q', cost, 0. Keys that are
+ * gone (expired meanwhile) stay gone: an absent bucket is full and an absent counter is zero.
+ */
+export const REFUND_LUA = `
+for i = 1, #KEYS do
+  local o = (i - 1) * 3
+  local kind, amount, cap = ARGV[o + 1], tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3])
+  if kind == 'b' then
+    local u = redis.call('HGET', KEYS[i], 'u')
+    if u then redis.call('HSET', KEYS[i], 'u', string.format('%.0f', math.min(cap, tonumber(u) + amount))) end
+  else
+    local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if used >= amount then redis.call('DECRBY', KEYS[i], amount) end
+  end
+end
+return 1
 `;

@@ -1,7 +1,8 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../state/redis.js';
 import { OutageTracker, SILENT_STATE_LOGGER, type StateLogger } from '../state/outage.js';
 import { LuaScript } from '../state/script.js';
-import { DECIDE_LUA } from './lua.js';
+import { keySlot } from '../state/slot.js';
+import { DECIDE_LUA, REFUND_LUA } from './lua.js';
 import {
   assertValidRule,
   countQuota,
@@ -209,7 +210,7 @@ export interface RedisLimiterStoreOptions {
   readonly onError: LimitsOnError;
   /** Outage start and end are logged here, once each. */
   readonly log?: StateLogger;
-  /** Redis's address for log lines (no credentials), e.g. from `describeRedisUrl`. */
+  /** Redis's address for log lines (no credentials), e.g. from `describeRedisTarget`. */
   readonly target?: string;
   /**
    * `'redis'` (default): the script reads Redis's `TIME`, one clock for all replicas. A function:
@@ -221,6 +222,10 @@ export interface RedisLimiterStoreOptions {
 }
 
 const decideScript = new LuaScript(DECIDE_LUA);
+const refundScript = new LuaScript(REFUND_LUA);
+
+/** Longest a decision may wait for a quota's day to be settled (see DECIDE_LUA's {-3, now} reply). */
+const DAY_ATTEMPTS = 2;
 
 /**
  * Buckets and quotas in Redis, shared by every processor replica: one EVALSHA per decision, atomic
@@ -234,7 +239,7 @@ export class RedisLimiterStore implements LimiterStore {
   private readonly tracker: OutageTracker;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly opts: RedisLimiterStoreOptions,
   ) {
     const impact =
@@ -261,32 +266,102 @@ export class RedisLimiterStore implements LimiterStore {
   async decide(checks: readonly LimitCheck[], now?: number): Promise<BatchDecision> {
     validate(checks);
     if (checks.length === 0) return { allowed: true, degraded: false, results: [] };
-    if (!this.tracker.shouldTry()) return this.fallback(checks);
-    const keys: string[] = [];
-    const args: (string | number)[] = [this.timeArg(now)];
-    for (const c of checks) {
-      if (c.kind === 'bucket') {
-        keys.push(`${this.opts.keyPrefix}${c.key}`);
-        args.push('b', c.rule.count, c.rule.periodMs, c.rule.burst, c.cost ?? 1);
-      } else {
-        keys.push(`${this.opts.keyPrefix}${c.key}`);
-        args.push('q', c.limit, c.cost ?? 1, 0, 0);
-      }
-    }
-    let reply: unknown;
+    // On Redis Cluster the breaker is per slot (of the first key): a failing primary holds back
+    // only the decisions it would have answered.
+    const first = checks[0]!;
+    const scope = this.redis.isCluster && first.kind === 'bucket' ? keySlot(`${this.opts.keyPrefix}${first.key}`) : undefined;
+    if (!this.tracker.shouldTry(scope)) return this.fallback(checks);
+    let decision: BatchDecision | null;
     try {
-      reply = await decideScript.run(this.redis, keys, args);
+      decision = this.redis.isCluster ? await this.decideSharded(checks, now) : (await this.decideIn(checks, now)).decision;
     } catch (err) {
-      this.tracker.fail(err);
+      this.tracker.fail(err, scope);
       return this.fallback(checks);
     }
-    const parsed = parseReply(reply, checks.length);
-    if (parsed === null) {
-      this.tracker.fail(new Error('unexpected reply from the rate-limit script'));
+    if (decision === null) {
+      this.tracker.fail(new Error('unexpected reply from the rate-limit script'), scope);
       return this.fallback(checks);
     }
-    this.tracker.ok();
-    return parsed;
+    this.tracker.ok(scope);
+    return decision;
+  }
+
+  /**
+   * One atomic DECIDE over `checks` (all keys on one Redis node, or in one Cluster slot). Resolves
+   * the decision (null for a reply it cannot read) and the keys it used; rejects on Redis errors.
+   */
+  private async decideIn(checks: readonly LimitCheck[], now: number | undefined): Promise<{ decision: BatchDecision | null; keys: string[] }> {
+    const time = this.timeArg(now);
+    // The quota day the script will most likely see; it says so if it sees another.
+    let day = utcDay(now ?? this.localNow());
+    let keys: string[] = [];
+    for (let attempt = 0; attempt < DAY_ATTEMPTS; attempt++) {
+      keys = [];
+      const args: (string | number)[] = [time];
+      for (const c of checks) {
+        if (c.kind === 'bucket') {
+          keys.push(`${this.opts.keyPrefix}${c.key}`);
+          args.push('b', c.rule.count, c.rule.periodMs, c.rule.burst, c.cost ?? 1);
+        } else {
+          keys.push(this.dayKey(c.key, day));
+          args.push('q', c.limit, c.cost ?? 1, day, 0);
+        }
+      }
+      const reply = await decideScript.run(this.redis, keys, args);
+      if (Array.isArray(reply) && reply.length === 2 && Number(reply[0]) === -3) {
+        day = utcDay(Number(reply[1]));
+        continue;
+      }
+      return { decision: parseReply(reply, checks.length), keys };
+    }
+    return { decision: null, keys };
+  }
+
+  /**
+   * A decision on Redis Cluster, where a script may only touch keys of one hash slot. Checks are
+   * grouped by slot (limits keyed on the same caller share one through their hash tag, so most
+   * decisions are one group; a quota is a group of its own, since its key's slot changes with the
+   * day) and the groups decided at once, each atomically. If one refuses, what the others spent is
+   * given back, so all-or-nothing still holds; meanwhile a concurrent request may find a budget
+   * lower than it will be, never higher: the limit is not exceeded. If one group fails, the others'
+   * spending is given back too and the whole decision fails.
+   */
+  private async decideSharded(checks: readonly LimitCheck[], now: number | undefined): Promise<BatchDecision | null> {
+    const groups = new Map<string, number[]>();
+    checks.forEach((c, i) => {
+      const group = c.kind === 'quota' ? `q${i}` : String(keySlot(`${this.opts.keyPrefix}${c.key}`));
+      const members = groups.get(group);
+      if (members === undefined) groups.set(group, [i]);
+      else members.push(i);
+    });
+    if (groups.size === 1) return (await this.decideIn(checks, now)).decision;
+    const parts = [...groups.values()];
+    const settled = await Promise.allSettled(parts.map((idx) => this.decideIn(idx.map((i) => checks[i]!), now)));
+    const spent = settled.flatMap((r, g) =>
+      r.status === 'fulfilled' && r.value.decision !== null && r.value.decision.allowed ? [{ idx: parts[g]!, keys: r.value.keys }] : [],
+    );
+    const failed = settled.find((r) => r.status === 'rejected');
+    const unreadable = settled.some((r) => r.status === 'fulfilled' && r.value.decision === null);
+    const allowed = failed === undefined && !unreadable && spent.length === parts.length;
+    if (!allowed) await Promise.all(spent.map((p) => this.refund(p.idx.map((i) => checks[i]!), p.keys)));
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    if (unreadable) return null;
+    const results: Decision[] = new Array<Decision>(checks.length);
+    settled.forEach((r, g) => {
+      const d = (r as PromiseFulfilledResult<{ decision: BatchDecision }>).value.decision;
+      parts[g]!.forEach((i, k) => (results[i] = d.results[k]!));
+    });
+    return { allowed, degraded: false, results };
+  }
+
+  /** Gives back what one group of a refused sharded decision spent (best effort: a failure only under-admits). */
+  private async refund(checks: readonly LimitCheck[], keys: readonly string[]): Promise<void> {
+    const args: (string | number)[] = [];
+    for (const c of checks) {
+      if (c.kind === 'bucket') args.push('b', (c.cost ?? 1) * c.rule.periodMs, c.rule.burst * c.rule.periodMs);
+      else args.push('q', c.cost ?? 1, 0);
+    }
+    await refundScript.run(this.redis, keys, args).catch(() => undefined);
   }
 
   private fallback(checks: readonly LimitCheck[]): BatchDecision {
@@ -314,7 +389,16 @@ export class RedisLimiterStore implements LimiterStore {
 
   /** The Redis key a quota counter uses on the UTC day of `now` (for operators and tests). */
   quotaKey(key: string, now: number): string {
-    return `${this.opts.keyPrefix}${key}:${utcDateOf(utcDay(now))}`;
+    return this.dayKey(key, utcDay(now));
+  }
+
+  private dayKey(key: string, day: number): string {
+    return `${this.opts.keyPrefix}${key}:${utcDateOf(day)}`;
+  }
+
+  private localNow(): number {
+    const c = this.opts.clock;
+    return c === undefined || c === 'redis' ? Date.now() : c();
   }
 
   /** The store does not own the connection; closing it is the caller's job. */

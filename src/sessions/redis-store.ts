@@ -1,8 +1,9 @@
-import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { createHash, randomBytes } from 'node:crypto';
+import type { RedisClient } from '../state/redis.js';
 import { StateUnavailableError } from '../state/errors.js';
 import { errorSummary, OutageTracker, SILENT_STATE_LOGGER, type StateLogger } from '../state/outage.js';
 import { LuaScript } from '../state/script.js';
+import { keySlot } from '../state/slot.js';
 import {
   decodeSession,
   decodeUpstream,
@@ -14,19 +15,26 @@ import {
   UPSTREAM_FIELD_PREFIX,
 } from './serialize.js';
 import { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_CLIENT, sessionLimitError, type SessionLimits } from './limits.js';
-import { newSessionId, type GatewaySession, type SessionInit, type SessionStore, type UpstreamSession } from './store.js';
+import { type GatewaySession, type SessionInit, type SessionStore, type UpstreamSession } from './store.js';
 
 /*
- * Layout (P = redis.key_prefix):
- *   P s:<id>     hash, see serialize.ts; a backstop TTL removes it if no replica is left to sweep
+ * Layout (P = redis.key_prefix, T = the hash tag {P sessions}):
  *   P sessions   sorted set: session id → lastSeen (ms); idle expiry is decided on this score
- *   P {P sessions}:owner:<digest>  sorted set: one owner's session ids → lastSeen, a copy of
- *                their index scores (digest: the session hash's `o` field). Hash-tagged into the
- *                slot of `P sessions`, so the admission decision (ADMIT) touches one hash slot.
- *                Every path that takes a session out of the index takes it out here too, so the
- *                set goes with the owner's last session; a backstop TTL, refreshed with the
- *                session hashes', covers the case no replica is left to sweep.
+ *   P T:s:<id>   hash, see serialize.ts; a backstop TTL removes it if no replica is left to sweep
+ *   P T:owner:<digest>  sorted set: one owner's session ids → lastSeen, a copy of their index
+ *                scores (digest: the session hash's `o` field). Every path that takes a session
+ *                out of the index takes it out here too, so the set goes with the owner's last
+ *                session; a backstop TTL, refreshed with the session hashes', covers the case no
+ *                replica is left to sweep.
  *   P p:<server>:<id>  string: identity a passthrough session is bound to ('' = anonymous); PX idleMs
+ *
+ * All session keys but the passthrough bindings share one Redis Cluster hash slot (the tag T is the
+ * index's own name): every script below touches the index, the owners' sets and session hashes
+ * together, and a script may only touch keys of one slot. Session state therefore lives on one
+ * Cluster primary (and its replicas); that keeps `max_sessions` exact and each decision atomic.
+ *
+ * A session id starts with its owner's digest (then 120 random bits), so every script gets every
+ * key it touches from the caller, as Redis Cluster requires: a script never builds a key name.
  *
  * Caps (see limits.ts): ADMIT decides, atomically and so across replicas, whether a new session
  * fits (the owner's set against max_sessions_per_client, the index's size against max_sessions)
@@ -126,9 +134,9 @@ end
 `;
 
 /**
- * KEYS: hash, index. ARGV: now, id, idleMs, backstopTtlMs, owner key prefix.
+ * KEYS: hash, index, owner set. ARGV: now, id, idleMs, backstopTtlMs.
  * Reply: nil (unknown), {1, now, fields} (live, now marked used), {0, now, fields} (expired and
- * claimed by this call). (Builds the owner key in the script: it shares the index's slot.)
+ * claimed by this call).
  */
 const GET = new LuaScript(`${CLOCK}${OWNER_OF}
 local now = clock(ARGV[1])
@@ -139,15 +147,15 @@ local owner = owner_of(fields)
 if now - tonumber(seen) > tonumber(ARGV[3]) or #fields == 0 then
   redis.call('ZREM', KEYS[2], ARGV[2])
   redis.call('DEL', KEYS[1])
-  if owner then redis.call('ZREM', ARGV[5] .. owner, ARGV[2]) end
+  if owner then redis.call('ZREM', KEYS[3], ARGV[2]) end
   if #fields == 0 then return false end
   return {0, now, fields}
 end
 if now > tonumber(seen) then redis.call('ZADD', KEYS[2], now, ARGV[2]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if owner then
-  if now > tonumber(seen) then redis.call('ZADD', ARGV[5] .. owner, 'XX', now, ARGV[2]) end
-  redis.call('PEXPIRE', ARGV[5] .. owner, ARGV[4])
+  if now > tonumber(seen) then redis.call('ZADD', KEYS[3], 'XX', now, ARGV[2]) end
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
 end
 return {1, now, fields}
 `);
@@ -175,39 +183,30 @@ return 0
 `);
 
 /**
- * KEYS: hash, index. ARGV: id, owner key prefix. Reply: the deleted fields (empty if unknown).
- * Also claims the hash of a session ADMIT took out of the index.
+ * KEYS: hash, index, owner set. ARGV: id. Reply: the deleted fields (empty if unknown).
+ * Also claims the hash of a session ADMIT or SWEEP took out of the index.
  */
 const DELETE = new LuaScript(`${OWNER_OF}
 redis.call('ZREM', KEYS[2], ARGV[1])
 local fields = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
 local owner = owner_of(fields)
-if owner then redis.call('ZREM', ARGV[2] .. owner, ARGV[1]) end
+if owner then redis.call('ZREM', KEYS[3], ARGV[1]) end
 return fields
 `);
 
 /**
- * KEYS: index. ARGV: now, idleMs, hashKeyPrefix, batch, owner key prefix. Claims up to `batch`
- * expired sessions. Reply: {now, id, fields, id, fields, …}. (Builds hash keys in the script:
- * single Redis only.)
+ * KEYS: index. ARGV: now, idleMs, batch. Takes up to `batch` expired sessions out of the index;
+ * the caller then claims each one's hash with DELETE. Reply: {now, id, id, …}.
  */
-const SWEEP = new LuaScript(`${CLOCK}${OWNER_OF}
+const SWEEP = new LuaScript(`${CLOCK}
 local now = clock(ARGV[1])
 local cutoff = '(' .. string.format('%.0f', now - tonumber(ARGV[2]))
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[4]))
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {now}
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
-  local k = ARGV[3] .. id
-  local fields = redis.call('HGETALL', k)
-  redis.call('DEL', k)
-  local owner = owner_of(fields)
-  if owner then redis.call('ZREM', ARGV[5] .. owner, id) end
-  if #fields > 0 then
-    table.insert(out, id)
-    table.insert(out, fields)
-  end
+  table.insert(out, id)
 end
 return out
 `);
@@ -219,9 +218,20 @@ if v then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return v
 `);
 
-/** The owner-set name of an owner: short, fixed length, whatever characters the identity holds. */
+/** Length of the owner digest that starts every session id. */
+const OWNER_DIGEST_LENGTH = 12;
+
+/**
+ * The owner-set name of an owner: short, fixed length, whatever characters the identity holds.
+ * 72 bits: owners sharing a digest (and so a per-client cap) are unlikely below billions of owners.
+ */
 function ownerDigest(owner: string): string {
-  return createHash('sha256').update(owner).digest('base64url').slice(0, 22);
+  return createHash('sha256').update(owner).digest('base64url').slice(0, OWNER_DIGEST_LENGTH);
+}
+
+/** A new session id: the owner's digest, then 120 random bits; 32 characters of [A-Za-z0-9_-]. */
+function newOwnedSessionId(digest: string): string {
+  return digest + randomBytes(15).toString('base64url');
 }
 
 /** A Lua array reply of ids. */
@@ -286,13 +296,17 @@ export class RedisSessionStore implements SessionStore {
   private readonly tracker: OutageTracker;
   private readonly sweeper: NodeJS.Timeout | null;
   private readonly index: string;
+  /** The index's hash slot (Redis Cluster). */
+  private readonly indexSlot: number;
+  /** Start of every key in the index's hash slot. */
+  private readonly tagged: string;
   /** Owner sets are this plus the owner digest (in the index's hash slot). */
   private readonly ownerKeyPrefix: string;
   private readonly backstopTtlMs: number;
   private readonly limits: SessionLimits;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly opts: RedisSessionStoreOptions,
   ) {
     this.tracker = new OutageTracker(
@@ -303,7 +317,9 @@ export class RedisSessionStore implements SessionStore {
       opts.probeIntervalMs,
     );
     this.index = `${opts.keyPrefix}sessions`;
-    this.ownerKeyPrefix = `${opts.keyPrefix}{${this.index}}:owner:`;
+    this.tagged = `${opts.keyPrefix}{${this.index}}:`;
+    this.indexSlot = keySlot(this.index);
+    this.ownerKeyPrefix = `${this.tagged}owner:`;
     this.limits = {
       maxSessions: opts.maxSessions ?? DEFAULT_MAX_SESSIONS,
       maxSessionsPerClient: opts.maxSessionsPerClient ?? DEFAULT_MAX_SESSIONS_PER_CLIENT,
@@ -326,7 +342,7 @@ export class RedisSessionStore implements SessionStore {
     const { owner: _owner, ...fields } = init;
     // 192-bit random ids do not collide; the loop only guards against a broken random source.
     for (let attempt = 0; attempt < 3; attempt++) {
-      const id = newSessionId();
+      const id = newOwnedSessionId(owner);
       const hash = this.hashKey(id);
       const wrote = await this.run('create', (r) => WRITE.run(r, [hash], [meta, owner, this.backstopTtlMs]));
       if (Number(wrote) !== 1) continue;
@@ -365,8 +381,8 @@ export class RedisSessionStore implements SessionStore {
 
   async get(id: string): Promise<GatewaySession | null> {
     if (id.length === 0 || id.length > MAX_ID_LENGTH) return null;
-    const keys = [this.hashKey(id), this.index];
-    const reply = await this.run('get', (r) => GET.run(r, keys, [this.now(), id, this.opts.idleMs, this.backstopTtlMs, this.ownerKeyPrefix]));
+    const keys = this.sessionKeys(id);
+    const reply = await this.run('get', (r) => GET.run(r, keys, [this.now(), id, this.opts.idleMs, this.backstopTtlMs]));
     if (!Array.isArray(reply)) return null;
     const [live, now, fields] = reply as [unknown, unknown, unknown];
     const session = Array.isArray(fields) ? decodeSession(id, Number(now), fields as string[]) : null;
@@ -420,19 +436,21 @@ export class RedisSessionStore implements SessionStore {
 
   async delete(id: string): Promise<GatewaySession | null> {
     if (id.length === 0 || id.length > MAX_ID_LENGTH) return null;
-    const reply = await this.run('delete', (r) => DELETE.run(r, [this.hashKey(id), this.index], [id, this.ownerKeyPrefix]));
+    const reply = await this.run('delete', (r) => DELETE.run(r, this.sessionKeys(id), [id]));
     if (!Array.isArray(reply) || reply.length === 0) return null;
     return decodeSession(id, this.localNow(), reply as string[]);
   }
 
   async bindPassthrough(server: string, sessionId: string, identity: string | null): Promise<void> {
     if (sessionId.length === 0 || sessionId.length > MAX_UPSTREAM_ID_LENGTH) return;
-    await this.run('bindPassthrough', (r) => r.set(this.bindingKey(server, sessionId), identity ?? '', 'PX', this.opts.idleMs));
+    const key = this.bindingKey(server, sessionId);
+    await this.run('bindPassthrough', (r) => r.set(key, identity ?? '', 'PX', this.opts.idleMs), key);
   }
 
   async passthroughOwner(server: string, sessionId: string): Promise<string | null | undefined> {
     if (sessionId.length === 0 || sessionId.length > MAX_UPSTREAM_ID_LENGTH) return undefined;
-    const reply = await this.run('passthroughOwner', (r) => TOUCH_BINDING.run(r, [this.bindingKey(server, sessionId)], [this.opts.idleMs]));
+    const key = this.bindingKey(server, sessionId);
+    const reply = await this.run('passthroughOwner', (r) => TOUCH_BINDING.run(r, [key], [this.opts.idleMs]), key);
     return typeof reply === 'string' ? (reply === '' ? null : reply) : undefined;
   }
 
@@ -444,19 +462,12 @@ export class RedisSessionStore implements SessionStore {
     let reported = 0;
     for (;;) {
       const at = now === undefined ? this.now() : String(Math.floor(now));
-      const reply = await this.run('sweep', (r) =>
-        SWEEP.run(r, [this.index], [at, this.opts.idleMs, this.hashKey(''), SWEEP_BATCH, this.ownerKeyPrefix]),
-      );
+      const reply = await this.run('sweep', (r) => SWEEP.run(r, [this.index], [at, this.opts.idleMs, SWEEP_BATCH]));
       if (!Array.isArray(reply) || reply.length === 0) return reported;
-      const sweptAt = Number(reply[0]);
-      for (let i = 1; i + 1 < reply.length; i += 2) {
-        const s = decodeSession(String(reply[i]), sweptAt, reply[i + 1] as string[]);
-        if (s === null) continue;
-        reported += 1;
-        this.opts.onExpire?.(s);
-      }
+      const taken = ids(reply.slice(1));
+      reported += await this.claim(taken, this.opts.onExpire, Number(reply[0]));
       // Fewer than a full batch: nothing more to claim this round.
-      if ((reply.length - 1) / 2 < SWEEP_BATCH) return reported;
+      if (taken.length < SWEEP_BATCH) return reported;
     }
   }
 
@@ -480,19 +491,23 @@ export class RedisSessionStore implements SessionStore {
    * effort: if Redis fails now, the sessions are ended all the same (no longer indexed), their
    * hashes go with the backstop TTL, and only their upstream sessions are not ended.
    */
-  private async claim(idList: readonly string[], report: ((s: GatewaySession) => void) | undefined): Promise<void> {
+  private async claim(idList: readonly string[], report: ((s: GatewaySession) => void) | undefined, at?: number): Promise<number> {
+    let claimed = 0;
     await Promise.all(
       idList.map(async (id) => {
         try {
-          const reply = await this.run('claim', (r) => DELETE.run(r, [this.hashKey(id), this.index], [id, this.ownerKeyPrefix]));
+          const reply = await this.run('claim', (r) => DELETE.run(r, this.sessionKeys(id), [id]));
           if (!Array.isArray(reply) || reply.length === 0) return;
-          const s = decodeSession(id, this.localNow(), reply as string[]);
-          if (s !== null) report?.(s);
+          const s = decodeSession(id, at ?? this.localNow(), reply as string[]);
+          if (s === null) return;
+          claimed += 1;
+          report?.(s);
         } catch {
           // see above
         }
       }),
     );
+    return claimed;
   }
 
   /** Removes the hash of a session that was not admitted (best effort: it has a backstop TTL). */
@@ -501,7 +516,12 @@ export class RedisSessionStore implements SessionStore {
   }
 
   private hashKey(id: string): string {
-    return `${this.opts.keyPrefix}s:${id}`;
+    return `${this.tagged}s:${id}`;
+  }
+
+  /** KEYS of GET and DELETE: the session's hash, the index and its owner's set (one hash slot). */
+  sessionKeys(id: string): [string, string, string] {
+    return [this.hashKey(id), this.index, this.ownerKeyPrefix + id.slice(0, OWNER_DIGEST_LENGTH)];
   }
 
   private bindingKey(server: string, sessionId: string): string {
@@ -519,15 +539,20 @@ export class RedisSessionStore implements SessionStore {
     return c === undefined || c === 'redis' ? Date.now() : c();
   }
 
-  /** Runs one Redis call under the outage tracker; failures become StateUnavailableError. */
-  private async run(op: string, call: (redis: Redis) => Promise<unknown>): Promise<unknown> {
-    if (!this.tracker.shouldTry()) throw new StateUnavailableError(`session ${op}: Redis is unreachable`);
+  /**
+   * Runs one Redis call under the outage tracker; failures become StateUnavailableError. `key`
+   * (default: any key of the index's slot) scopes the breaker to its slot on Redis Cluster, so a
+   * failing primary holds back only the calls it would have answered.
+   */
+  private async run(op: string, call: (redis: RedisClient) => Promise<unknown>, key?: string): Promise<unknown> {
+    const scope = this.redis.isCluster ? (key === undefined ? this.indexSlot : keySlot(key)) : undefined;
+    if (!this.tracker.shouldTry(scope)) throw new StateUnavailableError(`session ${op}: Redis is unreachable`);
     try {
       const reply = await call(this.redis);
-      this.tracker.ok();
+      this.tracker.ok(scope);
       return reply;
     } catch (err) {
-      this.tracker.fail(err);
+      this.tracker.fail(err, scope);
       throw new StateUnavailableError(`session ${op}: ${errorSummary(err)}`, { cause: err });
     }
   }

@@ -9,6 +9,9 @@ export interface StateLogger {
 /** A logger that drops everything (the default when a store is built without one). */
 export const SILENT_STATE_LOGGER: StateLogger = Object.freeze({ warn: () => {}, info: () => {} });
 
+/** A failing scope that saw no failure for this many probe intervals counts as recovered. */
+const STALE_SCOPE_PROBES = 8;
+
 /**
  * Tracks whether a Redis-backed component is healthy, so an outage is logged once when it starts
  * and once when it ends instead of once per request.
@@ -17,9 +20,16 @@ export const SILENT_STATE_LOGGER: StateLogger = Object.freeze({ warn: () => {}, 
  * Redis, the others fail at once. Commands to a dead *connection* already fail immediately (the
  * client has no offline queue); this matters when the connection looks alive but Redis does not
  * answer, where every request would otherwise wait for the full command timeout.
+ *
+ * On Redis Cluster a failing primary takes only its own hash slots away. Callers then pass the
+ * slot as `scope`: the breaker holds back calls to failing slots only, and the outage ends (and
+ * is logged as ended) once no slot has failed for a while, not at the first answer from a
+ * healthy primary.
  */
 export class OutageTracker {
   private isDown = false;
+  /** Failing scopes (Cluster slots): when each was last tried and last failed. */
+  private readonly failing = new Map<number, { lastProbe: number; lastFailure: number }>();
   private since = 0;
   private lastProbe = 0;
   private failures = 0;
@@ -38,8 +48,19 @@ export class OutageTracker {
     return this.isDown;
   }
 
-  /** Whether a call should go to Redis now (always while healthy; one probe per interval while down). */
-  shouldTry(): boolean {
+  /**
+   * Whether a call should go to Redis now (always while healthy; one probe per interval while
+   * down). With a `scope`, only that scope's failures count.
+   */
+  shouldTry(scope?: number): boolean {
+    if (scope !== undefined) {
+      const f = this.failing.get(scope);
+      if (f === undefined) return true;
+      const now = this.clock();
+      if (now - f.lastProbe < this.probeIntervalMs) return false;
+      f.lastProbe = now;
+      return true;
+    }
     if (!this.isDown) return true;
     const now = this.clock();
     if (now - this.lastProbe < this.probeIntervalMs) return false;
@@ -48,9 +69,15 @@ export class OutageTracker {
   }
 
   /** Records a successful call; logs the recovery if this ends an outage. */
-  ok(): void {
+  ok(scope?: number): void {
+    if (scope !== undefined) this.failing.delete(scope);
     if (!this.isDown) return;
     const now = this.clock();
+    if (scope !== undefined) {
+      // A scope that has not failed for a while is no longer known to fail (it may see no calls).
+      for (const [s, f] of this.failing) if (now - f.lastFailure > STALE_SCOPE_PROBES * this.probeIntervalMs) this.failing.delete(s);
+      if (this.failing.size > 0) return;
+    }
     this.isDown = false;
     this.log.info(
       { component: this.component, redis: this.target, outage_ms: now - this.since, failed_calls: this.failures },
@@ -60,7 +87,11 @@ export class OutageTracker {
   }
 
   /** Records a failed call; logs the start of an outage once. */
-  fail(err: unknown): void {
+  fail(err: unknown, scope?: number): void {
+    if (scope !== undefined) {
+      const at = this.clock();
+      this.failing.set(scope, { lastProbe: at, lastFailure: at });
+    }
     this.failures += 1;
     if (this.isDown) return;
     const now = this.clock();

@@ -1,17 +1,59 @@
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { RedisConfig } from './schema.js';
+
+/** Any client the gateway talks to Redis through: one Redis (plain or found via Sentinel) or a Cluster. */
+export type RedisClient = Redis | Cluster;
+
+/** Where Redis is: one of the three modes of the `redis:` config section. */
+export type RedisTarget =
+  | { readonly mode: 'single'; readonly url: string }
+  | { readonly mode: 'cluster'; readonly nodes: readonly string[] }
+  | { readonly mode: 'sentinel'; readonly name: string; readonly nodes: readonly string[]; readonly sentinelPassword?: string; readonly db: number };
 
 /** How the processor connects to Redis (built from the `redis:` config section). */
 export interface RedisConnectionOptions {
-  /** `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS. */
-  readonly url: string;
+  readonly target: RedisTarget;
+  /** Data-node credentials for cluster and sentinel (a URL carries its own). */
+  readonly username?: string;
+  readonly password?: string;
+  /** TLS for cluster and sentinel (a URL says `rediss://`). */
+  readonly tls?: boolean;
   /** Upper bound for every command; a slower answer counts as a failure. */
   readonly commandTimeoutMs: number;
   /** `CLIENT SETNAME`, to recognise gateway connections in `CLIENT LIST`. */
   readonly connectionName?: string;
 }
 
+/** The connection options of a `redis:` config section. */
+export function redisConnectionOptions(cfg: RedisConfig, commandTimeoutMs: number): RedisConnectionOptions {
+  let target: RedisTarget;
+  if (cfg.cluster !== undefined) target = { mode: 'cluster', nodes: cfg.cluster.nodes };
+  else if (cfg.sentinel !== undefined) {
+    const s = cfg.sentinel;
+    target = { mode: 'sentinel', name: s.name, nodes: s.nodes, db: s.db, ...(s.password === undefined ? {} : { sentinelPassword: s.password }) };
+  } else target = { mode: 'single', url: cfg.url! };
+  return {
+    target,
+    commandTimeoutMs,
+    tls: cfg.tls === true,
+    ...(cfg.username === undefined ? {} : { username: cfg.username }),
+    ...(cfg.password === undefined ? {} : { password: cfg.password }),
+  };
+}
+
 /** Longest pause between reconnect attempts: short, so the gateway notices a restarted Redis quickly. */
 const MAX_RECONNECT_DELAY_MS = 1_000;
+
+function backoff(times: number): number {
+  return Math.min(50 * 2 ** Math.min(times, 5), MAX_RECONNECT_DELAY_MS);
+}
+
+/** `host:port` or `[v6]:port` → ioredis's `{ host, port }`. */
+export function parseNodeAddress(addr: string): { host: string; port: number } {
+  const i = addr.lastIndexOf(':');
+  const host = addr.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(addr.slice(i + 1)) };
+}
 
 /**
  * Creates the one ioredis client a processor shares between rate limiting and sessions, set up so
@@ -26,20 +68,67 @@ const MAX_RECONNECT_DELAY_MS = 1_000;
  *   the gateway uses nothing RESP3 adds.
  * - reconnect forever with backoff capped at 1 s, so recovery is automatic.
  *
+ * Cluster: the client learns the slot map from any listed node and follows MOVED/ASK redirects;
+ * when a primary fails, commands for its slots fail (within the timeout) until a replica is
+ * promoted and the client has refreshed its map. Sentinel: the client asks the Sentinels for the
+ * primary, and reconnects to the new one when they announce a failover (or the old one answers
+ * READONLY because it was demoted).
+ *
  * The client connects in the background; see {@link waitForRedis} to wait for it at start-up.
  */
-export function createRedisClient(opts: RedisConnectionOptions): Redis {
-  const client = new Redis(opts.url, {
+export function createRedisClient(opts: RedisConnectionOptions): RedisClient {
+  const common: RedisOptions = {
     protocol: 2,
     commandTimeout: opts.commandTimeoutMs,
     connectTimeout: Math.max(1_000, opts.commandTimeoutMs * 10),
-    enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), MAX_RECONNECT_DELAY_MS),
     connectionName: opts.connectionName ?? 'mcp-gateway',
-    lazyConnect: false,
-  });
+    ...(opts.username === undefined ? {} : { username: opts.username }),
+    ...(opts.password === undefined ? {} : { password: opts.password }),
+    ...(opts.tls === true ? { tls: {} } : {}),
+  };
+  const t = opts.target;
+  let client: RedisClient;
+  if (t.mode === 'cluster') {
+    client = new Cluster(
+      t.nodes.map(parseNodeAddress),
+      {
+        enableOfflineQueue: false,
+        clusterRetryStrategy: backoff,
+        // A command that meets a failing primary is answered (with an error) rather than parked
+        // until the cluster has promoted a replica: the caller decides what a missing answer means.
+        retryDelayOnFailover: 50,
+        retryDelayOnClusterDown: 50,
+        retryDelayOnTryAgain: 50,
+        maxRedirections: 4,
+        slotsRefreshTimeout: Math.max(1_000, opts.commandTimeoutMs * 10),
+        slotsRefreshInterval: 5_000,
+        scaleReads: 'master',
+        lazyConnect: false,
+        redisOptions: common,
+      },
+    );
+  } else if (t.mode === 'sentinel') {
+    client = new Redis({
+      ...common,
+      sentinels: t.nodes.map(parseNodeAddress),
+      name: t.name,
+      db: t.db,
+      ...(t.sentinelPassword === undefined ? {} : { sentinelPassword: t.sentinelPassword }),
+      ...(opts.tls === true ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+      sentinelCommandTimeout: Math.max(1_000, opts.commandTimeoutMs * 10),
+      sentinelRetryStrategy: backoff,
+      failoverDetector: true,
+      // A demoted primary refuses writes: reconnect (through the Sentinels) instead of failing on.
+      reconnectOnError: (err) => err.message.startsWith('READONLY'),
+      enableOfflineQueue: false,
+      retryStrategy: backoff,
+      lazyConnect: false,
+    });
+  } else {
+    client = new Redis(t.url, { ...common, enableOfflineQueue: false, retryStrategy: backoff, lazyConnect: false });
+  }
   // ioredis prints every failed reconnect attempt to the console unless someone listens; outages
   // are logged once per component by OutageTracker instead.
   client.on('error', () => {});
@@ -50,7 +139,7 @@ export function createRedisClient(opts: RedisConnectionOptions): Redis {
  * Resolves true once `client` is ready, false if that takes longer than `timeoutMs` (the gateway
  * then starts degraded and recovers when Redis appears, rather than refusing to start).
  */
-export function waitForRedis(client: Redis, timeoutMs: number): Promise<boolean> {
+export function waitForRedis(client: RedisClient, timeoutMs: number): Promise<boolean> {
   if (client.status === 'ready') return Promise.resolve(true);
   return new Promise((resolve) => {
     const done = (ok: boolean): void => {
@@ -63,6 +152,13 @@ export function waitForRedis(client: Redis, timeoutMs: number): Promise<boolean>
     timer.unref();
     client.once('ready', onReady);
   });
+}
+
+/** Where Redis is, without credentials, for logs: `redis://host:port/db`, `cluster h:p,…`, `sentinel name@h:p,…`. */
+export function describeRedisTarget(t: RedisTarget): string {
+  if (t.mode === 'cluster') return `cluster ${t.nodes.join(',')}`;
+  if (t.mode === 'sentinel') return `sentinel ${t.name}@${t.nodes.join(',')}`;
+  return describeRedisUrl(t.url);
 }
 
 /** The Redis URL without credentials, for logs: `redis://host:port/db`. */

@@ -284,7 +284,7 @@ describe('deploy/compose', () => {
 
   it('points redis.url at the redis service', () => {
     assert.ok(config.redis !== undefined);
-    const u = new URL(config.redis.url);
+    const u = new URL(config.redis.url!);
     assert.equal(u.hostname, 'redis');
     assert.ok((services.redis.networks as string[]).includes('mcp'));
     assert.equal(services.processor.depends_on.redis.condition, 'service_healthy');
@@ -485,7 +485,7 @@ describe('deploy/kubernetes', () => {
       assert.equal(args[args.indexOf('--host') + 1], '0.0.0.0');
     }
     assert.ok(config.redis !== undefined);
-    const redisUrl = new URL(config.redis.url);
+    const redisUrl = new URL(config.redis.url!);
     const redis = named('Service', redisUrl.hostname);
     assert.ok((redis.spec.ports as J[]).some((p) => String(p.port) === redisUrl.port));
     const policy = named('NetworkPolicy', 'mcp-gateway-redis');

@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
@@ -12,51 +10,9 @@ import { startDemoServer, type DemoServer } from '../fixtures/mcp-servers/demo-s
 import { startEnvoy, type EnvoyHandle } from '../support/envoy.js';
 import { connectClient, rawInitialize, rawRequest } from '../support/mcp-client.js';
 import { freePorts } from '../support/ports.js';
-import { httpGet, OutputBuffer, stopChild, trackChild, waitUntil } from '../support/proc.js';
+import { waitUntil } from '../support/proc.js';
 import { RedisServer } from '../support/redis.js';
-
-const CLI = fileURLToPath(new URL('../../src/main.js', import.meta.url));
-
-/** One processor replica as its own process, killable and restartable on the same addresses. */
-class Replica {
-  private child: ChildProcess | null = null;
-  readonly output = new OutputBuffer(2 * 1024 * 1024);
-
-  constructor(
-    private readonly configFile: string,
-    readonly grpc: string,
-    readonly admin: string,
-  ) {}
-
-  async start(): Promise<void> {
-    const child = spawn(process.execPath, [CLI, 'serve', '--config', this.configFile, '--grpc', this.grpc, '--admin', this.admin], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    trackChild(child);
-    this.output.attach(child);
-    this.child = child;
-    await waitUntil(async () => (await httpGet(`http://${this.admin}/readyz`).catch(() => ({ status: 0 }))).status === 200, {
-      timeoutMs: 15_000,
-      what: () => `replica ${this.grpc} ready\n${this.output.text()}`,
-    });
-  }
-
-  kill(): void {
-    this.child?.kill('SIGKILL');
-  }
-
-  async stop(): Promise<void> {
-    if (this.child !== null) await stopChild(this.child);
-  }
-
-  async requestsServed(): Promise<number> {
-    const text = (await httpGet(`http://${this.admin}/metrics`)).text;
-    return text
-      .split('\n')
-      .filter((l) => l.startsWith('mcp_gateway_requests_total{'))
-      .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
-  }
-}
+import { Replica, waitForProcessorHosts as waitForProcessorHostsIn } from '../support/replica.js';
 
 function textOf(result: object): string {
   return ((result as { content?: { text?: string }[] }).content ?? []).map((c) => c.text ?? '').join('');
@@ -109,28 +65,8 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  async function healthyProcessorHosts(): Promise<number> {
-    const text = (await httpGet(`${envoyAdmin}/clusters`)).text;
-    const hosts = new Set<string>();
-    const failed = new Set<string>();
-    for (const line of text.split('\n')) {
-      if (!line.startsWith('mcpgw_processor::')) continue;
-      const host = line.split('::')[1]!;
-      if (!/^[\d.]+:\d+$/.test(host)) continue;
-      hosts.add(host);
-      if (line.includes('::health_flags::') && !line.endsWith('::healthy')) failed.add(host);
-    }
-    return hosts.size - failed.size;
-  }
-
   async function waitForProcessorHosts(n: number): Promise<void> {
-    await waitUntil(async () => (await healthyProcessorHosts()) === n, {
-      timeoutMs: 15_000,
-      what: () => `${n} healthy processor hosts in Envoy`,
-    }).catch(async (err: Error) => {
-      const clusters = (await httpGet(`${envoyAdmin}/clusters`)).text.split('\n').filter((l) => l.startsWith('mcpgw_processor::'));
-      throw new Error(`${err.message}\n${clusters.join('\n')}`);
-    });
+    await waitForProcessorHostsIn(envoyAdmin, n);
   }
 
   it('enforces one shared limit exactly across both replicas', async () => {

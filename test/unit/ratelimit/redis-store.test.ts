@@ -28,9 +28,9 @@ function recordingLog(): StateLogger & { warns: string[]; infos: string[] } {
 
 
 async function client(server: RedisServer): Promise<Redis> {
-  const c = createRedisClient({ url: server.url, commandTimeoutMs: TIMEOUT_MS, connectionName: 'mcpgw-test' });
+  const c = createRedisClient({ target: { mode: 'single', url: server.url }, commandTimeoutMs: TIMEOUT_MS, connectionName: 'mcpgw-test' });
   assert.equal(await waitForRedis(c, 5_000), true, 'redis client did not become ready');
-  return c;
+  return c as Redis;
 }
 
 describe('RedisLimiterStore', () => {

@@ -24,9 +24,9 @@ const INIT = {
 const { owner: _owner, ...SESSION_FIELDS } = INIT;
 
 async function client(server: RedisServer): Promise<Redis> {
-  const c = createRedisClient({ url: server.url, commandTimeoutMs: 100 });
+  const c = createRedisClient({ target: { mode: 'single', url: server.url }, commandTimeoutMs: 100 });
   assert.equal(await waitForRedis(c, 5_000), true);
-  return c;
+  return c as Redis;
 }
 
 describe('RedisSessionStore', () => {
@@ -104,14 +104,14 @@ describe('RedisSessionStore', () => {
     t = t0 + 3 * IDLE_MS + 1;
     assert.equal(await B.get(s.id), null);
     assert.equal(await A.get(s.id), null);
-    assert.equal(await ca.exists(`s${n}:s:${s.id}`), 0, 'the hash is gone');
+    assert.equal(await ca.exists(`s${n}:{s${n}:sessions}:s:${s.id}`), 0, 'the hash is gone');
     t = t0;
   });
 
   it('keeps a backstop TTL on the hash, refreshed by get', async () => {
     const [A] = replicas();
     const s = await A.create(INIT);
-    const key = `s${n}:s:${s.id}`;
+    const key = `s${n}:{s${n}:sessions}:s:${s.id}`;
     await ca.pexpire(key, 50);
     await A.get(s.id);
     const pttl = await ca.pttl(key);
@@ -160,7 +160,7 @@ describe('RedisSessionStore', () => {
     assert.equal(await A.delete(s.id), null, 'only one replica gets it');
     await A.setUpstream(s, 'other', { sessionId: 'x', protocolVersion: '2025-06-18' });
     await A.setLogLevel(s, 'info');
-    assert.equal(await ca.exists(`s${n}:s:${s.id}`), 0);
+    assert.equal(await ca.exists(`s${n}:{s${n}:sessions}:s:${s.id}`), 0);
     assert.equal(await B.get(s.id), null);
   });
 

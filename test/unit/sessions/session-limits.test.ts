@@ -181,9 +181,9 @@ describe('RedisSessionStore limits', () => {
   const stores: RedisSessionStore[] = [];
 
   async function client(): Promise<Redis> {
-    const c = createRedisClient({ url: server.url, commandTimeoutMs: 500 });
+    const c = createRedisClient({ target: { mode: 'single', url: server.url }, commandTimeoutMs: 500 });
     assert.equal(await waitForRedis(c, 5_000), true);
-    return c;
+    return c as Redis;
   }
 
   before(async () => {
@@ -260,7 +260,7 @@ describe('RedisSessionStore limits', () => {
       if (x.status === 'rejected') assert.equal((x.reason as GatewayError).code, 'GW_ERR_SESSION_LIMIT');
     }
     assert.equal(await r.B.size(), 10);
-    const orphans = (await ca.keys(`${r.prefix}s:*`)).length;
+    const orphans = (await ca.keys(`${r.prefix}{${r.prefix}sessions}:s:*`)).length;
     assert.equal(orphans, 10, 'a refused create leaves no session hash behind');
   });
 
