@@ -102,13 +102,35 @@ export function isRouted(method: string): boolean {
   return RESOLVERS.has(method);
 }
 
-/** Resolves a routed request to its server, applies its limits and sends it there. */
+/**
+ * Resolves a routed request to its server, applies its limits and sends it there. Neither the
+ * resolving nor the limits need the client's session, so its lookup runs beside them: with Redis,
+ * the session and the limit decision travel in one round trip (the client pipelines them). A
+ * missing session still wins over anything the limits say.
+ */
 export async function routeRequest(
   ctx: AggregatedContext,
   state: RequestState,
-  session: GatewaySession,
+  sessionLookup: Promise<GatewaySession>,
   msg: Extract<JsonRpcMessage, { kind: 'request' }>,
 ): Promise<Routed> {
+  const [found, limited] = await Promise.allSettled([sessionLookup, resolveAndLimit(ctx, state, msg)]);
+  if (found.status === 'rejected') throw found.reason;
+  if (limited.status === 'rejected') throw limited.reason;
+  const session = found.value;
+  const resolved = limited.value;
+  const inflightKey = inflightKeyOf(session, msg.id);
+  ctx.inflight.set(inflightKey, resolved.server.name);
+  const body = stringifyJson({ ...msg.raw, params: withTraceMeta(state, resolved.params) });
+  try {
+    return await forward(ctx, state, session, resolved.server, body, msg.method, inflightKey);
+  } catch (err) {
+    ctx.inflight.delete(inflightKey);
+    throw err;
+  }
+}
+
+async function resolveAndLimit(ctx: AggregatedContext, state: RequestState, msg: Extract<JsonRpcMessage, { kind: 'request' }>): Promise<Resolved> {
   const resolve = RESOLVERS.get(msg.method)!;
   let resolved: Resolved;
   try {
@@ -120,15 +142,7 @@ export async function routeRequest(
   }
   state.tool = resolved.tool;
   state.limitHeaders = await limitRequest(ctx, state, { server: resolved.server.name, tool: resolved.tool, method: msg.method });
-  const inflightKey = inflightKeyOf(session, msg.id);
-  ctx.inflight.set(inflightKey, resolved.server.name);
-  const body = stringifyJson({ ...msg.raw, params: withTraceMeta(state, resolved.params) });
-  try {
-    return await forward(ctx, state, session, resolved.server, body, msg.method, inflightKey);
-  } catch (err) {
-    ctx.inflight.delete(inflightKey);
-    throw err;
-  }
+  return resolved;
 }
 
 /** The in-flight key of a client request, so a later cancellation finds the server running it. */

@@ -16,10 +16,10 @@ export async function routeInSession(ctx: AggregatedContext, state: RequestState
     state.limitHeaders = await limitRequest(ctx, state, { server: null, tool: null, method: msg.method });
     return { decision: await initialize(ctx, state, state.caller!, msg.id, msg.params), forwarded: null };
   }
+  if (msg.kind === 'request' && isRouted(msg.method)) return routeRequest(ctx, state, requireSession(ctx, state), msg);
   const session = await requireSession(ctx, state);
   switch (msg.kind) {
     case 'request': {
-      if (isRouted(msg.method)) return routeRequest(ctx, state, session, msg);
       // Gateway-answered methods are limited too: a client looping on tools/list must not escape.
       state.limitHeaders = await limitRequest(ctx, state, { server: null, tool: null, method: msg.method });
       const answer = ANSWERS.get(msg.method);

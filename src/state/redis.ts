@@ -84,6 +84,9 @@ export function createRedisClient(opts: RedisConnectionOptions): RedisClient {
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     connectionName: opts.connectionName ?? 'mcp-gateway',
+    // Commands issued in the same tick (a request's session lookup and its limit decision) leave
+    // in one write: one round trip.
+    enableAutoPipelining: true,
     ...(opts.username === undefined ? {} : { username: opts.username }),
     ...(opts.password === undefined ? {} : { password: opts.password }),
     ...(opts.tls === true ? { tls: {} } : {}),
@@ -105,6 +108,7 @@ export function createRedisClient(opts: RedisConnectionOptions): RedisClient {
         slotsRefreshTimeout: Math.max(1_000, opts.commandTimeoutMs * 10),
         slotsRefreshInterval: 5_000,
         scaleReads: 'master',
+        enableAutoPipelining: true,
         lazyConnect: false,
         redisOptions: common,
       },

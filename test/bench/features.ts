@@ -158,10 +158,15 @@ export function redisCommand(port: number, command: string, timeoutMs = 2_000): 
 
 /** Commands Redis has executed so far, from `INFO commandstats`. */
 export interface RedisCommandCounts {
-  /** EVALSHA + EVAL calls: one per script the gateway runs (one round trip each). */
+  /** EVALSHA + EVAL calls: one per script the gateway runs. */
   readonly scripts: number;
   /** Every command except INFO, those run inside scripts included. */
   readonly commands: number;
+  /**
+   * Socket reads Redis processed (INFO stats `total_reads_processed`): the round trips, since
+   * commands a client pipelines arrive in one read.
+   */
+  readonly reads: number;
 }
 
 export async function redisCommandCounts(port: number): Promise<RedisCommandCounts> {
@@ -177,7 +182,9 @@ export async function redisCommandCounts(port: number): Promise<RedisCommandCoun
     commands += calls;
     if (name === 'evalsha' || name === 'eval') scripts += calls;
   }
-  return { scripts, commands };
+  const stats = await redisCommand(port, 'INFO stats');
+  const reads = Number(/^total_reads_processed:(\d+)/m.exec(stats)?.[1] ?? 'NaN');
+  return { scripts, commands, reads };
 }
 
 /** Starts `redis-server` on 127.0.0.1:`port` (no persistence, no config file); resolves once it answers PING. */

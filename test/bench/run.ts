@@ -548,7 +548,7 @@ interface Accumulated {
   /** (f): JWKS fetches while this target was measured. */
   jwksFetches: number;
   /** (h): Redis commands while this target was measured. */
-  redis: { scripts: number; commands: number };
+  redis: { scripts: number; commands: number; reads: number };
 }
 
 function newAccumulated(): Accumulated {
@@ -563,7 +563,7 @@ function newAccumulated(): Accumulated {
     warmupErrors: 0,
     foreignCpuMs: 0,
     jwksFetches: 0,
-    redis: { scripts: 0, commands: 0 },
+    redis: { scripts: 0, commands: 0, reads: 0 },
   };
 }
 
@@ -594,7 +594,7 @@ interface TargetResult {
    * (h): Redis commands per request: `scripts` are EVALSHA/EVAL calls (one round trip each),
    * `commands` every command Redis ran, those inside the scripts included (null for other targets).
    */
-  readonly redisPerRequest: { scripts: number; commands: number } | null;
+  readonly redisPerRequest: { scripts: number; commands: number; roundTrips: number } | null;
   readonly errorSamples: string[];
   /** CPU used by processes outside the bench while this target ran, as % of all CPUs' time. */
   readonly otherProcessesCpuPercent: number;
@@ -674,6 +674,7 @@ async function measurePhase(
   if (redis0 !== null && redis1 !== null) {
     acc.redis.scripts += redis1.scripts - redis0.scripts;
     acc.redis.commands += redis1.commands - redis0.commands;
+    acc.redis.reads += redis1.reads - redis0.reads;
   }
   return { ...r, otherPercent: r.elapsedMs === 0 ? 0 : (100 * foreign) / (r.elapsedMs * availableParallelism()) };
 }
@@ -718,7 +719,7 @@ function summarise(key: TargetKey, spec: TargetSpec, concurrency: number, acc: A
     },
     extProcMsgsPerRequest: viaProcessor ? { sent: per(acc.extProc.sent), received: per(acc.extProc.received), streams: per(acc.extProc.streams) } : null,
     jwksFetchesMeasured: key === 'f' ? acc.jwksFetches : null,
-    redisPerRequest: key === 'h' ? { scripts: per(acc.redis.scripts), commands: per(acc.redis.commands) } : null,
+    redisPerRequest: key === 'h' ? { scripts: per(acc.redis.scripts), commands: per(acc.redis.commands), roundTrips: per(acc.redis.reads) } : null,
     errorSamples: acc.errorSamples,
     otherProcessesCpuPercent: acc.elapsedMs === 0 ? 0 : (100 * acc.foreignCpuMs) / (acc.elapsedMs * availableParallelism()),
   };
@@ -1088,10 +1089,12 @@ function report(
     const hu = unloaded.find((r) => r.key === 'h');
     out.push(
       '',
-      `(h) Redis per request at c=${s.concurrency}: ${f(hl.redisPerRequest.scripts, 2)} scripts (EVALSHA, one round trip each), ` +
+      `(h) Redis per request at c=${s.concurrency}: ${f(hl.redisPerRequest.roundTrips, 2)} round trips (socket reads), ${f(hl.redisPerRequest.scripts, 2)} scripts (EVALSHA), ` +
         `${f(hl.redisPerRequest.commands, 2)} commands in all; redis-server CPU ${f(hl.cpuMsPerRequest.redis, 3)} ms/req` +
         (hu?.cpuMsPerRequest.redis !== undefined && hu.cpuMsPerRequest.redis !== null ? ` (c=1: ${f(hu.cpuMsPerRequest.redis, 3)} ms/req)` : '') +
         '.',
+      // Under load the client pipelines across requests too; one request's own count shows at c=1.
+      ...(hu?.redisPerRequest ? [`    At c=1 (one request at a time): ${f(hu.redisPerRequest.roundTrips, 2)} round trips per request.`] : []),
     );
   }
   if (links.length > 0) {
