@@ -115,7 +115,11 @@ export async function routeRequest(
   msg: Extract<JsonRpcMessage, { kind: 'request' }>,
 ): Promise<Routed> {
   const [found, limited] = await Promise.allSettled([sessionLookup, resolveAndLimit(ctx, state, msg)]);
-  if (found.status === 'rejected') throw found.reason;
+  if (found.status === 'rejected') {
+    // Refused for its session: whatever the name check said, nothing was let through.
+    state.allowed = null;
+    throw found.reason;
+  }
   if (limited.status === 'rejected') throw limited.reason;
   const session = found.value;
   const resolved = limited.value;

@@ -35,9 +35,17 @@ function audit(ctx: RequestContext, state: RequestState, identity: Identity | nu
     decision,
     traceId: state.trace.traceId,
   });
-  // An allowed request is audited on its operation line: one line per request, not two.
-  if (decision.allowed && ctx.guard.foldsAllowed) state.allowed = record;
-  else writeAudit(ctx, record);
+  // An allowed request is audited on its operation line: one line per request, not two. A
+  // refusal has its own line, and the operation then claims no allow.
+  if (decision.allowed && ctx.guard.foldsAllowed) {
+    if (!state.refused) state.allowed = record;
+    return;
+  }
+  if (!decision.allowed) {
+    state.refused = true;
+    state.allowed = null;
+  }
+  writeAudit(ctx, record);
 }
 
 function deny(ctx: RequestContext, state: RequestState, identity: Identity | null, reason: string, server: string | null, target?: AuditTarget): void {

@@ -47,6 +47,8 @@ export interface RequestState {
   limitHeaders: readonly HeaderSet[] | null;
   /** The access decision that let the request through, written on its operation line. */
   allowed: AuditRecord | null;
+  /** An access decision refused the request (it has its own audit line). */
+  refused: boolean;
   /** How the operation ended, for the record. */
   status: OperationStatus;
   errorCode: string | number | null;
@@ -69,6 +71,7 @@ export function newRequestState(headers: Headers, trace: TraceContext, startedAt
     upstreamTraceparent: null,
     limitHeaders: null,
     allowed: null,
+    refused: false,
     status: 'success',
     errorCode: null,
     httpStatus: null,
