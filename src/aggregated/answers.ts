@@ -104,7 +104,7 @@ export async function deleteSession(ctx: AggregatedContext, state: RequestState)
 
 const ACCEPTED: Routed = { decision: respondAccepted(), forwarded: null };
 
-/** A client notification: cancellations go to the server running the request, roots changes to every upstream. */
+/** A client notification: cancellations go to the server running the request (wherever it runs), roots changes to every upstream. */
 export async function notification(
   ctx: AggregatedContext,
   state: RequestState,
@@ -117,8 +117,13 @@ export async function notification(
     case 'notifications/cancelled': {
       const name = ctx.inflight.get(inflightKeyOf(session, params?.['requestId']));
       const server = name === undefined ? undefined : ctx.rc.servers.get(name);
-      if (server === undefined) return ACCEPTED;
-      return forward(ctx, state, session, server, stringifyJson(raw), null, null);
+      if (server !== undefined) return forward(ctx, state, session, server, stringifyJson(raw), null, null);
+      // Not running here: with shared sessions it may be running on another replica, which alone
+      // knows the server. Every upstream session of this client hears the cancellation; a server
+      // ignores one for a request it does not know, as MCP allows (ids are per session, so no other
+      // client's request can match).
+      if (ctx.sessions.shared) void ctx.upstreamSessions.broadcast(ctx.rc, session, method, params);
+      return ACCEPTED;
     }
     case 'notifications/roots/list_changed':
       void ctx.upstreamSessions.broadcast(ctx.rc, session, method, params);

@@ -3,7 +3,7 @@ import { AGGREGATED_PATH, compileConfig, type RuntimeServer } from '../config/ru
 import { durationMs } from '../lib/duration.js';
 import { splitHostPort } from '../lib/host-port.js';
 import type { Config } from '../config/schema.js';
-import { ERROR_TABLE } from '../errors/codes.js';
+import { ERROR_TABLE, type GatewayErrorCode } from '../errors/codes.js';
 import {
   BACKEND_HEADER,
   CLIENT_CREDENTIAL_HEADERS,
@@ -246,14 +246,89 @@ function internalMs(server: RuntimeServer, upstreamMs: number): number {
   return Math.max(upstreamMs, server.replayTimeoutMs);
 }
 
-function jsonRpcLocalReply(status: number, message: string): Record<string, unknown> {
+function celFilter(expression: string): Record<string, unknown> {
   return {
-    filter: { status_code_filter: { comparison: { op: 'EQ', value: { default_value: status, runtime_key: `mcpgw.local_reply.${status}` } } } },
+    extension_filter: {
+      name: 'envoy.access_loggers.extension_filters.cel',
+      typed_config: { '@type': 'type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter', expression },
+    },
+  };
+}
+
+function statusFilter(status: number): Record<string, unknown> {
+  return { status_code_filter: { comparison: { op: 'EQ', value: { default_value: status, runtime_key: `mcpgw.local_reply.${status}` } } } };
+}
+
+/** A local reply rewritten as the JSON-RPC error of `code` (its status, message and, when given, headers). */
+function jsonRpcLocalReply(
+  filter: Record<string, unknown>,
+  code: GatewayErrorCode,
+  headers: Record<string, string> = {},
+  message: string = ERROR_TABLE[code].message,
+): Record<string, unknown> {
+  const e = ERROR_TABLE[code];
+  return {
+    filter,
+    status_code: e.http,
+    headers_to_add: Object.entries(headers).map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
     body_format_override: {
-      json_format: { jsonrpc: '2.0', id: null, error: { code: -32000, message } },
+      json_format: { jsonrpc: '2.0', id: null, error: { code: e.jsonrpc, message } },
       content_type: 'application/json',
     },
   };
+}
+
+/**
+ * Every answer Envoy writes itself becomes a JSON-RPC error with the right status; the id is null,
+ * because Envoy answers without reading the body. The processor's own answers (details `gw_err_*`,
+ * `mcpgw_*`) and the routes' direct responses already are JSON-RPC, and are left as they are.
+ * Order matters: the first mapper that matches decides.
+ *
+ * - The processor failed: ext_proc could not reach a replica, or lost the stream mid-request
+ *   (503 with `Retry-After`, a retry lands on a live replica), or it did not answer within the
+ *   message timeout (504).
+ * - An upstream failed on a route whose response the processor does not see (an open passthrough
+ *   POST, a passthrough GET stream): 503 or 504, as the processor would have said it.
+ * - Envoy refused the request before any route: bad HTTP (400), HTTP/1.0 (426), headers over the
+ *   limits (431), a body over `max_body_bytes` (413), a path Envoy cannot normalise (400),
+ *   CONNECT (405) or an `Upgrade:` (400).
+ * - Anything else keeps its status and gets Envoy's own short text as the message.
+ */
+export function localReplyMappers(opts: { serverInRouteMetadata: boolean } = { serverInRouteMetadata: true }): Record<string, unknown>[] {
+  const retry = { 'retry-after': '1' };
+  const details = (prefix: string): string => `response.code_details.startsWith('${prefix}')`;
+  // The server a passthrough route serves, from the route's metadata (see routeMetadata); routes
+  // that carry none (Istio's VirtualServices) get the message without it.
+  const server = (message: string): string => (opts.serverInRouteMetadata ? `${message}: %METADATA(ROUTE:${METADATA_NAMESPACE}:server)%` : message);
+  return [
+    { filter: celFilter(`${details('gw_err_')} || ${details('mcpgw_')} || response.code_details == 'direct_response'`) },
+    // A message timeout is Envoy's 504; a deadline the gRPC stream itself hit is gRPC status 4.
+    jsonRpcLocalReply(celFilter(`response.code == 504 && ${details('ext_proc')} || ${details('ext_proc_error_gRPC_error_4{')}`), 'GW_ERR_PROCESSOR_TIMEOUT'),
+    jsonRpcLocalReply(celFilter(details('ext_proc')), 'GW_ERR_PROCESSOR_UNAVAILABLE', retry),
+    jsonRpcLocalReply({ response_flag_filter: { flags: ['UT'] } }, 'GW_ERR_UPSTREAM_TIMEOUT', {}, server(ERROR_TABLE.GW_ERR_UPSTREAM_TIMEOUT.message)),
+    jsonRpcLocalReply(
+      { response_flag_filter: { flags: ['UH', 'UF', 'UO', 'URX', 'UC', 'UR', 'NC'] } },
+      'GW_ERR_UPSTREAM_UNAVAILABLE',
+      retry,
+      server(ERROR_TABLE.GW_ERR_UPSTREAM_UNAVAILABLE.message),
+    ),
+    // CONNECT and `Upgrade:` ask for a tunnel or another protocol, which the gateway never opens.
+    jsonRpcLocalReply(celFilter("response.code_details == 'upgrade_failed' && request.method == 'CONNECT'"), 'GW_ERR_HTTP_METHOD_NOT_ALLOWED', { allow: 'GET, POST, DELETE' }),
+    jsonRpcLocalReply(celFilter("response.code_details == 'upgrade_failed'"), 'GW_ERR_HTTP_BAD_REQUEST', {}, 'Bad Request: the gateway does not upgrade connections'),
+    jsonRpcLocalReply(statusFilter(413), 'GW_ERR_BODY_TOO_LARGE'),
+    jsonRpcLocalReply(statusFilter(431), 'GW_ERR_HTTP_HEADERS_TOO_LARGE'),
+    jsonRpcLocalReply(statusFilter(426), 'GW_ERR_HTTP_VERSION'),
+    jsonRpcLocalReply(statusFilter(405), 'GW_ERR_HTTP_METHOD_NOT_ALLOWED'),
+    jsonRpcLocalReply(statusFilter(404), 'GW_ERR_HTTP_NOT_FOUND'),
+    jsonRpcLocalReply(statusFilter(400), 'GW_ERR_HTTP_BAD_REQUEST'),
+    {
+      filter: { status_code_filter: { comparison: { op: 'GE', value: { default_value: 0, runtime_key: 'mcpgw.local_reply.any' } } } },
+      body_format_override: {
+        json_format: { jsonrpc: '2.0', id: null, error: { code: -32000, message: '%LOCAL_REPLY_BODY%' } },
+        content_type: 'application/json',
+      },
+    },
+  ];
 }
 
 /**
@@ -430,13 +505,29 @@ function downstreamTls(tls: NonNullable<Config['gateway']['tls']>): Record<strin
   };
 }
 
+/**
+ * How often Envoy checks each processor replica (when there are several). A replica that dies is
+ * out within one interval; until then Envoy's retries of a refused ext_proc stream may still pick
+ * it, so this is also the longest time new requests can fail after a replica is gone.
+ */
+export const PROCESSOR_HEALTH_CHECK_MS = 250;
+
 /** A cluster of gRPC (HTTP/2) endpoints: the processor replicas, or the OTLP collector. */
 function grpcCluster(name: string, addresses: readonly string[], healthChecked = false): Record<string, unknown> {
   return {
-    // A replica that dies stops getting new requests within a second.
+    // A replica that dies stops getting new requests within one check (PROCESSOR_HEALTH_CHECK_MS).
     ...(healthChecked
       ? {
-          health_checks: [{ timeout: '1s', interval: '1s', no_traffic_interval: '1s', unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} }],
+          health_checks: [
+            {
+              timeout: '1s',
+              interval: seconds(PROCESSOR_HEALTH_CHECK_MS),
+              no_traffic_interval: seconds(PROCESSOR_HEALTH_CHECK_MS),
+              unhealthy_threshold: 1,
+              healthy_threshold: 1,
+              tcp_health_check: {},
+            },
+          ],
           // Never spread requests over dead replicas: a request sent to one fails for sure.
           common_lb_config: { healthy_panic_threshold: { value: 0 } },
         }
@@ -449,7 +540,9 @@ function grpcCluster(name: string, addresses: readonly string[], healthChecked =
       cluster_name: name,
       endpoints: [{ lb_endpoints: addresses.map((p) => ({ endpoint: { address: socketAddress(p) } })) }],
     },
-    circuit_breakers: { thresholds: [{ max_connections: 100_000, max_pending_requests: 100_000, max_requests: 100_000 }] },
+    // max_retries: Envoy's default of 3 concurrent retries per cluster would refuse the retries
+    // of every stream that met a replica just killed, exactly when they are needed.
+    circuit_breakers: { thresholds: [{ max_connections: 100_000, max_pending_requests: 100_000, max_requests: 100_000, max_retries: 100_000 }] },
     typed_extension_protocol_options: {
       'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
         '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
@@ -548,6 +641,22 @@ export function renderEnvoyBootstrap(config: Config): string {
     },
     response_headers_to_add: [{ header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
   });
+  // CONNECT has no path, so no other route matches it; without this one ext_proc would wait for
+  // the end of a body that is the tunnel itself, and the client would get no answer. Envoy refuses
+  // the tunnel (`upgrade_failed`, mapped to 405 in localReplyMappers) before the response here.
+  clientRoutes.push(
+    withPerFilter(
+      {
+        name: 'connect',
+        match: { connect_matcher: {} },
+        direct_response: {
+          status: ERROR_TABLE.GW_ERR_HTTP_METHOD_NOT_ALLOWED.http,
+          body: { inline_string: JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: ERROR_TABLE.GW_ERR_HTTP_METHOD_NOT_ALLOWED.jsonrpc, message: ERROR_TABLE.GW_ERR_HTTP_METHOD_NOT_ALLOWED.message } }) },
+        },
+      },
+      { 'envoy.filters.http.ext_proc': { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute', disabled: true } },
+    ),
+  );
   // Everything else is answered by the processor at its headers (other methods on /mcp, unknown
   // paths, RFC 9728 metadata); this answer only fires on a bug.
   clientRoutes.push(
@@ -580,8 +689,10 @@ export function renderEnvoyBootstrap(config: Config): string {
         // never reached it, so trying another replica is safe.
         retry_policy: {
           retry_on: 'connect-failure,refused-stream,reset-before-request',
-          num_retries: 2,
+          num_retries: 5,
+          retry_back_off: { base_interval: '0.002s', max_interval: '0.02s' },
           retry_host_predicate: SAFE_RETRY.retry_host_predicate,
+          host_selection_retry_max_attempts: 3,
         },
       },
       failure_mode_allow: false,
@@ -681,12 +792,7 @@ export function renderEnvoyBootstrap(config: Config): string {
                   },
                 },
               ],
-              local_reply_config: {
-                mappers: [
-                  jsonRpcLocalReply(413, ERROR_TABLE.GW_ERR_BODY_TOO_LARGE.message),
-                  jsonRpcLocalReply(431, 'Request Header Fields Too Large'),
-                ],
-              },
+              local_reply_config: { mappers: localReplyMappers() },
             },
           ),
         ],

@@ -293,6 +293,7 @@ export interface RedisSessionStoreOptions {
  * (which also update the object), never by assigning its fields.
  */
 export class RedisSessionStore implements SessionStore {
+  readonly shared = true;
   private readonly tracker: OutageTracker;
   private readonly sweeper: NodeJS.Timeout | null;
   private readonly index: string;

@@ -46,6 +46,8 @@ export interface SessionInit {
  * same interface; the in-memory store resolves immediately.
  */
 export interface SessionStore {
+  /** Whether other replicas serve the same sessions (so a request may be running on another one). */
+  readonly shared: boolean;
   /**
    * Opens a session. At its owner's `maxSessionsPerClient` the owner's least recently used live
    * session is ended to make room (reported to `onEvict`); at `maxSessions` live sessions overall
@@ -112,6 +114,7 @@ interface Entry {
  * front without a scan.
  */
 export class MemorySessionStore implements SessionStore {
+  readonly shared = false;
   private readonly sessions = new Map<string, Entry>();
   /** Session ids by owner, least recently used first. */
   private readonly owners = new Map<string, Set<string>>();

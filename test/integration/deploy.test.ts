@@ -28,7 +28,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { HEADERS_FIRST, renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { HEADERS_FIRST, localReplyMappers, renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
 import { PROCESSOR_NODE_FLAGS } from '../../src/lib/node-flags.js';
 import { validateEnvoyConfig } from '../support/envoy.js';
 
@@ -574,6 +574,7 @@ describe('deploy/istio', () => {
   const filterPatch = findEnvoyFilterPatch(filter, 'HTTP_FILTER');
   const vhostPatch = findEnvoyFilterPatch(filter, 'VIRTUAL_HOST');
   const listenerPatch = findEnvoyFilterPatch(filter, 'LISTENER');
+  const hcmPatch = findEnvoyFilterPatch(filter, 'NETWORK_FILTER');
   const istioGateway = one('Gateway', 'mcp-gateway');
   const clientVs = one('VirtualService', 'mcp-gateway');
   const internalVs = one('VirtualService', 'mcp-gateway-internal');
@@ -631,10 +632,21 @@ describe('deploy/istio', () => {
     assert.equal(tp.connectionPool.tcp.maxConnections, limits.max_connections);
     assert.equal(tp.connectionPool.http.http1MaxPendingRequests, limits.max_pending_requests);
     assert.equal(tp.connectionPool.http.http2MaxRequests, limits.max_requests);
+    assert.equal(tp.connectionPool.http.maxRetries, limits.max_retries);
     // Istio turns minHealthPercent into healthy_panic_threshold: never spread over dead replicas.
     assert.equal(tp.outlierDetection.minHealthPercent, ours.common_lb_config.healthy_panic_threshold.value);
     assert.equal(tp.outlierDetection.consecutiveLocalOriginFailures, 1, 'a replica that refuses connections is ejected at once');
     assert.equal(tp.outlierDetection.splitExternalLocalOriginErrors, true);
+  });
+
+  it("maps Envoy's own answers to JSON-RPC errors as the generated bootstrap does, minus the server name Istio's routes cannot carry", () => {
+    assert.equal(hcmPatch.patch.operation, 'MERGE');
+    assert.equal(hcmPatch.match.listener.portNumber, filterPatch.match.listener.portNumber);
+    assert.equal(hcmPatch.match.listener.filterChain.filter.name, 'envoy.filters.network.http_connection_manager');
+    assert.deepEqual(hcmPatch.patch.value.typed_config.local_reply_config, { mappers: localReplyMappers({ serverInRouteMetadata: false }) });
+    // The generated one differs only in naming the server.
+    const generatedMessages = JSON.stringify(genHcm.local_reply_config).replaceAll(': %METADATA(ROUTE:mcp.gateway:server)%', '');
+    assert.equal(generatedMessages, JSON.stringify(hcmPatch.patch.value.typed_config.local_reply_config));
   });
 
   it('enables ext_proc on the MCP virtual host only, and keeps the gateway limits in step with gateway.yaml', () => {
@@ -734,6 +746,7 @@ describe('deploy/istio', () => {
         stat_prefix: statPrefix,
         route_config: { name: statPrefix, virtual_hosts: [vhost] },
         http_filters: [...filters, { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+        ...(statPrefix === 'internal' ? {} : { local_reply_config: hcmPatch.patch.value.typed_config.local_reply_config }),
       },
     });
     const upstreams = new Map([...client.clusters, ...internal.clusters]);
@@ -799,6 +812,7 @@ describe('deploy/istio', () => {
             max_connections: tp.connectionPool.tcp.maxConnections,
             max_pending_requests: tp.connectionPool.http.http1MaxPendingRequests,
             max_requests: tp.connectionPool.http.http2MaxRequests,
+            max_retries: tp.connectionPool.http.maxRetries,
           },
         ],
       },

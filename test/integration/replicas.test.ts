@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
-import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { PROCESSOR_HEALTH_CHECK_MS, renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
 import { startDemoServer, type DemoServer } from '../fixtures/mcp-servers/demo-server.js';
 import { startEnvoy, type EnvoyHandle } from '../support/envoy.js';
 import { connectClient, rawInitialize, rawRequest } from '../support/mcp-client.js';
@@ -13,6 +13,7 @@ import { freePorts } from '../support/ports.js';
 import { waitUntil } from '../support/proc.js';
 import { RedisServer } from '../support/redis.js';
 import { Replica, waitForProcessorHosts as waitForProcessorHostsIn } from '../support/replica.js';
+import { Traffic } from '../support/traffic.js';
 
 function textOf(result: object): string {
   return ((result as { content?: { text?: string }[] }).content ?? []).map((c) => c.text ?? '').join('');
@@ -39,6 +40,9 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
         envoy_admin: `127.0.0.1:${envoyAdminPort}`,
         processor: [`127.0.0.1:${g1}`, `127.0.0.1:${g2}`],
         admin: `127.0.0.1:${a1}`,
+        // Short, so that a hung replica's requests time out within the test (Envoy's message
+        // timeout is upstream_timeout + 5 s).
+        upstream_timeout: '1s',
       },
       servers: { alpha: { url: alpha.url } },
       rate_limits: { alpha: { requests_per_minute: 6000, burst_size: 6000, tools: [{ match: 'add', requests_per_minute: 1, burst_size: 20 }] } },
@@ -116,6 +120,122 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
     } finally {
       await c.close();
     }
+  });
+
+  it('a replica killed under load costs only the requests in flight on it and until the next health check, each a JSON-RPC error', async (t) => {
+    const init = await rawInitialize(mcpUrl);
+    const sid = init.sessionId!;
+    const workers = 8;
+    for (const cycle of [0, 1, 0]) {
+      const traffic = new Traffic(
+        mcpUrl,
+        sid,
+        (i) => ({ jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: 'alpha__echo', arguments: { text: `c${i}` } } }),
+        { workers, gapMs: 0, timeoutMs: 10_000 },
+      );
+      // Steady load on both replicas first, so the kill lands on streams in flight.
+      await waitUntil(() => traffic.outcomes.length >= 200, { timeoutMs: 20_000, what: 'load before the kill' });
+      const goneAt = await replicas[cycle]!.killed();
+      await waitForProcessorHosts(1);
+      const gone = Date.now();
+      await waitUntil(() => traffic.since(gone).length >= 200, { timeoutMs: 20_000, what: 'load after the kill' });
+      await traffic.stop();
+
+      const failed = traffic.outcomes.filter((o) => o.status !== 200);
+      // What was already on the dying replica may fail (sent before it was gone, at most one per
+      // worker), and what Envoy sends there before its next health check marks it; nothing later.
+      const inFlight = failed.filter((o) => o.at < goneAt);
+      const late = failed.filter((o) => o.at >= goneAt + PROCESSOR_HEALTH_CHECK_MS);
+      t.diagnostic(`kill ${cycle}: ${traffic.outcomes.length} requests, ${inFlight.length} failed in flight, ${failed.length - inFlight.length - late.length} within the health-check interval, ${late.length} later`);
+      let where = `cycle ${cycle}: ${JSON.stringify(failed)}`;
+      if (late.length > 0 || inFlight.length > workers) {
+        const stats = (await (await fetch(`${envoyAdmin}/stats`)).text()).split('\n').filter((l) => l.includes('mcpgw_processor') && /retry|cx_connect_fail|health_check/.test(l));
+        where += `\nsent after the replica was gone (ms): ${failed.map((o) => o.at - goneAt).join(',')}\n${stats.join('\n')}`;
+      }
+      assert.ok(inFlight.length <= workers, where);
+      assert.equal(late.length, 0, where);
+      for (const o of failed) {
+        // A response already streaming when its replica died can only be cut off: its status is
+        // on the wire. Everything else is the processor-unavailable JSON-RPC error.
+        if (o.status === 0) {
+          assert.match(o.message, /terminated|closed|reset|hang up/i, where);
+          continue;
+        }
+        assert.equal(o.status, 503, where);
+        assert.equal(o.rpcCode, -32000, where);
+        assert.match(o.message, /processor/i, where);
+      }
+      assert.ok(traffic.since(gone).every((o) => o.status === 200));
+      await replicas[cycle]!.start();
+      await waitForProcessorHosts(2);
+    }
+  });
+
+  it('a hung replica costs the requests it holds a JSON-RPC 504, not a hang', async () => {
+    const init = await rawInitialize(mcpUrl);
+    const sid = init.sessionId!;
+    replicas[1]!.pause();
+    try {
+      // Round robin puts some of these on the frozen replica before anything can notice.
+      const answers = await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          rawRequest(mcpUrl, {
+            headers: { 'mcp-session-id': sid },
+            body: { jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: 'alpha__echo', arguments: { text: 'h' } } },
+            timeoutMs: 30_000,
+          }),
+        ),
+      );
+      const stuck = answers.filter((r) => r.status !== 200);
+      assert.ok(stuck.length > 0, 'some requests met the frozen replica');
+      for (const r of stuck) {
+        assert.equal(r.status, 504, r.text);
+        assert.equal((r.json as { error: { code: number } }).error.code, -32000, r.text);
+        assert.match((r.json as { error: { message: string } }).error.message, /processor did not answer/, r.text);
+      }
+    } finally {
+      replicas[1]!.resume();
+    }
+    await waitForProcessorHosts(2);
+  });
+
+  it('a cancellation that lands on a replica not running the call still reaches the server', async () => {
+    const init = await rawInitialize(mcpUrl);
+    const sid = init.sessionId!;
+    // The call runs through replica 0 (the only one up when it starts) ...
+    replicas[1]!.kill();
+    await waitForProcessorHosts(1);
+    const call = rawRequest(mcpUrl, {
+      headers: { 'mcp-session-id': sid },
+      body: { jsonrpc: '2.0', id: 'long-call', method: 'tools/call', params: { name: 'alpha__slow_progress', arguments: { seconds: 60, steps: 0 } } },
+      timeoutMs: 90_000,
+    }).catch((e: Error) => e);
+    const before = alpha.cancellations();
+    await replicas[1]!.start();
+    await waitForProcessorHosts(2);
+    // ... which then hangs, so only replica 1 can act on the cancellation.
+    replicas[0]!.pause();
+    try {
+      const cancel = (): Promise<unknown> =>
+        rawRequest(mcpUrl, {
+          headers: { 'mcp-session-id': sid },
+          body: { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'long-call', reason: 'changed my mind' } },
+          timeoutMs: 2_000,
+        }).catch(() => undefined);
+      // Round robin sends at least one of each pair to replica 1.
+      await waitUntil(
+        async () => {
+          await Promise.all([cancel(), cancel()]);
+          return alpha.cancellations() > before;
+        },
+        { timeoutMs: 20_000, what: 'the upstream to see the cancellation' },
+      );
+    } finally {
+      replicas[0]!.resume();
+    }
+    assert.equal(alpha.cancellations(), before + 1);
+    await call;
+    await waitForProcessorHosts(2);
   });
 
   it('never hangs when Redis dies mid-traffic, and recovers when it is back', async () => {

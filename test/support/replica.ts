@@ -36,6 +36,25 @@ export class Replica {
     this.child?.kill('SIGKILL');
   }
 
+  /** SIGKILL, resolved with the time the process was gone (its sockets closed by the kernel). */
+  killed(): Promise<number> {
+    const child = this.child;
+    if (child === null || child.exitCode !== null || child.signalCode !== null) return Promise.resolve(Date.now());
+    return new Promise((resolve) => {
+      child.once('exit', () => resolve(Date.now()));
+      child.kill('SIGKILL');
+    });
+  }
+
+  /** Freezes the process (SIGSTOP): it holds its connections but answers nothing, like a hung one. */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
   async stop(): Promise<void> {
     if (this.child !== null) await stopChild(this.child);
   }

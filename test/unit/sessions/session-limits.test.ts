@@ -226,6 +226,7 @@ describe('RedisSessionStore limits', () => {
     let flip = false;
     const pick = (): RedisSessionStore => ((flip = !flip) ? r.A : r.B);
     const store: SessionStore = {
+      shared: true,
       create: (i) => pick().create(i),
       get: (id) => pick().get(id),
       setUpstream: (s, server, u) => pick().setUpstream(s, server, u),
