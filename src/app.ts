@@ -26,6 +26,7 @@ import { UpstreamClient } from './upstream/client.js';
 import { ControlSessions } from './upstream/control.js';
 import { HealthMonitor } from './upstream/health.js';
 import { UpstreamSessions } from './upstream/sessions.js';
+import { ServerStreams } from './aggregated/server-stream.js';
 
 /** Options for one processor replica. */
 export interface RunOptions {
@@ -130,6 +131,8 @@ export async function createContext(
   }
   const upstreamSessions = new UpstreamSessions(upstream, sessions, log);
   upstreamSessionsRef.current = upstreamSessions;
+  const streams = new ServerStreams();
+  upstreamSessions.onCreated = (id) => streams.upstreamAdded(id);
   const control = new ControlSessions(rc, upstream, log);
   const naming = new Namespace(rc.servers.keys(), config.gateway.tool_separator);
   const catalog = new Catalog(rc, control, naming, log);
@@ -141,6 +144,7 @@ export async function createContext(
     upstream,
     upstreamSessions,
     inflight: new Map(),
+    streams,
     log,
     metrics,
     observer: new OperationObserver(metrics, log, config.logging.operations),
@@ -159,6 +163,7 @@ export async function createContext(
      * upstream timeout.
      */
     async close(): Promise<void> {
+      streams.closeAll();
       await Promise.all([...sessions.localSessions()].map((s) => upstreamSessions.terminateAll(rc, s)));
       await control.close();
       sessions.close();
