@@ -89,6 +89,42 @@ describe('the server→client stream on /mcp', () => {
     }
   });
 
+  it('lets each client’s logging/setLevel decide which background log messages reach it', async () => {
+    const quiet = await connectClient(stack().mcpUrl);
+    const loud = await connectClient(stack().mcpUrl);
+    try {
+      const alpha = stack().demo['alpha']!;
+      const before = upstreamGets(alpha);
+      await quiet.client.setLoggingLevel('error');
+      for (const c of [quiet, loud]) await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'x' } });
+      await waitUntil(() => upstreamGets(alpha) >= before + 2, { ...WAIT, what: 'both clients’ alpha streams open' });
+      await alpha.notifyLog('info', 'background info');
+      await alpha.notifyLog('error', 'background error');
+      const logs = (c: ConnectedClient): string[] => c.notifications.filter((n) => n.method === 'notifications/message').map((n) => String((n.params as { data: unknown }).data));
+      await waitUntil(() => logs(loud).length >= 2 && logs(quiet).length >= 1, { ...WAIT, what: () => `log messages (loud: ${logs(loud).join()}, quiet: ${logs(quiet).join()})` });
+      assert.deepEqual(logs(loud), ['background info', 'background error']);
+      assert.deepEqual(logs(quiet), ['background error']);
+    } finally {
+      await quiet.close({ terminate: true });
+      await loud.close({ terminate: true });
+    }
+  });
+
+  it('carries a server’s roots/list outside any request to the client, and the answer back to it', async () => {
+    const roots = [{ uri: 'file:///work/project', name: 'project' }];
+    const c = await connectClient(stack().mcpUrl, { roots });
+    try {
+      const alpha = stack().demo['alpha']!;
+      const before = upstreamGets(alpha);
+      await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'x' } });
+      await waitUntil(() => upstreamGets(alpha) > before, { ...WAIT, what: 'alpha’s stream opens' });
+      const answers = await alpha.askRoots();
+      assert.deepEqual(answers, [{ roots }]);
+    } finally {
+      await c.close({ terminate: true });
+    }
+  });
+
   it('resumes with Last-Event-ID after a drop without losing or repeating an event', async () => {
     const net = breakableFetch();
     const c = await connectClient(stack().mcpUrl, { fetch: net.fetch });
