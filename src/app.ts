@@ -27,6 +27,7 @@ import { ControlSessions } from './upstream/control.js';
 import { HealthMonitor } from './upstream/health.js';
 import { UpstreamSessions } from './upstream/sessions.js';
 import { ServerStreams } from './aggregated/server-stream.js';
+import { CatalogWatch } from './aggregated/catalog-watch.js';
 
 /** Options for one processor replica. */
 export interface RunOptions {
@@ -223,9 +224,12 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
   log.info({ grpc: grpcAddress, admin: adminAddress, servers: context.rc.serverList.map((s) => s.name) }, 'processor started');
   // Warm the catalogs once Envoy can carry our calls (failures just mean a cold first list),
   // then start the health checks.
+  const watch = new CatalogWatch(context, control);
   const warm = setTimeout(() => {
     void context.catalog.warmUp().finally(() => {
-      if (ready) health.start();
+      if (!ready) return;
+      health.start();
+      watch.start();
     });
   }, 200);
   warm.unref();
@@ -239,6 +243,10 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
       ready = false;
       clearTimeout(warm);
       health.stop();
+      watch.close();
+      // Open server→client streams end cleanly now (their clients resume on another replica)
+      // rather than hold the shutdown until it is forced.
+      context.streams.closeAll();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       // In-flight requests finish first (briefly), then the upstream sessions are ended.
       await new Promise<void>((resolve) => {

@@ -173,22 +173,26 @@ function mergedInstructions(all: readonly { server: string; text: string | null 
   return parts.length === 0 ? {} : { instructions: parts.join('\n\n') };
 }
 
-/** Union of the upstreams' capabilities as the gateway offers them on /mcp. */
-function unionCapabilities(caps: readonly (JsonObject | null)[]): JsonObject {
+/**
+ * Union of the upstreams' capabilities as the gateway offers them on /mcp. `listChanged` and
+ * `resources.subscribe` are offered when some upstream offers them: the notifications reach
+ * clients on the server→client stream (server-stream.ts), and subscriptions go to the server
+ * that owns the resource.
+ */
+export function unionCapabilities(caps: readonly (JsonObject | null)[]): JsonObject {
   const out: JsonObject = {};
-  let subscribe = false;
   for (const c of caps) {
     if (c === null) continue;
-    if (isObject(c['tools'])) out['tools'] = {};
-    if (isObject(c['prompts'])) out['prompts'] = {};
-    if (isObject(c['resources'])) {
-      out['resources'] = {};
-      if (c['resources']['subscribe'] === true) subscribe = true;
+    for (const kind of ['tools', 'prompts', 'resources'] as const) {
+      const k = c[kind];
+      if (!isObject(k)) continue;
+      const merged = isObject(out[kind]) ? out[kind] : (out[kind] = {});
+      if (k['listChanged'] === true) merged['listChanged'] = true;
+      if (kind === 'resources' && k['subscribe'] === true) merged['subscribe'] = true;
     }
     if (isObject(c['completions'])) out['completions'] = {};
     if (isObject(c['logging'])) out['logging'] = {};
   }
-  if (subscribe && isObject(out['resources'])) out['resources'] = { subscribe: true };
   return out;
 }
 

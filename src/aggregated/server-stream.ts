@@ -6,7 +6,7 @@ import { isEventStream, SseEventReader, sseEventText, type SseEvent } from '../m
 import type { LocalStream, StreamSink } from '../request/decision.js';
 import { serverVisible } from '../request/guard.js';
 import type { Caller } from '../request/state.js';
-import type { GatewaySession } from '../sessions/store.js';
+import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
 import type { AggregatedContext } from './context.js';
 import { fanInEventId, postEventId, type ResumePoint } from './event-ids.js';
 import { rewriteUpstreamMessage, type RewriteEffects } from './rewrite.js';
@@ -68,6 +68,15 @@ export class ServerStreams {
   /** The client session got a new upstream session: its standalone stream takes that one in. */
   upstreamAdded(sessionId: string): void {
     for (const s of this.bySession.get(sessionId) ?? []) if (s instanceof FanIn) s.recheck();
+  }
+
+  /**
+   * A server announced a changed list on the gateway's own session with it: every standalone
+   * stream whose client may see the server and does not hear it on an upstream session of its
+   * own gets the notification.
+   */
+  listChanged(server: string, method: string): void {
+    for (const set of this.bySession.values()) for (const s of set) if (s instanceof FanIn) s.announce(server, method);
   }
 
   /** Ends every stream (the replica shuts down; clients resume elsewhere). */
@@ -138,47 +147,13 @@ abstract class Closable implements LocalStream {
   }
 
   /** Waits, unless the stream closes first; false when it closed. */
-  protected async pause(ms: number): Promise<boolean> {
-    try {
-      await sleep(ms, undefined, { signal: this.abort.signal });
-      return true;
-    } catch {
-      return false;
-    }
+  protected pause(ms: number): Promise<boolean> {
+    return pause(ms, this.abort.signal);
   }
 
-  /**
-   * Opens one upstream session's GET stream and hands its events to `onEvent` until it ends.
-   * Returns how it went: `ended` (the server or the network closed it), `refused` (no GET
-   * stream on this server), `forgot` (the server no longer knows the session), `failed`.
-   */
-  protected async pump(server: RuntimeServer, up: { sessionId: string | null; protocolVersion: string }, lastEventId: string | null, onEvent: (e: SseEvent) => void): Promise<'ended' | 'refused' | 'forgot' | 'failed'> {
-    let res: Response;
-    try {
-      res = await this.ctx.upstream.openStream(server, { sessionId: up.sessionId, protocolVersion: up.protocolVersion, lastEventId, signal: this.abort.signal });
-    } catch (err) {
-      if (!this.closed) this.ctx.log.debug({ server: server.name, err }, 'upstream stream did not open');
-      return 'failed';
-    }
-    if (res.status === 405) {
-      await res.body?.cancel().catch(() => undefined);
-      return 'refused';
-    }
-    if (res.status !== 200 || !isEventStream(res.headers.get('content-type') ?? '')) {
-      const text = await readSome(res);
-      if (up.sessionId !== null && forgotSession(res.status, text)) return 'forgot';
-      this.ctx.log.debug({ server: server.name, status: res.status }, 'upstream refused its stream');
-      return res.status === 200 ? 'refused' : 'failed';
-    }
-    const reader = new SseEventReader(MAX_EVENT_BYTES, () => this.ctx.log.warn({ server: server.name, max_bytes: MAX_EVENT_BYTES }, 'upstream stream event too large; dropped'));
-    try {
-      for await (const chunk of res.body ?? []) {
-        for (const e of reader.push(chunk as Uint8Array)) onEvent(e);
-      }
-    } catch (err) {
-      if (!this.closed) this.ctx.log.debug({ server: server.name, err }, 'upstream stream broke off');
-    }
-    return 'ended';
+  /** Reads one upstream session's GET stream until it ends (see readUpstreamStream). */
+  protected pump(server: RuntimeServer, up: UpstreamSession, lastEventId: string | null, onEvent: (e: SseEvent) => void): Promise<StreamOutcome> {
+    return readUpstreamStream(this.ctx, server, up, lastEventId, this.abort.signal, onEvent);
   }
 
   /** One upstream message in its aggregated form (null: not JSON-RPC, dropped). */
@@ -215,6 +190,8 @@ abstract class Closable implements LocalStream {
 class FanIn extends Closable {
   /** Upstreams being read (or found to have no stream), by server name. */
   private readonly members = new Set<string>();
+  /** Members whose server offers no GET stream. */
+  private readonly refused = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private checking = false;
 
@@ -298,7 +275,11 @@ class FanIn extends Closable {
       const opened = performance.now();
       const outcome = await this.pump(server, up, this.positions.get(server.name) ?? null, (e) => this.deliver(server.name, e));
       if (this.closed) return;
-      if (outcome === 'refused') return; // stays a member: never asked again on this stream
+      if (outcome === 'refused') {
+        // Stays a member, never asked again on this stream.
+        this.refused.add(server.name);
+        return;
+      }
       if (outcome === 'forgot') {
         // The server restarted or expired the session: the same client gets a new one.
         this.positions.delete(server.name);
@@ -322,6 +303,13 @@ class FanIn extends Closable {
       wait = Math.min(wait * 2, RETRY_MAX_MS);
       if ((await this.fresh()) === null) return;
     }
+  }
+
+  /** A list change the gateway heard on its own session with `server`. */
+  announce(server: string, method: string): void {
+    if (this.closed || (this.members.has(server) && !this.refused.has(server))) return;
+    if (!serverVisible(this.ctx, this.owner.caller, server)) return;
+    this.send(sseEventText(this.positions.size > 0 ? fanInEventId(this.positions) : null, stringifyJson({ jsonrpc: '2.0', method })));
   }
 
   private deliver(server: string, e: SseEvent): void {
@@ -367,6 +355,61 @@ class PostResume extends Closable {
       const data = this.rename(name, e.data, requestMethod);
       if (data !== null) this.send(sseEventText(id, data));
     });
+  }
+}
+
+/** How reading an upstream's stream ended. */
+export type StreamOutcome = 'ended' | 'refused' | 'forgot' | 'failed';
+
+/**
+ * Opens one upstream session's GET stream (through Envoy's internal listener) and hands its
+ * events to `onEvent` until it ends. Returns how it went: `ended` (the server or the network
+ * closed it, or `signal` fired), `refused` (the server offers no GET stream), `forgot` (the
+ * server no longer knows the session), `failed` (unreachable, or refused for another reason).
+ */
+export async function readUpstreamStream(
+  ctx: Pick<AggregatedContext, 'upstream' | 'log'>,
+  server: RuntimeServer,
+  up: UpstreamSession,
+  lastEventId: string | null,
+  signal: AbortSignal,
+  onEvent: (e: SseEvent) => void,
+): Promise<StreamOutcome> {
+  let res: Response;
+  try {
+    res = await ctx.upstream.openStream(server, { sessionId: up.sessionId, protocolVersion: up.protocolVersion, lastEventId, signal });
+  } catch (err) {
+    if (!signal.aborted) ctx.log.debug({ server: server.name, err }, 'upstream stream did not open');
+    return 'failed';
+  }
+  if (res.status === 405) {
+    await res.body?.cancel().catch(() => undefined);
+    return 'refused';
+  }
+  if (res.status !== 200 || !isEventStream(res.headers.get('content-type') ?? '')) {
+    const text = await readSome(res);
+    if (up.sessionId !== null && forgotSession(res.status, text)) return 'forgot';
+    ctx.log.debug({ server: server.name, status: res.status }, 'upstream refused its stream');
+    return res.status === 200 ? 'refused' : 'failed';
+  }
+  const reader = new SseEventReader(MAX_EVENT_BYTES, () => ctx.log.warn({ server: server.name, max_bytes: MAX_EVENT_BYTES }, 'upstream stream event too large; dropped'));
+  try {
+    for await (const chunk of res.body ?? []) {
+      for (const e of reader.push(chunk as Uint8Array)) onEvent(e);
+    }
+  } catch (err) {
+    if (!signal.aborted) ctx.log.debug({ server: server.name, err }, 'upstream stream broke off');
+  }
+  return 'ended';
+}
+
+/** Waits `ms`, unless `signal` fires first; false when it did. Never holds the process open. */
+export async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    await sleep(ms, undefined, { signal, ref: false });
+    return true;
+  } catch {
+    return false;
   }
 }
 

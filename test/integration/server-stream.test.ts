@@ -52,9 +52,14 @@ describe('the server→client stream on /mcp', () => {
     },
   });
 
-  it('carries an upstream’s list_changed to the SDK client', async () => {
+  it('carries an upstream’s list_changed to the SDK client, and initialize offers it', async () => {
     const c = await connectClient(stack().mcpUrl);
     try {
+      const caps = c.client.getServerCapabilities() ?? {};
+      assert.deepEqual(
+        { tools: caps.tools, prompts: caps.prompts, resources: caps.resources },
+        { tools: { listChanged: true }, prompts: { listChanged: true }, resources: { listChanged: true, subscribe: true } },
+      );
       const alpha = stack().demo['alpha']!;
       const before = upstreamGets(alpha);
       // The client's upstream session with alpha exists once it used alpha.
@@ -64,6 +69,33 @@ describe('the server→client stream on /mcp', () => {
       await waitUntil(() => has(c, (n) => n.method === 'notifications/tools/list_changed'), { ...WAIT, what: 'list_changed reaches the client' });
     } finally {
       await c.close({ terminate: true });
+    }
+  });
+
+  it('drops the catalog at once when a server’s tools change, and tells clients that never used it', async () => {
+    const stranger = await connectClient(stack().mcpUrl);
+    const user = await connectClient(stack().mcpUrl);
+    try {
+      const alpha = stack().demo['alpha']!;
+      const before = upstreamGets(alpha);
+      await user.client.callTool({ name: 'alpha__echo', arguments: { text: 'x' } });
+      await waitUntil(() => upstreamGets(alpha) > before, { ...WAIT, what: 'the user’s alpha stream opens' });
+      // Cached for the catalog's TTL (60 s) from here on.
+      assert.ok(!(await stranger.client.listTools()).tools.some((t) => t.name === 'alpha__added'));
+      alpha.addTool('added');
+      // A marker after the change on the user's own upstream stream.
+      await alpha.notifyLog('emergency', 'after the change');
+      const changed = (c: ConnectedClient): number => c.notifications.filter((n) => n.method === 'notifications/tools/list_changed').length;
+      await waitUntil(() => changed(stranger) > 0, { ...WAIT, what: 'the client without an alpha session hears the change' });
+      await waitUntil(() => has(user, (n) => n.method === 'notifications/message'), { ...WAIT, what: 'the marker reaches the user' });
+      assert.equal(changed(user), 1, 'the user hears it once, on its own upstream session');
+      const { tools } = await stranger.client.listTools();
+      assert.ok(tools.some((t) => t.name === 'alpha__added'), 'the next list has the new tool');
+      const result = await stranger.client.callTool({ name: 'alpha__added', arguments: {} });
+      assert.match(JSON.stringify(result), /added added/);
+    } finally {
+      await stranger.close({ terminate: true });
+      await user.close({ terminate: true });
     }
   });
 
@@ -165,6 +197,41 @@ describe('the server→client stream on /mcp', () => {
       await waitUntil(() => has(c, (n) => n.method === 'notifications/tools/list_changed'), { ...WAIT, what: 'list_changed from the restarted server' });
     } finally {
       await c.close({ terminate: true });
+    }
+  });
+
+  it('costs one ext_proc message from Envoy per stream, and one to Envoy per event', async () => {
+    const c = await connectClient(stack().mcpUrl);
+    const alpha = stack().demo['alpha']!;
+    for (let i = 0; i < 20; i++) await c.client.subscribeResource({ uri: `alpha+demo://cost/${i}` });
+    const sessionId = c.sessionId!;
+    // The session stays; only the client's own stream goes.
+    await c.close();
+    const stats = (): Promise<Record<string, number>> => stack().envoy.stats('^http\\.mcp_gateway\\.ext_proc\\.stream_msgs_');
+    const before = upstreamGets(alpha);
+    const ac = new AbortController();
+    try {
+      const base = await stats();
+      const res = await fetch(stack().mcpUrl, {
+        headers: { accept: 'text/event-stream', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' },
+        signal: ac.signal,
+      });
+      assert.equal(res.status, 200);
+      await waitUntil(() => upstreamGets(alpha) > before, { ...WAIT, what: 'alpha’s stream opens' });
+      for (let i = 0; i < 20; i++) await alpha.notifyResourceUpdated(`demo://cost/${i}`);
+      let text = '';
+      const decoder = new TextDecoder();
+      for await (const chunk of res.body!) {
+        text += decoder.decode(chunk as Uint8Array, { stream: true });
+        if ((text.match(/notifications\/resources\/updated/g) ?? []).length >= 20) break;
+      }
+      const after = await stats();
+      const delta = (k: string): number => (after[`http.mcp_gateway.ext_proc.${k}`] ?? 0) - (base[`http.mcp_gateway.ext_proc.${k}`] ?? 0);
+      assert.equal(delta('stream_msgs_sent'), 1, 'Envoy sends the request headers, nothing per event');
+      assert.equal(delta('stream_msgs_received'), 21, 'the processor sends the response headers and one message per event');
+    } finally {
+      ac.abort();
+      await fetch(stack().mcpUrl, { method: 'DELETE', headers: { 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' } });
     }
   });
 
