@@ -118,6 +118,64 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
     }
   });
 
+  it('serves the server→client stream from either replica, and a DELETE on any replica ends it', async () => {
+    const c = await connectClient(mcpUrl);
+    await c.client.subscribeResource({ uri: 'alpha+demo://replicated' });
+    const sessionId = c.sessionId!;
+    await c.close();
+    const headers = { accept: 'text/event-stream', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' };
+    /** Opens a GET stream and reads it until `until` holds for what arrived, or it ends. */
+    const open = async (): Promise<{ text: () => string; ended: Promise<void>; abort: () => void }> => {
+      const ac = new AbortController();
+      const res = await fetch(mcpUrl, { headers, signal: ac.signal });
+      assert.equal(res.status, 200);
+      let text = '';
+      const decoder = new TextDecoder();
+      const ended = (async () => {
+        try {
+          for await (const chunk of res.body!) text += decoder.decode(chunk as Uint8Array, { stream: true });
+        } catch {
+          // aborted by the test
+        }
+      })();
+      return { text: () => text, ended, abort: () => ac.abort() };
+    };
+    const served = new Set<string>();
+    const before = await Promise.all(replicas.map((r) => r.requestsServed()));
+    // Envoy spreads ext_proc streams over both replicas: each GET, wherever it lands, carries the session's events.
+    for (let i = 0; i < 4; i++) {
+      const s = await open();
+      await waitUntil(
+        async () => {
+          await alpha.notifyResourceUpdated('demo://replicated');
+          return s.text().includes('alpha+demo://replicated');
+        },
+        { timeoutMs: 15_000, intervalMs: 200, what: `an event on GET ${i}` },
+      );
+      s.abort();
+      await s.ended;
+    }
+    const afterGets = await Promise.all(replicas.map((r) => r.requestsServed()));
+    afterGets.forEach((n, i) => {
+      if (n > before[i]!) served.add(String(i));
+    });
+    assert.equal(served.size, 2, 'both replicas served some of the streams');
+    // DELETE goes wherever Envoy sends it; the stream ends on whichever replica holds it.
+    const s = await open();
+    await waitUntil(
+      async () => {
+        await alpha.notifyResourceUpdated('demo://replicated');
+        return s.text().includes('alpha+demo://replicated');
+      },
+      { timeoutMs: 15_000, intervalMs: 200, what: 'an event before DELETE' },
+    );
+    const del = await fetch(mcpUrl, { method: 'DELETE', headers: { 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' } });
+    assert.equal(del.status, 200);
+    const ended = await Promise.race([s.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000).unref())]);
+    s.abort();
+    assert.ok(ended, 'the stream ended after DELETE');
+  });
+
   it('never hangs when Redis dies mid-traffic, and recovers when it is back', async () => {
     const init = await rawInitialize(mcpUrl);
     const sid = init.sessionId!;
