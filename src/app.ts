@@ -92,7 +92,9 @@ export async function createContext(
   };
   const upstream = makeUpstream(rc.internalBaseUrl, rc.upstreamTimeoutMs, (s) => credentials.headersFor(s));
   const upstreamSessionsRef: { current: UpstreamSessions | null } = { current: null };
+  const streams = new ServerStreams();
   const onExpire = (s: GatewaySession): void => {
+    streams.sessionEnded(s.id);
     void upstreamSessionsRef.current?.terminateAll(rc, s);
   };
   // A session ended to make room for a newer one of the same client: ended like an expired one.
@@ -101,6 +103,7 @@ export async function createContext(
       { event: 'session_evicted', identity: s.identity, upstream_sessions: s.upstream.size, max_sessions_per_client: rc.maxSessionsPerClient },
       'session ended: its client opened more than gateway.max_sessions_per_client',
     );
+    streams.sessionEnded(s.id);
     void upstreamSessionsRef.current?.terminateAll(rc, s);
   };
   const limits = { maxSessions: rc.maxSessions, maxSessionsPerClient: rc.maxSessionsPerClient, onExpire, onEvict };
@@ -132,7 +135,6 @@ export async function createContext(
   }
   const upstreamSessions = new UpstreamSessions(upstream, sessions, log);
   upstreamSessionsRef.current = upstreamSessions;
-  const streams = new ServerStreams();
   upstreamSessions.onCreated = (id) => streams.upstreamAdded(id);
   const control = new ControlSessions(rc, upstream, log);
   const naming = new Namespace(rc.servers.keys(), config.gateway.tool_separator);

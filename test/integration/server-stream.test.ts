@@ -142,16 +142,26 @@ describe('the server→client stream on /mcp', () => {
     }
   });
 
-  it('carries a server’s roots/list outside any request to the client, and the answer back to it', async () => {
+  it('carries roots, sampling and elicitation requests sent outside any request to the client, and the answers back', async () => {
     const roots = [{ uri: 'file:///work/project', name: 'project' }];
-    const c = await connectClient(stack().mcpUrl, { roots });
+    const sampled: string[] = [];
+    const c = await connectClient(stack().mcpUrl, {
+      roots,
+      onSampling: (p) => {
+        sampled.push(JSON.stringify(p.messages));
+        return { role: 'assistant', content: { type: 'text', text: 'sampled' }, model: 'test-model' };
+      },
+      onElicitation: (p) => ({ action: 'accept', content: { name: `answer to ${p.message}` } }),
+    });
     try {
       const alpha = stack().demo['alpha']!;
       const before = upstreamGets(alpha);
       await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'x' } });
       await waitUntil(() => upstreamGets(alpha) > before, { ...WAIT, what: 'alpha’s stream opens' });
-      const answers = await alpha.askRoots();
-      assert.deepEqual(answers, [{ roots }]);
+      assert.deepEqual(await alpha.ask('roots'), [{ roots }]);
+      assert.deepEqual(await alpha.ask('sampling'), [{ role: 'assistant', content: { type: 'text', text: 'sampled' }, model: 'test-model' }]);
+      assert.match(sampled[0] ?? '', /from alpha/);
+      assert.deepEqual(await alpha.ask('elicitation'), [{ action: 'accept', content: { name: 'answer to alpha asks' } }]);
     } finally {
       await c.close({ terminate: true });
     }
