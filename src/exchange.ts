@@ -72,8 +72,9 @@ export class Exchange {
     sweeper ??= setInterval(sweepPhases, SWEEP_MS).unref();
   }
 
-  async onRequestHeaders(headers: Headers, endOfStream: boolean): Promise<Decision> {
+  async onRequestHeaders(headers: Headers, endOfStream: boolean, canStream = false): Promise<Decision> {
     const state = newRequestState(headers, traceFrom(headers.get('traceparent') ?? this.envoyTraceparent, headers.get('tracestate')), performance.now());
+    state.canStream = canStream;
     this.state = state;
     const d = await this.settle(state, async () => {
       const to = admit(this.ctx, headers, state.method);

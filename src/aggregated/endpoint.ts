@@ -39,6 +39,9 @@ export function aggregatedEndpoint(ctx: AggregatedContext, state: RequestState):
         case 'DELETE':
           return deleteSession(ctx, state);
         case 'GET':
+          // An Envoy whose route for GET /mcp sends request bodies cannot take a streamed
+          // response: there the stream is not offered, as the spec allows.
+          if (!state.canStream) throw new GatewayError('GW_ERR_HTTP_METHOD_NOT_ALLOWED', undefined, { headers: { allow: 'POST, DELETE' } });
           checkVersion(state);
           return openServerStream(ctx, state);
         default:

@@ -45,6 +45,17 @@ export function attributeHeaders(req: ProcessingRequestMsg): Map<string, string>
 const HEADER_ATTRIBUTE_ENTRIES = Object.entries(REQUEST_HEADER_ATTRIBUTES);
 
 /**
+ * Whether Envoy takes a streamed immediate response for this request: only while the request
+ * body is not sent to the processor, or sent full-duplex (an Envoy that routes GET /mcp with
+ * another body mode treats it as a spurious message and fails the request). Envoy sends the
+ * effective mode with the first message; absent means NONE.
+ */
+function streamsAllowed(req: ProcessingRequestMsg): boolean {
+  const mode = req.protocol_config?.request_body_mode ?? 'NONE';
+  return mode === 'NONE' || mode === 'FULL_DUPLEX_STREAMED';
+}
+
+/**
  * Drives one Exchange from one ext_proc gRPC stream. Envoy requires exactly one reply per
  * message, in order, so messages are handled strictly one after another on a promise chain.
  * A request-level failure never fails the gRPC stream: it becomes an ImmediateResponse.
@@ -105,7 +116,7 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
     switch (phase) {
       case 'request_headers': {
         const h: Headers = headerMap(req.request_headers);
-        decision = await stream.onRequestHeaders(h, req.request_headers?.end_of_stream === true);
+        decision = await stream.onRequestHeaders(h, req.request_headers?.end_of_stream === true, streamsAllowed(req));
         break;
       }
       case 'request_body':

@@ -73,6 +73,16 @@ describe('ext_proc stream handling (no sockets)', () => {
     assert.equal(imm.status.code, 400);
   });
 
+  it('answers GET on /mcp with 405 where Envoy sends request bodies (it would refuse a streamed response)', async () => {
+    const call = start();
+    const get = headers({ ':method': 'GET', ':path': '/mcp', ':authority': '127.0.0.1:8080', accept: 'text/event-stream', 'mcp-session-id': 'x' }, true);
+    call.emit('data', { ...get, protocol_config: { request_body_mode: 'BUFFERED' } });
+    const [first] = await call.replies(1);
+    const imm = first?.['immediate_response'] as { status: { code: number }; headers: { set_headers: { header: { key: string; raw_value: Buffer } }[] } };
+    assert.equal(imm.status.code, 405);
+    assert.equal(imm.headers.set_headers.find((h) => h.header.key === 'allow')?.header.raw_value.toString(), 'POST, DELETE');
+  });
+
   it('ends the gRPC stream when Envoy does, after the pending replies', async () => {
     const call = start();
     call.emit('data', headers(POST));
