@@ -252,8 +252,9 @@ class FanIn extends Closable {
 
   private join(session: GatewaySession): void {
     if (this.closed) return;
-    for (const name of session.upstream.keys()) {
-      if (this.members.has(name)) continue;
+    for (const [name, up] of session.upstream) {
+      // A server running stateless has no session to stream: it only answers requests.
+      if (this.members.has(name) || up.sessionId === null) continue;
       const server = this.ctx.rc.servers.get(name);
       if (server === undefined || !serverVisible(this.ctx, this.owner.caller, name)) continue;
       this.members.add(name);
