@@ -26,6 +26,8 @@ import { UpstreamClient } from './upstream/client.js';
 import { ControlSessions } from './upstream/control.js';
 import { HealthMonitor } from './upstream/health.js';
 import { UpstreamSessions } from './upstream/sessions.js';
+import { ServerStreams } from './aggregated/server-stream.js';
+import { CatalogWatch } from './aggregated/catalog-watch.js';
 
 /** Options for one processor replica. */
 export interface RunOptions {
@@ -90,7 +92,9 @@ export async function createContext(
   };
   const upstream = makeUpstream(rc.internalBaseUrl, rc.upstreamTimeoutMs, (s) => credentials.headersFor(s));
   const upstreamSessionsRef: { current: UpstreamSessions | null } = { current: null };
+  const streams = new ServerStreams();
   const onExpire = (s: GatewaySession): void => {
+    streams.sessionEnded(s.id);
     void upstreamSessionsRef.current?.terminateAll(rc, s);
   };
   // A session ended to make room for a newer one of the same client: ended like an expired one.
@@ -99,6 +103,7 @@ export async function createContext(
       { event: 'session_evicted', identity: s.identity, upstream_sessions: s.upstream.size, max_sessions_per_client: rc.maxSessionsPerClient },
       'session ended: its client opened more than gateway.max_sessions_per_client',
     );
+    streams.sessionEnded(s.id);
     void upstreamSessionsRef.current?.terminateAll(rc, s);
   };
   const limits = { maxSessions: rc.maxSessions, maxSessionsPerClient: rc.maxSessionsPerClient, onExpire, onEvict };
@@ -130,6 +135,7 @@ export async function createContext(
   }
   const upstreamSessions = new UpstreamSessions(upstream, sessions, log);
   upstreamSessionsRef.current = upstreamSessions;
+  upstreamSessions.onCreated = (id) => streams.upstreamAdded(id);
   const control = new ControlSessions(rc, upstream, log);
   const naming = new Namespace(rc.servers.keys(), config.gateway.tool_separator);
   const catalog = new Catalog(rc, control, naming, log);
@@ -141,6 +147,7 @@ export async function createContext(
     upstream,
     upstreamSessions,
     inflight: new Map(),
+    streams,
     log,
     metrics,
     observer: new OperationObserver(metrics, log, config.logging.operations),
@@ -159,6 +166,7 @@ export async function createContext(
      * upstream timeout.
      */
     async close(): Promise<void> {
+      streams.closeAll();
       await Promise.all([...sessions.localSessions()].map((s) => upstreamSessions.terminateAll(rc, s)));
       await control.close();
       sessions.close();
@@ -218,9 +226,12 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
   log.info({ grpc: grpcAddress, admin: adminAddress, servers: context.rc.serverList.map((s) => s.name) }, 'processor started');
   // Warm the catalogs once Envoy can carry our calls (failures just mean a cold first list),
   // then start the health checks.
+  const watch = new CatalogWatch(context, control);
   const warm = setTimeout(() => {
     void context.catalog.warmUp().finally(() => {
-      if (ready) health.start();
+      if (!ready) return;
+      health.start();
+      watch.start();
     });
   }, 200);
   warm.unref();
@@ -234,6 +245,10 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
       ready = false;
       clearTimeout(warm);
       health.stop();
+      watch.close();
+      // Open server→client streams end cleanly now (their clients resume on another replica)
+      // rather than hold the shutdown until it is forced.
+      context.streams.closeAll();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       // In-flight requests finish first (briefly), then the upstream sessions are ended.
       await new Promise<void>((resolve) => {

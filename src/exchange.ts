@@ -48,6 +48,8 @@ export class Exchange {
   private endpoint: EndpointHandler | null = null;
   private body: BodyRewriter | BodyDecider | null = null;
   private finished = false;
+  /** The processor streams the response itself: its end is the request's normal end. */
+  private streaming = false;
   /** The answer given when the processor stopped waiting on a phase. */
   private abandoned: RespondDecision | null = null;
   /** When the phase in work started (0: none in work), and whether Envoy was asked for more time. */
@@ -70,8 +72,9 @@ export class Exchange {
     sweeper ??= setInterval(sweepPhases, SWEEP_MS).unref();
   }
 
-  async onRequestHeaders(headers: Headers, endOfStream: boolean): Promise<Decision> {
+  async onRequestHeaders(headers: Headers, endOfStream: boolean, canStream = false): Promise<Decision> {
     const state = newRequestState(headers, traceFrom(headers.get('traceparent') ?? this.envoyTraceparent, headers.get('tracestate')), performance.now());
+    state.canStream = canStream;
     this.state = state;
     const d = await this.settle(state, async () => {
       const to = admit(this.ctx, headers, state.method);
@@ -81,6 +84,12 @@ export class Exchange {
       this.endpoint = to.endpoint === 'aggregated' ? aggregatedEndpoint(this.ctx, state) : passthroughEndpoint(this.ctx, state, to.server);
       return this.endpoint.requestHeaders(endOfStream);
     });
+    if (d.kind === 'stream') {
+      // The operation lasts as long as the stream; it ends with the ext_proc stream.
+      this.streaming = true;
+      state.httpStatus = d.status;
+      return { ...d, metadata: accessLogMetadata(this.ctx, state) };
+    }
     if (!endOfStream || d.kind !== 'continue') return d;
     // A request without a body has no later request phase to carry the access-log metadata.
     if (this.endpoint?.seesResponse === false) this.finish(state);
@@ -96,7 +105,7 @@ export class Exchange {
     let head: ContinueDecision | null = null;
     if (this.state === null) {
       const d = await this.onRequestHeaders(headersFirst ?? new Map(), false);
-      if (d.kind === 'respond') return d;
+      if (d.kind !== 'continue') return d;
       head = d;
     }
     const state = this.started();
@@ -154,7 +163,7 @@ export class Exchange {
     this.unlink();
     const state = this.state;
     if (state === null || this.finished) return;
-    state.status = 'cancelled';
+    if (!this.streaming) state.status = 'cancelled';
     this.finish(state);
   }
 

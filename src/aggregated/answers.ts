@@ -2,7 +2,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { SESSION_HEADER } from '../mcp/headers.js';
 import { isObject, stringifyJson, type JsonObject, type JsonRpcId } from '../mcp/message.js';
 import { GATEWAY_INFO, KIND_INFO, LIST_KINDS, negotiateVersion, type CatalogKind } from '../mcp/protocol.js';
-import { respondAccepted, respondResult, type RespondDecision } from '../request/decision.js';
+import { respondAccepted, respondResult, type RespondDecision, type StreamDecision } from '../request/decision.js';
 import { aggregatedListFilter, checkSessionOwner, serverVisible, sessionSubject } from '../request/guard.js';
 import { clientIp } from '../request/limit.js';
 import { gatewaySessionHeader } from '../request/mutations.js';
@@ -10,6 +10,7 @@ import type { Caller, RequestState } from '../request/state.js';
 import { clientMetadataText, sessionOwner } from '../sessions/limits.js';
 import type { GatewaySession } from '../sessions/store.js';
 import type { AggregatedContext } from './context.js';
+import { parseEventId } from './event-ids.js';
 import { forward, inflightKeyOf, type Routed } from './route.js';
 
 /**
@@ -94,12 +95,38 @@ export async function requireSession(ctx: AggregatedContext, state: RequestState
   return session;
 }
 
-/** DELETE: ends the client's session and its upstream sessions. */
+/** DELETE: ends the client's session, its server→client streams and its upstream sessions. */
 export async function deleteSession(ctx: AggregatedContext, state: RequestState): Promise<RespondDecision> {
   const session = await requireSession(ctx, state);
   await ctx.sessions.delete(session.id);
+  ctx.streams.sessionEnded(session.id);
   await ctx.upstreamSessions.terminateAll(ctx.rc, session);
   return { kind: 'respond', status: 200, headers: [], body: '', details: 'mcpgw_session_deleted' };
+}
+
+/**
+ * GET: the session's server→client stream, served by the processor itself (every upstream
+ * session's stream fanned in), or with a `Last-Event-ID` from a POST's answer, the rest of that
+ * answer. See server-stream.ts.
+ */
+export async function openServerStream(ctx: AggregatedContext, state: RequestState): Promise<StreamDecision> {
+  if (!/(^|[\s,])(text\/event-stream|text\/\*|\*\/\*)\s*(;|,|$)/i.test(state.headers.get('accept') ?? '')) throw new GatewayError('GW_ERR_HTTP_NOT_ACCEPTABLE');
+  const session = await requireSession(ctx, state);
+  const caller = state.caller!;
+  const owner = { sessionId: session.id, caller };
+  const last = state.headers.get('last-event-id');
+  const point = last === undefined ? null : parseEventId(last, (s) => ctx.rc.servers.has(s) && serverVisible(ctx, caller, s));
+  const body = point?.kind === 'post' ? ctx.streams.resumePost(ctx, owner, session, point) : ctx.streams.fanIn(ctx, owner, session, point?.positions ?? new Map());
+  return {
+    kind: 'stream',
+    status: 200,
+    headers: [
+      { key: 'content-type', value: 'text/event-stream' },
+      { key: 'cache-control', value: 'no-cache' },
+      gatewaySessionHeader(session.id),
+    ],
+    body,
+  };
 }
 
 const ACCEPTED: Routed = { decision: respondAccepted(), forwarded: null };
@@ -151,22 +178,26 @@ function mergedInstructions(all: readonly { server: string; text: string | null 
   return parts.length === 0 ? {} : { instructions: parts.join('\n\n') };
 }
 
-/** Union of the upstreams' capabilities as the gateway offers them on /mcp. */
-function unionCapabilities(caps: readonly (JsonObject | null)[]): JsonObject {
+/**
+ * Union of the upstreams' capabilities as the gateway offers them on /mcp. `listChanged` and
+ * `resources.subscribe` are offered when some upstream offers them: the notifications reach
+ * clients on the server→client stream (server-stream.ts), and subscriptions go to the server
+ * that owns the resource.
+ */
+export function unionCapabilities(caps: readonly (JsonObject | null)[]): JsonObject {
   const out: JsonObject = {};
-  let subscribe = false;
   for (const c of caps) {
     if (c === null) continue;
-    if (isObject(c['tools'])) out['tools'] = {};
-    if (isObject(c['prompts'])) out['prompts'] = {};
-    if (isObject(c['resources'])) {
-      out['resources'] = {};
-      if (c['resources']['subscribe'] === true) subscribe = true;
+    for (const kind of ['tools', 'prompts', 'resources'] as const) {
+      const k = c[kind];
+      if (!isObject(k)) continue;
+      const merged = isObject(out[kind]) ? out[kind] : (out[kind] = {});
+      if (k['listChanged'] === true) merged['listChanged'] = true;
+      if (kind === 'resources' && k['subscribe'] === true) merged['subscribe'] = true;
     }
     if (isObject(c['completions'])) out['completions'] = {};
     if (isObject(c['logging'])) out['logging'] = {};
   }
-  if (subscribe && isObject(out['resources'])) out['resources'] = { subscribe: true };
   return out;
 }
 

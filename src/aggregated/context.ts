@@ -4,6 +4,7 @@ import type { UpstreamClient } from '../upstream/client.js';
 import type { UpstreamSessions } from '../upstream/sessions.js';
 import type { Catalog } from './catalog.js';
 import type { Namespace } from './naming.js';
+import type { ServerStreams } from './server-stream.js';
 
 /** What the aggregated endpoint needs beyond the shared request stages; built once per config. */
 export interface AggregatedContext extends RequestContext {
@@ -14,4 +15,6 @@ export interface AggregatedContext extends RequestContext {
   readonly upstreamSessions: UpstreamSessions;
   /** In-flight client requests: `<session>\n<id>` → server (so a cancellation finds its upstream). */
   readonly inflight: Map<string, string>;
+  /** The server→client streams this replica serves. */
+  readonly streams: ServerStreams;
 }

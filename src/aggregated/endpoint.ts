@@ -6,13 +6,20 @@ import { acceptsMcp, checkPostBody } from '../request/admit.js';
 import type { EndpointHandler } from '../request/endpoint.js';
 import { ADMITTED } from '../request/mutations.js';
 import type { RequestState } from '../request/state.js';
-import { deleteSession } from './answers.js';
+import { deleteSession, openServerStream } from './answers.js';
 import type { AggregatedContext } from './context.js';
 import { aggregatedResponse } from './response.js';
 import type { Forwarded } from './route.js';
 import { routerFor } from './router.js';
 
-const ALLOW = { allow: 'POST, DELETE' };
+const ALLOW = { allow: 'GET, POST, DELETE' };
+
+function checkVersion(state: RequestState): void {
+  const version = state.headers.get(PROTOCOL_VERSION_HEADER);
+  if (version !== undefined && !isSupportedVersion(version)) {
+    throw new GatewayError('GW_ERR_PROTOCOL_VERSION_UNSUPPORTED', `Unsupported MCP-Protocol-Version: ${version}`);
+  }
+}
 
 /**
  * `/mcp`: every configured server behind one MCP endpoint, with the gateway's own sessions,
@@ -31,18 +38,19 @@ export function aggregatedEndpoint(ctx: AggregatedContext, state: RequestState):
           break;
         case 'DELETE':
           return deleteSession(ctx, state);
+        case 'GET':
+          // An Envoy whose route for GET /mcp sends request bodies cannot take a streamed
+          // response: there the stream is not offered, as the spec allows.
+          if (!state.canStream) throw new GatewayError('GW_ERR_HTTP_METHOD_NOT_ALLOWED', undefined, { headers: { allow: 'POST, DELETE' } });
+          checkVersion(state);
+          return openServerStream(ctx, state);
         default:
-          // The server→client GET stream is not offered on the aggregated endpoint: the spec
-          // allows 405, and clients then rely on each POST's own SSE stream.
           throw new GatewayError('GW_ERR_HTTP_METHOD_NOT_ALLOWED', undefined, { headers: ALLOW });
       }
       const h = state.headers;
       if (!acceptsMcp(h.get('accept') ?? '')) throw new GatewayError('GW_ERR_HTTP_NOT_ACCEPTABLE');
       if (!/^application\/json\s*(;|$)/i.test(h.get('content-type') ?? '')) throw new GatewayError('GW_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE');
-      const version = h.get(PROTOCOL_VERSION_HEADER);
-      if (version !== undefined && !isSupportedVersion(version)) {
-        throw new GatewayError('GW_ERR_PROTOCOL_VERSION_UNSUPPORTED', `Unsupported MCP-Protocol-Version: ${version}`);
-      }
+      checkVersion(state);
       return ADMITTED;
     },
 

@@ -8,6 +8,7 @@ import { gatewaySessionHeader, rewriteResponseBody, setResponseHeaders } from '.
 import { envoyFailure } from '../request/outcome.js';
 import { requestId, type Headers, type RequestState } from '../request/state.js';
 import type { AggregatedContext } from './context.js';
+import { postEventId } from './event-ids.js';
 import { rewriteUpstreamMessage, type RewriteEffects } from './rewrite.js';
 import type { Forwarded } from './route.js';
 
@@ -45,10 +46,18 @@ export async function aggregatedResponse(ctx: AggregatedContext, state: RequestS
   const carriesUris = fwd.requestMethod !== null && REWRITTEN_RESULTS.has(fwd.requestMethod);
   if (isEventStream(ct) || (isJson(ct) && carriesUris)) {
     const bound = carriesUris ? Math.max(MAX_REWRITE_BYTES, ctx.rc.maxBufferedResponseBytes) : MAX_REWRITE_BYTES;
-    const body = messageRewriter(ct, (d) => rewriteData(ctx, state, fwd, d), bound, carriesUris ? tooLargeToName(state, fwd.server.name, bound) : null);
+    const body = messageRewriter(ct, (d) => rewriteData(ctx, state, fwd, d), bound, carriesUris ? tooLargeToName(state, fwd.server.name, bound) : null, eventIds(fwd));
     return { decision: rewriteResponseBody(setHeaders), body };
   }
   return { decision: setResponseHeaders(setHeaders), body: null };
+}
+
+/**
+ * The gateway's ids for the events of an upstream's SSE answer: a client resuming the answer
+ * with `GET` names the server and its own event id through them (event-ids.ts).
+ */
+function eventIds(fwd: Forwarded): (id: string) => string {
+  return (id) => postEventId(fwd.server.name, id, fwd.requestMethod);
 }
 
 /** The error that replaces a result too large to hold and rename. */
@@ -117,7 +126,7 @@ async function replayWithNewSession(ctx: AggregatedContext, state: RequestState,
   let body = reply.body;
   if (isEventStream(reply.contentType) || (isJson(reply.contentType) && fwd.requestMethod !== null)) {
     // The reply is already bounded by max_buffered_response_bytes: all of it is renamed.
-    const rewriter = messageRewriter(reply.contentType, (d) => rewriteData(ctx, state, fwd, d), Math.max(MAX_REWRITE_BYTES, ctx.rc.maxBufferedResponseBytes));
+    const rewriter = messageRewriter(reply.contentType, (d) => rewriteData(ctx, state, fwd, d), Math.max(MAX_REWRITE_BYTES, ctx.rc.maxBufferedResponseBytes), null, eventIds(fwd));
     if (rewriter !== null) body = rewriter.push(Buffer.from(body), true).toString('utf8');
   }
   const headers: HeaderSet[] = [gatewaySessionHeader(fwd.session.id)];

@@ -112,6 +112,9 @@ const GUARDED_POST: ProcessingMode = { ...DECIDED_AT_BODY, request_header_mode: 
 /** Requests without a body the processor answers itself: headers only. */
 const ANSWERED_AT_HEADERS: ProcessingMode = { ...DECIDED_AT_BODY, request_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_header_mode: 'SKIP' };
 
+/** GET on /mcp: headers only; the processor streams the response itself. */
+const STREAMED_AT_HEADERS: ProcessingMode = { ...DECIDED_AT_BODY, request_header_mode: 'SEND', request_body_mode: 'NONE', response_header_mode: 'SKIP' };
+
 /** GET and DELETE on passthrough: headers; the response too unless nothing guards the server. */
 function headersPhase(server: RuntimeServer): ProcessingMode {
   return { ...DECIDED_AT_BODY, request_header_mode: 'SEND', request_body_mode: 'NONE', response_header_mode: server.openPassthrough ? 'SKIP' : 'SEND' };
@@ -657,6 +660,21 @@ export function renderEnvoyBootstrap(config: Config): string {
       { 'envoy.filters.http.ext_proc': { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute', disabled: true } },
     ),
   );
+  // The server→client stream on /mcp: the processor streams it itself (a streamed immediate
+  // response, which Envoy takes only with no request body sent), so the route is never used.
+  clientRoutes.push(
+    withPerFilter(
+      {
+        name: 'mcp_stream',
+        match: { path: AGGREGATED_PATH, headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
+        direct_response: {
+          status: 500,
+          body: { inline_string: JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32603, message: 'Internal error: stream was not served' } }) },
+        },
+      },
+      extProcMode(STREAMED_AT_HEADERS),
+    ),
+  );
   // Everything else is answered by the processor at its headers (other methods on /mcp, unknown
   // paths, RFC 9728 metadata); this answer only fires on a bug.
   clientRoutes.push(
@@ -815,14 +833,24 @@ export function renderEnvoyBootstrap(config: Config): string {
                 {
                   name: 'internal',
                   domains: ['*'],
-                  routes: rc.serverList.map((s) => ({
+                  routes: rc.serverList.flatMap((s) => [
+                    // The upstream session's server→client stream, held for a client's stream on
+                    // /mcp: it lasts as long as the processor reads it.
+                    {
+                      name: `${s.name}_internal_stream`,
+                      match: { prefix: '/', headers: [{ name: BACKEND_HEADER, string_match: { exact: s.name } }, { name: ':method', string_match: { exact: 'GET' } }] },
+                      route: { ...upstreamRoute(s), prefix_rewrite: undefined, timeout: '0s', idle_timeout: '0s' },
+                      ...perRoute(s),
+                    },
+                    {
                     name: `${s.name}_internal`,
                     match: { prefix: '/', headers: [{ name: BACKEND_HEADER, string_match: { exact: s.name } }] },
                     // The processor bounds each of its calls itself; the route allows its longest one, the
                     // replay of a client request with the server's own timeout.
                     route: { ...upstreamRoute(s), prefix_rewrite: undefined, timeout: seconds(internalMs(s, upstreamMs)), idle_timeout: seconds(internalMs(s, upstreamMs)) },
                     ...perRoute(s),
-                  })),
+                    },
+                  ]),
                 },
               ],
               request_headers_to_remove: [BACKEND_HEADER],

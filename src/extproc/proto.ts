@@ -45,6 +45,8 @@ export interface ProcessingRequestMsg {
   response_headers?: HttpHeadersMsg;
   request_body?: HttpBodyMsg;
   response_body?: HttpBodyMsg;
+  /** The processing mode in effect, sent with the first message of a stream. */
+  protocol_config?: { request_body_mode?: string; response_body_mode?: string };
   /** CEL attributes Envoy sends with the first message of a stream, by filter name. */
   attributes?: Record<string, StructMsg>;
 }

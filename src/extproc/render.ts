@@ -1,4 +1,4 @@
-import type { ContinueDecision, Decision, HeaderSet } from '../request/decision.js';
+import type { ContinueDecision, HeaderSet, RespondDecision, StreamDecision } from '../request/decision.js';
 import { METADATA_NAMESPACE, ROUTE_METADATA_NAMESPACE } from '../envoy/contract.js';
 import type { ProcessingResponseMsg } from './proto.js';
 
@@ -37,8 +37,24 @@ function common(d: ContinueDecision, phase: Phase): Record<string, unknown> | un
   return Object.keys(out).length === 0 ? undefined : out;
 }
 
+/**
+ * The first message of a streamed immediate response: the status and headers (the body follows
+ * in {@link streamedBody} messages). Envoy takes it only as the reply to request headers.
+ */
+export function streamedHeaders(d: StreamDecision): ProcessingResponseMsg {
+  const headers = [{ key: ':status', raw_value: Buffer.from(String(d.status)) }, ...d.headers.map((h) => ({ key: h.key, raw_value: Buffer.from(h.value) }))];
+  const res: ProcessingResponseMsg = { streamed_immediate_response: { headers_response: { headers: { headers }, end_of_stream: false } } };
+  if (d.metadata !== undefined) res['dynamic_metadata'] = metadataStruct(d.metadata);
+  return res;
+}
+
+/** One chunk of a streamed immediate response's body; `end` closes the response. */
+export function streamedBody(chunk: string, end: boolean): ProcessingResponseMsg {
+  return { streamed_immediate_response: { body_response: { body: Buffer.from(chunk), end_of_stream: end } } };
+}
+
 /** Renders a decision as the ProcessingResponse for the phase it answers. */
-export function toProcessingResponse(d: Decision, phase: Phase): ProcessingResponseMsg {
+export function toProcessingResponse(d: ContinueDecision | RespondDecision, phase: Phase): ProcessingResponseMsg {
   if (d.kind === 'respond') {
     const res: ProcessingResponseMsg = {
       immediate_response: {

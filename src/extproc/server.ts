@@ -1,12 +1,18 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { Exchange, type GatewayContext } from '../exchange.js';
-import type { Decision } from '../request/decision.js';
+import type { Decision, LocalStream, StreamDecision } from '../request/decision.js';
 import type { Headers } from '../request/state.js';
 import { EXT_PROC_FILTER, REQUEST_HEADER_ATTRIBUTES } from '../envoy/contract.js';
 import { withPort } from '../lib/host-port.js';
 import { loadExternalProcessorService, type HttpHeadersMsg, type ProcessingRequestMsg, type ProcessingResponseMsg } from './proto.js';
-import { toProcessingResponse, type Phase } from './render.js';
+import { streamedBody, streamedHeaders, toProcessingResponse, type Phase } from './render.js';
+
+/**
+ * Most a streamed response may have waiting for a slow client: beyond it the stream is ended (an
+ * MCP client resumes it with `Last-Event-ID`) rather than held in memory without bound.
+ */
+const MAX_STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
 
 type ProcessCall = grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>;
 
@@ -39,6 +45,17 @@ export function attributeHeaders(req: ProcessingRequestMsg): Map<string, string>
 const HEADER_ATTRIBUTE_ENTRIES = Object.entries(REQUEST_HEADER_ATTRIBUTES);
 
 /**
+ * Whether Envoy takes a streamed immediate response for this request: only while the request
+ * body is not sent to the processor, or sent full-duplex (an Envoy that routes GET /mcp with
+ * another body mode treats it as a spurious message and fails the request). Envoy sends the
+ * effective mode with the first message; absent means NONE.
+ */
+function streamsAllowed(req: ProcessingRequestMsg): boolean {
+  const mode = req.protocol_config?.request_body_mode ?? 'NONE';
+  return mode === 'NONE' || mode === 'FULL_DUPLEX_STREAMED';
+}
+
+/**
  * Drives one Exchange from one ext_proc gRPC stream. Envoy requires exactly one reply per
  * message, in order, so messages are handled strictly one after another on a promise chain.
  * A request-level failure never fails the gRPC stream: it becomes an ImmediateResponse.
@@ -57,16 +74,39 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
   // The message being processed, for a reply given before its phase handler returns.
   let current: Phase | null = null;
   const answerNow = (decision: Decision): void => {
-    if (closed || current === null) return;
+    if (closed || current === null || decision.kind === 'stream') return;
     call.write(toProcessingResponse(decision, current));
     finish();
   };
   const stream = new Exchange(ctx, { extendTimeout, answerNow }, typeof envoyTrace === 'string' ? envoyTrace : undefined);
 
+  /** The response the processor streams itself, while it lasts. */
+  let local: LocalStream | null = null;
   const finish = (): void => {
     if (closed) return;
     closed = true;
+    local?.close();
+    local = null;
     stream.done();
+  };
+
+  // A streamed immediate response: headers now, then one message per chunk, no reply expected.
+  const startStream = (d: StreamDecision): void => {
+    local = d.body;
+    call.write(streamedHeaders(d));
+    d.body.start({
+      write(chunk) {
+        if (closed) return false;
+        call.write(streamedBody(chunk, false));
+        return call.writableLength <= MAX_STREAM_BUFFER_BYTES;
+      },
+      end() {
+        if (closed) return;
+        call.write(streamedBody('', true));
+        finish();
+        call.end();
+      },
+    });
   };
 
   const step = async (req: ProcessingRequestMsg): Promise<void> => {
@@ -76,7 +116,7 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
     switch (phase) {
       case 'request_headers': {
         const h: Headers = headerMap(req.request_headers);
-        decision = await stream.onRequestHeaders(h, req.request_headers?.end_of_stream === true);
+        decision = await stream.onRequestHeaders(h, req.request_headers?.end_of_stream === true, streamsAllowed(req));
         break;
       }
       case 'request_body':
@@ -97,6 +137,11 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
         return;
     }
     if (closed) return;
+    if (decision.kind === 'stream') {
+      if (phase === 'request_headers') startStream(decision);
+      else log.error({ phase }, 'a streamed response can only answer request headers');
+      return;
+    }
     call.write(toProcessingResponse(decision, phase));
     if (decision.kind === 'respond') finish();
   };

@@ -25,10 +25,15 @@ export class SseRewriter {
   /** The start of the current line was already released (oversized events only). */
   private midLine = false;
 
+  /** The current event's `id` field (only tracked when ids are rewritten). */
+  private eventId: string | null = null;
+
   constructor(
     private readonly rewrite: SseDataRewriter,
     private readonly maxEventBytes: number,
     private readonly refuse: (() => string) | null = null,
+    /** Replaces every event's `id` (null: ids pass as they are). */
+    private readonly rewriteId: ((id: string) => string) | null = null,
   ) {}
 
   /** Feeds one chunk; returns the text to emit in its place. */
@@ -49,6 +54,8 @@ export class SseRewriter {
       } else if (!this.oversized && line.startsWith('data')) {
         if (line === 'data') this.dataLines.push('');
         else if (line[4] === ':') this.dataLines.push(line[5] === ' ' ? line.slice(6) : line.slice(5));
+      } else if (this.rewriteId !== null && !this.oversized && (line === 'id' || line.startsWith('id:'))) {
+        this.eventId = line === 'id' ? '' : line[3] === ' ' ? line.slice(4) : line.slice(3);
       }
     }
     if (!this.oversized && this.pending.length > this.maxEventBytes) {
@@ -91,16 +98,19 @@ export class SseRewriter {
     this.scanPos = 0;
     const data = this.dataLines;
     this.dataLines = [];
+    const id = this.eventId;
+    this.eventId = null;
     if (this.oversized) {
       this.oversized = false;
       return this.refuse === null ? raw : refusal(this.refuse());
     }
     // Same verdict however the bytes were chunked: an event over the bound is never rewritten.
     if (raw.length > this.maxEventBytes) return this.refuse === null ? raw : refusal(this.refuse());
-    if (data.length === 0) return raw;
+    const newId = id === null || id === '' || this.rewriteId === null ? null : this.rewriteId(id);
+    if (data.length === 0) return newId === null ? raw : rebuildEvent(raw, null, newId);
     const replacement = this.rewrite(data.join('\n'));
-    if (replacement === null) return raw;
-    return rebuildEvent(raw, replacement);
+    if (replacement === null && newId === null) return raw;
+    return rebuildEvent(raw, replacement, newId);
   }
 }
 
@@ -112,14 +122,21 @@ function refusal(data: string): string {
     .join('\n')}\n\n`;
 }
 
-/** Replaces the data lines of one raw event, keeping `id:`, `event:`, `retry:` and comments. */
-function rebuildEvent(raw: string, data: string): string {
+/**
+ * Replaces the data lines (unless `data` is null) and the id (unless `id` is null) of one raw
+ * event, keeping `event:`, `retry:` and comments.
+ */
+function rebuildEvent(raw: string, data: string | null, id: string | null = null): string {
   const lines = raw.split(/\r\n|\r|\n/);
   const kept: string[] = [];
   let placed = false;
   for (const line of lines) {
     if (line === '') continue;
-    if (line === 'data' || line.startsWith('data:')) {
+    if (id !== null && (line === 'id' || line.startsWith('id:'))) {
+      kept.push(`id: ${id}`);
+      continue;
+    }
+    if (data !== null && (line === 'data' || line.startsWith('data:'))) {
       if (!placed) {
         for (const d of data.split('\n')) kept.push(`data: ${d}`);
         placed = true;
@@ -204,11 +221,115 @@ export function isJson(contentType: string): boolean {
  * The rewriter for one MCP response body: per SSE event for `text/event-stream`, the whole body
  * for `application/json`; null for anything else (passed through).
  */
-export function messageRewriter(contentType: string, rewrite: SseDataRewriter, maxBytes: number, refuse: (() => string) | null = null): ChunkRewriter | null {
+export function messageRewriter(
+  contentType: string,
+  rewrite: SseDataRewriter,
+  maxBytes: number,
+  refuse: (() => string) | null = null,
+  rewriteId: ((id: string) => string) | null = null,
+): ChunkRewriter | null {
   if (isEventStream(contentType)) {
-    const sse = new SseRewriter(rewrite, maxBytes, refuse);
+    const sse = new SseRewriter(rewrite, maxBytes, refuse, rewriteId);
     return { push: (chunk, end) => Buffer.from(sse.push(chunk, end)) };
   }
   if (isJson(contentType)) return new JsonBodyRewriter(rewrite, maxBytes, refuse);
   return null;
+}
+
+/** One complete SSE event as a reader sees it. */
+export interface SseEvent {
+  /** The `id` field, or null when the event has none. */
+  readonly id: string | null;
+  /** The data lines joined by `\n` ('' for an event without data, such as a priming event). */
+  readonly data: string;
+  /** The `event` field, or null (the default type, `message`). */
+  readonly event: string | null;
+}
+
+/**
+ * Incremental `text/event-stream` reader for the processor's own upstream streams: complete
+ * events out, the incomplete tail carried to the next chunk. An event over `maxEventBytes` is
+ * skipped whole (its data is never held) and reported to `onOversized`.
+ */
+export class SseEventReader {
+  private readonly decoder = new StringDecoder('utf8');
+  private pending = '';
+  private id: string | null = null;
+  private event: string | null = null;
+  private data: string[] = [];
+  private size = 0;
+  private skipping = false;
+
+  constructor(
+    private readonly maxEventBytes: number,
+    private readonly onOversized: () => void = () => undefined,
+  ) {}
+
+  /** Feeds one chunk; returns the events it completed, in order. */
+  push(chunk: Uint8Array): SseEvent[] {
+    this.pending += this.decoder.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    const out: SseEvent[] = [];
+    let start = 0;
+    for (;;) {
+      let end = -1;
+      let len = 1;
+      for (let i = start; i < this.pending.length; i++) {
+        const c = this.pending.charCodeAt(i);
+        if (c === 10) {
+          end = i;
+          break;
+        }
+        if (c === 13) {
+          if (i + 1 >= this.pending.length) break; // half of a CRLF, maybe
+          end = i;
+          len = this.pending.charCodeAt(i + 1) === 10 ? 2 : 1;
+          break;
+        }
+      }
+      if (end < 0) break;
+      this.line(this.pending.slice(start, end), out);
+      start = end + len;
+    }
+    this.pending = this.pending.slice(start);
+    if (this.pending.length + this.size > this.maxEventBytes && !this.skipping) this.skip();
+    if (this.skipping) this.pending = '';
+    return out;
+  }
+
+  private line(line: string, out: SseEvent[]): void {
+    if (line === '') {
+      if (this.skipping) this.skipping = false;
+      else if (this.data.length > 0 || this.id !== null) out.push({ id: this.id, data: this.data.join('\n'), event: this.event });
+      this.id = null;
+      this.event = null;
+      this.data = [];
+      this.size = 0;
+      return;
+    }
+    if (this.skipping || line.startsWith(':')) return;
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? '' : line.slice(line[colon + 1] === ' ' ? colon + 2 : colon + 1);
+    this.size += line.length + 1;
+    if (this.size > this.maxEventBytes) {
+      this.skip();
+      return;
+    }
+    if (field === 'data') this.data.push(value);
+    else if (field === 'id' && !value.includes('\0')) this.id = value;
+    else if (field === 'event') this.event = value;
+  }
+
+  private skip(): void {
+    this.skipping = true;
+    this.data = [];
+    this.size = 0;
+    this.onOversized();
+  }
+}
+
+/** One SSE event carrying `data` (which may span lines) under `id` when given. */
+export function sseEventText(id: string | null, data: string): string {
+  const lines = data.split('\n').map((d) => `data: ${d}`).join('\n');
+  return id === null ? `${lines}\n\n` : `id: ${id}\n${lines}\n\n`;
 }

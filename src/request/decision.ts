@@ -38,8 +38,36 @@ export interface RespondDecision {
   readonly errorCode?: string | number;
 }
 
+/** Where a response the processor streams itself goes, chunk by chunk. */
+export interface StreamSink {
+  /** Sends one chunk to the client; false once the client is too far behind to take more. */
+  write(chunk: string): boolean;
+  /** Ends the response (the client sees a clean end of stream). */
+  end(): void;
+}
+
+/** A response body the processor produces itself, for as long as it lasts. */
+export interface LocalStream {
+  /** Starts producing; called once, after the response headers went out. */
+  start(sink: StreamSink): void;
+  /** The client went away (or the request ended otherwise): stop and release everything. */
+  close(): void;
+}
+
+/**
+ * Answer locally with a response the processor streams (Envoy's streamed immediate response):
+ * headers now, then the body as `body` produces it. Only for requests without a body.
+ */
+export interface StreamDecision {
+  readonly kind: 'stream';
+  readonly status: number;
+  readonly headers: readonly HeaderSet[];
+  readonly body: LocalStream;
+  readonly metadata?: Readonly<Record<string, string>>;
+}
+
 /** What a phase handler tells the ext_proc layer to do. */
-export type Decision = ContinueDecision | RespondDecision;
+export type Decision = ContinueDecision | RespondDecision | StreamDecision;
 
 /** The pass-through decision, shared. */
 export const CONTINUE: ContinueDecision = Object.freeze({ kind: 'continue' });

@@ -109,6 +109,7 @@ export function setResponseHeaders(setHeaders: readonly HeaderSet[]): ContinueDe
 /** Adds the `RateLimit-*` headers of an allowed request to the decision that answers it. */
 export function withLimitHeaders(d: Decision, limitHeaders: readonly HeaderSet[]): Decision {
   if (d.kind === 'respond') return d.errorCode === undefined ? { ...d, headers: [...d.headers, ...limitHeaders] } : d;
+  if (d.kind === 'stream') return { ...d, headers: [...d.headers, ...limitHeaders] };
   return { ...d, setHeaders: [...(d.setHeaders ?? []), ...limitHeaders] };
 }
 

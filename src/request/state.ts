@@ -53,6 +53,11 @@ export interface RequestState {
   status: OperationStatus;
   errorCode: string | number | null;
   httpStatus: number | null;
+  /**
+   * Envoy takes a response the processor streams itself for this request (its body mode lets
+   * a streamed immediate response through).
+   */
+  canStream: boolean;
 }
 
 /** A fresh state for a request that just arrived. */
@@ -75,6 +80,7 @@ export function newRequestState(headers: Headers, trace: TraceContext, startedAt
     status: 'success',
     errorCode: null,
     httpStatus: null,
+    canStream: false,
   };
 }
 

@@ -81,6 +81,16 @@ export interface PostOptions {
   readonly maxBytes?: number;
 }
 
+/** Options of {@link UpstreamClient.openStream}. */
+export interface StreamOptions {
+  readonly sessionId: string | null;
+  readonly protocolVersion: string;
+  /** The upstream's own id of the last event seen: the server resumes after it. */
+  readonly lastEventId?: string | null;
+  /** Ends the stream (and the request, if it is still opening). */
+  readonly signal: AbortSignal;
+}
+
 /**
  * The processor's own MCP calls to upstreams (session set-up, catalogs, fan-out notifications).
  * They go through Envoy's internal listener, tagged with the backend header, so they use the same
@@ -158,6 +168,28 @@ export class UpstreamClient {
     if (params !== undefined) msg['params'] = params;
     const reply = await this.post(server, JSON.stringify(msg), opts);
     if (opts.sessionId && forgotSession(reply.status, reply.body)) throw new UpstreamSessionGone(server.name);
+  }
+
+  /**
+   * Opens the upstream session's server→client stream (GET). Resolves with the response once its
+   * headers arrived (within the call timeout); the body then streams for as long as the server or
+   * `signal` allows.
+   */
+  async openStream(server: RuntimeServer, opts: StreamOptions): Promise<Response> {
+    const headers: Record<string, string> = { [BACKEND_HEADER]: server.name, accept: 'text/event-stream' };
+    for (const h of this.credentialsFor(server.name)) headers[h.key] = h.value;
+    if (opts.sessionId) headers['mcp-session-id'] = opts.sessionId;
+    if (opts.protocolVersion) headers['mcp-protocol-version'] = opts.protocolVersion;
+    if (opts.lastEventId) headers['last-event-id'] = opts.lastEventId;
+    const connect = new AbortController();
+    const timer = setTimeout(() => connect.abort(new DOMException('upstream stream did not open in time', 'TimeoutError')), this.defaultTimeoutMs);
+    try {
+      return await fetch(this.internalBaseUrl + server.path, { method: 'GET', headers, signal: AbortSignal.any([opts.signal, connect.signal]) });
+    } catch (err) {
+      throw new UpstreamUnreachable(server.name, connect.signal.aborted, err);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Ends an upstream session (DELETE), ignoring servers that don't support it. */

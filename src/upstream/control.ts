@@ -150,6 +150,17 @@ export class ControlSessions {
     return (await this.session(server))?.instructions ?? null;
   }
 
+  /** The open session, without opening one (null when none is open now). */
+  current(server: RuntimeServer): OpenedSession | null {
+    return this.stateOf(server).session;
+  }
+
+  /** The server no longer knows this session (seen outside a call): the next use opens a new one. */
+  forget(server: RuntimeServer, session: OpenedSession): void {
+    const st = this.stateOf(server);
+    if (st.session === session) st.session = null;
+  }
+
   /** A call found the server unreachable: forget its session and pause before trying again. */
   markDown(server: RuntimeServer, err: unknown): void {
     const st = this.stateOf(server);

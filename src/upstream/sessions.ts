@@ -13,6 +13,8 @@ import { openSession } from './control.js';
  */
 export class UpstreamSessions {
   private readonly pending = new Map<string, Promise<UpstreamSession>>();
+  /** Told of every upstream session this replica creates (a client's open stream takes it in). */
+  onCreated: (sessionId: string, server: string) => void = () => undefined;
 
   constructor(
     private readonly upstream: UpstreamClient,
@@ -66,6 +68,7 @@ export class UpstreamSessions {
       void this.upstream.terminate(server, up.sessionId, up.protocolVersion).catch(() => undefined);
     }
     this.log.debug({ server: server.name }, 'upstream session created');
+    this.onCreated(session.id, server.name);
     return winner;
   }
 

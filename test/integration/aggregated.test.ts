@@ -385,10 +385,10 @@ describe('aggregated endpoint: JSON-RPC errors for bad input', () => {
   });
   it('wrong Content-Type → 415', () =>
     expectError({ headers: { ...s(), 'content-type': 'text/plain' }, body: { jsonrpc: '2.0', id: 1, method: 'ping' } }, 415, -32000));
-  it('GET (no server stream offered) → 405 with Allow', async () => {
-    await expectError({ method: 'GET', headers: { ...s(), accept: 'text/event-stream' } }, 405, -32000);
-    const res = await rawRequest(stack().mcpUrl, { method: 'GET', headers: s() });
-    assert.match(res.headers.get('allow') ?? '', /POST/);
+  it('a method other than GET, POST and DELETE → 405 with Allow', async () => {
+    await expectError({ method: 'PUT', headers: { ...s(), accept: 'text/event-stream' } }, 405, -32000);
+    const res = await rawRequest(stack().mcpUrl, { method: 'PATCH', headers: s() });
+    assert.equal(res.headers.get('allow'), 'GET, POST, DELETE');
   });
   it('oversized body → 413, with or without a Content-Length', async () => {
     const huge = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping', params: { pad: 'x'.repeat(5 * 1024 * 1024) } });

@@ -575,6 +575,7 @@ describe('deploy/istio', () => {
   const vhostPatch = findEnvoyFilterPatch(filter, 'VIRTUAL_HOST');
   const listenerPatch = findEnvoyFilterPatch(filter, 'LISTENER');
   const hcmPatch = findEnvoyFilterPatch(filter, 'NETWORK_FILTER');
+  const routePatch = findEnvoyFilterPatch(filter, 'HTTP_ROUTE');
   const istioGateway = one('Gateway', 'mcp-gateway');
   const clientVs = one('VirtualService', 'mcp-gateway');
   const internalVs = one('VirtualService', 'mcp-gateway-internal');
@@ -691,6 +692,19 @@ describe('deploy/istio', () => {
     assert.equal(last.match, undefined, 'the safety net matches everything');
   });
 
+  it('lets the processor stream GET /mcp itself: its route sends no request body, as the generated bootstrap’s does', () => {
+    const server = istioGateway.spec.servers[0];
+    assert.equal(routePatch.match.routeConfiguration.vhost.name, `${server.hosts[0]}:${server.port.number}`);
+    assert.equal(routePatch.patch.operation, 'MERGE');
+    const name = routePatch.match.routeConfiguration.vhost.route.name;
+    const route = (clientVs.spec.http as J[]).find((r) => r.name === name);
+    assert.ok(route !== undefined, `the VirtualService has route ${name}`);
+    assert.deepEqual(route.match, [{ uri: { exact: '/mcp' }, method: { exact: 'GET' } }]);
+    const ours = (genHcm.route_config.virtual_hosts[0].routes as J[]).find((r) => r.name === 'mcp_stream');
+    assert.deepEqual(routePatch.patch.value.typed_per_filter_config, ours.typed_per_filter_config);
+    assert.equal(routePatch.patch.value.typed_per_filter_config[EXT_PROC].overrides.processing_mode.request_body_mode, 'NONE');
+  });
+
   it("routes the processor's internal calls (gateway.internal) through its own sidecar, by backend header", () => {
     const internal = hostPort(g.internal);
     const svc = one('Service', 'mcpgw-internal');
@@ -709,6 +723,14 @@ describe('deploy/istio', () => {
       assert.equal(r.match[0].uri, undefined, 'the processor already sends the server path');
       assert.deepEqual(r.route[0].destination, { host: url.hostname, port: { number: Number(url.port) } });
       assert.deepEqual(r.headers.request.remove, [BACKEND_HEADER]);
+      // The upstream GET streams the processor holds for clients' streams on /mcp: no timeout, first.
+      const names = (internalVs.spec.http as J[]).map((x) => x.name);
+      const stream = (internalVs.spec.http as J[]).find((x) => x.name === `${name}-internal-stream`);
+      assert.ok(stream !== undefined, `${name}-internal-stream`);
+      assert.deepEqual(stream.match[0], { method: { exact: 'GET' }, headers: { [BACKEND_HEADER]: { exact: name } } });
+      assert.equal(stream.timeout, '0s');
+      assert.deepEqual(stream.route, r.route);
+      assert.ok(names.indexOf(`${name}-internal-stream`) < names.indexOf(`${name}-internal`), 'stream route first');
     }
   });
 
@@ -763,7 +785,12 @@ describe('deploy/istio', () => {
                 filters: [
                   hcm(
                     `http.${server.port.number}`,
-                    { name: vhostPatch.match.routeConfiguration.vhost.name, domains: [host, `${host}:*`], routes: client.routes, ...vhostPatch.patch.value },
+                    {
+                      name: vhostPatch.match.routeConfiguration.vhost.name,
+                      domains: [host, `${host}:*`],
+                      routes: client.routes.map((r) => (r.name === routePatch.match.routeConfiguration.vhost.route.name ? { ...r, ...routePatch.patch.value } : r)),
+                      ...vhostPatch.patch.value,
+                    },
                     [extProc],
                   ),
                 ],

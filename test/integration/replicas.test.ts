@@ -135,6 +135,7 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
       );
       // Steady load on both replicas first, so the kill lands on streams in flight.
       await waitUntil(() => traffic.outcomes.length >= 200, { timeoutMs: 20_000, what: 'load before the kill' });
+      const killedAt = Date.now();
       const goneAt = await replicas[cycle]!.killed();
       await waitForProcessorHosts(1);
       const gone = Date.now();
@@ -142,15 +143,15 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
       await traffic.stop();
 
       const failed = traffic.outcomes.filter((o) => o.status !== 200);
-      // What was already on the dying replica may fail (sent before it was gone, at most one per
-      // worker), and what Envoy sends there before its next health check marks it; nothing later.
-      const inFlight = failed.filter((o) => o.at < goneAt);
+      // What was already on the replica when it was killed may fail (at most one per worker), and
+      // what Envoy sends there while it dies and until its next health check marks it; nothing later.
+      const inFlight = failed.filter((o) => o.at < killedAt);
       const late = failed.filter((o) => o.at >= goneAt + PROCESSOR_HEALTH_CHECK_MS);
       t.diagnostic(`kill ${cycle}: ${traffic.outcomes.length} requests, ${inFlight.length} failed in flight, ${failed.length - inFlight.length - late.length} within the health-check interval, ${late.length} later`);
       let where = `cycle ${cycle}: ${JSON.stringify(failed)}`;
       if (late.length > 0 || inFlight.length > workers) {
         const stats = (await (await fetch(`${envoyAdmin}/stats`)).text()).split('\n').filter((l) => l.includes('mcpgw_processor') && /retry|cx_connect_fail|health_check/.test(l));
-        where += `\nsent after the replica was gone (ms): ${failed.map((o) => o.at - goneAt).join(',')}\n${stats.join('\n')}`;
+        where += `\ndying for ${goneAt - killedAt} ms; sent after the replica was gone (ms): ${failed.map((o) => o.at - goneAt).join(',')}\n${stats.join('\n')}`;
       }
       assert.ok(inFlight.length <= workers, where);
       assert.equal(late.length, 0, where);
@@ -236,6 +237,64 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
     assert.equal(alpha.cancellations(), before + 1);
     await call;
     await waitForProcessorHosts(2);
+  });
+
+  it('serves the server→client stream from either replica, and a DELETE on any replica ends it', async () => {
+    const c = await connectClient(mcpUrl);
+    await c.client.subscribeResource({ uri: 'alpha+demo://replicated' });
+    const sessionId = c.sessionId!;
+    await c.close();
+    const headers = { accept: 'text/event-stream', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' };
+    /** Opens a GET stream and reads it until `until` holds for what arrived, or it ends. */
+    const open = async (): Promise<{ text: () => string; ended: Promise<void>; abort: () => void }> => {
+      const ac = new AbortController();
+      const res = await fetch(mcpUrl, { headers, signal: ac.signal });
+      assert.equal(res.status, 200);
+      let text = '';
+      const decoder = new TextDecoder();
+      const ended = (async () => {
+        try {
+          for await (const chunk of res.body!) text += decoder.decode(chunk as Uint8Array, { stream: true });
+        } catch {
+          // aborted by the test
+        }
+      })();
+      return { text: () => text, ended, abort: () => ac.abort() };
+    };
+    const served = new Set<string>();
+    const before = await Promise.all(replicas.map((r) => r.requestsServed()));
+    // Envoy spreads ext_proc streams over both replicas: each GET, wherever it lands, carries the session's events.
+    for (let i = 0; i < 4; i++) {
+      const s = await open();
+      await waitUntil(
+        async () => {
+          await alpha.notifyResourceUpdated('demo://replicated');
+          return s.text().includes('alpha+demo://replicated');
+        },
+        { timeoutMs: 15_000, intervalMs: 200, what: `an event on GET ${i}` },
+      );
+      s.abort();
+      await s.ended;
+    }
+    const afterGets = await Promise.all(replicas.map((r) => r.requestsServed()));
+    afterGets.forEach((n, i) => {
+      if (n > before[i]!) served.add(String(i));
+    });
+    assert.equal(served.size, 2, 'both replicas served some of the streams');
+    // DELETE goes wherever Envoy sends it; the stream ends on whichever replica holds it.
+    const s = await open();
+    await waitUntil(
+      async () => {
+        await alpha.notifyResourceUpdated('demo://replicated');
+        return s.text().includes('alpha+demo://replicated');
+      },
+      { timeoutMs: 15_000, intervalMs: 200, what: 'an event before DELETE' },
+    );
+    const del = await fetch(mcpUrl, { method: 'DELETE', headers: { 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' } });
+    assert.equal(del.status, 200);
+    const ended = await Promise.race([s.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000).unref())]);
+    s.abort();
+    assert.ok(ended, 'the stream ended after DELETE');
   });
 
   it('never hangs when Redis dies mid-traffic, and recovers when it is back', async () => {

@@ -56,9 +56,27 @@ describe('ext_proc stream handling (no sockets)', () => {
     for (const h of ['x-mcpgw-backend', 'authorization', 'x-api-key']) assert.ok(removed.includes(h), h);
   });
 
-  it('answers GET on /mcp with 405 and an Allow header, at request headers', async () => {
+  it('answers PUT on /mcp with 405 and an Allow header, at request headers', async () => {
+    const call = start();
+    call.emit('data', headers({ ':method': 'PUT', ':path': '/mcp', ':authority': '127.0.0.1:8080', accept: 'text/event-stream' }, true));
+    const [first] = await call.replies(1);
+    const imm = first?.['immediate_response'] as { status: { code: number }; headers: { set_headers: { header: { key: string; raw_value: Buffer } }[] } };
+    assert.equal(imm.status.code, 405);
+    assert.equal(imm.headers.set_headers.find((h) => h.header.key === 'allow')?.header.raw_value.toString(), 'GET, POST, DELETE');
+  });
+
+  it('answers GET on /mcp without a session at request headers, before any stream starts', async () => {
     const call = start();
     call.emit('data', headers({ ':method': 'GET', ':path': '/mcp', ':authority': '127.0.0.1:8080', accept: 'text/event-stream' }, true));
+    const [first] = await call.replies(1);
+    const imm = first?.['immediate_response'] as { status: { code: number } };
+    assert.equal(imm.status.code, 400);
+  });
+
+  it('answers GET on /mcp with 405 where Envoy sends request bodies (it would refuse a streamed response)', async () => {
+    const call = start();
+    const get = headers({ ':method': 'GET', ':path': '/mcp', ':authority': '127.0.0.1:8080', accept: 'text/event-stream', 'mcp-session-id': 'x' }, true);
+    call.emit('data', { ...get, protocol_config: { request_body_mode: 'BUFFERED' } });
     const [first] = await call.replies(1);
     const imm = first?.['immediate_response'] as { status: { code: number }; headers: { set_headers: { header: { key: string; raw_value: Buffer } }[] } };
     assert.equal(imm.status.code, 405);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { JsonBodyRewriter, SseRewriter, sseDataPayloads } from '../../../src/mcp/sse.js';
+import { JsonBodyRewriter, SseEventReader, sseEventText, SseRewriter, sseDataPayloads } from '../../../src/mcp/sse.js';
 
 function feed(rw: SseRewriter, text: string, cuts: number[]): string {
   const buf = Buffer.from(text);
@@ -103,5 +103,55 @@ describe('rewriters that must not pass an unchecked message (refuse mode)', () =
     const body = Buffer.from(`{"rewrite":"${'z'.repeat(300)}"}`);
     const out = [rw.push(body.subarray(0, 90), false), rw.push(body.subarray(90, 200), false), rw.push(body.subarray(200), true)];
     assert.deepEqual(out.map((b) => b.toString()), ['', '', '{"error":"too large"}']);
+  });
+});
+
+describe('SseRewriter with event ids rewritten', () => {
+  const stream = 'id: a1\nretry: 500\ndata: \n\n' + 'id: a2\ndata: {"rewrite":1}\n\n' + 'id: a3\ndata: {"keep":1}\n\n' + 'data: {"noid":1}\n\n';
+  const expected = 'id: G(a1)\nretry: 500\ndata: \n\n' + 'id: G(a2)\ndata: {"REWRITE":1}\n\n' + 'id: G(a3)\ndata: {"keep":1}\n\n' + 'data: {"noid":1}\n\n';
+
+  it('gives every event with an id the new id, however the stream is cut', () => {
+    for (const cuts of [[], [1], [3, 9, 20], [...Array(70).keys()].map((i) => i + 1)]) {
+      const rw = new SseRewriter(upper, 1024, null, (id) => `G(${id})`);
+      assert.equal(feed(rw, stream, cuts), expected, `cuts ${cuts.join(',')}`);
+    }
+  });
+
+  it('leaves ids alone without a rewriter', () => {
+    assert.equal(feed(new SseRewriter(() => null, 1024), stream, [5]), stream);
+  });
+});
+
+describe('SseEventReader', () => {
+  it('splits events across chunks and CRLFs, with ids and multi-line data', () => {
+    const text = 'id: 1\r\ndata: {"a":\r\ndata: 1}\r\n\r\n: comment\n\nevent: other\ndata: x\n\nid: 2\ndata:\n\n';
+    const buf = Buffer.from(text);
+    for (const size of [1, 2, 7, buf.length]) {
+      const reader = new SseEventReader(1024);
+      const events = [];
+      for (let i = 0; i < buf.length; i += size) events.push(...reader.push(buf.subarray(i, i + size)));
+      assert.deepEqual(
+        events,
+        [
+          { id: '1', data: '{"a":\n1}', event: null },
+          { id: null, data: 'x', event: 'other' },
+          { id: '2', data: '', event: null },
+        ],
+        `chunks of ${size}`,
+      );
+    }
+  });
+
+  it('skips an event over the bound and reads on after it', () => {
+    let dropped = 0;
+    const reader = new SseEventReader(64, () => dropped++);
+    const events = [...reader.push(Buffer.from(`data: ${'x'.repeat(50)}\n`)), ...reader.push(Buffer.from(`data: ${'y'.repeat(50)}\n\ndata: ok\n\n`))];
+    assert.deepEqual(events, [{ id: null, data: 'ok', event: null }]);
+    assert.equal(dropped, 1);
+  });
+
+  it('writes events back with every data line prefixed', () => {
+    assert.equal(sseEventText('7', 'a\nb'), 'id: 7\ndata: a\ndata: b\n\n');
+    assert.equal(sseEventText(null, '{}'), 'data: {}\n\n');
   });
 });

@@ -1,0 +1,425 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { RuntimeServer } from '../config/runtime.js';
+import { isObject, parseJson, stringifyJson } from '../mcp/message.js';
+import { forgotSession } from '../mcp/protocol.js';
+import { isEventStream, SseEventReader, sseEventText, type SseEvent } from '../mcp/sse.js';
+import type { LocalStream, StreamSink } from '../request/decision.js';
+import { serverVisible } from '../request/guard.js';
+import type { Caller } from '../request/state.js';
+import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
+import type { AggregatedContext } from './context.js';
+import { fanInEventId, postEventId, type ResumePoint } from './event-ids.js';
+import { rewriteUpstreamMessage, type RewriteEffects } from './rewrite.js';
+
+/**
+ * How often an open stream sends a comment (so neither Envoy's idle timeout nor a client's ends
+ * a quiet stream) and looks at its session in the store: ended elsewhere (another replica's
+ * DELETE, idle expiry) ends the stream; an upstream session another replica created joins it.
+ */
+const TICK_MS = 15_000;
+/** Waits between attempts to (re)open an upstream's stream: from the first to the most. */
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 5_000;
+/** An upstream stream that lasted this long was healthy: its next re-open starts the waits afresh. */
+const HEALTHY_MS = 5_000;
+/** Largest single event taken from an upstream stream; larger ones are dropped (and logged). */
+const MAX_EVENT_BYTES = 4 * 1024 * 1024;
+/** Largest error body read from an upstream that refused a stream. */
+const MAX_REFUSAL_BYTES = 4096;
+
+/** What the streams of one client session need besides the aggregated context. */
+interface StreamOwner {
+  readonly sessionId: string;
+  readonly caller: Caller;
+}
+
+/**
+ * The server→client streams on `/mcp` that this replica serves, by client session. A client has
+ * at most one standalone (fan-in) stream here: a newer GET replaces the older one, which is what
+ * a reconnecting client needs when its old connection has not been noticed dead yet. Resumed
+ * POST streams are separate and may be several.
+ */
+export class ServerStreams {
+  private readonly bySession = new Map<string, Set<Closable>>();
+
+  /** Open streams (all kinds) on this replica. */
+  get size(): number {
+    let n = 0;
+    for (const set of this.bySession.values()) n += set.size;
+    return n;
+  }
+
+  /** The standalone stream of a client session: every upstream session's stream fanned in. */
+  fanIn(ctx: AggregatedContext, owner: StreamOwner, session: GatewaySession, positions: ReadonlyMap<string, string>): LocalStream {
+    for (const s of this.bySession.get(owner.sessionId) ?? []) if (s instanceof FanIn) s.end();
+    return this.track(owner.sessionId, new FanIn(ctx, owner, session, new Map(positions), (s) => this.untrack(owner.sessionId, s)));
+  }
+
+  /** The rest of a POST's SSE answer that its server closed early, resumed with GET. */
+  resumePost(ctx: AggregatedContext, owner: StreamOwner, session: GatewaySession, point: Extract<ResumePoint, { kind: 'post' }>): LocalStream {
+    return this.track(owner.sessionId, new PostResume(ctx, owner, session, point, (s) => this.untrack(owner.sessionId, s)));
+  }
+
+  /** The client session ended here (DELETE): its streams end cleanly. */
+  sessionEnded(sessionId: string): void {
+    for (const s of [...(this.bySession.get(sessionId) ?? [])]) s.end();
+  }
+
+  /** The client session got a new upstream session: its standalone stream takes that one in. */
+  upstreamAdded(sessionId: string): void {
+    for (const s of this.bySession.get(sessionId) ?? []) if (s instanceof FanIn) s.recheck();
+  }
+
+  /**
+   * A server announced a changed list on the gateway's own session with it: every standalone
+   * stream whose client may see the server and does not hear it on an upstream session of its
+   * own gets the notification.
+   */
+  listChanged(server: string, method: string): void {
+    for (const set of this.bySession.values()) for (const s of set) if (s instanceof FanIn) s.announce(server, method);
+  }
+
+  /** Ends every stream (the replica shuts down; clients resume elsewhere). */
+  closeAll(): void {
+    for (const set of [...this.bySession.values()]) for (const s of [...set]) s.end();
+  }
+
+  private track<T extends Closable>(sessionId: string, s: T): T {
+    let set = this.bySession.get(sessionId);
+    if (set === undefined) this.bySession.set(sessionId, (set = new Set()));
+    set.add(s);
+    return s;
+  }
+
+  private untrack(sessionId: string, s: Closable): void {
+    const set = this.bySession.get(sessionId);
+    if (set === undefined) return;
+    set.delete(s);
+    if (set.size === 0) this.bySession.delete(sessionId);
+  }
+}
+
+/** A stream the registry can end. */
+abstract class Closable implements LocalStream {
+  protected sink: StreamSink | null = null;
+  protected closed = false;
+  protected readonly abort = new AbortController();
+
+  constructor(
+    protected readonly ctx: AggregatedContext,
+    protected readonly owner: StreamOwner,
+    private readonly onClose: (s: Closable) => void,
+  ) {}
+
+  start(sink: StreamSink): void {
+    if (this.closed) {
+      sink.end();
+      return;
+    }
+    this.sink = sink;
+    this.run();
+  }
+
+  /** Ends the client's stream cleanly (the ext_proc layer then calls close). */
+  end(): void {
+    if (this.sink !== null && !this.closed) this.sink.end();
+    else this.close();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    this.stopped();
+    this.onClose(this);
+  }
+
+  protected abstract run(): void;
+  protected stopped(): void {}
+
+  /** Sends one chunk; a client too far behind loses the stream (it resumes with Last-Event-ID). */
+  protected send(text: string): void {
+    if (this.closed || this.sink === null) return;
+    if (!this.sink.write(text)) {
+      this.ctx.log.info({ event: 'server_stream_overrun' }, 'client reads its server→client stream too slowly; ending it for the client to resume');
+      this.end();
+    }
+  }
+
+  /** Waits, unless the stream closes first; false when it closed. */
+  protected pause(ms: number): Promise<boolean> {
+    return pause(ms, this.abort.signal);
+  }
+
+  /** Reads one upstream session's GET stream until it ends (see readUpstreamStream). */
+  protected pump(server: RuntimeServer, up: UpstreamSession, lastEventId: string | null, onEvent: (e: SseEvent) => void): Promise<StreamOutcome> {
+    return readUpstreamStream(this.ctx, server, up, lastEventId, this.abort.signal, onEvent);
+  }
+
+  /** One upstream message in its aggregated form (null: not JSON-RPC, dropped). */
+  protected rename(server: string, data: string, requestMethod: string | null): string | null {
+    let msg: unknown;
+    try {
+      msg = parseJson(data);
+    } catch {
+      return null;
+    }
+    if (!isObject(msg)) return null;
+    const effects: RewriteEffects = {};
+    const changed = rewriteUpstreamMessage(msg, server, requestMethod, this.ctx.naming, effects);
+    if (effects.listChanged !== undefined) {
+      this.ctx.catalog.invalidate(server, effects.listChanged);
+      if (effects.listChanged === 'resources') this.ctx.catalog.invalidate(server, 'resourceTemplates');
+    }
+    if (!changed) return data;
+    try {
+      return stringifyJson(msg);
+    } catch {
+      return data;
+    }
+  }
+}
+
+/**
+ * A client session's standalone stream: each of its upstream sessions' GET streams, opened
+ * through Envoy's internal listener, fanned into one. Event ids are the gateway's (event-ids.ts),
+ * so a resumed stream resumes every upstream where this client left it. An upstream whose stream
+ * breaks is re-opened where it broke off; one that forgot the session (it restarted) gets a new
+ * upstream session first. Servers without a GET stream are simply not part of it.
+ */
+class FanIn extends Closable {
+  /** Upstreams being read (or found to have no stream), by server name. */
+  private readonly members = new Set<string>();
+  /** Members whose server offers no GET stream. */
+  private readonly refused = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+  private checking = false;
+
+  constructor(
+    ctx: AggregatedContext,
+    owner: StreamOwner,
+    private session: GatewaySession,
+    /** The last event id seen from each upstream on this stream (or the client's resume point). */
+    private readonly positions: Map<string, string>,
+    onClose: (s: Closable) => void,
+  ) {
+    super(ctx, owner, onClose);
+  }
+
+  protected run(): void {
+    this.join(this.session);
+    this.timer = setInterval(() => {
+      this.send(': keepalive\n\n');
+      this.recheck();
+    }, TICK_MS);
+    this.timer.unref();
+  }
+
+  protected override stopped(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+  }
+
+  /** Looks at the session in the store: gone ends the stream; new upstream sessions join it. */
+  recheck(): void {
+    if (this.checking || this.closed) return;
+    this.checking = true;
+    void this.fresh()
+      .then((s) => {
+        if (s !== null) this.join(s);
+      })
+      .finally(() => {
+        this.checking = false;
+      });
+  }
+
+  /** The session as the store has it now; null (and the stream ended) when it is gone. */
+  private async fresh(): Promise<GatewaySession | null> {
+    let s: GatewaySession | null;
+    try {
+      s = await this.ctx.sessions.get(this.owner.sessionId);
+    } catch (err) {
+      // The store is unreachable: keep streaming what is open, and look again later.
+      this.ctx.log.debug({ err }, 'session store unavailable for an open stream');
+      return this.session;
+    }
+    if (s === null) {
+      this.end();
+      return null;
+    }
+    this.session = s;
+    return s;
+  }
+
+  private join(session: GatewaySession): void {
+    if (this.closed) return;
+    for (const [name, up] of session.upstream) {
+      // A server running stateless has no session to stream: it only answers requests.
+      if (this.members.has(name) || up.sessionId === null) continue;
+      const server = this.ctx.rc.servers.get(name);
+      if (server === undefined || !serverVisible(this.ctx, this.owner.caller, name)) continue;
+      this.members.add(name);
+      void this.follow(server);
+    }
+  }
+
+  /** Reads one upstream's stream for as long as the client's stream lasts. */
+  private async follow(server: RuntimeServer): Promise<void> {
+    let wait = RETRY_FIRST_MS;
+    let renewals = 0;
+    while (!this.closed) {
+      const up = this.session.upstream.get(server.name);
+      if (up === undefined) {
+        // The upstream session was dropped; it joins again once one is created.
+        this.members.delete(server.name);
+        return;
+      }
+      const opened = performance.now();
+      const outcome = await this.pump(server, up, this.positions.get(server.name) ?? null, (e) => this.deliver(server.name, e));
+      if (this.closed) return;
+      if (outcome === 'refused') {
+        // Stays a member, never asked again on this stream.
+        this.refused.add(server.name);
+        return;
+      }
+      if (outcome === 'forgot') {
+        // The server restarted or expired the session: the same client gets a new one.
+        this.positions.delete(server.name);
+        const s = await this.fresh();
+        if (s === null) return;
+        try {
+          await this.ctx.upstreamSessions.renew(s, server, up);
+          await this.fresh();
+          if (renewals++ === 0) continue;
+        } catch (err) {
+          this.ctx.log.debug({ server: server.name, err }, 'upstream session could not be renewed for the stream');
+        }
+      } else if (outcome === 'ended' && performance.now() - opened >= HEALTHY_MS) {
+        wait = RETRY_FIRST_MS;
+        renewals = 0;
+        // A stream that lived a while and ended: re-open at once, where it broke off.
+        if ((await this.fresh()) === null) return;
+        continue;
+      }
+      if (!(await this.pause(wait))) return;
+      wait = Math.min(wait * 2, RETRY_MAX_MS);
+      if ((await this.fresh()) === null) return;
+    }
+  }
+
+  /** A list change the gateway heard on its own session with `server`. */
+  announce(server: string, method: string): void {
+    if (this.closed || (this.members.has(server) && !this.refused.has(server))) return;
+    if (!serverVisible(this.ctx, this.owner.caller, server)) return;
+    this.send(sseEventText(this.positions.size > 0 ? fanInEventId(this.positions) : null, stringifyJson({ jsonrpc: '2.0', method })));
+  }
+
+  private deliver(server: string, e: SseEvent): void {
+    if (e.id !== null) this.positions.set(server, e.id);
+    if (e.data === '' || (e.event !== null && e.event !== 'message')) return;
+    const data = this.rename(server, e.data, null);
+    if (data === null) return;
+    this.send(sseEventText(this.positions.size > 0 ? fanInEventId(this.positions) : null, data));
+  }
+}
+
+/**
+ * The rest of one POST's SSE answer, which its server closed on purpose (SSE polling) and the
+ * client resumes with GET: read from that server with its own event id, renamed as the POST's
+ * answer would have been, ended when the server ends it.
+ */
+class PostResume extends Closable {
+  constructor(
+    ctx: AggregatedContext,
+    owner: StreamOwner,
+    private readonly session: GatewaySession,
+    private readonly point: Extract<ResumePoint, { kind: 'post' }>,
+    onClose: (s: Closable) => void,
+  ) {
+    super(ctx, owner, onClose);
+  }
+
+  protected run(): void {
+    void this.relay().finally(() => this.end());
+  }
+
+  private async relay(): Promise<void> {
+    const { server: name, upstreamId, requestMethod } = this.point;
+    const server = this.ctx.rc.servers.get(name);
+    const up = this.session.upstream.get(name);
+    if (server === undefined || up === undefined) return;
+    await this.pump(server, up, upstreamId, (e) => {
+      const id = e.id === null ? null : postEventId(name, e.id, requestMethod);
+      if (e.data === '') {
+        if (id !== null) this.send(`id: ${id}\ndata: \n\n`);
+        return;
+      }
+      const data = this.rename(name, e.data, requestMethod);
+      if (data !== null) this.send(sseEventText(id, data));
+    });
+  }
+}
+
+/** How reading an upstream's stream ended. */
+export type StreamOutcome = 'ended' | 'refused' | 'forgot' | 'failed';
+
+/**
+ * Opens one upstream session's GET stream (through Envoy's internal listener) and hands its
+ * events to `onEvent` until it ends. Returns how it went: `ended` (the server or the network
+ * closed it, or `signal` fired), `refused` (the server offers no GET stream), `forgot` (the
+ * server no longer knows the session), `failed` (unreachable, or refused for another reason).
+ */
+export async function readUpstreamStream(
+  ctx: Pick<AggregatedContext, 'upstream' | 'log'>,
+  server: RuntimeServer,
+  up: UpstreamSession,
+  lastEventId: string | null,
+  signal: AbortSignal,
+  onEvent: (e: SseEvent) => void,
+): Promise<StreamOutcome> {
+  let res: Response;
+  try {
+    res = await ctx.upstream.openStream(server, { sessionId: up.sessionId, protocolVersion: up.protocolVersion, lastEventId, signal });
+  } catch (err) {
+    if (!signal.aborted) ctx.log.debug({ server: server.name, err }, 'upstream stream did not open');
+    return 'failed';
+  }
+  if (res.status === 405) {
+    await res.body?.cancel().catch(() => undefined);
+    return 'refused';
+  }
+  if (res.status !== 200 || !isEventStream(res.headers.get('content-type') ?? '')) {
+    const text = await readSome(res);
+    if (up.sessionId !== null && forgotSession(res.status, text)) return 'forgot';
+    ctx.log.debug({ server: server.name, status: res.status }, 'upstream refused its stream');
+    return res.status === 200 ? 'refused' : 'failed';
+  }
+  const reader = new SseEventReader(MAX_EVENT_BYTES, () => ctx.log.warn({ server: server.name, max_bytes: MAX_EVENT_BYTES }, 'upstream stream event too large; dropped'));
+  try {
+    for await (const chunk of res.body ?? []) {
+      for (const e of reader.push(chunk as Uint8Array)) onEvent(e);
+    }
+  } catch (err) {
+    if (!signal.aborted) ctx.log.debug({ server: server.name, err }, 'upstream stream broke off');
+  }
+  return 'ended';
+}
+
+/** Waits `ms`, unless `signal` fires first; false when it did. Never holds the process open. */
+export async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    await sleep(ms, undefined, { signal, ref: false });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The start of a refusal's body, enough to tell a forgotten session. */
+async function readSome(res: Response): Promise<string> {
+  try {
+    const text = await res.text();
+    return text.slice(0, MAX_REFUSAL_BYTES);
+  } catch {
+    return '';
+  }
+}
