@@ -71,11 +71,13 @@ async function main(argv: string[]): Promise<number> {
           log.info({ signal: sig }, 'shutting down');
           resolve();
         };
+        // A second SIGTERM/SIGINT has no handler left: Node's default ends the process at once.
         process.once('SIGINT', () => stop('SIGINT'));
         process.once('SIGTERM', () => stop('SIGTERM'));
         // A reload signal must never take the processor down; the config is read at start only.
         process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: the config is read at start; restart the processor to change it'));
       });
+      await gw.drain();
       await gw.close();
       return 0;
     }
