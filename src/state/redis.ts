@@ -1,4 +1,4 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type Command, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from './schema.js';
 
 /** Any client the gateway talks to Redis through: one Redis (plain or found via Sentinel) or a Cluster. */
@@ -18,7 +18,10 @@ export interface RedisConnectionOptions {
   readonly password?: string;
   /** TLS for cluster and sentinel (a URL says `rediss://`). */
   readonly tls?: boolean;
-  /** Upper bound for every command; a slower answer counts as a failure. */
+  /**
+   * Upper bound for every command; a slower answer counts as a failure. Only time in which this
+   * process could have read the answer counts (see {@link armCommandTimeout}).
+   */
   readonly commandTimeoutMs: number;
   /** `CLIENT SETNAME`, to recognise gateway connections in `CLIENT LIST`. */
   readonly connectionName?: string;
@@ -59,7 +62,8 @@ export function parseNodeAddress(addr: string): { host: string; port: number } {
  * Creates the one ioredis client a processor shares between rate limiting and sessions, set up so
  * that Redis trouble never holds a request:
  *
- * - `commandTimeout`: every command settles within the bound, even if Redis hangs.
+ * - a command timeout: every command settles within the bound, even if Redis hangs; an answer
+ *   that came in while this process was busy is not counted as late (see {@link armCommandTimeout}).
  * - no offline queue, no retries per request: while disconnected, commands fail at once instead of
  *   queueing for a reconnect; a rate-limit decision or session read that arrives late is worthless.
  * - no resending of in-flight commands after a reconnect, for the same reason (a resent `take`
@@ -79,7 +83,7 @@ export function parseNodeAddress(addr: string): { host: string; port: number } {
 export function createRedisClient(opts: RedisConnectionOptions): RedisClient {
   const common: RedisOptions = {
     protocol: 2,
-    commandTimeout: opts.commandTimeoutMs,
+    // Not ioredis's `commandTimeout`: see armCommandTimeout, installed on every connection below.
     connectTimeout: Math.max(1_000, opts.commandTimeoutMs * 10),
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
@@ -136,7 +140,47 @@ export function createRedisClient(opts: RedisConnectionOptions): RedisClient {
   // ioredis prints every failed reconnect attempt to the console unless someone listens; outages
   // are logged once per component by OutageTracker instead.
   client.on('error', () => {});
+  if (client instanceof Cluster) client.on('+node', (node: Redis) => boundCommands(node, opts.commandTimeoutMs));
+  else boundCommands(client, opts.commandTimeoutMs);
   return client;
+}
+
+const ARMED = Symbol('mcpgw.commandTimeoutArmed');
+
+/**
+ * Makes `command` fail with `Command timed out` unless it is answered within `ms` of time in
+ * which this process could have read the answer; never later than `ms` plus one turn of the event
+ * loop after it was sent. Arming it again (a command re-sent after a redirect) changes nothing.
+ *
+ * Why not ioredis's `commandTimeout`: its timer rejects the command as soon as it fires. When the
+ * event loop was blocked (garbage collection, a large body, a CPU-starved machine) for longer than
+ * the timeout, libuv runs due timers *before* it polls sockets, so the timer fires although Redis
+ * answered long ago and the answer sits unread in the socket: a request fails with 503 for
+ * nothing. Here the timer instead lets the loop go round once (setImmediate runs after the poll
+ * phase, which reads that answer); only a command still unanswered then has timed out. A Redis
+ * that truly hangs still fails every command within the bound.
+ */
+export function armCommandTimeout(command: Command, ms: number): void {
+  const c = command as Command & { [ARMED]?: true };
+  if (c[ARMED] === true || command.isSettled) return;
+  c[ARMED] = true;
+  const timer = setTimeout(() => {
+    if (command.isSettled) return;
+    setImmediate(() => {
+      if (!command.isSettled) command.reject(new Error('Command timed out'));
+    });
+  }, ms);
+  const clear = (): void => clearTimeout(timer);
+  command.promise.then(clear, clear);
+}
+
+/** Arms {@link armCommandTimeout} on every command `redis` sends (ioredis itself overrides `sendCommand` per instance the same way). */
+function boundCommands(redis: Redis, ms: number): void {
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = (command, stream) => {
+    armCommandTimeout(command, ms);
+    return send(command, stream);
+  };
 }
 
 /**
