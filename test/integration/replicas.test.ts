@@ -13,6 +13,7 @@ import { freePorts } from '../support/ports.js';
 import { waitUntil } from '../support/proc.js';
 import { RedisServer } from '../support/redis.js';
 import { Replica, waitForProcessorHosts as waitForProcessorHostsIn } from '../support/replica.js';
+import { Traffic } from '../support/traffic.js';
 
 function textOf(result: object): string {
   return ((result as { content?: { text?: string }[] }).content ?? []).map((c) => c.text ?? '').join('');
@@ -116,6 +117,46 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
     } finally {
       await c.close();
     }
+  });
+
+  it('loses no request when a replica is stopped with SIGTERM under load, and none when it comes back', async () => {
+    const init = await rawInitialize(mcpUrl);
+    const sid = init.sessionId!;
+    // Closed loop: each worker sends its next call when the previous one is answered.
+    const traffic = new Traffic(
+      mcpUrl,
+      sid,
+      (i) => ({ jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: 'alpha__echo', arguments: { text: `t${i}` } } }),
+      { workers: 4, gapMs: 20, timeoutMs: 10_000 },
+    );
+    const moreAnswers = async (n: number, what: string): Promise<void> => {
+      const target = traffic.outcomes.length + n;
+      await waitUntil(() => traffic.outcomes.length >= target, { timeoutMs: 15_000, what });
+    };
+    const victim = replicas[0]!;
+    try {
+      await moreAnswers(40, 'load to start');
+      victim.terminate();
+      // Draining: it says so, Envoy's gRPC health check takes it out, and only then does it stop.
+      await waitUntil(async () => {
+        const r = await victim.readyz();
+        return r.status === 503 && r.text.includes('draining');
+      }, { timeoutMs: 5_000, what: 'the replica to report draining' });
+      await waitForProcessorHosts(1);
+      await victim.exited();
+      assert.match(victim.output.text(), /draining/);
+      await moreAnswers(40, 'load on the remaining replica');
+      await victim.start();
+      await waitForProcessorHosts(2);
+      const served = await victim.requestsServed();
+      await moreAnswers(40, 'load on both replicas again');
+      await waitUntil(async () => (await victim.requestsServed()) > served, { timeoutMs: 10_000, what: 'the restarted replica to take requests' });
+    } finally {
+      await traffic.stop();
+    }
+    const failed = traffic.outcomes.filter((o) => o.status !== 200 || o.rpcCode !== null);
+    assert.ok(traffic.outcomes.length >= 120, `${traffic.outcomes.length} requests`);
+    assert.deepEqual(failed.slice(0, 5), [], `${failed.length} of ${traffic.outcomes.length} requests failed`);
   });
 
   it('never hangs when Redis dies mid-traffic, and recovers when it is back', async () => {
