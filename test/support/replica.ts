@@ -17,10 +17,12 @@ export class Replica {
     private readonly configFile: string,
     readonly grpc: string,
     readonly admin: string,
+    /** Node options before the script, e.g. the V8 flags the image starts the processor with. */
+    private readonly nodeArgs: readonly string[] = [],
   ) {}
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, [CLI, 'serve', '--config', this.configFile, '--grpc', this.grpc, '--admin', this.admin], {
+    const child = spawn(process.execPath, [...this.nodeArgs, CLI, 'serve', '--config', this.configFile, '--grpc', this.grpc, '--admin', this.admin], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     trackChild(child);
