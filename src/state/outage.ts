@@ -13,11 +13,18 @@ export const SILENT_STATE_LOGGER: StateLogger = Object.freeze({ warn: () => {}, 
 const STALE_SCOPE_PROBES = 8;
 
 /**
+ * Consecutive failed calls before calls are held back. One late answer (Redis or this process
+ * briefly starved of CPU) must not fail every request of the next probe interval at once; a Redis
+ * that hangs fails every call in flight, so the count is reached within one command timeout.
+ */
+export const HOLD_BACK_AFTER_FAILURES = 3;
+
+/**
  * Tracks whether a Redis-backed component is healthy, so an outage is logged once when it starts
  * and once when it ends instead of once per request.
  *
- * While down it also acts as a small circuit breaker: only one call per `probeIntervalMs` goes to
- * Redis, the others fail at once. Commands to a dead *connection* already fail immediately (the
+ * While down it also acts as a small circuit breaker: after `holdBackAfter` consecutive failures,
+ * only one call per `probeIntervalMs` goes to Redis, the others fail at once. Commands to a dead *connection* already fail immediately (the
  * client has no offline queue); this matters when the connection looks alive but Redis does not
  * answer, where every request would otherwise wait for the full command timeout.
  *
@@ -28,11 +35,13 @@ const STALE_SCOPE_PROBES = 8;
  */
 export class OutageTracker {
   private isDown = false;
-  /** Failing scopes (Cluster slots): when each was last tried and last failed. */
-  private readonly failing = new Map<number, { lastProbe: number; lastFailure: number }>();
+  /** Failing scopes (Cluster slots): when each was last tried and last failed, and failures in a row. */
+  private readonly failing = new Map<number, { lastProbe: number; lastFailure: number; inARow: number }>();
   private since = 0;
   private lastProbe = 0;
   private failures = 0;
+  /** Failed calls since the last successful one. */
+  private inARow = 0;
 
   constructor(
     private readonly component: string,
@@ -41,6 +50,7 @@ export class OutageTracker {
     private readonly target: string,
     private readonly probeIntervalMs = 250,
     private readonly clock: () => number = Date.now,
+    private readonly holdBackAfter: number = HOLD_BACK_AFTER_FAILURES,
   ) {}
 
   /** True while the last call failed and no call has succeeded since. */
@@ -55,13 +65,13 @@ export class OutageTracker {
   shouldTry(scope?: number): boolean {
     if (scope !== undefined) {
       const f = this.failing.get(scope);
-      if (f === undefined) return true;
+      if (f === undefined || f.inARow < this.holdBackAfter) return true;
       const now = this.clock();
       if (now - f.lastProbe < this.probeIntervalMs) return false;
       f.lastProbe = now;
       return true;
     }
-    if (!this.isDown) return true;
+    if (!this.isDown || this.inARow < this.holdBackAfter) return true;
     const now = this.clock();
     if (now - this.lastProbe < this.probeIntervalMs) return false;
     this.lastProbe = now;
@@ -70,6 +80,7 @@ export class OutageTracker {
 
   /** Records a successful call; logs the recovery if this ends an outage. */
   ok(scope?: number): void {
+    this.inARow = 0;
     if (scope !== undefined) this.failing.delete(scope);
     if (!this.isDown) return;
     const now = this.clock();
@@ -90,9 +101,10 @@ export class OutageTracker {
   fail(err: unknown, scope?: number): void {
     if (scope !== undefined) {
       const at = this.clock();
-      this.failing.set(scope, { lastProbe: at, lastFailure: at });
+      this.failing.set(scope, { lastProbe: at, lastFailure: at, inARow: (this.failing.get(scope)?.inARow ?? 0) + 1 });
     }
     this.failures += 1;
+    this.inARow += 1;
     if (this.isDown) return;
     const now = this.clock();
     this.isDown = true;

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { OutageTracker } from '../../../src/state/outage.js';
+import { HOLD_BACK_AFTER_FAILURES, OutageTracker } from '../../../src/state/outage.js';
 
-function tracker() {
+/** A tracker on a fake clock; `holdBackAfter` 1 (hold back at the first failure) unless told otherwise. */
+function tracker(holdBackAfter = 1) {
   let t = 1_000;
   const warns: string[] = [];
   const infos: string[] = [];
   const log = { warn: (_: object, m: string) => void warns.push(m), info: (_: object, m: string) => void infos.push(m) };
-  const tr = new OutageTracker('rate limits', 'x', log, 'cluster a:1', 250, () => t);
+  const tr = new OutageTracker('rate limits', 'x', log, 'cluster a:1', 250, () => t, holdBackAfter);
   return { tr, warns, infos, advance: (ms: number) => void (t += ms) };
 }
 
@@ -58,5 +59,48 @@ describe('OutageTracker scopes (Redis Cluster slots)', () => {
     tr.ok();
     tr.ok(7);
     assert.equal(tr.shouldTry(7), true);
+  });
+});
+
+describe('OutageTracker hold-back', () => {
+  it('keeps trying after one failure: a single late answer does not fail the calls that follow', () => {
+    const { tr, warns, infos } = tracker(HOLD_BACK_AFTER_FAILURES);
+    tr.fail(new Error('Command timed out'));
+    assert.equal(tr.down, true);
+    assert.equal(warns.length, 1, 'the failure is still logged');
+    for (let i = 0; i < 10; i++) assert.equal(tr.shouldTry(), true);
+    tr.ok();
+    assert.equal(tr.down, false);
+    assert.equal(infos.length, 1);
+  });
+
+  it('holds calls back after several failures in a row, probing once per interval', () => {
+    const { tr, advance } = tracker(HOLD_BACK_AFTER_FAILURES);
+    for (let i = 0; i < HOLD_BACK_AFTER_FAILURES - 1; i++) {
+      tr.fail(new Error('Command timed out'));
+      assert.equal(tr.shouldTry(), true);
+    }
+    tr.fail(new Error('Command timed out'));
+    assert.equal(tr.shouldTry(), false);
+    advance(250);
+    assert.equal(tr.shouldTry(), true, 'one probe');
+    assert.equal(tr.shouldTry(), false);
+  });
+
+  it('starts counting again after a success in between', () => {
+    const { tr } = tracker(HOLD_BACK_AFTER_FAILURES);
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < HOLD_BACK_AFTER_FAILURES - 1; i++) tr.fail(new Error('Command timed out'));
+      assert.equal(tr.shouldTry(), true);
+      tr.ok();
+    }
+  });
+
+  it('counts per slot on Redis Cluster', () => {
+    const { tr } = tracker(HOLD_BACK_AFTER_FAILURES);
+    for (let i = 0; i < HOLD_BACK_AFTER_FAILURES; i++) tr.fail(new Error('Command timed out'), 7);
+    tr.fail(new Error('Command timed out'), 9);
+    assert.equal(tr.shouldTry(7), false);
+    assert.equal(tr.shouldTry(9), true);
   });
 });
