@@ -19,8 +19,8 @@ export interface RedisConnectionOptions {
   /** TLS for cluster and sentinel (a URL says `rediss://`). */
   readonly tls?: boolean;
   /**
-   * Upper bound for every command; a slower answer counts as a failure. Only time in which this
-   * process could have read the answer counts (see {@link armCommandTimeout}).
+   * Bound for every command; a slower answer counts as a failure. Only time in which this process
+   * could have read the answer counts, up to 10 times this in all (see {@link armCommandTimeout}).
    */
   readonly commandTimeoutMs: number;
   /** `CLIENT SETNAME`, to recognise gateway connections in `CLIENT LIST`. */
@@ -62,8 +62,8 @@ export function parseNodeAddress(addr: string): { host: string; port: number } {
  * Creates the one ioredis client a processor shares between rate limiting and sessions, set up so
  * that Redis trouble never holds a request:
  *
- * - a command timeout: every command settles within the bound, even if Redis hangs; an answer
- *   that came in while this process was busy is not counted as late (see {@link armCommandTimeout}).
+ * - a command timeout: every command settles within a bound, even if Redis hangs; time in which
+ *   this process was blocked does not count against it (see {@link armCommandTimeout}).
  * - no offline queue, no retries per request: while disconnected, commands fail at once instead of
  *   queueing for a reconnect; a rate-limit decision or session read that arrives late is worthless.
  * - no resending of in-flight commands after a reconnect, for the same reason (a resent `take`
@@ -147,29 +147,55 @@ export function createRedisClient(opts: RedisConnectionOptions): RedisClient {
 
 const ARMED = Symbol('mcpgw.commandTimeoutArmed');
 
+/** However starved the process is, a command settles within this many times its timeout. */
+export const COMMAND_WAIT_CAP_FACTOR = 10;
+
+/** A timer this much later than due means the event loop was blocked, not merely busy. */
+const STALL_MS = 5;
+
 /**
  * Makes `command` fail with `Command timed out` unless it is answered within `ms` of time in
- * which this process could have read the answer; never later than `ms` plus one turn of the event
- * loop after it was sent. Arming it again (a command re-sent after a redirect) changes nothing.
+ * which this process could have read the answer, and within `ms × COMMAND_WAIT_CAP_FACTOR` in any
+ * case. On a process that is not starved, a Redis that does not answer fails the command `ms`
+ * plus one turn of the event loop after it was sent. Arming it again (a command re-sent after a
+ * redirect) changes nothing.
  *
  * Why not ioredis's `commandTimeout`: its timer rejects the command as soon as it fires. When the
- * event loop was blocked (garbage collection, a large body, a CPU-starved machine) for longer than
- * the timeout, libuv runs due timers *before* it polls sockets, so the timer fires although Redis
- * answered long ago and the answer sits unread in the socket: a request fails with 503 for
- * nothing. Here the timer instead lets the loop go round once (setImmediate runs after the poll
- * phase, which reads that answer); only a command still unanswered then has timed out. A Redis
- * that truly hangs still fails every command within the bound.
+ * event loop was blocked (garbage collection, a large body, a CPU-starved machine) past the
+ * deadline, libuv runs due timers *before* it polls sockets, so the timer fires although Redis
+ * answered meanwhile and the answer sits unread in the socket: a request fails with 503 for
+ * nothing. Here, when the timer fires, the loop first goes round once (setImmediate runs after the
+ * poll phase, which reads such an answer). And the time the timer fired late is time in which
+ * the process could not have read anything: it is given back, so a process that was descheduled
+ * while Redis (descheduled too) had not answered yet waits for it as long as an awake one would.
  */
 export function armCommandTimeout(command: Command, ms: number): void {
   const c = command as Command & { [ARMED]?: true };
   if (c[ARMED] === true || command.isSettled) return;
   c[ARMED] = true;
-  const timer = setTimeout(() => {
-    if (command.isSettled) return;
-    setImmediate(() => {
-      if (!command.isSettled) command.reject(new Error('Command timed out'));
-    });
-  }, ms);
+  const sent = performance.now();
+  const capAt = sent + ms * COMMAND_WAIT_CAP_FACTOR;
+  let blocked = 0;
+  let timer: NodeJS.Timeout;
+  const arm = (wait: number): void => {
+    const due = performance.now() + wait;
+    timer = setTimeout(() => {
+      if (command.isSettled) return;
+      const late = performance.now() - due;
+      setImmediate(() => {
+        if (command.isSettled) return;
+        const now = performance.now();
+        if (late > STALL_MS && now < capAt) {
+          blocked += late;
+          arm(Math.min(late, capAt - now));
+          return;
+        }
+        const waited = Math.round(now - sent);
+        command.reject(new Error(blocked > 0 ? `Command timed out after ${waited} ms (the event loop was blocked for ${Math.round(blocked)} ms of it)` : 'Command timed out'));
+      });
+    }, wait);
+  };
+  arm(ms);
   const clear = (): void => clearTimeout(timer);
   command.promise.then(clear, clear);
 }

@@ -435,7 +435,7 @@ async function main(): Promise<number> {
     r.output
       .text()
       .split('\n')
-      .filter((l) => /"level":(40|50|60)/.test(l))
+      .filter((l) => /"level":("warn"|"error"|"fatal"|40|50|60)/.test(l))
       .map((l) => `replica ${i + 1}: ${l.slice(0, 400)}`),
   );
   return report(started, events, samples, notes);

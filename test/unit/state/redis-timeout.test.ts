@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { createRedisClient, waitForRedis, type RedisClient } from '../../../src/state/redis.js';
+import { COMMAND_WAIT_CAP_FACTOR, createRedisClient, waitForRedis, type RedisClient } from '../../../src/state/redis.js';
 import { RedisServer } from '../../support/redis.js';
 
 const TIMEOUT_MS = 100;
@@ -44,6 +44,22 @@ describe('Redis command timeout (real redis-server)', () => {
     for (let i = 0; i < 5; i++) assert.equal(await getDuringStall(client, 'k', 3 * TIMEOUT_MS), 'v');
   });
 
+  it('waits for an answer Redis sends only after a stall of this process that outlasted the timeout', async () => {
+    // Both starved: Redis does not run (SIGSTOP) while this process is blocked past the deadline;
+    // Redis runs again when the stall ends, so its answer comes a moment after the timer fired.
+    redis.pause();
+    try {
+      const reply = client.get('k');
+      setImmediate(() => {
+        busy(3 * TIMEOUT_MS);
+        redis.resume();
+      });
+      assert.equal(await reply, 'v');
+    } finally {
+      redis.resume();
+    }
+  });
+
   it('(the same stall fails with ioredis’s own commandTimeout: the cause this guards against)', async () => {
     const plain = new Redis(redis.url, { commandTimeout: TIMEOUT_MS, enableAutoPipelining: true, maxRetriesPerRequest: 0 });
     try {
@@ -68,10 +84,22 @@ describe('Redis command timeout (real redis-server)', () => {
       // The bound is the timeout plus one turn of the loop; the slack is for a loaded test machine.
       assert.ok(elapsed < TIMEOUT_MS + 400, `failed after ${elapsed.toFixed(0)} ms`);
 
-      // A stall while Redis hangs changes nothing: no answer is waiting, so the command fails right after the stall.
+      // A stall while Redis hangs is given back once, then the command fails: no answer comes.
       const t0 = performance.now();
-      await assert.rejects(getDuringStall(client, 'k', 2 * TIMEOUT_MS), /Command timed out/);
-      assert.ok(performance.now() - t0 < 2 * TIMEOUT_MS + 400);
+      await assert.rejects(getDuringStall(client, 'k', 2 * TIMEOUT_MS), /Command timed out after \d+ ms \(the event loop was blocked for \d+ ms of it\)/);
+      assert.ok(performance.now() - t0 < 4 * TIMEOUT_MS + 400);
+
+      // However long the process is starved, a command settles within 10 times the timeout.
+      const t1 = performance.now();
+      const capped = client.get('k');
+      const stalls = setInterval(() => busy(TIMEOUT_MS / 2), 1);
+      try {
+        await assert.rejects(capped, /Command timed out/);
+      } finally {
+        clearInterval(stalls);
+      }
+      const elapsed1 = performance.now() - t1;
+      assert.ok(elapsed1 < COMMAND_WAIT_CAP_FACTOR * TIMEOUT_MS + 400, `settled after ${elapsed1.toFixed(0)} ms`);
     } finally {
       redis.resume();
     }
