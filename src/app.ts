@@ -11,6 +11,8 @@ import { durationMs } from './lib/duration.js';
 import { splitHostPort, withPort } from './lib/host-port.js';
 import type { Config } from './config/schema.js';
 import { startExtProcServer } from './extproc/server.js';
+import { HealthState } from './extproc/health.js';
+import { PROCESSOR_DRAIN_MS, PROCESSOR_SHUTDOWN_GRACE_MS } from './envoy/contract.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { OperationObserver } from './observability/operations.js';
@@ -40,6 +42,12 @@ export interface RunOptions {
   readonly logger?: Logger;
   /** Where `file:` paths in the config are relative to (the config file's directory). */
   readonly configDir?: string;
+  /**
+   * How long {@link RunningGateway.drain} keeps serving after turning NOT_SERVING. Default: the
+   * drain window Envoy's health check needs when `gateway.processor` lists several replicas, else
+   * 0 (with one replica Envoy has nowhere else to send a stream).
+   */
+  readonly drainMs?: number;
 }
 
 /** A running processor replica. */
@@ -48,6 +56,15 @@ export interface RunningGateway {
   readonly adminAddress: string;
   readonly context: GatewayContext;
   readonly health: HealthMonitor;
+  /** What the gRPC health service reports (SERVING once ready). */
+  readonly serving: HealthState;
+  /**
+   * Starts a graceful stop: gRPC health says NOT_SERVING and `/readyz` 503 `draining`, while new
+   * and open streams are still served for the drain window, so that Envoy's health check takes
+   * this replica out before it stops listening. Resolves when the window has passed.
+   */
+  drain(): Promise<void>;
+  /** Stops taking streams, lets open ones finish (bounded), then ends what this replica holds. */
   close(): Promise<void>;
 }
 
@@ -196,15 +213,18 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
   );
   const processors = opts.config.gateway.processor;
   const grpcWanted = opts.grpc ?? (Array.isArray(processors) ? processors[0]! : processors);
-  const { server: grpcServer, address: grpcAddress } = await startExtProcServer(grpcWanted, () => context, log);
+  const serving = new HealthState();
+  const { server: grpcServer, address: grpcAddress } = await startExtProcServer(grpcWanted, () => context, log, serving);
+  const drainMs = opts.drainMs ?? (Array.isArray(processors) && processors.length > 1 ? PROCESSOR_DRAIN_MS : 0);
 
   let ready = false;
+  let draining = false;
   const admin = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
-      const why = !ready ? 'starting' : !health.ready() ? 'no upstream server is healthy' : null;
+      const why = draining ? 'draining' : !ready ? 'starting' : !health.ready() ? 'no upstream server is healthy' : null;
       res.writeHead(why === null ? 200 : 503, { 'content-type': 'text/plain' }).end(`${why ?? 'ready'}\n`);
     } else if (path === '/health/servers') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(health.snapshot()));
@@ -223,6 +243,7 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
   const adminWanted = opts.admin ?? opts.config.gateway.admin;
   const adminAddress = await listen(admin, adminWanted);
   ready = true;
+  serving.set('SERVING');
   log.info({ grpc: grpcAddress, admin: adminAddress, servers: context.rc.serverList.map((s) => s.name) }, 'processor started');
   // Warm the catalogs once Envoy can carry our calls (failures just mean a cold first list),
   // then start the health checks.
@@ -241,8 +262,19 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
     adminAddress,
     context,
     health,
+    serving,
+    async drain(): Promise<void> {
+      if (draining) return;
+      draining = true;
+      serving.set('NOT_SERVING');
+      log.info({ drain_ms: drainMs }, 'draining: reporting NOT_SERVING, still serving until the health check has taken this replica out');
+      if (drainMs > 0) await new Promise((resolve) => setTimeout(resolve, drainMs));
+    },
     async close(): Promise<void> {
       ready = false;
+      draining = true;
+      serving.set('NOT_SERVING');
+      serving.endWatches();
       clearTimeout(warm);
       health.stop();
       watch.close();
@@ -255,7 +287,7 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
         const t = setTimeout(() => {
           grpcServer.forceShutdown();
           resolve();
-        }, 2000);
+        }, PROCESSOR_SHUTDOWN_GRACE_MS);
         grpcServer.tryShutdown(() => {
           clearTimeout(t);
           resolve();

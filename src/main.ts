@@ -67,15 +67,19 @@ async function main(argv: string[]): Promise<number> {
         ...(values.admin === undefined ? {} : { admin: values.admin }),
       });
       await new Promise<void>((resolve) => {
-        const stop = (sig: string): void => {
+        const stop = (sig: NodeJS.Signals): void => {
           log.info({ signal: sig }, 'shutting down');
+          // A second SIGTERM/SIGINT then finds no handler: Node's default ends the process at once.
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
           resolve();
         };
-        process.once('SIGINT', () => stop('SIGINT'));
-        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
         // A reload signal must never take the processor down; the config is read at start only.
         process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: the config is read at start; restart the processor to change it'));
       });
+      await gw.drain();
       await gw.close();
       return 0;
     }

@@ -14,6 +14,7 @@ import {
   ROUTE_METADATA_NAMESPACE,
 } from './contract.js';
 import { PROTOCOL_VERSION_HEADER, SESSION_HEADER } from '../mcp/headers.js';
+import { PROCESSOR_HEALTH_CHECK } from './contract.js';
 
 const PROCESSOR_CLUSTER = 'mcpgw_processor';
 const OTLP_CLUSTER = 'mcpgw_otlp_collector';
@@ -508,27 +509,21 @@ function downstreamTls(tls: NonNullable<Config['gateway']['tls']>): Record<strin
   };
 }
 
-/**
- * How often Envoy checks each processor replica (when there are several). A replica that dies is
- * out within one interval; until then Envoy's retries of a refused ext_proc stream may still pick
- * it, so this is also the longest time new requests can fail after a replica is gone.
- */
-export const PROCESSOR_HEALTH_CHECK_MS = 250;
-
 /** A cluster of gRPC (HTTP/2) endpoints: the processor replicas, or the OTLP collector. */
 function grpcCluster(name: string, addresses: readonly string[], healthChecked = false): Record<string, unknown> {
   return {
-    // A replica that dies stops getting new requests within one check (PROCESSOR_HEALTH_CHECK_MS).
+    // gRPC health: a replica that dies, or drains after SIGTERM (NOT_SERVING), stops getting new
+    // streams within one interval; its drain window (contract.ts) is derived from these figures.
     ...(healthChecked
       ? {
           health_checks: [
             {
-              timeout: '1s',
-              interval: seconds(PROCESSOR_HEALTH_CHECK_MS),
-              no_traffic_interval: seconds(PROCESSOR_HEALTH_CHECK_MS),
-              unhealthy_threshold: 1,
-              healthy_threshold: 1,
-              tcp_health_check: {},
+              timeout: seconds(PROCESSOR_HEALTH_CHECK.timeoutMs),
+              interval: seconds(PROCESSOR_HEALTH_CHECK.intervalMs),
+              no_traffic_interval: seconds(PROCESSOR_HEALTH_CHECK.intervalMs),
+              unhealthy_threshold: PROCESSOR_HEALTH_CHECK.unhealthyThreshold,
+              healthy_threshold: PROCESSOR_HEALTH_CHECK.healthyThreshold,
+              grpc_health_check: {},
             },
           ],
           // Never spread requests over dead replicas: a request sent to one fails for sure.

@@ -70,3 +70,41 @@ export const REQUEST_HEADER_ATTRIBUTES: Readonly<Record<string, string>> = {
 
 /** The ext_proc filter's name: Envoy keys the attributes it sends by it. */
 export const EXT_PROC_FILTER = 'envoy.filters.http.ext_proc';
+
+/**
+ * Envoy's active health check of the processor replicas (generated when `gateway.processor`
+ * lists several): a `grpc.health.v1.Health/Check` every `intervalMs`, also while the cluster
+ * carries no traffic, given up after `timeoutMs`. One failed check (NOT_SERVING, no answer in
+ * time, a refused connection) takes a replica out, one passed check brings it back.
+ */
+export const PROCESSOR_HEALTH_CHECK = {
+  // Also the longest time new requests can fail after a replica died: until the check marks it,
+  // Envoy's retry of a stream the dead replica refused may pick it again.
+  intervalMs: 250,
+  // Well above a loaded machine's event-loop stalls: a replica that is merely slow must not
+  // leave, since with every replica out nothing would be processed at all.
+  timeoutMs: 2_000,
+  unhealthyThreshold: 1,
+  healthyThreshold: 1,
+} as const;
+
+/**
+ * How long a replica that got SIGTERM keeps taking new ext_proc streams while it reports
+ * NOT_SERVING, before it stops accepting them. The rule that ties it to the health check: Envoy
+ * asks again within one interval, and the answer (or its timeout) counts at once; every failed
+ * check the threshold asks for costs that again; one interval more covers Envoy handing the new
+ * host set to its workers. Shorter, and requests Envoy still sends would meet a closed server.
+ */
+export function processorDrainMs(hc: typeof PROCESSOR_HEALTH_CHECK = PROCESSOR_HEALTH_CHECK): number {
+  return hc.unhealthyThreshold * (hc.intervalMs + hc.timeoutMs) + hc.intervalMs;
+}
+
+/** {@link processorDrainMs} for the generated health check (2.5 s). */
+export const PROCESSOR_DRAIN_MS = processorDrainMs();
+
+/**
+ * After the drain, how long streams already open may take to finish before the processor closes
+ * them: long enough for ordinary calls; a longer stream (an open server→client SSE stream) is
+ * cut, and its client reconnects.
+ */
+export const PROCESSOR_SHUTDOWN_GRACE_MS = 2_000;

@@ -5,6 +5,7 @@ import type { Decision, LocalStream, StreamDecision } from '../request/decision.
 import type { Headers } from '../request/state.js';
 import { EXT_PROC_FILTER, REQUEST_HEADER_ATTRIBUTES } from '../envoy/contract.js';
 import { withPort } from '../lib/host-port.js';
+import { loadHealthService, type HealthState } from './health.js';
 import { loadExternalProcessorService, type HttpHeadersMsg, type ProcessingRequestMsg, type ProcessingResponseMsg } from './proto.js';
 import { streamedBody, streamedHeaders, toProcessingResponse, type Phase } from './render.js';
 
@@ -187,11 +188,15 @@ function allowEnvoyStreamResets(server: grpc.Server, log: Logger): void {
   internals.commonServerOptions['streamResetRate'] = 100_000;
 }
 
-/** The ext_proc gRPC server. */
+/**
+ * The ext_proc gRPC server, which also serves `grpc.health.v1.Health` from `health` (Envoy's
+ * active health check of the processor replicas).
+ */
 export async function startExtProcServer(
   address: string,
   getContext: () => GatewayContext,
   log: Logger,
+  health: HealthState,
 ): Promise<{ server: grpc.Server; address: string }> {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
@@ -207,6 +212,7 @@ export async function startExtProcServer(
   server.addService(loadExternalProcessorService(), {
     Process: (call: ProcessCall) => handleProcessStream(call, getContext, log),
   });
+  server.addService(loadHealthService(), health.handlers());
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });

@@ -13,11 +13,23 @@ export const SILENT_STATE_LOGGER: StateLogger = Object.freeze({ warn: () => {}, 
 const STALE_SCOPE_PROBES = 8;
 
 /**
+ * When calls are held back: after this many failed calls in a row, the first of them at least
+ * {@link HOLD_BACK_AFTER_MS} ago, with no success in between. A Redis that stalls for a moment
+ * (it, or the whole machine, briefly starved of CPU) then costs only the calls it left waiting,
+ * not every request of the next probe interval as well; one that stays down is held back after a
+ * second, during which each request waited at most one command timeout.
+ */
+export const HOLD_BACK_AFTER_FAILURES = 3;
+/** See {@link HOLD_BACK_AFTER_FAILURES}. */
+export const HOLD_BACK_AFTER_MS = 1_000;
+
+/**
  * Tracks whether a Redis-backed component is healthy, so an outage is logged once when it starts
  * and once when it ends instead of once per request.
  *
- * While down it also acts as a small circuit breaker: only one call per `probeIntervalMs` goes to
- * Redis, the others fail at once. Commands to a dead *connection* already fail immediately (the
+ * While down it also acts as a small circuit breaker: once calls have kept failing (see
+ * {@link HOLD_BACK_AFTER_FAILURES}), only one call per `probeIntervalMs` goes to Redis, the
+ * others fail at once. Commands to a dead *connection* already fail immediately (the
  * client has no offline queue); this matters when the connection looks alive but Redis does not
  * answer, where every request would otherwise wait for the full command timeout.
  *
@@ -28,11 +40,14 @@ const STALE_SCOPE_PROBES = 8;
  */
 export class OutageTracker {
   private isDown = false;
-  /** Failing scopes (Cluster slots): when each was last tried and last failed. */
-  private readonly failing = new Map<number, { lastProbe: number; lastFailure: number }>();
+  /** Failing scopes (Cluster slots): when each was last tried and last failed, and failures in a row. */
+  private readonly failing = new Map<number, { lastProbe: number; lastFailure: number; inARow: number; rowSince: number }>();
   private since = 0;
   private lastProbe = 0;
   private failures = 0;
+  /** Failed calls since the last successful one, and when the first of them failed. */
+  private inARow = 0;
+  private rowSince = 0;
 
   constructor(
     private readonly component: string,
@@ -41,7 +56,14 @@ export class OutageTracker {
     private readonly target: string,
     private readonly probeIntervalMs = 250,
     private readonly clock: () => number = Date.now,
+    private readonly holdBackAfter: number = HOLD_BACK_AFTER_FAILURES,
+    private readonly holdBackAfterMs: number = HOLD_BACK_AFTER_MS,
   ) {}
+
+  /** Whether a row of failures is long enough, in count and in time, to hold calls back. */
+  private holding(inARow: number, rowSince: number): boolean {
+    return inARow >= this.holdBackAfter && this.clock() - rowSince >= this.holdBackAfterMs;
+  }
 
   /** True while the last call failed and no call has succeeded since. */
   get down(): boolean {
@@ -55,13 +77,13 @@ export class OutageTracker {
   shouldTry(scope?: number): boolean {
     if (scope !== undefined) {
       const f = this.failing.get(scope);
-      if (f === undefined) return true;
+      if (f === undefined || !this.holding(f.inARow, f.rowSince)) return true;
       const now = this.clock();
       if (now - f.lastProbe < this.probeIntervalMs) return false;
       f.lastProbe = now;
       return true;
     }
-    if (!this.isDown) return true;
+    if (!this.isDown || !this.holding(this.inARow, this.rowSince)) return true;
     const now = this.clock();
     if (now - this.lastProbe < this.probeIntervalMs) return false;
     this.lastProbe = now;
@@ -70,6 +92,7 @@ export class OutageTracker {
 
   /** Records a successful call; logs the recovery if this ends an outage. */
   ok(scope?: number): void {
+    this.inARow = 0;
     if (scope !== undefined) this.failing.delete(scope);
     if (!this.isDown) return;
     const now = this.clock();
@@ -90,9 +113,12 @@ export class OutageTracker {
   fail(err: unknown, scope?: number): void {
     if (scope !== undefined) {
       const at = this.clock();
-      this.failing.set(scope, { lastProbe: at, lastFailure: at });
+      const prev = this.failing.get(scope);
+      this.failing.set(scope, { lastProbe: at, lastFailure: at, inARow: (prev?.inARow ?? 0) + 1, rowSince: prev?.rowSince ?? at });
     }
     this.failures += 1;
+    if (this.inARow === 0) this.rowSince = this.clock();
+    this.inARow += 1;
     if (this.isDown) return;
     const now = this.clock();
     this.isDown = true;

@@ -1,4 +1,4 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type Command, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from './schema.js';
 
 /** Any client the gateway talks to Redis through: one Redis (plain or found via Sentinel) or a Cluster. */
@@ -18,7 +18,10 @@ export interface RedisConnectionOptions {
   readonly password?: string;
   /** TLS for cluster and sentinel (a URL says `rediss://`). */
   readonly tls?: boolean;
-  /** Upper bound for every command; a slower answer counts as a failure. */
+  /**
+   * Bound for every command; a slower answer counts as a failure. Only time in which this process
+   * could have read the answer counts, up to 10 times this in all (see {@link armCommandTimeout}).
+   */
   readonly commandTimeoutMs: number;
   /** `CLIENT SETNAME`, to recognise gateway connections in `CLIENT LIST`. */
   readonly connectionName?: string;
@@ -59,7 +62,8 @@ export function parseNodeAddress(addr: string): { host: string; port: number } {
  * Creates the one ioredis client a processor shares between rate limiting and sessions, set up so
  * that Redis trouble never holds a request:
  *
- * - `commandTimeout`: every command settles within the bound, even if Redis hangs.
+ * - a command timeout: every command settles within a bound, even if Redis hangs; time in which
+ *   this process was blocked does not count against it (see {@link armCommandTimeout}).
  * - no offline queue, no retries per request: while disconnected, commands fail at once instead of
  *   queueing for a reconnect; a rate-limit decision or session read that arrives late is worthless.
  * - no resending of in-flight commands after a reconnect, for the same reason (a resent `take`
@@ -79,7 +83,7 @@ export function parseNodeAddress(addr: string): { host: string; port: number } {
 export function createRedisClient(opts: RedisConnectionOptions): RedisClient {
   const common: RedisOptions = {
     protocol: 2,
-    commandTimeout: opts.commandTimeoutMs,
+    // Not ioredis's `commandTimeout`: see armCommandTimeout, installed on every connection below.
     connectTimeout: Math.max(1_000, opts.commandTimeoutMs * 10),
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
@@ -136,7 +140,73 @@ export function createRedisClient(opts: RedisConnectionOptions): RedisClient {
   // ioredis prints every failed reconnect attempt to the console unless someone listens; outages
   // are logged once per component by OutageTracker instead.
   client.on('error', () => {});
+  if (client instanceof Cluster) client.on('+node', (node: Redis) => boundCommands(node, opts.commandTimeoutMs));
+  else boundCommands(client, opts.commandTimeoutMs);
   return client;
+}
+
+const ARMED = Symbol('mcpgw.commandTimeoutArmed');
+
+/** However starved the process is, a command settles within this many times its timeout. */
+export const COMMAND_WAIT_CAP_FACTOR = 10;
+
+/** A timer this much later than due means the event loop was blocked, not merely busy. */
+const STALL_MS = 5;
+
+/**
+ * Makes `command` fail with `Command timed out` unless it is answered within `ms` of time in
+ * which this process could have read the answer, and within `ms × COMMAND_WAIT_CAP_FACTOR` in any
+ * case. On a process that is not starved, a Redis that does not answer fails the command `ms`
+ * plus one turn of the event loop after it was sent. Arming it again (a command re-sent after a
+ * redirect) changes nothing.
+ *
+ * Why not ioredis's `commandTimeout`: its timer rejects the command as soon as it fires. When the
+ * event loop was blocked (garbage collection, a large body, a CPU-starved machine) past the
+ * deadline, libuv runs due timers *before* it polls sockets, so the timer fires although Redis
+ * answered meanwhile and the answer sits unread in the socket: a request fails with 503 for
+ * nothing. Here, when the timer fires, the loop first goes round once (setImmediate runs after the
+ * poll phase, which reads such an answer). And the time the timer fired late is time in which
+ * the process could not have read anything: it is given back, so a process that was descheduled
+ * while Redis (descheduled too) had not answered yet waits for it as long as an awake one would.
+ */
+export function armCommandTimeout(command: Command, ms: number): void {
+  const c = command as Command & { [ARMED]?: true };
+  if (c[ARMED] === true || command.isSettled) return;
+  c[ARMED] = true;
+  const sent = performance.now();
+  const capAt = sent + ms * COMMAND_WAIT_CAP_FACTOR;
+  let blocked = 0;
+  let timer: NodeJS.Timeout;
+  const arm = (wait: number): void => {
+    const due = performance.now() + wait;
+    timer = setTimeout(() => {
+      if (command.isSettled) return;
+      const late = performance.now() - due;
+      setImmediate(() => {
+        if (command.isSettled) return;
+        const now = performance.now();
+        if (late > STALL_MS && now < capAt) {
+          blocked += late;
+          arm(Math.min(late, capAt - now));
+          return;
+        }
+        const waited = Math.round(now - sent);
+        command.reject(new Error(blocked > 0 ? `Command timed out after ${waited} ms (the event loop was blocked for ${Math.round(blocked)} ms of it)` : 'Command timed out'));
+      });
+    }, wait);
+  };
+  arm(ms);
+  const clear = (): void => clearTimeout(timer);
+  command.promise.then(clear, clear);
+}
+
+/** Arms {@link armCommandTimeout} on every command `redis` sends (ioredis itself overrides `sendCommand` per instance the same way). */
+function boundCommands(redis: Redis, ms: number): void {
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = (command, stream) => {
+    armCommandTimeout(command, ms);
+    return send(command, stream);
+  };
 }
 
 /**

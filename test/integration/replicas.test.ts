@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
-import { PROCESSOR_HEALTH_CHECK_MS, renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { PROCESSOR_HEALTH_CHECK } from '../../src/envoy/contract.js';
 import { startDemoServer, type DemoServer } from '../fixtures/mcp-servers/demo-server.js';
 import { startEnvoy, type EnvoyHandle } from '../support/envoy.js';
 import { connectClient, rawInitialize, rawRequest } from '../support/mcp-client.js';
@@ -146,7 +147,7 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
       // What was already on the replica when it was killed may fail (at most one per worker), and
       // what Envoy sends there while it dies and until its next health check marks it; nothing later.
       const inFlight = failed.filter((o) => o.at < killedAt);
-      const late = failed.filter((o) => o.at >= goneAt + PROCESSOR_HEALTH_CHECK_MS);
+      const late = failed.filter((o) => o.at >= goneAt + PROCESSOR_HEALTH_CHECK.intervalMs);
       t.diagnostic(`kill ${cycle}: ${traffic.outcomes.length} requests, ${inFlight.length} failed in flight, ${failed.length - inFlight.length - late.length} within the health-check interval, ${late.length} later`);
       let where = `cycle ${cycle}: ${JSON.stringify(failed)}`;
       if (late.length > 0 || inFlight.length > workers) {
@@ -295,6 +296,46 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
     const ended = await Promise.race([s.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000).unref())]);
     s.abort();
     assert.ok(ended, 'the stream ended after DELETE');
+  });
+
+  it('loses no request when a replica is stopped with SIGTERM under load, and none when it comes back', async () => {
+    const init = await rawInitialize(mcpUrl);
+    const sid = init.sessionId!;
+    // Closed loop: each worker sends its next call when the previous one is answered.
+    const traffic = new Traffic(
+      mcpUrl,
+      sid,
+      (i) => ({ jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: 'alpha__echo', arguments: { text: `t${i}` } } }),
+      { workers: 4, gapMs: 20, timeoutMs: 10_000 },
+    );
+    const moreAnswers = async (n: number, what: string): Promise<void> => {
+      const target = traffic.outcomes.length + n;
+      await waitUntil(() => traffic.outcomes.length >= target, { timeoutMs: 15_000, what });
+    };
+    const victim = replicas[0]!;
+    try {
+      await moreAnswers(40, 'load to start');
+      victim.terminate();
+      // Draining: it says so, Envoy's gRPC health check takes it out, and only then does it stop.
+      await waitUntil(async () => {
+        const r = await victim.readyz();
+        return r.status === 503 && r.text.includes('draining');
+      }, { timeoutMs: 5_000, what: 'the replica to report draining' });
+      await waitForProcessorHosts(1);
+      await victim.exited();
+      assert.match(victim.output.text(), /draining/);
+      await moreAnswers(40, 'load on the remaining replica');
+      await victim.start();
+      await waitForProcessorHosts(2);
+      const served = await victim.requestsServed();
+      await moreAnswers(40, 'load on both replicas again');
+      await waitUntil(async () => (await victim.requestsServed()) > served, { timeoutMs: 10_000, what: 'the restarted replica to take requests' });
+    } finally {
+      await traffic.stop();
+    }
+    const failed = traffic.outcomes.filter((o) => o.status !== 200 || o.rpcCode !== null);
+    assert.ok(traffic.outcomes.length >= 120, `${traffic.outcomes.length} requests`);
+    assert.deepEqual(failed.slice(0, 5), [], `${failed.length} of ${traffic.outcomes.length} requests failed`);
   });
 
   it('never hangs when Redis dies mid-traffic, and recovers when it is back', async () => {

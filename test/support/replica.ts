@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { httpGet, OutputBuffer, stopChild, trackChild, waitUntil } from './proc.js';
+import { hasExited, httpGet, OutputBuffer, stopChild, trackChild, waitForExit, waitUntil } from './proc.js';
 
 const CLI = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 
@@ -17,10 +17,12 @@ export class Replica {
     private readonly configFile: string,
     readonly grpc: string,
     readonly admin: string,
+    /** Node options before the script, e.g. the V8 flags the image starts the processor with. */
+    private readonly nodeArgs: readonly string[] = [],
   ) {}
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, [CLI, 'serve', '--config', this.configFile, '--grpc', this.grpc, '--admin', this.admin], {
+    const child = spawn(process.execPath, [...this.nodeArgs, CLI, 'serve', '--config', this.configFile, '--grpc', this.grpc, '--admin', this.admin], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     trackChild(child);
@@ -55,8 +57,46 @@ export class Replica {
     this.child?.kill('SIGCONT');
   }
 
+  /** The process id (null before start). */
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
+  /** True while the process runs. */
+  get running(): boolean {
+    return this.child !== null && !hasExited(this.child);
+  }
+
+  /** Sends SIGTERM (a graceful drain) without waiting; see {@link exited}. */
+  terminate(): void {
+    this.child?.kill('SIGTERM');
+  }
+
+  /** Resolves when the process has exited; rejects after `timeoutMs`. */
+  async exited(timeoutMs = 20_000): Promise<void> {
+    const child = this.child;
+    if (child === null) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        waitForExit(child),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`replica ${this.grpc} did not exit within ${timeoutMs} ms\n${this.output.text().slice(-4000)}`)), timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** `/readyz` status and text (status 0 when the admin port does not answer). */
+  async readyz(): Promise<{ status: number; text: string }> {
+    return httpGet(`http://${this.admin}/readyz`, 1_000).catch(() => ({ status: 0, text: '' }));
+  }
+
   async stop(): Promise<void> {
-    if (this.child !== null) await stopChild(this.child);
+    // SIGTERM drains first (a few seconds with several replicas), then in-flight streams finish.
+    if (this.child !== null) await stopChild(this.child, 15_000);
   }
 
   async requestsServed(): Promise<number> {
