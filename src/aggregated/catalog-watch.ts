@@ -43,9 +43,23 @@ export class CatalogWatch {
       if (session !== null) {
         if (!announcesChanges(session.capabilities)) return;
         const opened = performance.now();
-        const outcome = await readUpstreamStream(this.ctx, server, session, null, signal, (e) => {
-          if (e.data !== '') this.heard(server, e.data);
-        });
+        const outcome = await readUpstreamStream(
+          this.ctx,
+          server,
+          session,
+          null,
+          signal,
+          (e) => {
+            if (e.data !== '') this.heard(server, e.data);
+          },
+          // Until now nothing listened: a change made since this session was opened (or since
+          // the last stream broke) went unheard. Treat every announced list as changed once.
+          () => {
+            for (const [method, kind] of LIST_CHANGED) {
+              if (announces(session.capabilities, kind)) this.changed(server, method, kind);
+            }
+          },
+        );
         if (outcome === 'refused') return;
         if (outcome === 'forgot') this.control.forget(server, session);
         // Changes made while no stream was open went unheard: the next list fetches afresh.
@@ -66,17 +80,24 @@ export class CatalogWatch {
     }
     if (!isObject(msg) || typeof msg['method'] !== 'string') return;
     const kind = LIST_CHANGED.get(msg['method']);
-    if (kind === undefined) return;
+    if (kind !== undefined) this.changed(server, msg['method'], kind);
+  }
+
+  /** Drops the server's catalog entry of `kind` and tells the clients that would not hear it otherwise. */
+  private changed(server: RuntimeServer, method: string, kind: 'tools' | 'prompts' | 'resources'): void {
     this.ctx.catalog.invalidate(server.name, kind);
     if (kind === 'resources') this.ctx.catalog.invalidate(server.name, 'resourceTemplates');
-    this.ctx.streams.listChanged(server.name, msg['method']);
+    this.ctx.streams.listChanged(server.name, method);
   }
+}
+
+/** Whether a server's capabilities say it announces changes to its `kind` list. */
+function announces(caps: JsonObject, kind: string): boolean {
+  const c = caps[kind];
+  return isObject(c) && c['listChanged'] === true;
 }
 
 /** Whether a server's capabilities say it announces changes to any of its lists. */
 function announcesChanges(caps: JsonObject): boolean {
-  return ['tools', 'prompts', 'resources'].some((k) => {
-    const c = caps[k];
-    return isObject(c) && c['listChanged'] === true;
-  });
+  return ['tools', 'prompts', 'resources'].some((k) => announces(caps, k));
 }

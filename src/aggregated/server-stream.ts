@@ -375,6 +375,7 @@ export async function readUpstreamStream(
   lastEventId: string | null,
   signal: AbortSignal,
   onEvent: (e: SseEvent) => void,
+  onOpen?: () => void,
 ): Promise<StreamOutcome> {
   let res: Response;
   try {
@@ -394,6 +395,7 @@ export async function readUpstreamStream(
     return res.status === 200 ? 'refused' : 'failed';
   }
   const reader = new SseEventReader(MAX_EVENT_BYTES, () => ctx.log.warn({ server: server.name, max_bytes: MAX_EVENT_BYTES }, 'upstream stream event too large; dropped'));
+  onOpen?.();
   try {
     for await (const chunk of res.body ?? []) {
       for (const e of reader.push(chunk as Uint8Array)) onEvent(e);

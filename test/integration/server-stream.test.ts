@@ -88,7 +88,9 @@ describe('the server→client stream on /mcp', () => {
       const changed = (c: ConnectedClient): number => c.notifications.filter((n) => n.method === 'notifications/tools/list_changed').length;
       await waitUntil(() => changed(stranger) > 0, { ...WAIT, what: 'the client without an alpha session hears the change' });
       await waitUntil(() => has(user, (n) => n.method === 'notifications/message'), { ...WAIT, what: 'the marker reaches the user' });
-      assert.equal(changed(user), 1, 'the user hears it once, on its own upstream session');
+      // At least once, on its own upstream session; a second time only when the gateway's own
+      // watch of alpha (re)opened meanwhile, which announces every list as changed once.
+      assert.ok(changed(user) >= 1, 'the user hears it on its own upstream session');
       const { tools } = await stranger.client.listTools();
       assert.ok(tools.some((t) => t.name === 'alpha__added'), 'the next list has the new tool');
       const result = await stranger.client.callTool({ name: 'alpha__added', arguments: {} });
