@@ -1,5 +1,5 @@
 import type { RuntimeServer } from '../config/runtime.js';
-import { isObject, parseJson, type JsonObject } from '../mcp/message.js';
+import { isObject, parseJsonObject, type JsonObject } from '../mcp/message.js';
 import type { ControlSessions } from '../upstream/control.js';
 import type { AggregatedContext } from './context.js';
 import { LIST_CHANGED } from './rewrite.js';
@@ -72,13 +72,8 @@ export class CatalogWatch {
   }
 
   private heard(server: RuntimeServer, data: string): void {
-    let msg: unknown;
-    try {
-      msg = parseJson(data);
-    } catch {
-      return;
-    }
-    if (!isObject(msg) || typeof msg['method'] !== 'string') return;
+    const msg = parseJsonObject(data);
+    if (msg === null || typeof msg['method'] !== 'string') return;
     const kind = LIST_CHANGED.get(msg['method']);
     if (kind !== undefined) this.changed(server, msg['method'], kind);
   }

@@ -1,6 +1,6 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { ERROR_TABLE } from '../errors/codes.js';
-import { errorBody, idKey, isObject, parseJson, stringifyJson, type JsonObject } from '../mcp/message.js';
+import { errorBody, idKey, isObject, parseJsonObject, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { isEventStream, isJson, messageRewriter } from '../mcp/sse.js';
 import { forgotSession } from '../mcp/protocol.js';
 import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
@@ -72,13 +72,8 @@ function tooLargeToName(state: RequestState, server: string, bound: number): () 
 
 /** One upstream message as text → its aggregated form, or null when nothing changes. */
 function rewriteData(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, data: string): string | null {
-  let msg: unknown;
-  try {
-    msg = parseJson(data);
-  } catch {
-    return null;
-  }
-  if (!isObject(msg)) return null;
+  const msg = parseJsonObject(data);
+  if (msg === null) return null;
   const sent = state.message;
   if (sent?.kind === 'request' && msg['method'] === undefined && idKey(msg['id']) === idKey(sent.id)) observeResponse(state, msg);
   const effects: RewriteEffects = {};

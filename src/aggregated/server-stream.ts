@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RuntimeServer } from '../config/runtime.js';
-import { isObject, parseJson, stringifyJson } from '../mcp/message.js';
+import { parseJsonObject, stringifyJson } from '../mcp/message.js';
 import { forgotSession } from '../mcp/protocol.js';
 import { isEventStream, SseEventReader, sseEventText, type SseEvent } from '../mcp/sse.js';
 import type { LocalStream, StreamSink } from '../request/decision.js';
@@ -158,13 +158,8 @@ abstract class Closable implements LocalStream {
 
   /** One upstream message in its aggregated form (null: not JSON-RPC, dropped). */
   protected rename(server: string, data: string, requestMethod: string | null): string | null {
-    let msg: unknown;
-    try {
-      msg = parseJson(data);
-    } catch {
-      return null;
-    }
-    if (!isObject(msg)) return null;
+    const msg = parseJsonObject(data);
+    if (msg === null) return null;
     const effects: RewriteEffects = {};
     const changed = rewriteUpstreamMessage(msg, server, requestMethod, this.ctx.naming, effects);
     if (effects.listChanged !== undefined) {

@@ -38,6 +38,17 @@ export function parseJson(text: string): unknown {
   return value;
 }
 
+/** A JSON object parsed as {@link parseJson} does, or null for anything else (invalid JSON included). */
+export function parseJsonObject(text: string): JsonObject | null {
+  let value: unknown;
+  try {
+    value = parseJson(text);
+  } catch {
+    return null;
+  }
+  return isObject(value) ? value : null;
+}
+
 function isUnsafeInteger(v: unknown): boolean {
   return typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v);
 }
