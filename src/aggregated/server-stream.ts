@@ -5,11 +5,27 @@ import { forgotSession } from '../mcp/protocol.js';
 import { isEventStream, SseEventReader, sseEventText, type SseEvent } from '../mcp/sse.js';
 import type { LocalStream, StreamSink } from '../request/decision.js';
 import { serverVisible } from '../request/guard.js';
+import type { RequestContext } from '../request/context.js';
 import type { Caller } from '../request/state.js';
-import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
-import type { AggregatedContext } from './context.js';
+import type { GatewaySession, SessionStore, UpstreamSession } from '../sessions/store.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import type { UpstreamSessions } from '../upstream/sessions.js';
+import type { Catalog } from './catalog.js';
 import { fanInEventId, postEventId, type ResumePoint } from './event-ids.js';
+import type { Namespace } from './naming.js';
 import { rewriteUpstreamMessage, type RewriteEffects } from './rewrite.js';
+
+/**
+ * What the streams need of the aggregated endpoint's context (AggregatedContext has all of it;
+ * named apart so that the context can hold the streams without the two depending on each other).
+ */
+export type StreamContext = RequestContext & {
+  readonly catalog: Catalog;
+  readonly naming: Namespace;
+  readonly sessions: SessionStore;
+  readonly upstream: UpstreamClient;
+  readonly upstreamSessions: UpstreamSessions;
+};
 
 /**
  * How often an open stream sends a comment (so neither Envoy's idle timeout nor a client's ends
@@ -50,13 +66,13 @@ export class ServerStreams {
   }
 
   /** The standalone stream of a client session: every upstream session's stream fanned in. */
-  fanIn(ctx: AggregatedContext, owner: StreamOwner, session: GatewaySession, positions: ReadonlyMap<string, string>): LocalStream {
+  fanIn(ctx: StreamContext, owner: StreamOwner, session: GatewaySession, positions: ReadonlyMap<string, string>): LocalStream {
     for (const s of this.bySession.get(owner.sessionId) ?? []) if (s instanceof FanIn) s.end();
     return this.track(owner.sessionId, new FanIn(ctx, owner, session, new Map(positions), (s) => this.untrack(owner.sessionId, s)));
   }
 
   /** The rest of a POST's SSE answer that its server closed early, resumed with GET. */
-  resumePost(ctx: AggregatedContext, owner: StreamOwner, session: GatewaySession, point: Extract<ResumePoint, { kind: 'post' }>): LocalStream {
+  resumePost(ctx: StreamContext, owner: StreamOwner, session: GatewaySession, point: Extract<ResumePoint, { kind: 'post' }>): LocalStream {
     return this.track(owner.sessionId, new PostResume(ctx, owner, session, point, (s) => this.untrack(owner.sessionId, s)));
   }
 
@@ -106,7 +122,7 @@ abstract class Closable implements LocalStream {
   protected readonly abort = new AbortController();
 
   constructor(
-    protected readonly ctx: AggregatedContext,
+    protected readonly ctx: StreamContext,
     protected readonly owner: StreamOwner,
     private readonly onClose: (s: Closable) => void,
   ) {}
@@ -191,7 +207,7 @@ class FanIn extends Closable {
   private checking = false;
 
   constructor(
-    ctx: AggregatedContext,
+    ctx: StreamContext,
     owner: StreamOwner,
     private session: GatewaySession,
     /** The last event id seen from each upstream on this stream (or the client's resume point). */
@@ -324,7 +340,7 @@ class FanIn extends Closable {
  */
 class PostResume extends Closable {
   constructor(
-    ctx: AggregatedContext,
+    ctx: StreamContext,
     owner: StreamOwner,
     private readonly session: GatewaySession,
     private readonly point: Extract<ResumePoint, { kind: 'post' }>,
@@ -364,7 +380,7 @@ export type StreamOutcome = 'ended' | 'refused' | 'forgot' | 'failed';
  * server no longer knows the session), `failed` (unreachable, or refused for another reason).
  */
 export async function readUpstreamStream(
-  ctx: Pick<AggregatedContext, 'upstream' | 'log'>,
+  ctx: Pick<StreamContext, 'upstream' | 'log'>,
   server: RuntimeServer,
   up: UpstreamSession,
   lastEventId: string | null,
