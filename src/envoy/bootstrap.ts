@@ -1,9 +1,8 @@
 import { stringify } from 'yaml';
 import { AGGREGATED_PATH, compileConfig, type RuntimeServer } from '../config/runtime.js';
 import { durationMs } from '../lib/duration.js';
-import { splitHostPort } from '../lib/host-port.js';
 import type { Config } from '../config/schema.js';
-import { ERROR_TABLE, type GatewayErrorCode } from '../errors/codes.js';
+import { ERROR_TABLE } from '../errors/codes.js';
 import {
   BACKEND_HEADER,
   CLIENT_CREDENTIAL_HEADERS,
@@ -14,7 +13,9 @@ import {
   ROUTE_METADATA_NAMESPACE,
 } from './contract.js';
 import { PROTOCOL_VERSION_HEADER, SESSION_HEADER } from '../mcp/headers.js';
-import { PROCESSOR_HEALTH_CHECK } from './contract.js';
+import { cluster, endpointPriorities, grpcCluster, hasSeveralEndpoints } from './clusters.js';
+import { seconds, socketAddress } from './common.js';
+import { localReplyMappers } from './local-replies.js';
 
 const PROCESSOR_CLUSTER = 'mcpgw_processor';
 const OTLP_CLUSTER = 'mcpgw_otlp_collector';
@@ -34,14 +35,6 @@ const ACCESS_LOG_FORMAT = {
   mcp: `%DYNAMIC_METADATA(${METADATA_NAMESPACE})%`,
 };
 
-function socketAddress(hostPort: string): { socket_address: { address: string; port_value: number } } {
-  const { host, port } = splitHostPort(hostPort);
-  return { socket_address: { address: host, port_value: port } };
-}
-
-function seconds(ms: number): string {
-  return `${ms / 1000}s`;
-}
 
 /** Retries that are safe for non-idempotent MCP POSTs: only when the request never reached a host. */
 const SAFE_RETRY = {
@@ -179,25 +172,6 @@ function headersFromRouteMetadata(server: RuntimeServer, aggregated: boolean): R
   };
 }
 
-function hasSeveralEndpoints(server: RuntimeServer): boolean {
-  return (server.source.fallback ?? []).length > 0;
-}
-
-/** Endpoints by Envoy priority: failover puts the primary at 0 and its fallbacks at 1; round-robin all at 0. */
-function endpointsByPriority(server: RuntimeServer): Map<number, URL[]> {
-  const endpoints = [server.source.url, ...(server.source.fallback ?? [])].map((u) => new URL(u));
-  const failover = server.source.strategy === 'failover';
-  const byPriority = new Map<number, URL[]>();
-  endpoints.forEach((u, i) => {
-    const priority = failover ? Math.min(i, 1) : 0;
-    byPriority.set(priority, [...(byPriority.get(priority) ?? []), u]);
-  });
-  return byPriority;
-}
-
-function endpointPriorities(server: RuntimeServer): number {
-  return endpointsByPriority(server).size;
-}
 
 /**
  * Session affinity for servers with several endpoints. A Streamable HTTP session lives on the
@@ -250,226 +224,7 @@ function internalMs(server: RuntimeServer, upstreamMs: number): number {
   return Math.max(upstreamMs, server.replayTimeoutMs);
 }
 
-function celFilter(expression: string): Record<string, unknown> {
-  return {
-    extension_filter: {
-      name: 'envoy.access_loggers.extension_filters.cel',
-      typed_config: { '@type': 'type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter', expression },
-    },
-  };
-}
 
-function statusFilter(status: number): Record<string, unknown> {
-  return { status_code_filter: { comparison: { op: 'EQ', value: { default_value: status, runtime_key: `mcpgw.local_reply.${status}` } } } };
-}
-
-/** A local reply rewritten as the JSON-RPC error of `code` (its status, message and, when given, headers). */
-function jsonRpcLocalReply(
-  filter: Record<string, unknown>,
-  code: GatewayErrorCode,
-  headers: Record<string, string> = {},
-  message: string = ERROR_TABLE[code].message,
-): Record<string, unknown> {
-  const e = ERROR_TABLE[code];
-  return {
-    filter,
-    status_code: e.http,
-    headers_to_add: Object.entries(headers).map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
-    body_format_override: {
-      json_format: { jsonrpc: '2.0', id: null, error: { code: e.jsonrpc, message } },
-      content_type: 'application/json',
-    },
-  };
-}
-
-/**
- * Every answer Envoy writes itself becomes a JSON-RPC error with the right status; the id is null,
- * because Envoy answers without reading the body. The processor's own answers (details `gw_err_*`,
- * `mcpgw_*`) and the routes' direct responses already are JSON-RPC, and are left as they are.
- * Order matters: the first mapper that matches decides.
- *
- * - The processor failed: ext_proc could not reach a replica, or lost the stream mid-request
- *   (503 with `Retry-After`, a retry lands on a live replica), or it did not answer within the
- *   message timeout (504).
- * - An upstream failed on a route whose response the processor does not see (an open passthrough
- *   POST, a passthrough GET stream): 503 or 504, as the processor would have said it.
- * - Envoy refused the request before any route: bad HTTP (400), HTTP/1.0 (426), headers over the
- *   limits (431), a body over `max_body_bytes` (413), a path Envoy cannot normalise (400),
- *   CONNECT (405) or an `Upgrade:` (400).
- * - Anything else keeps its status and gets Envoy's own short text as the message.
- */
-export function localReplyMappers(opts: { serverInRouteMetadata: boolean } = { serverInRouteMetadata: true }): Record<string, unknown>[] {
-  const retry = { 'retry-after': '1' };
-  const details = (prefix: string): string => `response.code_details.startsWith('${prefix}')`;
-  // The server a passthrough route serves, from the route's metadata (see routeMetadata); routes
-  // that carry none (Istio's VirtualServices) get the message without it.
-  const server = (message: string): string => (opts.serverInRouteMetadata ? `${message}: %METADATA(ROUTE:${METADATA_NAMESPACE}:server)%` : message);
-  return [
-    { filter: celFilter(`${details('gw_err_')} || ${details('mcpgw_')} || response.code_details == 'direct_response'`) },
-    // A message timeout is Envoy's 504; a deadline the gRPC stream itself hit is gRPC status 4.
-    jsonRpcLocalReply(celFilter(`response.code == 504 && ${details('ext_proc')} || ${details('ext_proc_error_gRPC_error_4{')}`), 'GW_ERR_PROCESSOR_TIMEOUT'),
-    jsonRpcLocalReply(celFilter(details('ext_proc')), 'GW_ERR_PROCESSOR_UNAVAILABLE', retry),
-    jsonRpcLocalReply({ response_flag_filter: { flags: ['UT'] } }, 'GW_ERR_UPSTREAM_TIMEOUT', {}, server(ERROR_TABLE.GW_ERR_UPSTREAM_TIMEOUT.message)),
-    jsonRpcLocalReply(
-      { response_flag_filter: { flags: ['UH', 'UF', 'UO', 'URX', 'UC', 'UR', 'NC'] } },
-      'GW_ERR_UPSTREAM_UNAVAILABLE',
-      retry,
-      server(ERROR_TABLE.GW_ERR_UPSTREAM_UNAVAILABLE.message),
-    ),
-    // CONNECT and `Upgrade:` ask for a tunnel or another protocol, which the gateway never opens.
-    jsonRpcLocalReply(celFilter("response.code_details == 'upgrade_failed' && request.method == 'CONNECT'"), 'GW_ERR_HTTP_METHOD_NOT_ALLOWED', { allow: 'GET, POST, DELETE' }),
-    jsonRpcLocalReply(celFilter("response.code_details == 'upgrade_failed'"), 'GW_ERR_HTTP_BAD_REQUEST', {}, 'Bad Request: the gateway does not upgrade connections'),
-    jsonRpcLocalReply(statusFilter(413), 'GW_ERR_BODY_TOO_LARGE'),
-    jsonRpcLocalReply(statusFilter(431), 'GW_ERR_HTTP_HEADERS_TOO_LARGE'),
-    jsonRpcLocalReply(statusFilter(426), 'GW_ERR_HTTP_VERSION'),
-    jsonRpcLocalReply(statusFilter(405), 'GW_ERR_HTTP_METHOD_NOT_ALLOWED'),
-    jsonRpcLocalReply(statusFilter(404), 'GW_ERR_HTTP_NOT_FOUND'),
-    jsonRpcLocalReply(statusFilter(400), 'GW_ERR_HTTP_BAD_REQUEST'),
-    {
-      filter: { status_code_filter: { comparison: { op: 'GE', value: { default_value: 0, runtime_key: 'mcpgw.local_reply.any' } } } },
-      body_format_override: {
-        json_format: { jsonrpc: '2.0', id: null, error: { code: -32000, message: '%LOCAL_REPLY_BODY%' } },
-        content_type: 'application/json',
-      },
-    },
-  ];
-}
-
-/**
- * How Envoy tells a live endpoint from a dead one, for servers with several endpoints: `HEAD` on
- * the server's own path, and any HTTP answer of the server itself counts as alive. MCP servers
- * have no health path of their own and answer a bare `HEAD /mcp` with 405 (or 400, 401, 404, 406
- * ...), which is as good as 200 here: the process runs and serves HTTP. What counts as dead: no
- * connection (the process is gone), no answer within the timeout (hung), or 502/503/504 (a proxy
- * in front of a server that is gone, or the server saying it cannot serve). HEAD, because its
- * answer never has a body: a server that would open an SSE stream for `GET` cannot hold the check
- * open. A TCP check would only prove that something accepts connections, which a hung process or
- * a TLS proxy in front of a dead one still does.
- *
- * Timing: a check a second per endpoint (every half second while it is out, or while a check
- * disagreed with its state); 2 failed checks in a row take an endpoint out, 2 passed ones bring it
- * back. A dead process is out within about 1.7 s, a hung one within about 6 s, a restarted one
- * back within about 1.1 s of answering. The check's connection is kept alive between checks.
- */
-function healthCheck(server: RuntimeServer): Record<string, unknown> {
-  return {
-    timeout: '2s',
-    interval: '1s',
-    interval_jitter_percent: 10,
-    // While an endpoint is out, and after the first check that disagrees with its state (so the
-    // second, deciding one follows quickly in either direction).
-    unhealthy_interval: '0.5s',
-    unhealthy_edge_interval: '0.5s',
-    healthy_edge_interval: '0.5s',
-    unhealthy_threshold: 2,
-    healthy_threshold: 2,
-    // Envoy's default is a check a minute until the cluster has carried a request; an endpoint
-    // that dies in that time would go unnoticed for as long.
-    no_traffic_interval: '1s',
-    http_health_check: {
-      path: server.path,
-      method: 'HEAD',
-      expected_statuses: [
-        { start: 200, end: 502 },
-        { start: 505, end: 600 },
-      ],
-    },
-  };
-}
-
-/**
- * Outlier detection: a live endpoint that keeps failing requests (5 consecutive 5xx, or 3
- * consecutive 502/503/504) is taken out for 15 s, longer on repeats. Locally originated failures
- * (refused or reset connections, timeouts) are counted apart and eject nothing: whether the
- * process is alive is the active health check's call, which lets a restarted endpoint back as
- * soon as it answers instead of after an ejection time, and keeps a dead one out however long it
- * stays dead.
- */
-function outlierDetection(severalEndpoints: boolean): Record<string, unknown> {
-  return {
-    split_external_local_origin_errors: true,
-    consecutive_5xx: 5,
-    consecutive_gateway_failure: 3,
-    enforcing_consecutive_gateway_failure: 100,
-    enforcing_consecutive_local_origin_failure: 0,
-    enforcing_local_origin_success_rate: 0,
-    interval: '5s',
-    base_ejection_time: '15s',
-    ...(severalEndpoints
-      ? {
-          // Never eject every endpoint: with no panic mode (see cluster()) that would refuse all
-          // traffic although some endpoint still answers.
-          max_ejection_percent: 50,
-          // Passing health checks (the process answers HTTP) do not cut an ejection short.
-          successful_active_health_check_uneject_host: false,
-        }
-      : { max_ejection_percent: 100 }),
-  };
-}
-
-function cluster(server: RuntimeServer): Record<string, unknown> {
-  const byPriority = endpointsByPriority(server);
-  const several = hasSeveralEndpoints(server);
-  const tls = server.url.protocol === 'https:';
-  const c: Record<string, unknown> = {
-    name: server.cluster,
-    type: 'STRICT_DNS',
-    dns_lookup_family: 'V4_PREFERRED',
-    connect_timeout: '2s',
-    lb_policy: 'ROUND_ROBIN',
-    load_assignment: {
-      cluster_name: server.cluster,
-      endpoints: [...byPriority.entries()].map(([priority, urls]) => ({
-        priority,
-        lb_endpoints: urls.map((u) => ({
-          endpoint: {
-            address: { socket_address: { address: u.hostname.replace(/^\[|\]$/g, ''), port_value: Number(u.port || (tls ? 443 : 80)) } },
-            // The authority the URL names (with its port unless it is the scheme's default), which
-            // auto_host_rewrite sends as Host: servers that guard against DNS rebinding (the
-            // Python SDK's on localhost) refuse a Host without the port they listen on.
-            hostname: u.host,
-            // The health check sends the Host requests get, not the cluster name.
-            ...(several ? { health_check_config: { hostname: u.host } } : {}),
-          },
-        })),
-      })),
-    },
-    // max_retries: Envoy's default of 3 concurrent retries per cluster would refuse the safe retry
-    // of almost every request that meets a dead endpoint under load. Retries only re-send requests
-    // that never reached an upstream, so they add no load on the servers.
-    circuit_breakers: { thresholds: [{ max_connections: 10_000, max_pending_requests: 10_000, max_requests: 10_000, max_retries: 10_000 }] },
-    outlier_detection: outlierDetection(several),
-    ...(several
-      ? {
-          health_checks: [healthCheck(server)],
-          // No panic mode: a host that failed its checks never gets traffic, even when few are
-          // left (by default Envoy spreads traffic over all hosts, dead ones too, below 50 %
-          // healthy). With every endpoint down, requests get 503 at once.
-          common_lb_config: { healthy_panic_threshold: { value: 0 } },
-        }
-      : {}),
-    typed_extension_protocol_options: {
-      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
-        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-        explicit_http_config: { http_protocol_options: {} },
-        common_http_protocol_options: { idle_timeout: '60s' },
-      },
-    },
-  };
-  if (tls) {
-    c['transport_socket'] = {
-      name: 'envoy.transport_sockets.tls',
-      typed_config: {
-        '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
-        sni: server.url.hostname,
-        common_tls_context: {
-          validation_context: { trusted_ca: { filename: '/etc/ssl/certs/ca-certificates.crt' } },
-        },
-      },
-    };
-  }
-  return c;
-}
 
 function httpConnectionManager(statPrefix: string, routeConfig: Record<string, unknown>, filters: Record<string, unknown>[], extra: Record<string, unknown>): Record<string, unknown> {
   return {
@@ -509,46 +264,6 @@ function downstreamTls(tls: NonNullable<Config['gateway']['tls']>): Record<strin
   };
 }
 
-/** A cluster of gRPC (HTTP/2) endpoints: the processor replicas, or the OTLP collector. */
-function grpcCluster(name: string, addresses: readonly string[], healthChecked = false): Record<string, unknown> {
-  return {
-    // gRPC health: a replica that dies, or drains after SIGTERM (NOT_SERVING), stops getting new
-    // streams within one interval; its drain window (contract.ts) is derived from these figures.
-    ...(healthChecked
-      ? {
-          health_checks: [
-            {
-              timeout: seconds(PROCESSOR_HEALTH_CHECK.timeoutMs),
-              interval: seconds(PROCESSOR_HEALTH_CHECK.intervalMs),
-              no_traffic_interval: seconds(PROCESSOR_HEALTH_CHECK.intervalMs),
-              unhealthy_threshold: PROCESSOR_HEALTH_CHECK.unhealthyThreshold,
-              healthy_threshold: PROCESSOR_HEALTH_CHECK.healthyThreshold,
-              grpc_health_check: {},
-            },
-          ],
-          // Never spread requests over dead replicas: a request sent to one fails for sure.
-          common_lb_config: { healthy_panic_threshold: { value: 0 } },
-        }
-      : {}),
-    name,
-    type: 'STRICT_DNS',
-    connect_timeout: '1s',
-    lb_policy: 'ROUND_ROBIN',
-    load_assignment: {
-      cluster_name: name,
-      endpoints: [{ lb_endpoints: addresses.map((p) => ({ endpoint: { address: socketAddress(p) } })) }],
-    },
-    // max_retries: Envoy's default of 3 concurrent retries per cluster would refuse the retries
-    // of every stream that met a replica just killed, exactly when they are needed.
-    circuit_breakers: { thresholds: [{ max_connections: 100_000, max_pending_requests: 100_000, max_requests: 100_000, max_retries: 100_000 }] },
-    typed_extension_protocol_options: {
-      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
-        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-        explicit_http_config: { http2_protocol_options: { connection_keepalive: { interval: '30s', timeout: '5s' } } },
-      },
-    },
-  };
-}
 
 /**
  * Renders a complete Envoy bootstrap for a gateway config:

@@ -28,7 +28,8 @@ import { isDeepStrictEqual } from 'node:util';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { HEADERS_FIRST, localReplyMappers, renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { HEADERS_FIRST, renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { localReplyMappers } from '../../src/envoy/local-replies.js';
 import { PROCESSOR_NODE_FLAGS } from '../../src/lib/node-flags.js';
 import { validateEnvoyConfig } from '../support/envoy.js';
 
