@@ -13,6 +13,7 @@ import {
   ROUTE_METADATA_NAMESPACE,
 } from './contract.js';
 import { PROTOCOL_VERSION_HEADER, SESSION_HEADER } from '../mcp/headers.js';
+import { errorBody } from '../mcp/message.js';
 import { cluster, endpointPriorities, grpcCluster, hasSeveralEndpoints } from './clusters.js';
 import { seconds, socketAddress } from './common.js';
 import { localReplyMappers } from './local-replies.js';
@@ -350,7 +351,7 @@ export function renderEnvoyBootstrap(config: Config): string {
     match: { path: AGGREGATED_PATH, headers: [{ name: ':method', string_match: { exact: 'POST' } }] },
     direct_response: {
       status: ERROR_TABLE.GW_ERR_PARSE.http,
-      body: { inline_string: JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: ERROR_TABLE.GW_ERR_PARSE.jsonrpc, message: 'Parse error: empty body' } }) },
+      body: { inline_string: errorBody(null, ERROR_TABLE.GW_ERR_PARSE.jsonrpc, 'Parse error: empty body') },
     },
     response_headers_to_add: [{ header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
   });
@@ -364,7 +365,7 @@ export function renderEnvoyBootstrap(config: Config): string {
         match: { connect_matcher: {} },
         direct_response: {
           status: ERROR_TABLE.GW_ERR_HTTP_METHOD_NOT_ALLOWED.http,
-          body: { inline_string: JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: ERROR_TABLE.GW_ERR_HTTP_METHOD_NOT_ALLOWED.jsonrpc, message: ERROR_TABLE.GW_ERR_HTTP_METHOD_NOT_ALLOWED.message } }) },
+          body: { inline_string: errorBody(null, ERROR_TABLE.GW_ERR_HTTP_METHOD_NOT_ALLOWED.jsonrpc, ERROR_TABLE.GW_ERR_HTTP_METHOD_NOT_ALLOWED.message) },
         },
       },
       { 'envoy.filters.http.ext_proc': { '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute', disabled: true } },
@@ -379,7 +380,7 @@ export function renderEnvoyBootstrap(config: Config): string {
         match: { path: AGGREGATED_PATH, headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
         direct_response: {
           status: 500,
-          body: { inline_string: JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32603, message: 'Internal error: stream was not served' } }) },
+          body: { inline_string: errorBody(null, -32603, 'Internal error: stream was not served') },
         },
       },
       extProcMode(STREAMED_AT_HEADERS),
@@ -394,7 +395,7 @@ export function renderEnvoyBootstrap(config: Config): string {
         match: { prefix: '/' },
         direct_response: {
           status: 500,
-          body: { inline_string: JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32603, message: 'Internal error: request was not routed' } }) },
+          body: { inline_string: errorBody(null, -32603, 'Internal error: request was not routed') },
         },
       },
       extProcMode(ANSWERED_AT_HEADERS),
