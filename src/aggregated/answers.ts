@@ -12,6 +12,7 @@ import type { GatewaySession } from '../sessions/store.js';
 import type { AggregatedContext } from './context.js';
 import { parseEventId } from './event-ids.js';
 import { forward, inflightKeyOf, type Routed } from './route.js';
+import { listTasks } from './tasks.js';
 
 /**
  * What the aggregated endpoint answers itself: initialize, ping, logging/setLevel, the merged
@@ -53,6 +54,7 @@ function list(kind: CatalogKind): Answer {
 export const ANSWERS: ReadonlyMap<string, Answer> = new Map<string, Answer>([
   ['ping', ping],
   ['logging/setLevel', setLogLevel],
+  ['tasks/list', listTasks],
   ...[...LIST_KINDS].map(([method, kind]) => [method, list(kind)] as const),
 ]);
 
@@ -182,7 +184,8 @@ function mergedInstructions(all: readonly { server: string; text: string | null 
  * Union of the upstreams' capabilities as the gateway offers them on /mcp. `listChanged` and
  * `resources.subscribe` are offered when some upstream offers them: the notifications reach
  * clients on the server→client stream (server-stream.ts), and subscriptions go to the server
- * that owns the resource.
+ * that owns the resource. `tasks` is the union of what the servers offer (task-augmented
+ * requests go to the server that owns the tool, task requests to the server that owns the task).
  */
 export function unionCapabilities(caps: readonly (JsonObject | null)[]): JsonObject {
   const out: JsonObject = {};
@@ -197,6 +200,18 @@ export function unionCapabilities(caps: readonly (JsonObject | null)[]): JsonObj
     }
     if (isObject(c['completions'])) out['completions'] = {};
     if (isObject(c['logging'])) out['logging'] = {};
+    if (isObject(c['tasks'])) out['tasks'] = unionOfObjects(isObject(out['tasks']) ? out['tasks'] : {}, c['tasks']);
+  }
+  return out;
+}
+
+/** Every key either object has, objects merged all the way down (capability flags are objects). */
+function unionOfObjects(a: JsonObject, b: JsonObject): JsonObject {
+  const out: JsonObject = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    if (!isObject(v) || k === '__proto__') continue;
+    const mine = out[k];
+    out[k] = unionOfObjects(isObject(mine) ? mine : {}, v);
   }
   return out;
 }

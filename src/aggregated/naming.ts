@@ -19,6 +19,7 @@ export interface Owned {
  * - resource URIs and templates: `<server>+<uri>`. Server names are `[a-z][a-z0-9-]*`, which is
  *   valid in a URI scheme and never contains `+`, so the first `+` always splits server from the
  *   upstream URI (`git+ssh://…` stays intact) and two servers' identical URIs never collide.
+ * - task ids: `<server>+<taskId>`, split the same way as URIs;
  * - server→client request ids: `mcpgw:<server>:<n|s><id>`, so a client's answer finds its way
  *   back to the upstream that asked, with the upstream's own id restored.
  */
@@ -60,6 +61,20 @@ export class Namespace {
 
   /** Resolves an aggregated resource URI to its server and the upstream's own URI. */
   parseUri(qualified: string): Owned | null {
+    return this.splitPlus(qualified);
+  }
+
+  /** The id a task an upstream created carries on the aggregated endpoint. */
+  qualifyTaskId(server: string, taskId: string): string {
+    return `${server}+${taskId}`;
+  }
+
+  /** Resolves an aggregated task id to its server and the upstream's own task id. */
+  parseTaskId(qualified: string): Owned | null {
+    return this.splitPlus(qualified);
+  }
+
+  private splitPlus(qualified: string): Owned | null {
     const plus = qualified.indexOf('+');
     if (plus <= 0) return null;
     const server = qualified.slice(0, plus);

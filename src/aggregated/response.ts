@@ -4,7 +4,8 @@ import { errorBody, idKey, isObject, parseJsonObject, stringifyJson, type JsonOb
 import { isEventStream, isJson, messageRewriter } from '../mcp/sse.js';
 import { forgotSession } from '../mcp/protocol.js';
 import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
-import { gatewaySessionHeader, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
+import { gatewaySessionHeader, replaceBody, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
+import { sessionSubject } from '../request/guard.js';
 import { envoyFailure } from '../request/outcome.js';
 import { requestId, type Headers, type RequestState } from '../request/state.js';
 import type { AggregatedContext } from './context.js';
@@ -19,8 +20,11 @@ import type { Forwarded } from './route.js';
  */
 const MAX_REWRITE_BYTES = 1024 * 1024;
 
-/** JSON results (not SSE) that carry resource URIs to namespace; other JSON results pass untouched. */
-const REWRITTEN_RESULTS: ReadonlySet<string> = new Set(['tools/call', 'resources/read', 'prompts/get']);
+/**
+ * JSON results (not SSE) that carry resource URIs or task ids to namespace; other JSON results
+ * pass untouched.
+ */
+const REWRITTEN_RESULTS: ReadonlySet<string> = new Set(['tools/call', 'resources/read', 'prompts/get', 'tasks/get', 'tasks/result', 'tasks/cancel']);
 
 /**
  * The response to a forwarded request: the client sees the gateway's session id, aggregated
@@ -42,6 +46,11 @@ export async function aggregatedResponse(ctx: AggregatedContext, state: RequestS
     const decide = async (body: Buffer): Promise<Decision> =>
       forgotSession(status, body.toString('utf8')) ? replayWithNewSession(ctx, state, fwd) : CONTINUE;
     return { decision: { kind: 'continue', setHeaders, responseBodyMode: 'BUFFERED' }, body: decide };
+  }
+  if (fwd.createsTask && (isEventStream(ct) || isJson(ct))) {
+    // The task's id reaches the client only once it is bound to the caller: any replica may
+    // serve the client's next tasks/get. The answer is small (the task, not its result).
+    return { decision: { kind: 'continue', setHeaders, responseBodyMode: 'BUFFERED' }, body: (b) => bindCreatedTasks(ctx, state, fwd, ct, b) };
   }
   const carriesUris = fwd.requestMethod !== null && REWRITTEN_RESULTS.has(fwd.requestMethod);
   if (isEventStream(ct) || (isJson(ct) && carriesUris)) {
@@ -70,8 +79,35 @@ function tooLargeToName(state: RequestState, server: string, bound: number): () 
   };
 }
 
-/** One upstream message as text → its aggregated form, or null when nothing changes. */
-function rewriteData(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, data: string): string | null {
+/**
+ * A task-augmented call's whole answer, renamed, once every task it created is bound to the
+ * caller (tasks/get, tasks/result and tasks/cancel accept its id only from that identity).
+ */
+async function bindCreatedTasks(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, ct: string, body: Buffer): Promise<Decision> {
+  const created: string[] = [];
+  const bound = Math.max(MAX_REWRITE_BYTES, ctx.rc.maxBufferedResponseBytes);
+  const rewriter = messageRewriter(ct, (d) => rewriteData(ctx, state, fwd, d, (id) => created.push(id)), bound, null, eventIds(fwd));
+  const out = rewriter === null ? body : rewriter.push(body, true);
+  await bindTasks(ctx, state, fwd, created);
+  return replaceBody(out);
+}
+
+function bindTasks(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, upstreamTaskIds: readonly string[]): Promise<unknown> {
+  const identity = sessionSubject(state.caller!);
+  return Promise.all(upstreamTaskIds.map((id) => ctx.sessions.bind('task', fwd.server.name, id, identity)));
+}
+
+/**
+ * One upstream message as text → its aggregated form, or null when nothing changes. A task the
+ * message says was created goes to `onTask` (outside a task-augmented call, bound in the background).
+ */
+function rewriteData(
+  ctx: AggregatedContext,
+  state: RequestState,
+  fwd: Forwarded,
+  data: string,
+  onTask: (upstreamTaskId: string) => void = (id) => bindInBackground(ctx, state, fwd, id),
+): string | null {
   const msg = parseJsonObject(data);
   if (msg === null) return null;
   const sent = state.message;
@@ -82,6 +118,7 @@ function rewriteData(ctx: AggregatedContext, state: RequestState, fwd: Forwarded
     ctx.catalog.invalidate(fwd.server.name, effects.listChanged);
     if (effects.listChanged === 'resources') ctx.catalog.invalidate(fwd.server.name, 'resourceTemplates');
   }
+  if (effects.taskCreated !== undefined) onTask(effects.taskCreated);
   if (!changed) return null;
   try {
     return stringifyJson(msg);
@@ -89,6 +126,10 @@ function rewriteData(ctx: AggregatedContext, state: RequestState, fwd: Forwarded
     // Too deeply nested to write again: the upstream's own bytes go on unchanged.
     return null;
   }
+}
+
+function bindInBackground(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, upstreamTaskId: string): void {
+  bindTasks(ctx, state, fwd, [upstreamTaskId]).catch((err: unknown) => ctx.log.warn({ server: fwd.server.name, err }, 'task not bound'));
 }
 
 /** Notes in the record whether the upstream's answer to the request was an error or a tool error. */
@@ -121,8 +162,10 @@ async function replayWithNewSession(ctx: AggregatedContext, state: RequestState,
   let body = reply.body;
   if (isEventStream(reply.contentType) || (isJson(reply.contentType) && fwd.requestMethod !== null)) {
     // The reply is already bounded by max_buffered_response_bytes: all of it is renamed.
-    const rewriter = messageRewriter(reply.contentType, (d) => rewriteData(ctx, state, fwd, d), Math.max(MAX_REWRITE_BYTES, ctx.rc.maxBufferedResponseBytes), null, eventIds(fwd));
+    const created: string[] = [];
+    const rewriter = messageRewriter(reply.contentType, (d) => rewriteData(ctx, state, fwd, d, (id) => created.push(id)), Math.max(MAX_REWRITE_BYTES, ctx.rc.maxBufferedResponseBytes), null, eventIds(fwd));
     if (rewriter !== null) body = rewriter.push(Buffer.from(body), true).toString('utf8');
+    await bindTasks(ctx, state, fwd, created);
   }
   const headers: HeaderSet[] = [gatewaySessionHeader(fwd.session.id)];
   if (reply.contentType !== '') headers.push({ key: 'content-type', value: reply.contentType });

@@ -2,7 +2,7 @@ import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcMessage } from '../mcp/message.js';
 import type { Decision } from '../request/decision.js';
-import { checkNameAccess, checkServerAccess } from '../request/guard.js';
+import { checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
 import { routeToServer, withTraceMeta } from '../request/mutations.js';
 import type { Caller, RequestState } from '../request/state.js';
@@ -18,6 +18,8 @@ export interface Forwarded {
   readonly body: string;
   /** The JSON-RPC method of a forwarded request (null for notifications and client answers). */
   readonly requestMethod: string | null;
+  /** A task-augmented call: the upstream answers with a task, bound to the caller before the client sees its id. */
+  readonly createsTask: boolean;
   /** Entry in the in-flight map, released when the request ends. */
   readonly inflightKey: string | null;
 }
@@ -87,6 +89,24 @@ const byReference: Resolver = async (ctx, state, caller, params) => {
   return { server, params: { ...params, ref: { ...ref, [key]: owned.name } }, tool: null };
 };
 
+/**
+ * tasks/get, tasks/result and tasks/cancel: by the namespaced task id, and only for the identity
+ * the task was created for; anyone else's task looks exactly like a missing one.
+ */
+const byTaskId: Resolver = async (ctx, state, caller, params) => {
+  const taskId = params['taskId'];
+  if (typeof taskId !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: taskId is required');
+  const absent = (): GatewayError => new GatewayError('GW_ERR_TASK_UNKNOWN', `Task not found: ${taskId}`);
+  const owned = ctx.naming.parseTaskId(taskId);
+  const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
+  if (owned === null || server === undefined) throw absent();
+  checkServerAccess(ctx, state, caller, server.name, absent);
+  const owner = await ctx.sessions.boundOwner('task', server.name, owned.name);
+  if (owner === undefined) throw absent();
+  checkBoundOwner(ctx, state, caller, owner, server.name, 'task_not_owned', absent);
+  return { server, params: { ...params, taskId: owned.name }, tool: null };
+};
+
 /** Request methods routed to the server that owns the named entity, and how each finds it. */
 const RESOLVERS: ReadonlyMap<string, Resolver> = new Map([
   ['tools/call', byName('tools')],
@@ -95,6 +115,9 @@ const RESOLVERS: ReadonlyMap<string, Resolver> = new Map([
   ['resources/subscribe', byUri],
   ['resources/unsubscribe', byUri],
   ['completion/complete', byReference],
+  ['tasks/get', byTaskId],
+  ['tasks/result', byTaskId],
+  ['tasks/cancel', byTaskId],
 ]);
 
 /** Whether a request method is routed to one server (rather than answered by the gateway). */
@@ -126,8 +149,9 @@ export async function routeRequest(
   const inflightKey = inflightKeyOf(session, msg.id);
   ctx.inflight.set(inflightKey, resolved.server.name);
   const body = stringifyJson({ ...msg.raw, params: withTraceMeta(state, resolved.params) });
+  const createsTask = msg.method === 'tools/call' && isObject(resolved.params['task']);
   try {
-    return await forward(ctx, state, session, resolved.server, body, msg.method, inflightKey);
+    return await forward(ctx, state, session, resolved.server, body, msg.method, inflightKey, createsTask);
   } catch (err) {
     ctx.inflight.delete(inflightKey);
     throw err;
@@ -163,9 +187,10 @@ export async function forward(
   body: string,
   requestMethod: string | null,
   inflightKey: string | null,
+  createsTask = false,
 ): Promise<Routed> {
   state.server = server.name;
   const upstream = await ctx.upstreamSessions.get(session, server);
   const decision = routeToServer(ctx, state, { server, sessionId: upstream.sessionId, protocolVersion: upstream.protocolVersion }, body);
-  return { decision, forwarded: { session, server, upstream, body, requestMethod, inflightKey } };
+  return { decision, forwarded: { session, server, upstream, body, requestMethod, inflightKey, createsTask } };
 }

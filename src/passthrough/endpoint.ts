@@ -11,7 +11,7 @@ import { CONTINUE, type ResponseStep } from '../request/decision.js';
 import type { EndpointHandler } from '../request/endpoint.js';
 import { checkNameAccess, checkServerAccess, checkSessionOwner, filterListMessage, filtersLists, sessionSubject } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
-import { passthroughRequest, replaceRequestBody, rewriteResponseBody, withTraceMeta } from '../request/mutations.js';
+import { passthroughRequest, replaceBody, rewriteResponseBody, withTraceMeta } from '../request/mutations.js';
 import { envoyFailure } from '../request/outcome.js';
 import { requestId, type Caller, type Headers, type RequestState } from '../request/state.js';
 import type { SessionStore } from '../sessions/store.js';
@@ -49,7 +49,7 @@ export function passthroughEndpoint(ctx: PassthroughContext, state: RequestState
       if (msg.method === 'tools/call' && typeof msg.params?.['name'] === 'string') state.tool = msg.params['name'];
       filteredList = checkPolicy(ctx, state, caller, server, msg.method, msg.params);
       state.limitHeaders = await limitRequest(ctx, state, { server: server.name, tool: state.tool, method: msg.method });
-      return replaceRequestBody(stringifyJson({ ...msg.raw, params: withTraceMeta(state, msg.params) }));
+      return replaceBody(stringifyJson({ ...msg.raw, params: withTraceMeta(state, msg.params) }));
     },
 
     async responseHeaders(headers) {
@@ -71,7 +71,7 @@ async function checkSession(ctx: PassthroughContext, state: RequestState, caller
   if (!ctx.guard.auth.enabled) return;
   const id = state.headers.get(SESSION_HEADER);
   if (id === undefined || id === '') return;
-  const owner = await ctx.sessions.passthroughOwner(server.name, id);
+  const owner = await ctx.sessions.boundOwner('passthrough', server.name, id);
   if (owner === undefined) throw new GatewayError('GW_ERR_SESSION_UNKNOWN');
   checkSessionOwner(ctx, state, caller, owner, server.name);
 }
@@ -81,7 +81,7 @@ async function bindSession(ctx: PassthroughContext, state: RequestState, caller:
   if (!ctx.guard.auth.enabled) return;
   const id = headers.get(SESSION_HEADER);
   if (id === undefined || id === '' || id === state.headers.get(SESSION_HEADER)) return;
-  await ctx.sessions.bindPassthrough(server.name, id, sessionSubject(caller));
+  await ctx.sessions.bind('passthrough', server.name, id, sessionSubject(caller));
 }
 
 /**

@@ -173,9 +173,25 @@ export function filterListMessage(ctx: RequestContext, caller: Caller, server: s
  * indistinguishable from one that does not exist.
  */
 export function checkSessionOwner(ctx: RequestContext, state: RequestState, caller: Caller, boundSubject: string | null, server: string | null): void {
+  checkBoundOwner(ctx, state, caller, boundSubject, server, 'session_not_owned', () => new GatewayError('GW_ERR_SESSION_UNKNOWN'));
+}
+
+/**
+ * Anything bound to the identity that created it (a session, an upstream task) is usable only by
+ * that identity: another principal gets `absent()`, as if it did not exist, and the denial is audited.
+ */
+export function checkBoundOwner(
+  ctx: RequestContext,
+  state: RequestState,
+  caller: Caller,
+  boundSubject: string | null,
+  server: string | null,
+  reason: string,
+  absent: () => GatewayError,
+): void {
   if (sessionBoundTo(boundSubject, caller.identity)) return;
-  deny(ctx, state, caller.identity, 'session_not_owned', server);
-  throw new GatewayError('GW_ERR_SESSION_UNKNOWN');
+  deny(ctx, state, caller.identity, reason, server);
+  throw absent();
 }
 
 /** The subject a new session is bound to; anonymous sessions (no auth configured) bind to nobody. */

@@ -50,9 +50,9 @@ export function passthroughRequest(ctx: RequestContext, state: RequestState, ser
   return { kind: 'continue', removeHeaders: STRIPPED_REQUEST_HEADERS, setHeaders: upstreamHeaders(ctx, state, server) };
 }
 
-/** A request body replaced as a whole (buffered requests keep a length Envoy checks). */
-export function replaceRequestBody(body: string): ContinueDecision {
-  const bytes = Buffer.from(body);
+/** A buffered request or response body replaced as a whole (it keeps a length Envoy checks). */
+export function replaceBody(body: string | Buffer): ContinueDecision {
+  const bytes = typeof body === 'string' ? Buffer.from(body) : body;
   return { kind: 'continue', setHeaders: [{ key: 'content-length', value: String(bytes.length) }], body: bytes };
 }
 

@@ -15,7 +15,7 @@ import {
   UPSTREAM_FIELD_PREFIX,
 } from './serialize.js';
 import { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_CLIENT, sessionLimitError, type SessionLimits } from './limits.js';
-import { type GatewaySession, type SessionInit, type SessionStore, type UpstreamSession } from './store.js';
+import { type BindingKind, type GatewaySession, type SessionInit, type SessionStore, type UpstreamSession } from './store.js';
 
 /*
  * Layout (P = redis.key_prefix, T = the hash tag {P sessions}):
@@ -27,8 +27,9 @@ import { type GatewaySession, type SessionInit, type SessionStore, type Upstream
  *                session; a backstop TTL, refreshed with the session hashes', covers the case no
  *                replica is left to sweep.
  *   P p:<server>:<id>  string: identity a passthrough session is bound to ('' = anonymous); PX idleMs
+ *   P t:<server>:<id>  string: identity an upstream task is bound to, the same way
  *
- * All session keys but the passthrough bindings share one Redis Cluster hash slot (the tag T is the
+ * All session keys but the bindings share one Redis Cluster hash slot (the tag T is the
  * index's own name): every script below touches the index, the owners' sets and session hashes
  * together, and a script may only touch keys of one slot. Session state therefore lives on one
  * Cluster primary (and its replicas); that keeps `max_sessions` exact and each decision atomic.
@@ -442,16 +443,16 @@ export class RedisSessionStore implements SessionStore {
     return decodeSession(id, this.localNow(), reply as string[]);
   }
 
-  async bindPassthrough(server: string, sessionId: string, identity: string | null): Promise<void> {
-    if (sessionId.length === 0 || sessionId.length > MAX_UPSTREAM_ID_LENGTH) return;
-    const key = this.bindingKey(server, sessionId);
-    await this.run('bindPassthrough', (r) => r.set(key, identity ?? '', 'PX', this.opts.idleMs), key);
+  async bind(kind: BindingKind, server: string, id: string, identity: string | null): Promise<void> {
+    if (id.length === 0 || id.length > MAX_UPSTREAM_ID_LENGTH) return;
+    const key = this.bindingKey(kind, server, id);
+    await this.run('bind', (r) => r.set(key, identity ?? '', 'PX', this.opts.idleMs), key);
   }
 
-  async passthroughOwner(server: string, sessionId: string): Promise<string | null | undefined> {
-    if (sessionId.length === 0 || sessionId.length > MAX_UPSTREAM_ID_LENGTH) return undefined;
-    const key = this.bindingKey(server, sessionId);
-    const reply = await this.run('passthroughOwner', (r) => TOUCH_BINDING.run(r, [key], [this.opts.idleMs]), key);
+  async boundOwner(kind: BindingKind, server: string, id: string): Promise<string | null | undefined> {
+    if (id.length === 0 || id.length > MAX_UPSTREAM_ID_LENGTH) return undefined;
+    const key = this.bindingKey(kind, server, id);
+    const reply = await this.run('boundOwner', (r) => TOUCH_BINDING.run(r, [key], [this.opts.idleMs]), key);
     return typeof reply === 'string' ? (reply === '' ? null : reply) : undefined;
   }
 
@@ -525,8 +526,8 @@ export class RedisSessionStore implements SessionStore {
     return [this.hashKey(id), this.index, this.ownerKeyPrefix + id.slice(0, OWNER_DIGEST_LENGTH)];
   }
 
-  private bindingKey(server: string, sessionId: string): string {
-    return `${this.opts.keyPrefix}p:${server}:${sessionId}`;
+  private bindingKey(kind: BindingKind, server: string, id: string): string {
+    return `${this.opts.keyPrefix}${kind === 'passthrough' ? 'p' : 't'}:${server}:${id}`;
   }
 
   /** The time argument for scripts: '' lets the script use Redis's TIME. */

@@ -32,6 +32,9 @@ export interface GatewaySession {
   readonly upstream: Map<string, UpstreamSession>;
 }
 
+/** What an upstream's own id names, when the gateway binds it to the identity that created it. */
+export type BindingKind = 'passthrough' | 'task';
+
 /** What `SessionStore.create` needs to open a session. */
 export interface SessionInit {
   readonly protocolVersion: string;
@@ -70,12 +73,13 @@ export interface SessionStore {
   setLogLevel(session: GatewaySession, level: string): Promise<void>;
   delete(id: string): Promise<GatewaySession | null>;
   /**
-   * Binds a passthrough session (the upstream's own id on `/servers/<name>/mcp`) to the identity
-   * that created it (null: anonymous), as gateway sessions are bound; it idles out like they do.
+   * Binds an upstream's own id to the identity that created it through the gateway (null:
+   * anonymous): a passthrough session (the upstream's session id on `/servers/<name>/mcp`) or a
+   * task an upstream created for a call on `/mcp`. A binding idles out like a session does.
    */
-  bindPassthrough(server: string, sessionId: string, identity: string | null): Promise<void>;
-  /** The identity a passthrough session is bound to (null: anonymous), marking it used; undefined if unknown. */
-  passthroughOwner(server: string, sessionId: string): Promise<string | null | undefined>;
+  bind(kind: BindingKind, server: string, id: string, identity: string | null): Promise<void>;
+  /** The identity an upstream id is bound to (null: anonymous), marking it used; undefined if unknown. */
+  boundOwner(kind: BindingKind, server: string, id: string): Promise<string | null | undefined>;
   /** Sessions that live only in this process and end with it (none in a shared store). */
   localSessions(): Iterable<GatewaySession>;
   close(): void;
@@ -118,7 +122,8 @@ export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, Entry>();
   /** Session ids by owner, least recently used first. */
   private readonly owners = new Map<string, Set<string>>();
-  private readonly passthrough = new Map<string, { readonly identity: string | null; lastSeen: number }>();
+  /** Upstream ids bound to identities (`bind`), by `<kind>\n<server>\n<id>`. */
+  private readonly bindings = new Map<string, { readonly identity: string | null; lastSeen: number }>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly idleMs: number;
   private readonly limits: SessionLimits;
@@ -221,17 +226,17 @@ export class MemorySessionStore implements SessionStore {
     return e.session;
   }
 
-  async bindPassthrough(server: string, sessionId: string, identity: string | null): Promise<void> {
-    this.passthrough.set(`${server}\n${sessionId}`, { identity, lastSeen: this.now() });
+  async bind(kind: BindingKind, server: string, id: string, identity: string | null): Promise<void> {
+    this.bindings.set(`${kind}\n${server}\n${id}`, { identity, lastSeen: this.now() });
   }
 
-  async passthroughOwner(server: string, sessionId: string): Promise<string | null | undefined> {
-    const key = `${server}\n${sessionId}`;
-    const b = this.passthrough.get(key);
+  async boundOwner(kind: BindingKind, server: string, id: string): Promise<string | null | undefined> {
+    const key = `${kind}\n${server}\n${id}`;
+    const b = this.bindings.get(key);
     if (b === undefined) return undefined;
     const now = this.now();
     if (now - b.lastSeen > this.idleMs) {
-      this.passthrough.delete(key);
+      this.bindings.delete(key);
       return undefined;
     }
     b.lastSeen = now;
@@ -253,7 +258,7 @@ export class MemorySessionStore implements SessionStore {
       if (!this.idle(e.session, now)) break;
       this.expire(e);
     }
-    for (const [key, b] of this.passthrough) if (now - b.lastSeen > this.idleMs) this.passthrough.delete(key);
+    for (const [key, b] of this.bindings) if (now - b.lastSeen > this.idleMs) this.bindings.delete(key);
   }
 
   private idle(s: GatewaySession, now: number): boolean {

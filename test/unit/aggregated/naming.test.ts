@@ -52,6 +52,13 @@ describe('Namespace', () => {
     for (const bad of ['demo://x', 'gamma+demo://x', '+demo://x', 'alpha+']) assert.equal(ns.parseUri(bad), null, bad);
   });
 
+  it('namespaces task ids reversibly, whatever characters the upstream’s id holds', () => {
+    for (const id of ['786512e5-6e52-4a1f', 'with+plus', 'a:b/c', 'x']) {
+      assert.deepEqual(ns.parseTaskId(ns.qualifyTaskId('beta', id)), { server: 'beta', name: id }, id);
+    }
+    for (const bad of ['t-1', 'gamma+t-1', '+t-1', 'alpha+']) assert.equal(ns.parseTaskId(bad), null, bad);
+  });
+
   it('round-trips server→client request ids of both types', () => {
     for (const id of [0, 7, -3, 'abc', 'with:colon', '']) {
       const q = ns.qualifyServerRequestId('beta', id);

@@ -43,6 +43,25 @@ describe('aggregated responses', () => {
     assert.match(out, /"uri":"alpha\+file:\/\/\/a"/);
   });
 
+  it('gives task ids in status notifications and related-task _meta the server’s prefix', async () => {
+    const { call, upstreamSession } = await forwarded(3);
+    await call.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream', 'mcp-session-id': upstreamSession }));
+    const related = { 'io.modelcontextprotocol/related-task': { taskId: 't-1' } };
+    const events = [
+      { jsonrpc: '2.0', method: 'notifications/tasks/status', params: { taskId: 't-1', status: 'working' } },
+      { jsonrpc: '2.0', id: 'u2', method: 'elicitation/create', params: { message: 'ok?', _meta: related } },
+      { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'x', _meta: related } },
+      { jsonrpc: '2.0', id: 3, result: { content: [], _meta: related } },
+    ];
+    const out = mutationOf(await call.send(responseBody(events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join(''), true))).body ?? '';
+    const seen = out.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)) as Record<string, any>);
+    assert.equal(seen[0]!['params'].taskId, 'alpha+t-1');
+    assert.equal(seen[1]!['params']._meta['io.modelcontextprotocol/related-task'].taskId, 'alpha+t-1');
+    assert.equal(seen[1]!['id'], 'mcpgw:alpha:su2');
+    assert.equal(seen[2]!['params']._meta['io.modelcontextprotocol/related-task'].taskId, 'alpha+t-1');
+    assert.equal(seen[3]!['result']._meta['io.modelcontextprotocol/related-task'].taskId, 'alpha+t-1');
+  });
+
   it('answers Envoy’s own 503 as a JSON-RPC error naming the server', async () => {
     const { call } = await forwarded(3);
     const r = immediateOf(await call.send(responseHeaders({ ':status': '503', 'content-type': 'text/plain' })));

@@ -193,18 +193,27 @@ describe('RedisSessionStore', () => {
 
   it('binds passthrough sessions to their creator on every replica, with the idle timeout as TTL', async () => {
     const [A, B] = replicas();
-    await A.bindPassthrough('github', 'up-1', 'user:alice');
-    await A.bindPassthrough('github', 'up-anon', null);
-    assert.equal(await B.passthroughOwner('github', 'up-1'), 'user:alice');
-    assert.equal(await B.passthroughOwner('github', 'up-anon'), null);
-    assert.equal(await B.passthroughOwner('gitlab', 'up-1'), undefined, 'bindings are per server');
-    assert.equal(await B.passthroughOwner('github', 'never-seen'), undefined);
+    await A.bind('passthrough', 'github', 'up-1', 'user:alice');
+    await A.bind('passthrough', 'github', 'up-anon', null);
+    assert.equal(await B.boundOwner('passthrough', 'github', 'up-1'), 'user:alice');
+    assert.equal(await B.boundOwner('passthrough', 'github', 'up-anon'), null);
+    assert.equal(await B.boundOwner('passthrough', 'gitlab', 'up-1'), undefined, 'bindings are per server');
+    assert.equal(await B.boundOwner('passthrough', 'github', 'never-seen'), undefined);
     const long = `signed.${'x'.repeat(1000)}`;
-    await A.bindPassthrough('github', long, 'user:bob');
-    assert.equal(await B.passthroughOwner('github', long), 'user:bob', 'long upstream ids (signed tokens) are bound too');
-    assert.equal(await B.passthroughOwner('github', 'x'.repeat(10_000)), undefined);
+    await A.bind('passthrough', 'github', long, 'user:bob');
+    assert.equal(await B.boundOwner('passthrough', 'github', long), 'user:bob', 'long upstream ids (signed tokens) are bound too');
+    assert.equal(await B.boundOwner('passthrough', 'github', 'x'.repeat(10_000)), undefined);
     const ttl = await ca.pttl(`s${n}:p:github:up-1`);
     assert.ok(ttl > IDLE_MS - 5_000 && ttl <= IDLE_MS, String(ttl));
+  });
+
+  it('keeps task bindings apart from passthrough bindings of the same upstream id', async () => {
+    const [A, B] = replicas();
+    await A.bind('task', 'github', 'same-id', 'user:carol');
+    assert.equal(await B.boundOwner('task', 'github', 'same-id'), 'user:carol');
+    assert.equal(await B.boundOwner('passthrough', 'github', 'same-id'), undefined);
+    await B.bind('passthrough', 'github', 'same-id', 'user:dave');
+    assert.equal(await A.boundOwner('task', 'github', 'same-id'), 'user:carol', 'one kind never overwrites the other');
   });
 
   it('uses Redis’s clock by default', async () => {

@@ -233,8 +233,8 @@ describe('RedisSessionStore limits', () => {
       claimUpstream: (s, server, u) => pick().claimUpstream(s, server, u),
       setLogLevel: (s, l) => pick().setLogLevel(s, l),
       delete: (id) => pick().delete(id),
-      bindPassthrough: (a, b, c) => pick().bindPassthrough(a, b, c),
-      passthroughOwner: (a, b) => pick().passthroughOwner(a, b),
+      bind: (k, a, b, c) => pick().bind(k, a, b, c),
+      boundOwner: (k, a, b) => pick().boundOwner(k, a, b),
       localSessions: () => [],
       close: () => {},
     };

@@ -109,8 +109,8 @@ describe('the gateway on a real Redis Cluster', { timeout: 60_000 }, () => {
     await store.setLogLevel(b, 'debug');
     assert.equal((await store.get(b.id))?.upstream.get('beta')?.sessionId, 'u2');
     assert.ok((await store.delete(c.id)) !== null);
-    await store.bindPassthrough('alpha', 'up-1', 'user:a');
-    assert.equal(await store.passthroughOwner('alpha', 'up-1'), 'user:a');
+    await store.bind('passthrough', 'alpha', 'up-1', 'user:a');
+    assert.equal(await store.boundOwner('passthrough', 'alpha', 'up-1'), 'user:a');
     t += 61_000;
     assert.equal(await store.get(other.id), null, 'idle: expired on read');
     assert.equal(await store.sweepExpired(), 1, 'the sweep claims the rest');
