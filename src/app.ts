@@ -30,6 +30,7 @@ import { HealthMonitor } from './upstream/health.js';
 import { UpstreamSessions } from './upstream/sessions.js';
 import { ServerStreams } from './aggregated/server-stream.js';
 import { CatalogWatch } from './aggregated/catalog-watch.js';
+import { SessionLists } from './aggregated/session-lists.js';
 
 /** Options for one processor replica. */
 export interface RunOptions {
@@ -160,6 +161,7 @@ export async function createContext(
     rc,
     sessions,
     catalog,
+    sessionLists: new SessionLists({ rc, catalog, sessions, upstream, log }),
     naming,
     upstream,
     upstreamSessions,

@@ -9,6 +9,8 @@ import { gatewaySessionHeader } from '../request/mutations.js';
 import type { Caller, RequestState } from '../request/state.js';
 import { clientMetadataText, sessionOwner } from '../sessions/limits.js';
 import type { GatewaySession } from '../sessions/store.js';
+import type { ClientProfile } from '../upstream/profiles.js';
+import { renameEntry, type MergedEntry } from './catalog.js';
 import type { AggregatedContext } from './context.js';
 import { parseEventId } from './event-ids.js';
 import { forward, inflightKeyOf, type Routed } from './route.js';
@@ -37,17 +39,50 @@ const setLogLevel: Answer = async (ctx, state, session, id, params) => {
 };
 
 function list(kind: CatalogKind): Answer {
-  return async (ctx, state, _session, id, params) => {
-    const merged = await ctx.catalog.list(kind);
+  return async (ctx, state, session, id, params) => {
+    const profile = ctx.catalog.profiles.of(session.clientMetadata);
+    const merged = await ctx.catalog.list(kind, profile);
+    const entries = session.ownLists.size === 0 ? merged.items : await withSessionLists(ctx, session, kind, profile, merged.items);
     // Each caller sees only what it may use: filtered at answer time, never cached across callers.
     const keep = aggregatedListFilter(ctx, state.caller!, kind);
-    const items = keep === null ? merged.items : merged.items.filter((e) => keep(e.server, e.upstreamName));
+    const items = keep === null ? entries : entries.filter((e) => keep(e.server, e.upstreamName));
     const pageSize = ctx.rc.pageSize;
     const offset = decodeCursor(params['cursor'], kind);
     const result: JsonObject = { [KIND_INFO[kind].key]: items.slice(offset, offset + pageSize).map((e) => e.item) };
     if (offset + pageSize < items.length) result['nextCursor'] = encodeCursor(kind, offset + pageSize);
     return respondResult(id, result);
   };
+}
+
+/**
+ * The catalog's entries with each server's own list for this session in place of the catalog's
+ * where the session has one (session-lists.ts), in server order.
+ */
+async function withSessionLists(
+  ctx: AggregatedContext,
+  session: GatewaySession,
+  kind: CatalogKind,
+  profile: ClientProfile,
+  items: readonly MergedEntry[],
+): Promise<readonly MergedEntry[]> {
+  const owned = await Promise.all(
+    ctx.rc.serverList.map((s) => (ctx.catalog.excludes(s.name) ? null : ctx.sessionLists.own(session, s, kind, () => ctx.catalog.serverItems(s, kind, profile)))),
+  );
+  if (owned.every((o) => o === null)) return items;
+  const idField = KIND_INFO[kind].idField;
+  const out: MergedEntry[] = [];
+  ctx.rc.serverList.forEach((s, i) => {
+    const own = owned[i];
+    if (own === null || own === undefined) {
+      for (const e of items) if (e.server === s.name) out.push(e);
+      return;
+    }
+    for (const item of own) {
+      const renamed = renameEntry(kind, s.name, item, ctx.naming);
+      if (renamed !== null) out.push({ server: s.name, upstreamName: String(item[idField]), item: renamed });
+    }
+  });
+  return out;
 }
 
 /** Methods the gateway answers itself once a session exists (initialize creates one). */
@@ -102,6 +137,7 @@ export async function deleteSession(ctx: AggregatedContext, state: RequestState)
   const session = await requireSession(ctx, state);
   await ctx.sessions.delete(session.id);
   ctx.streams.sessionEnded(session.id);
+  ctx.sessionLists.forget(session.id);
   await ctx.upstreamSessions.terminateAll(ctx.rc, session);
   return { kind: 'respond', status: 200, headers: [], body: '', details: 'mcpgw_session_deleted' };
 }

@@ -3,6 +3,7 @@ import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
 import { isObject, type JsonObject } from '../mcp/message.js';
 import { CATALOG_KINDS, KIND_INFO, type CatalogKind } from '../mcp/protocol.js';
 import type { ControlSessions } from '../upstream/control.js';
+import { ClientProfiles, NO_CAPABILITIES, type ClientProfile } from '../upstream/profiles.js';
 import type { Namespace } from './naming.js';
 
 const MAX_PAGES = 1000;
@@ -30,15 +31,23 @@ export interface MergedList {
   readonly items: readonly MergedEntry[];
 }
 
+/** How many client profiles get a catalog of their own (each costs a session and lists per server). */
+const MAX_PROFILES = 16;
+
 /**
  * Each upstream's tools, prompts, resources and templates, fetched over the gateway's own
  * session per upstream (never a client's), cached for the configured TTL and served stale while
  * a refresh runs. An upstream that is down is left out, so one bad server never breaks the
- * aggregate.
+ * aggregate. One catalog per client profile (profiles.ts): a client that declares sampling,
+ * elicitation, roots or tasks sees the tools servers offer only to such clients, at the cost of
+ * one catalog per distinct capability set, not one list call per client.
  */
 export class Catalog {
-  private readonly state = new Map<string, ServerLists>();
-  private readonly merged = new Map<CatalogKind, MergedList>();
+  /** By server, then profile key. */
+  private readonly state = new Map<string, Map<string, ServerLists>>();
+  /** By `<kind>\n<profile key>`. */
+  private readonly merged = new Map<string, MergedList>();
+  readonly profiles: ClientProfiles;
   /** Servers the health monitor currently reports unhealthy. */
   private excluded: ReadonlySet<string> = new Set();
 
@@ -49,7 +58,8 @@ export class Catalog {
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {
-    for (const s of rc.serverList) this.state.set(s.name, { lists: {}, refreshing: {} });
+    for (const s of rc.serverList) this.state.set(s.name, new Map());
+    this.profiles = new ClientProfiles(MAX_PROFILES, (p) => this.dropProfile(p));
   }
 
   /** What the upstream tells clients to read, or null. */
@@ -72,11 +82,12 @@ export class Catalog {
    * Entries of one kind across all servers, renamed; servers that are down, or that the health
    * monitor reports unhealthy, are left out.
    */
-  async list(kind: CatalogKind): Promise<MergedList> {
+  async list(kind: CatalogKind, profile: ClientProfile = NO_CAPABILITIES): Promise<MergedList> {
     const excluded = this.excluded;
-    const perServer = await Promise.all(this.rc.serverList.map((s) => (excluded.has(s.name) ? null : this.serverList(s, kind))));
+    const perServer = await Promise.all(this.rc.serverList.map((s) => (excluded.has(s.name) ? null : this.serverList(s, kind, profile))));
     const version = perServer.map((e, i) => `${this.rc.serverList[i]!.name}@${e?.fetchedAt ?? 'x'}`).join(',');
-    const cached = this.merged.get(kind);
+    const mergedKey = `${kind}\n${profile.key}`;
+    const cached = this.merged.get(mergedKey);
     if (cached !== undefined && cached.version === version) return cached;
     const items: MergedEntry[] = [];
     const idField = KIND_INFO[kind].idField;
@@ -93,7 +104,7 @@ export class Catalog {
       }
     });
     const merged: MergedList = { version, items };
-    this.merged.set(kind, merged);
+    this.merged.set(mergedKey, merged);
     return merged;
   }
 
@@ -101,13 +112,13 @@ export class Catalog {
    * Whether `name` exists in a server's catalog of `kind`. A miss on a catalog older than a few
    * seconds triggers one refresh, so a tool added upstream is found without waiting for the TTL.
    */
-  async has(server: RuntimeServer, kind: 'tools' | 'prompts', name: string): Promise<boolean> {
-    let entry = await this.serverList(server, kind);
+  async has(server: RuntimeServer, kind: 'tools' | 'prompts', name: string, profile: ClientProfile = NO_CAPABILITIES): Promise<boolean> {
+    let entry = await this.serverList(server, kind, profile);
     const found = (e: ListEntry | null): boolean => e !== null && e.items.some((i) => i['name'] === name);
     if (found(entry)) return true;
     if (entry !== null && this.now() - entry.fetchedAt > 2000) {
-      this.invalidate(server.name, kind);
-      entry = await this.serverList(server, kind);
+      delete this.stateOf(server, profile).lists[kind];
+      entry = await this.serverList(server, kind, profile);
       return found(entry);
     }
     // Server down or unknown catalog: let the upstream decide rather than guess.
@@ -120,7 +131,12 @@ export class Catalog {
    */
   reportUnavailable(server: RuntimeServer): void {
     this.control.markDown(server, new Error('routed request found it unreachable'));
-    this.stateOf(server).lists = {};
+    this.invalidate(server.name);
+  }
+
+  /** Whether the health monitor has the server left out of lists. */
+  excludes(server: string): boolean {
+    return this.excluded.has(server);
   }
 
   /** Sets the servers to leave out of lists (health monitor); a server coming back is refetched. */
@@ -129,20 +145,41 @@ export class Catalog {
     this.excluded = servers;
   }
 
-  /** True if `name` is in the server's cached catalog of `kind` (no I/O: for bounded metric labels). */
-  knows(server: string, kind: CatalogKind, name: string): boolean {
-    const items = this.state.get(server)?.lists[kind]?.items;
-    if (items === undefined) return false;
-    const key = KIND_INFO[kind].idField;
-    return items.some((i) => i[key] === name);
+  /** One server's entries of `kind` as the upstream names them (null: down or unknown). */
+  async serverItems(server: RuntimeServer, kind: CatalogKind, profile: ClientProfile): Promise<readonly JsonObject[] | null> {
+    return (await this.serverList(server, kind, profile))?.items ?? null;
   }
 
-  /** Marks a server's list stale (e.g. after notifications/tools/list_changed). */
+  /** The cached entries of `kind` for the profile, without fetching (null: none cached). */
+  cachedItems(server: string, kind: CatalogKind, profile: ClientProfile): readonly JsonObject[] | null {
+    return this.state.get(server)?.get(profile.key)?.lists[kind]?.items ?? null;
+  }
+
+  /** True if `name` is in the server's cached catalog of `kind` for the profile (no I/O, no refresh). */
+  cachedHas(server: RuntimeServer, kind: 'tools' | 'prompts', name: string, profile: ClientProfile): boolean {
+    return this.cachedItems(server.name, kind, profile)?.some((i) => i['name'] === name) ?? false;
+  }
+
+  /** True if `name` is in one of the server's cached catalogs of `kind` (no I/O: for bounded metric labels). */
+  knows(server: string, kind: CatalogKind, name: string): boolean {
+    const key = KIND_INFO[kind].idField;
+    for (const st of this.state.get(server)?.values() ?? []) if (st.lists[kind]?.items.some((i) => i[key] === name)) return true;
+    return false;
+  }
+
+  /** Marks a server's lists stale in every profile (e.g. after notifications/tools/list_changed). */
   invalidate(server: string, kind?: CatalogKind): void {
-    const st = this.state.get(server);
-    if (st === undefined) return;
-    if (kind === undefined) st.lists = {};
-    else delete st.lists[kind];
+    for (const st of this.state.get(server)?.values() ?? []) {
+      if (kind === undefined) st.lists = {};
+      else delete st.lists[kind];
+    }
+  }
+
+  /** A profile pushed out of the bounded set: its catalog and the gateway's sessions for it go. */
+  private dropProfile(profile: ClientProfile): void {
+    for (const lists of this.state.values()) lists.delete(profile.key);
+    for (const kind of CATALOG_KINDS) this.merged.delete(`${kind}\n${profile.key}`);
+    this.control.dropProfile(profile);
   }
 
   /** Fetches every catalog now (start-up warm-up); never throws. */
@@ -152,27 +189,32 @@ export class Catalog {
     });
   }
 
-  private stateOf(server: RuntimeServer): ServerLists {
-    const st = this.state.get(server.name);
-    if (st === undefined) throw new Error(`unknown server ${server.name}`);
+  private stateOf(server: RuntimeServer, profile: ClientProfile): ServerLists {
+    const byProfile = this.state.get(server.name);
+    if (byProfile === undefined) throw new Error(`unknown server ${server.name}`);
+    let st = byProfile.get(profile.key);
+    if (st === undefined) {
+      st = { lists: {}, refreshing: {} };
+      byProfile.set(profile.key, st);
+    }
     return st;
   }
 
-  private async serverList(server: RuntimeServer, kind: CatalogKind): Promise<ListEntry | null> {
-    const st = this.stateOf(server);
+  private async serverList(server: RuntimeServer, kind: CatalogKind, profile: ClientProfile = NO_CAPABILITIES): Promise<ListEntry | null> {
+    const st = this.stateOf(server, profile);
     const entry = st.lists[kind];
     if (entry !== undefined) {
-      if (this.now() - entry.fetchedAt >= this.rc.catalogTtlMs[kind]) void this.refresh(server, st, kind);
+      if (this.now() - entry.fetchedAt >= this.rc.catalogTtlMs[kind]) void this.refresh(server, st, kind, profile);
       return entry;
     }
-    await this.refresh(server, st, kind);
+    await this.refresh(server, st, kind, profile);
     return st.lists[kind] ?? null;
   }
 
-  private refresh(server: RuntimeServer, st: ServerLists, kind: CatalogKind): Promise<void> {
+  private refresh(server: RuntimeServer, st: ServerLists, kind: CatalogKind, profile: ClientProfile): Promise<void> {
     const running = st.refreshing[kind];
     if (running !== undefined) return running;
-    const p = this.fetchList(server, st, kind)
+    const p = this.fetchList(server, st, kind, profile)
       .catch((err: unknown) => this.control.markDown(server, err))
       .finally(() => {
         delete st.refreshing[kind];
@@ -181,7 +223,7 @@ export class Catalog {
     return p;
   }
 
-  private async fetchList(server: RuntimeServer, st: ServerLists, kind: CatalogKind): Promise<void> {
+  private async fetchList(server: RuntimeServer, st: ServerLists, kind: CatalogKind, profile: ClientProfile): Promise<void> {
     const caps = await this.control.capabilities(server);
     if (caps === null) return;
     const info = KIND_INFO[kind];
@@ -193,7 +235,7 @@ export class Catalog {
     const items: JsonObject[] = [];
     let cursor: string | undefined;
     for (let page = 0; page < MAX_PAGES; page++) {
-      const res = await this.control.call(server, info.method, cursor === undefined ? undefined : { cursor });
+      const res = await this.control.call(server, info.method, cursor === undefined ? undefined : { cursor }, profile);
       if (res === null) return;
       const batch = res[info.key];
       if (Array.isArray(batch)) for (const it of batch) if (isObject(it)) items.push(it);
@@ -204,7 +246,8 @@ export class Catalog {
   }
 }
 
-function renameEntry(kind: CatalogKind, server: string, item: JsonObject, ns: Namespace): JsonObject | null {
+/** An upstream's list entry in its aggregated form (null: its name would break the tool-name rules). */
+export function renameEntry(kind: CatalogKind, server: string, item: JsonObject, ns: Namespace): JsonObject | null {
   switch (kind) {
     case 'tools':
     case 'prompts': {

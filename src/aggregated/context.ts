@@ -4,12 +4,15 @@ import type { UpstreamClient } from '../upstream/client.js';
 import type { UpstreamSessions } from '../upstream/sessions.js';
 import type { Catalog } from './catalog.js';
 import type { Namespace } from './naming.js';
+import type { SessionLists } from './session-lists.js';
 import type { ServerStreams } from './server-stream.js';
 
 /** What the aggregated endpoint needs beyond the shared request stages; built once per config. */
 export interface AggregatedContext extends RequestContext {
   readonly sessions: SessionStore;
   readonly catalog: Catalog;
+  /** Lists servers keep for one session only. */
+  readonly sessionLists: SessionLists;
   readonly naming: Namespace;
   readonly upstream: UpstreamClient;
   readonly upstreamSessions: UpstreamSessions;

@@ -6,6 +6,7 @@ import { forgotSession } from '../mcp/protocol.js';
 import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
 import { gatewaySessionHeader, replaceBody, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
 import { sessionSubject } from '../request/guard.js';
+import { NO_CAPABILITIES } from '../upstream/profiles.js';
 import { envoyFailure } from '../request/outcome.js';
 import { requestId, type Headers, type RequestState } from '../request/state.js';
 import type { AggregatedContext } from './context.js';
@@ -114,9 +115,12 @@ function rewriteData(
   if (sent?.kind === 'request' && msg['method'] === undefined && idKey(msg['id']) === idKey(sent.id)) observeResponse(state, msg);
   const effects: RewriteEffects = {};
   const changed = rewriteUpstreamMessage(msg, fwd.server.name, fwd.requestMethod, ctx.naming, effects);
-  if (effects.listChanged !== undefined) {
-    ctx.catalog.invalidate(fwd.server.name, effects.listChanged);
-    if (effects.listChanged === 'resources') ctx.catalog.invalidate(fwd.server.name, 'resourceTemplates');
+  if (effects.listChanged !== undefined) ctx.sessionLists.listChanged(fwd.session, fwd.server.name, effects.listChanged);
+  if (effects.linked !== undefined) {
+    const listed =
+      ctx.catalog.cachedItems(fwd.server.name, 'resources', ctx.catalog.profiles.of(fwd.session.clientMetadata)) ??
+      ctx.catalog.cachedItems(fwd.server.name, 'resources', NO_CAPABILITIES);
+    ctx.sessionLists.resourcesLinked(fwd.session, fwd.server.name, listed, effects.linked);
   }
   if (effects.taskCreated !== undefined) onTask(effects.taskCreated);
   if (!changed) return null;

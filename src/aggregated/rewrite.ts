@@ -17,6 +17,8 @@ export interface RewriteEffects {
   listChanged?: 'tools' | 'prompts' | 'resources';
   /** The upstream's own id of a task it created for a task-augmented call (to bind to the caller). */
   taskCreated?: string;
+  /** The upstream's URIs of the resources a result links or embeds. */
+  linked?: string[];
 }
 
 /**
@@ -68,10 +70,10 @@ function rewriteResult(result: JsonObject, server: string, requestMethod: string
         effects.taskCreated = task['taskId'];
         return rewriteTaskId(task, server, ns);
       }
-      return rewriteContentList(result['content'], server, ns);
+      return rewriteContentList(result['content'], server, ns, effects);
     }
     case 'tasks/result':
-      return rewriteContentList(result['content'], server, ns);
+      return rewriteContentList(result['content'], server, ns, effects);
     case 'tasks/get':
     case 'tasks/cancel':
       return rewriteTaskId(result, server, ns);
@@ -81,7 +83,7 @@ function rewriteResult(result: JsonObject, server: string, requestMethod: string
       const messages = result['messages'];
       if (!Array.isArray(messages)) return false;
       let changed = false;
-      for (const m of messages) if (isObject(m) && rewriteContent(m['content'], server, ns)) changed = true;
+      for (const m of messages) if (isObject(m) && rewriteContent(m['content'], server, ns, effects)) changed = true;
       return changed;
     }
     default:
@@ -105,24 +107,21 @@ function rewriteRelatedTask(holder: JsonObject, server: string, ns: Namespace): 
   return isObject(related) && rewriteTaskId(related, server, ns);
 }
 
-function rewriteContentList(content: unknown, server: string, ns: Namespace): boolean {
+function rewriteContentList(content: unknown, server: string, ns: Namespace, effects: RewriteEffects): boolean {
   if (!Array.isArray(content)) return false;
   let changed = false;
-  for (const c of content) if (rewriteContent(c, server, ns)) changed = true;
+  for (const c of content) if (rewriteContent(c, server, ns, effects)) changed = true;
   return changed;
 }
 
-function rewriteContent(c: unknown, server: string, ns: Namespace): boolean {
+function rewriteContent(c: unknown, server: string, ns: Namespace, effects: RewriteEffects): boolean {
   if (!isObject(c)) return false;
-  if (c['type'] === 'resource_link' && typeof c['uri'] === 'string') {
-    c['uri'] = ns.qualifyUri(server, c['uri']);
-    return true;
-  }
-  if (c['type'] === 'resource' && isObject(c['resource']) && typeof c['resource']['uri'] === 'string') {
-    c['resource']['uri'] = ns.qualifyUri(server, c['resource']['uri']);
-    return true;
-  }
-  return false;
+  const holder = c['type'] === 'resource_link' ? c : c['type'] === 'resource' && isObject(c['resource']) ? c['resource'] : null;
+  const uri = holder?.['uri'];
+  if (holder === null || typeof uri !== 'string') return false;
+  (effects.linked ??= []).push(uri);
+  holder['uri'] = ns.qualifyUri(server, uri);
+  return true;
 }
 
 function rewriteUris(list: unknown, server: string, ns: Namespace): boolean {

@@ -7,6 +7,7 @@ import { limitRequest } from '../request/limit.js';
 import { routeToServer, withTraceMeta } from '../request/mutations.js';
 import type { Caller, RequestState } from '../request/state.js';
 import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
+import { NO_CAPABILITIES } from '../upstream/profiles.js';
 import type { AggregatedContext } from './context.js';
 
 /** A request the aggregated endpoint sent upstream: what its response phases need to know. */
@@ -39,14 +40,17 @@ interface Resolved {
   readonly tool: string | null;
 }
 
-/** Finds the server that owns what a request names and checks the caller may use it. */
-type Resolver = (ctx: AggregatedContext, state: RequestState, caller: Caller, params: JsonObject) => Promise<Resolved>;
+/**
+ * Finds the server that owns what a request names and checks the caller may use it. The client's
+ * session is being looked up meanwhile: a resolver that needs it waits for it.
+ */
+type Resolver = (ctx: AggregatedContext, state: RequestState, caller: Caller, params: JsonObject, session: Promise<GatewaySession>) => Promise<Resolved>;
 
 /** tools/call and prompts/get: by the prefixed name; a forbidden name looks exactly like a missing one. */
 function byName(kind: 'tools' | 'prompts'): Resolver {
   const code = kind === 'tools' ? 'GW_ERR_TOOL_UNKNOWN' : 'GW_ERR_PROMPT_UNKNOWN';
   const label = kind === 'tools' ? 'Unknown tool' : 'Unknown prompt';
-  return async (ctx, state, caller, params) => {
+  return async (ctx, state, caller, params, session) => {
     const name = params['name'];
     if (typeof name !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: name is required');
     const absent = (): GatewayError => new GatewayError(code, `${label}: ${name}`);
@@ -55,9 +59,26 @@ function byName(kind: 'tools' | 'prompts'): Resolver {
     if (owned === null || server === undefined) throw absent();
     checkServerAccess(ctx, state, caller, server.name, absent);
     checkNameAccess(ctx, state, caller, kind, server.name, owned.name, absent);
-    if (!(await ctx.catalog.has(server, kind, owned.name))) throw absent();
+    if (!(await inCatalog(ctx, server, kind, owned.name, session))) throw absent();
     return { server, params: { ...params, name: owned.name }, tool: kind === 'tools' ? owned.name : null };
   };
+}
+
+/**
+ * Whether a name is in the catalog the client sees. Most calls name what every client sees, found
+ * in the default catalog without waiting for the session; otherwise the catalog of the client's
+ * profile decides (a tool the server offers only to clients that can answer sampling, say), or
+ * the session's own list (session-lists.ts).
+ */
+async function inCatalog(ctx: AggregatedContext, server: RuntimeServer, kind: 'tools' | 'prompts', name: string, lookup: Promise<GatewaySession>): Promise<boolean> {
+  if (ctx.catalog.cachedHas(server, kind, name, NO_CAPABILITIES)) return true;
+  const session = await lookup;
+  const profile = ctx.catalog.profiles.of(session.clientMetadata);
+  // A list the server keeps for this session only decides for it; a name neither list has may be
+  // one the server just added in this session.
+  const own = await ctx.sessionLists.own(session, server, kind, () => ctx.catalog.serverItems(server, kind, profile));
+  if (own !== null) return own.some((i) => i['name'] === name) || ctx.sessionLists.findOwn(session, server, kind, name);
+  return (await ctx.catalog.has(server, kind, name, profile)) || ctx.sessionLists.findOwn(session, server, kind, name);
 }
 
 /** resources/read, subscribe and unsubscribe: by the namespaced URI. */
@@ -137,7 +158,7 @@ export async function routeRequest(
   sessionLookup: Promise<GatewaySession>,
   msg: Extract<JsonRpcMessage, { kind: 'request' }>,
 ): Promise<Routed> {
-  const [found, limited] = await Promise.allSettled([sessionLookup, resolveAndLimit(ctx, state, msg)]);
+  const [found, limited] = await Promise.allSettled([sessionLookup, resolveAndLimit(ctx, state, msg, sessionLookup)]);
   if (found.status === 'rejected') {
     // Refused for its session: whatever the name check said, nothing was let through.
     state.allowed = null;
@@ -158,17 +179,24 @@ export async function routeRequest(
   }
 }
 
-async function resolveAndLimit(ctx: AggregatedContext, state: RequestState, msg: Extract<JsonRpcMessage, { kind: 'request' }>): Promise<Resolved> {
+async function resolveAndLimit(
+  ctx: AggregatedContext,
+  state: RequestState,
+  msg: Extract<JsonRpcMessage, { kind: 'request' }>,
+  session: Promise<GatewaySession>,
+): Promise<Resolved> {
   const resolve = RESOLVERS.get(msg.method)!;
   let resolved: Resolved;
   try {
-    resolved = await resolve(ctx, state, state.caller!, msg.params ?? {});
+    resolved = await resolve(ctx, state, state.caller!, msg.params ?? {}, session);
   } catch (err) {
     // Calls to names that do not resolve still spend budget: probing must not be free.
     await limitRequest(ctx, state, { server: null, tool: null, method: msg.method });
     throw err;
   }
   state.tool = resolved.tool;
+  // Resolved through the catalog the client sees: a known name, whatever the cache holds by now.
+  state.toolKnown = resolved.tool !== null;
   state.limitHeaders = await limitRequest(ctx, state, { server: resolved.server.name, tool: resolved.tool, method: msg.method });
   return resolved;
 }

@@ -14,6 +14,7 @@ import type { Catalog } from './catalog.js';
 import { fanInEventId, postEventId, type ResumePoint } from './event-ids.js';
 import type { Namespace } from './naming.js';
 import { rewriteUpstreamMessage, type RewriteEffects } from './rewrite.js';
+import type { SessionLists } from './session-lists.js';
 
 /**
  * What the streams need of the aggregated endpoint's context (AggregatedContext has all of it;
@@ -21,6 +22,7 @@ import { rewriteUpstreamMessage, type RewriteEffects } from './rewrite.js';
  */
 export type StreamContext = RequestContext & {
   readonly catalog: Catalog;
+  readonly sessionLists: SessionLists;
   readonly naming: Namespace;
   readonly sessions: SessionStore;
   readonly upstream: UpstreamClient;
@@ -173,15 +175,12 @@ abstract class Closable implements LocalStream {
   }
 
   /** One upstream message in its aggregated form (null: not JSON-RPC, dropped). */
-  protected rename(server: string, data: string, requestMethod: string | null): string | null {
+  protected rename(session: GatewaySession, server: string, data: string, requestMethod: string | null): string | null {
     const msg = parseJsonObject(data);
     if (msg === null) return null;
     const effects: RewriteEffects = {};
     const changed = rewriteUpstreamMessage(msg, server, requestMethod, this.ctx.naming, effects);
-    if (effects.listChanged !== undefined) {
-      this.ctx.catalog.invalidate(server, effects.listChanged);
-      if (effects.listChanged === 'resources') this.ctx.catalog.invalidate(server, 'resourceTemplates');
-    }
+    if (effects.listChanged !== undefined) this.ctx.sessionLists.listChanged(session, server, effects.listChanged);
     if (!changed) return data;
     try {
       return stringifyJson(msg);
@@ -327,7 +326,7 @@ class FanIn extends Closable {
   private deliver(server: string, e: SseEvent): void {
     if (e.id !== null) this.positions.set(server, e.id);
     if (e.data === '' || (e.event !== null && e.event !== 'message')) return;
-    const data = this.rename(server, e.data, null);
+    const data = this.rename(this.session, server, e.data, null);
     if (data === null) return;
     this.send(sseEventText(this.positions.size > 0 ? fanInEventId(this.positions) : null, data));
   }
@@ -364,7 +363,7 @@ class PostResume extends Closable {
         if (id !== null) this.send(`id: ${id}\ndata: \n\n`);
         return;
       }
-      const data = this.rename(name, e.data, requestMethod);
+      const data = this.rename(this.session, name, e.data, requestMethod);
       if (data !== null) this.send(sseEventText(id, data));
     });
   }

@@ -91,7 +91,7 @@ export function recordOperation(ctx: RequestContext, state: RequestState, now: n
     method,
     server,
     tool,
-    toolKnown: tool !== null && server !== null && ctx.knownTool(server, tool),
+    toolKnown: tool !== null && server !== null && (state.toolKnown || ctx.knownTool(server, tool)),
     clientId: state.caller?.identity.clientId ?? null,
     tenant: tenantLabel(ctx, state),
     status,

@@ -41,6 +41,8 @@ export interface RequestState {
   server: string | null;
   /** Tool name as the upstream knows it (tools/call only). */
   tool: string | null;
+  /** The tool was found in a catalog when the call was routed (a bounded metric label). */
+  toolKnown: boolean;
   /** The `traceparent` upstreams get (a child span of `trace`), made on first use. */
   upstreamTraceparent: string | null;
   /** `RateLimit-*` headers of an allowed request: the exchange puts them on its response. */
@@ -73,6 +75,7 @@ export function newRequestState(headers: Headers, trace: TraceContext, startedAt
     requestBytes: null,
     server: null,
     tool: null,
+    toolKnown: false,
     upstreamTraceparent: null,
     limitHeaders: null,
     allowed: null,

@@ -12,10 +12,11 @@ import {
   LOG_LEVEL_FIELD,
   META_FIELD,
   OWNER_FIELD,
+  ownListField,
   UPSTREAM_FIELD_PREFIX,
 } from './serialize.js';
 import { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_CLIENT, sessionLimitError, type SessionLimits } from './limits.js';
-import { type BindingKind, type GatewaySession, type SessionInit, type SessionStore, type UpstreamSession } from './store.js';
+import { ownListKey, type BindingKind, type GatewaySession, type SessionInit, type SessionStore, type UpstreamSession } from './store.js';
 
 /*
  * Layout (P = redis.key_prefix, T = the hash tag {P sessions}):
@@ -166,6 +167,12 @@ const SET_FIELD = new LuaScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
+`);
+
+/** KEYS: hash. ARGV: field. Reply: the field's value plus one, or nil if the session is gone. */
+const INCREMENT_FIELD = new LuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 `);
 
 /** KEYS: hash. ARGV: field, value. First writer wins. Reply: the stored value, or nil if the session is gone. */
@@ -376,7 +383,7 @@ export class RedisSessionStore implements SessionStore {
         throw sessionLimitError(this.limits.maxSessions, Number(a));
       }
       await Promise.all([this.claim(ids(a), this.opts.onEvict), this.claim(ids(b), this.opts.onExpire)]);
-      return { ...fields, id, lastSeen: Number(status), logLevel: null, upstream: new Map() };
+      return { ...fields, id, lastSeen: Number(status), logLevel: null, upstream: new Map(), ownLists: new Map() };
     }
     throw new Error('could not allocate a unique session id');
   }
@@ -434,6 +441,13 @@ export class RedisSessionStore implements SessionStore {
   async setLogLevel(session: GatewaySession, level: string): Promise<void> {
     await this.run('setLogLevel', (r) => SET_FIELD.run(r, [this.hashKey(session.id)], [LOG_LEVEL_FIELD, level]));
     session.logLevel = level;
+  }
+
+  async markOwnList(session: GatewaySession, server: string, kind: string): Promise<number> {
+    const reply = await this.run('markOwnList', (r) => INCREMENT_FIELD.run(r, [this.hashKey(session.id)], [ownListField(server, kind)]));
+    const generation = typeof reply === 'number' ? reply : (session.ownLists.get(ownListKey(server, kind)) ?? 0) + 1;
+    session.ownLists.set(ownListKey(server, kind), generation);
+    return generation;
   }
 
   async delete(id: string): Promise<GatewaySession | null> {

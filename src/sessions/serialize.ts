@@ -1,6 +1,6 @@
 import { isObject, type JsonObject } from '../mcp/message.js';
 import { parseClientMetadata } from './limits.js';
-import type { GatewaySession, SessionInit, UpstreamSession } from './store.js';
+import { ownListKey, type GatewaySession, type SessionInit, type UpstreamSession } from './store.js';
 
 export type { SessionInit } from './store.js';
 
@@ -16,12 +16,19 @@ export type { SessionInit } from './store.js';
  * | `o`            | digest of the session's owner: names its owner set, written once (absent on sessions from before the caps) |
  * | `l`            | log level (absent: none set)                                          |
  * | `u:<server>`   | JSON `{sessionId, protocolVersion}` of that server's upstream session |
+ * | `c:<server>:<kind>` | generation of the list of `kind` that server keeps for this session only |
  *
  * `lastSeen` is not in the hash: it is the session's score in the sessions index (a sorted set).
  */
 export const META_FIELD = 'm';
 export const LOG_LEVEL_FIELD = 'l';
 export const UPSTREAM_FIELD_PREFIX = 'u:';
+export const OWN_LIST_FIELD_PREFIX = 'c:';
+
+/** The hash field of a session's own list of `kind` from `server` (server names hold no `:`). */
+export function ownListField(server: string, kind: string): string {
+  return `${OWN_LIST_FIELD_PREFIX}${server}:${kind}`;
+}
 
 /** Version of the `m` field's layout, bumped if it ever changes incompatibly. */
 const META_VERSION = 1;
@@ -67,6 +74,7 @@ export function decodeSession(id: string, lastSeen: number, flat: readonly strin
   let meta: JsonObject | null = null;
   let logLevel: string | null = null;
   const upstream = new Map<string, UpstreamSession>();
+  const ownLists = new Map<string, number>();
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const field = flat[i]!;
     const value = flat[i + 1]!;
@@ -78,6 +86,10 @@ export function decodeSession(id: string, lastSeen: number, flat: readonly strin
     } else if (field.startsWith(UPSTREAM_FIELD_PREFIX)) {
       const u = decodeUpstream(value);
       if (u !== null) upstream.set(field.slice(UPSTREAM_FIELD_PREFIX.length), u);
+    } else if (field.startsWith(OWN_LIST_FIELD_PREFIX)) {
+      const colon = field.indexOf(':', OWN_LIST_FIELD_PREFIX.length);
+      const generation = Number(value);
+      if (colon > 0 && Number.isSafeInteger(generation)) ownLists.set(ownListKey(field.slice(OWN_LIST_FIELD_PREFIX.length, colon), field.slice(colon + 1)), generation);
     }
   }
   if (meta === null || meta['v'] !== META_VERSION) return null;
@@ -85,7 +97,7 @@ export function decodeSession(id: string, lastSeen: number, flat: readonly strin
   if (typeof protocolVersion !== 'string' || !isObject(clientCapabilities) || !isObject(clientInfo)) return null;
   if (!(identity === null || typeof identity === 'string')) return null;
   const clientMetadata = JSON.stringify({ capabilities: clientCapabilities, clientInfo });
-  return { id, protocolVersion, clientMetadata, identity, logLevel, lastSeen, upstream };
+  return { id, protocolVersion, clientMetadata, identity, logLevel, lastSeen, upstream, ownLists };
 }
 
 function parseJson(s: string): unknown {

@@ -30,6 +30,16 @@ export interface GatewaySession {
   lastSeen: number;
   /** Upstream sessions by server name, created lazily. */
   readonly upstream: Map<string, UpstreamSession>;
+  /**
+   * Lists a server keeps for this session only, by `<server>\n<kind>` (see `ownListKey`): the
+   * generation of the latest change the server announced or showed. Empty for most sessions.
+   */
+  readonly ownLists: Map<string, number>;
+}
+
+/** The key of a session's own list of one kind from one server. */
+export function ownListKey(server: string, kind: string): string {
+  return `${server}\n${kind}`;
 }
 
 /** What an upstream's own id names, when the gateway binds it to the identity that created it. */
@@ -71,6 +81,11 @@ export interface SessionStore {
    */
   claimUpstream(session: GatewaySession, server: string, upstream: UpstreamSession): Promise<UpstreamSession>;
   setLogLevel(session: GatewaySession, level: string): Promise<void>;
+  /**
+   * Records that a server keeps a list of `kind` for this session only, or changed it: bumps the
+   * generation (every replica then refetches its copy of the session's list). Resolves to it.
+   */
+  markOwnList(session: GatewaySession, server: string, kind: string): Promise<number>;
   delete(id: string): Promise<GatewaySession | null>;
   /**
    * Binds an upstream's own id to the identity that created it through the gateway (null:
@@ -177,7 +192,7 @@ export class MemorySessionStore implements SessionStore {
       this.remove(e);
       this.onEvict(e.session);
     }
-    const s: GatewaySession = { ...fields, id: newSessionId(), lastSeen: now, logLevel: null, upstream: new Map() };
+    const s: GatewaySession = { ...fields, id: newSessionId(), lastSeen: now, logLevel: null, upstream: new Map(), ownLists: new Map() };
     this.sessions.set(s.id, { session: s, owner });
     const set = this.owners.get(owner) ?? new Set<string>();
     set.add(s.id);
@@ -217,6 +232,13 @@ export class MemorySessionStore implements SessionStore {
 
   async setLogLevel(session: GatewaySession, level: string): Promise<void> {
     session.logLevel = level;
+  }
+
+  async markOwnList(session: GatewaySession, server: string, kind: string): Promise<number> {
+    const key = ownListKey(server, kind);
+    const generation = (session.ownLists.get(key) ?? 0) + 1;
+    session.ownLists.set(key, generation);
+    return generation;
   }
 
   async delete(id: string): Promise<GatewaySession | null> {

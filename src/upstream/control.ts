@@ -3,6 +3,7 @@ import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
 import { isObject, type JsonObject } from '../mcp/message.js';
 import { GATEWAY_INFO, LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
 import { UpstreamSessionGone, type UpstreamClient } from './client.js';
+import { NO_CAPABILITIES, type ClientProfile } from './profiles.js';
 
 /** What the gateway presents when it opens a session with an upstream. */
 export interface Handshake {
@@ -55,18 +56,26 @@ export async function openSession(client: UpstreamClient, server: RuntimeServer,
 /** Pause after a failure before the gateway tries a server again on its own behalf. */
 const RETRY_DOWN_AFTER_MS = 2000;
 
-interface ControlState {
+/** The gateway's session with one upstream for one client profile. */
+interface ProfileSession {
+  readonly profile: ClientProfile;
   session: OpenedSession | null;
   opening: Promise<OpenedSession> | null;
+}
+
+interface ControlState {
+  /** By profile key; the default profile (no client capabilities) carries health and catalog-watch. */
+  readonly sessions: Map<string, ProfileSession>;
   downSince: number | null;
   lastError: string | null;
 }
 
 /**
- * The gateway's own session with each upstream (never a client's): it carries the catalog's
- * list calls and the health monitor's pings. One owner opens it, renews it once when the upstream
- * forgets it, and keeps a server that keeps failing "down" for a short pause so one bad server
- * never stalls the rest.
+ * The gateway's own sessions with each upstream (never a client's): they carry the catalog's
+ * list calls and the health monitor's pings. One per client profile (profiles.ts) a catalog is
+ * kept for, each declaring that profile's capabilities; the default one declares none. One owner
+ * opens each, renews it once when the upstream forgets it, and keeps a server that keeps failing
+ * "down" (all its sessions) for a short pause so one bad server never stalls the rest.
  */
 export class ControlSessions {
   private readonly state = new Map<string, ControlState>();
@@ -78,16 +87,17 @@ export class ControlSessions {
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {
-    for (const s of rc.serverList) this.state.set(s.name, { session: null, opening: null, downSince: null, lastError: null });
+    for (const s of rc.serverList) this.state.set(s.name, { sessions: new Map(), downSince: null, lastError: null });
   }
 
-  /** The open session, opened on demand; null while the server is in its pause after a failure. */
-  async session(server: RuntimeServer): Promise<OpenedSession | null> {
+  /** The open session for a profile, opened on demand; null while the server is in its pause after a failure. */
+  async session(server: RuntimeServer, profile: ClientProfile = NO_CAPABILITIES): Promise<OpenedSession | null> {
     const st = this.stateOf(server);
-    if (st.session !== null) return st.session;
+    const slot = slotOf(st, profile);
+    if (slot.session !== null) return slot.session;
     if (st.downSince !== null && this.now() - st.downSince < RETRY_DOWN_AFTER_MS) return null;
     try {
-      return await this.openShared(server, st);
+      return await this.openShared(server, slot);
     } catch (err) {
       this.markDown(server, err);
       return null;
@@ -99,10 +109,11 @@ export class ControlSessions {
    * new session and the call once more; forgetting that one too marks the server down.
    * Resolves to null while the server is down.
    */
-  async call(server: RuntimeServer, method: string, params: JsonObject | undefined): Promise<JsonObject | null> {
+  async call(server: RuntimeServer, method: string, params: JsonObject | undefined, profile: ClientProfile = NO_CAPABILITIES): Promise<JsonObject | null> {
     const st = this.stateOf(server);
+    const slot = slotOf(st, profile);
     for (let attempt = 0; ; attempt++) {
-      const session = await this.session(server);
+      const session = await this.session(server, profile);
       if (session === null) return null;
       try {
         const { result } = await this.client.call(server, method, params, { sessionId: session.sessionId, protocolVersion: session.protocolVersion });
@@ -110,7 +121,7 @@ export class ControlSessions {
         return result;
       } catch (err) {
         if (!(err instanceof UpstreamSessionGone)) throw err;
-        if (st.session === session) st.session = null;
+        if (slot.session === session) slot.session = null;
         if (attempt > 0) {
           const gone = new UpstreamSessionGone(server.name, 'keeps forgetting the gateway session');
           this.markDown(server, gone);
@@ -125,16 +136,16 @@ export class ControlSessions {
    * tries (no pause) and its failure is the health monitor's verdict, not a pause of its own.
    */
   async ping(server: RuntimeServer, timeoutMs: number): Promise<number> {
-    const st = this.stateOf(server);
+    const slot = slotOf(this.stateOf(server), NO_CAPABILITIES);
     const started = performance.now();
     for (let attempt = 0; attempt < 2; attempt++) {
-      const session = st.session ?? (await this.openShared(server, st));
+      const session = slot.session ?? (await this.openShared(server, slot));
       try {
         await this.client.call(server, 'ping', undefined, { sessionId: session.sessionId, protocolVersion: session.protocolVersion, timeoutMs });
         return performance.now() - started;
       } catch (err) {
         if (!(err instanceof UpstreamSessionGone)) throw err;
-        if (st.session === session) st.session = null;
+        if (slot.session === session) slot.session = null;
       }
     }
     throw new UpstreamSessionGone(server.name, 'keeps forgetting the gateway session');
@@ -150,15 +161,26 @@ export class ControlSessions {
     return (await this.session(server))?.instructions ?? null;
   }
 
-  /** The open session, without opening one (null when none is open now). */
+  /** The default profile's open session, without opening one (null when none is open now). */
   current(server: RuntimeServer): OpenedSession | null {
-    return this.stateOf(server).session;
+    return this.stateOf(server).sessions.get(NO_CAPABILITIES.key)?.session ?? null;
   }
 
   /** The server no longer knows this session (seen outside a call): the next use opens a new one. */
   forget(server: RuntimeServer, session: OpenedSession): void {
-    const st = this.stateOf(server);
-    if (st.session === session) st.session = null;
+    for (const slot of this.stateOf(server).sessions.values()) if (slot.session === session) slot.session = null;
+  }
+
+  /** A profile no catalog is kept for any more: its sessions end (best effort). */
+  dropProfile(profile: ClientProfile): void {
+    if (profile.key === NO_CAPABILITIES.key) return;
+    for (const server of this.rc.serverList) {
+      const slot = this.stateOf(server).sessions.get(profile.key);
+      if (slot === undefined) continue;
+      this.stateOf(server).sessions.delete(profile.key);
+      const s = slot.session;
+      if (s !== null && s.sessionId !== null) void this.client.terminate(server, s.sessionId, s.protocolVersion).catch(() => undefined);
+    }
   }
 
   /** A call found the server unreachable: forget its session and pause before trying again. */
@@ -169,7 +191,7 @@ export class ControlSessions {
     this.log.debug({ server: server.name, err }, 'upstream call failed');
     st.downSince = this.now();
     st.lastError = message;
-    st.session = null;
+    for (const slot of st.sessions.values()) slot.session = null;
   }
 
   /**
@@ -189,27 +211,29 @@ export class ControlSessions {
   /** Ends every session the gateway holds (shutdown), bounded by the upstream timeout. */
   async close(): Promise<void> {
     await Promise.all(
-      this.rc.serverList.map(async (server) => {
-        const st = this.stateOf(server);
-        const session = st.session;
-        st.session = null;
-        if (session === null || session.sessionId === null) return;
-        await this.client.terminate(server, session.sessionId, session.protocolVersion).catch(() => undefined);
-      }),
+      this.rc.serverList.flatMap((server) =>
+        [...this.stateOf(server).sessions.values()].map(async (slot) => {
+          const session = slot.session;
+          slot.session = null;
+          if (session === null || session.sessionId === null) return;
+          await this.client.terminate(server, session.sessionId, session.protocolVersion).catch(() => undefined);
+        }),
+      ),
     );
   }
 
   /** Opens the session; everyone who needs it meanwhile waits for the same handshake. */
-  private openShared(server: RuntimeServer, st: ControlState): Promise<OpenedSession> {
-    st.opening ??= openSession(this.client, server, { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: GATEWAY_INFO }, this.log)
+  private openShared(server: RuntimeServer, slot: ProfileSession): Promise<OpenedSession> {
+    const handshake = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: slot.profile.capabilities, clientInfo: GATEWAY_INFO };
+    slot.opening ??= openSession(this.client, server, handshake, this.log)
       .then((session) => {
-        st.session = session;
+        slot.session = session;
         return session;
       })
       .finally(() => {
-        st.opening = null;
+        slot.opening = null;
       });
-    return st.opening;
+    return slot.opening;
   }
 
   private markUp(server: RuntimeServer, st: ControlState): void {
@@ -224,4 +248,13 @@ export class ControlSessions {
     if (st === undefined) throw new Error(`unknown server ${server.name}`);
     return st;
   }
+}
+
+function slotOf(st: ControlState, profile: ClientProfile): ProfileSession {
+  let slot = st.sessions.get(profile.key);
+  if (slot === undefined) {
+    slot = { profile, session: null, opening: null };
+    st.sessions.set(profile.key, slot);
+  }
+  return slot;
 }

@@ -63,7 +63,7 @@ describe('RedisSessionStore', () => {
 
     const onB = await B.get(s.id);
     assert.ok(onB !== null);
-    assert.deepEqual({ ...onB, upstream: [...onB.upstream] }, { ...SESSION_FIELDS, id: s.id, logLevel: null, lastSeen: t, upstream: [] });
+    assert.deepEqual({ ...onB, upstream: [...onB.upstream], ownLists: [...onB.ownLists] }, { ...SESSION_FIELDS, id: s.id, logLevel: null, lastSeen: t, upstream: [], ownLists: [] });
 
     await B.setUpstream(onB, 'github', { sessionId: 'up-1', protocolVersion: '2025-03-26' });
     await B.setUpstream(onB, 'stateless', { sessionId: null, protocolVersion: '2025-06-18' });
@@ -162,6 +162,20 @@ describe('RedisSessionStore', () => {
     await A.setLogLevel(s, 'info');
     assert.equal(await ca.exists(`s${n}:{s${n}:sessions}:s:${s.id}`), 0);
     assert.equal(await B.get(s.id), null);
+  });
+
+  it('counts the generations of a session’s own lists across replicas', async () => {
+    const [A, B] = replicas();
+    const s = await A.create(INIT);
+    assert.equal(await A.markOwnList(s, 'github', 'resources'), 1);
+    const onB = (await B.get(s.id))!;
+    assert.deepEqual([...onB.ownLists], [['github\nresources', 1]]);
+    assert.equal(await B.markOwnList(onB, 'github', 'resources'), 2, 'a change on another replica is a new generation');
+    await B.markOwnList(onB, 'github', 'tools');
+    assert.deepEqual(Object.fromEntries((await A.get(s.id))!.ownLists), { 'github\nresources': 2, 'github\ntools': 1 });
+    await A.delete(s.id);
+    await A.markOwnList(s, 'github', 'tools');
+    assert.equal(await ca.exists(`s${n}:{s${n}:sessions}:s:${s.id}`), 0);
   });
 
   it('forgets a stale upstream session without erasing a fresh one stored by another replica', async () => {

@@ -232,6 +232,7 @@ describe('RedisSessionStore limits', () => {
       setUpstream: (s, server, u) => pick().setUpstream(s, server, u),
       claimUpstream: (s, server, u) => pick().claimUpstream(s, server, u),
       setLogLevel: (s, l) => pick().setLogLevel(s, l),
+      markOwnList: (s, server, kind) => pick().markOwnList(s, server, kind),
       delete: (id) => pick().delete(id),
       bind: (k, a, b, c) => pick().bind(k, a, b, c),
       boundOwner: (k, a, b) => pick().boundOwner(k, a, b),
