@@ -1,10 +1,12 @@
 /**
  * Lists on /mcp are what each client would see directly: tools a server registers only for
  * clients with sampling, elicitation or roots; resources and tools a server creates in one
- * session. Through a real Envoy, with an SDK server whose lists differ per client and SDK clients.
+ * session. Through a real Envoy, with an SDK server whose lists differ per client, the reference
+ * server-everything, and SDK clients.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
+import { startEverythingServer, type EverythingServer } from '../support/everything.js';
 import { connectClient, type ConnectClientOptions, type ConnectedClient } from '../support/mcp-client.js';
 import { waitUntil } from '../support/proc.js';
 import { useStack, type DemoServerHandle } from '../support/stack.js';
@@ -139,6 +141,46 @@ describe('a change announced to every session', () => {
       assert.equal(readInMySession(), 1, 'past the TTL the catalog, read in the gateway’s own session, serves it');
     } finally {
       await c.close({ terminate: true });
+    }
+  });
+});
+
+describe('server-everything’s per-client tools and per-session resources', () => {
+  let everything: EverythingServer | null = null;
+  const stack = useStack(async () => {
+    everything = await startEverythingServer();
+    return { servers: { everything: { url: everything.url } } };
+  });
+  after(() => everything?.close());
+
+  it('lists for each client what it lists directly, and a session’s gzipped file for that session only', async () => {
+    const upstream = everything!.url;
+    const part = (names: readonly string[]): string[] => names.filter((n) => n.startsWith('everything__')).map((n) => n.slice('everything__'.length));
+    for (const opts of [{}, SAMPLER, ASKER]) {
+      const direct = await connectClient(upstream, opts);
+      const via = await connectClient(stack().mcpUrl, opts);
+      try {
+        assert.deepEqual(part(await toolNames(via)), await toolNames(direct), `capabilities ${JSON.stringify(Object.keys(opts))}`);
+      } finally {
+        await direct.close({ terminate: true });
+        await via.close({ terminate: true });
+      }
+    }
+    const owner = await connectClient(stack().mcpUrl);
+    const other = await connectClient(stack().mcpUrl);
+    try {
+      const data = `data:text/plain;base64,${Buffer.from('hello from a test').toString('base64')}`;
+      const result = await owner.client.callTool({ name: 'everything__gzip-file-as-resource', arguments: { name: 'hello.txt.gz', data, outputType: 'resourceLink' } });
+      const uri = (result.content as { type: string; uri?: string }[]).find((c) => c.type === 'resource_link')?.uri ?? '';
+      assert.ok(uri.startsWith('everything+'), JSON.stringify(result));
+      const uris = async (c: ConnectedClient): Promise<string[]> => (await c.client.listResources()).resources.map((r) => r.uri);
+      assert.ok((await uris(owner)).includes(uri), 'the session that made it lists it');
+      const read = await owner.client.readResource({ uri });
+      assert.equal(read.contents[0]?.uri, uri);
+      assert.ok(!(await uris(other)).includes(uri), 'no other session does');
+    } finally {
+      await owner.close({ terminate: true });
+      await other.close({ terminate: true });
     }
   });
 });
