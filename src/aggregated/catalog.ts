@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
 import { isObject, type JsonObject } from '../mcp/message.js';
-import { CATALOG_KINDS, KIND_INFO, type CatalogKind } from '../mcp/protocol.js';
+import { CATALOG_KINDS, KIND_INFO, readAllPages, type CatalogKind } from '../mcp/protocol.js';
 import type { ControlSessions } from '../upstream/control.js';
 import { ClientProfiles, NO_CAPABILITIES, type ClientProfile } from '../upstream/profiles.js';
 import type { Namespace } from './naming.js';
@@ -232,16 +232,8 @@ export class Catalog {
       st.lists[kind] = { items: [], fetchedAt: this.now() };
       return;
     }
-    const items: JsonObject[] = [];
-    let cursor: string | undefined;
-    for (let page = 0; page < MAX_PAGES; page++) {
-      const res = await this.control.call(server, info.method, cursor === undefined ? undefined : { cursor }, profile);
-      if (res === null) return;
-      const batch = res[info.key];
-      if (Array.isArray(batch)) for (const it of batch) if (isObject(it)) items.push(it);
-      cursor = typeof res['nextCursor'] === 'string' && res['nextCursor'] !== '' ? res['nextCursor'] : undefined;
-      if (cursor === undefined) break;
-    }
+    const items = await readAllPages(kind, MAX_PAGES, (params) => this.control.call(server, info.method, params, profile));
+    if (items === null) return;
     st.lists[kind] = { items, fetchedAt: this.now() };
   }
 }

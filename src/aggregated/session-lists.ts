@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
-import { isObject, type JsonObject } from '../mcp/message.js';
-import { KIND_INFO, type CatalogKind } from '../mcp/protocol.js';
+import type { JsonObject } from '../mcp/message.js';
+import { KIND_INFO, readAllPages, type CatalogKind } from '../mcp/protocol.js';
 import { ownListKey, type GatewaySession, type SessionStore } from '../sessions/store.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import type { Catalog } from './catalog.js';
@@ -129,25 +129,14 @@ export class SessionLists {
   private async read(session: GatewaySession, server: RuntimeServer, kind: CatalogKind): Promise<JsonObject[] | null> {
     const up = session.upstream.get(server.name);
     if (up === undefined) return null;
-    const info = KIND_INFO[kind];
-    const items: JsonObject[] = [];
+    const method = KIND_INFO[kind].method;
+    const opts = { sessionId: up.sessionId, protocolVersion: up.protocolVersion };
     try {
-      let cursor: string | undefined;
-      for (let page = 0; page < MAX_PAGES; page++) {
-        const { result } = await this.deps.upstream.call(server, info.method, cursor === undefined ? undefined : { cursor }, {
-          sessionId: up.sessionId,
-          protocolVersion: up.protocolVersion,
-        });
-        const batch = result[info.key];
-        if (Array.isArray(batch)) for (const it of batch) if (isObject(it)) items.push(it);
-        cursor = typeof result['nextCursor'] === 'string' && result['nextCursor'] !== '' ? result['nextCursor'] : undefined;
-        if (cursor === undefined) break;
-      }
+      return await readAllPages(kind, MAX_PAGES, async (params) => (await this.deps.upstream.call(server, method, params, opts)).result);
     } catch (err) {
       this.deps.log.debug({ server: server.name, kind, err }, 'session list not read; the catalog serves it');
       return null;
     }
-    return items;
   }
 
   private cacheKey(session: GatewaySession, listKey: string): string {

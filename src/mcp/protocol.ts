@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { isObject, type JsonObject } from './message.js';
 
 /** Protocol revisions the gateway speaks to clients, newest first. */
 export const SUPPORTED_PROTOCOL_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'] as const;
@@ -48,6 +49,29 @@ export const KIND_INFO = {
   resources: { method: 'resources/list', key: 'resources', capability: 'resources', idField: 'uri' },
   resourceTemplates: { method: 'resources/templates/list', key: 'resourceTemplates', capability: 'resources', idField: 'uriTemplate' },
 } as const satisfies Record<CatalogKind, { method: string; key: string; capability: string; idField: string }>;
+
+/**
+ * Every entry of one list, following the server's cursors for at most `maxPages` pages;
+ * `page(cursor)` asks for one page (null: the server could not be asked, and the list is null).
+ */
+export async function readAllPages(
+  kind: CatalogKind,
+  maxPages: number,
+  page: (params: { cursor: string } | undefined) => Promise<JsonObject | null>,
+): Promise<JsonObject[] | null> {
+  const key = KIND_INFO[kind].key;
+  const items: JsonObject[] = [];
+  let cursor: string | undefined;
+  for (let n = 0; n < maxPages; n++) {
+    const res = await page(cursor === undefined ? undefined : { cursor });
+    if (res === null) return null;
+    const batch = res[key];
+    if (Array.isArray(batch)) for (const it of batch) if (isObject(it)) items.push(it);
+    cursor = typeof res['nextCursor'] === 'string' && res['nextCursor'] !== '' ? res['nextCursor'] : undefined;
+    if (cursor === undefined) break;
+  }
+  return items;
+}
 
 /** Every catalog kind, in the order lists are fetched. */
 export const CATALOG_KINDS: readonly CatalogKind[] = ['tools', 'prompts', 'resources', 'resourceTemplates'];
