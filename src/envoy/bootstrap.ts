@@ -415,9 +415,11 @@ export function renderEnvoyBootstrap(config: Config): string {
         envoy_grpc: { cluster_name: PROCESSOR_CLUSTER },
         timeout: '0s',
         // A replica that just died may still be picked before Envoy notices: the stream then
-        // never reached it, so trying another replica is safe.
+        // never reached it, so trying another replica is safe. `reset` also retries a stream the
+        // dying replica had not answered at all (no response headers yet): Envoy still holds
+        // what it sent, and replays it on another replica.
         retry_policy: {
-          retry_on: 'connect-failure,refused-stream,reset-before-request',
+          retry_on: 'connect-failure,refused-stream,reset-before-request,reset',
           num_retries: 5,
           retry_back_off: { base_interval: '0.002s', max_interval: '0.02s' },
           retry_host_predicate: SAFE_RETRY.retry_host_predicate,

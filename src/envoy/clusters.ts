@@ -140,7 +140,10 @@ export function cluster(server: RuntimeServer): Record<string, unknown> {
       'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
         '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
         explicit_http_config: { http_protocol_options: {} },
-        common_http_protocol_options: { idle_timeout: '60s' },
+        // Below the keep-alive timeout of common servers (Node's and uvicorn's 5 s): Envoy closes
+        // an idle connection before the server does, so a request never goes out on a connection
+        // the server is closing (that reset could not be retried safely and would fail the call).
+        common_http_protocol_options: { idle_timeout: '4s' },
       },
     },
   };
@@ -178,6 +181,25 @@ export function grpcCluster(name: string, addresses: readonly string[], healthCh
           ],
           // Never spread requests over dead replicas: a request sent to one fails for sure.
           common_lb_config: { healthy_panic_threshold: { value: 0 } },
+          // A replica that refuses a stream (killed, connection refused or reset) is ejected at
+          // once, before the next health check: with two replicas, the retry's previous_hosts
+          // predicate is used up once the live one was tried too, and the retry could pick the
+          // dead one again until the check marks it. Only local-origin failures count (the
+          // processor's gRPC statuses are answers, not failures); a passing health check brings
+          // a restarted replica back (successful_active_health_check_uneject_host defaults to
+          // true). Never all of them: (N-1)/N at most.
+          outlier_detection: {
+            split_external_local_origin_errors: true,
+            consecutive_local_origin_failure: 1,
+            enforcing_consecutive_local_origin_failure: 100,
+            enforcing_consecutive_5xx: 0,
+            enforcing_consecutive_gateway_failure: 0,
+            enforcing_success_rate: 0,
+            enforcing_local_origin_success_rate: 0,
+            interval: '1s',
+            base_ejection_time: '30s',
+            max_ejection_percent: Math.floor(((addresses.length - 1) / addresses.length) * 100),
+          },
         }
       : {}),
     name,
