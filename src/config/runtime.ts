@@ -48,6 +48,8 @@ export interface RuntimeConfig {
   /** The ext_proc timeouts Envoy is configured with, and when the processor asks for more. */
   readonly extProc: ExtProcTimeouts;
   readonly sessionIdleMs: number;
+  /** `gateway.stream_idle_timeout`: idle bound of long-lived client streams on passthrough. */
+  readonly streamIdleMs: number;
   /** `gateway.max_sessions` and `gateway.max_sessions_per_client`. */
   readonly maxSessions: number;
   readonly maxSessionsPerClient: number;
@@ -113,6 +115,7 @@ export function compileConfig(config: Config): RuntimeConfig {
     upstreamTimeoutMs,
     extProc: extProcTimeouts(upstreamTimeoutMs, longestReplayMs),
     sessionIdleMs: durationMs(config.gateway.session_idle_timeout),
+    streamIdleMs: durationMs(config.gateway.stream_idle_timeout),
     maxSessions: config.gateway.max_sessions,
     maxSessionsPerClient: config.gateway.max_sessions_per_client,
     maxClientMetadataBytes: config.gateway.max_client_metadata_bytes,

@@ -186,6 +186,9 @@ export const GatewaySchema = z.strictObject({
   upstream_timeout: DurationSchema.default('10s').describe(
     "Timeout for the processor's own upstream calls (initialize, catalog fetches)",
   ),
+  stream_idle_timeout: DurationSchema.default('5m').describe(
+    "How long a long-lived stream a client holds open on a passthrough endpoint (the server→client GET stream, a 2026-07-28 subscriptions/listen POST) may carry nothing before Envoy ends it; such streams are not bounded by the server's request timeout",
+  ),
   tls: GatewayTlsSchema.optional().describe('TLS (and optionally mTLS) on the client listener, terminated by Envoy'),
 });
 export type GatewayConfig = z.infer<typeof GatewaySchema>;

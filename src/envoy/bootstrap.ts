@@ -12,7 +12,7 @@ import {
   ROUTE_METADATA_KEYS,
   ROUTE_METADATA_NAMESPACE,
 } from './contract.js';
-import { PROTOCOL_VERSION_HEADER, SESSION_HEADER } from '../mcp/headers.js';
+import { MCP_METHOD_HEADER, PROTOCOL_VERSION_HEADER, SESSION_HEADER } from '../mcp/headers.js';
 import { errorBody } from '../mcp/message.js';
 import { cluster, endpointPriorities, grpcCluster, hasSeveralEndpoints } from './clusters.js';
 import { seconds, socketAddress } from './common.js';
@@ -282,6 +282,7 @@ export function renderEnvoyBootstrap(config: Config): string {
   const g = config.gateway;
   const processors = Array.isArray(g.processor) ? g.processor : [g.processor];
   const upstreamMs = rc.upstreamTimeoutMs;
+  const streamIdle = seconds(rc.streamIdleMs);
 
   // Session affinity only where there is a choice of host (see statefulSessionFilter).
   const affinity = rc.serverList.some(hasSeveralEndpoints);
@@ -308,17 +309,41 @@ export function renderEnvoyBootstrap(config: Config): string {
         headersFromRouteMetadata(s, true),
       ),
     );
-    // The server→client GET stream lives as long as the session: only idleness ends it.
+    // The server→client GET stream lives as long as the session: only idleness ends it, and not
+    // the server's request timeout but gateway.stream_idle_timeout.
+    const longLived = { ...upstreamRoute(s), timeout: '0s', idle_timeout: streamIdle };
     clientRoutes.push(
       withPerFilter(
         {
           name: `${s.name}_passthrough_stream`,
           match: { path: `/servers/${s.name}/mcp`, headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
-          route: { ...upstreamRoute(s), timeout: '0s' },
+          route: longLived,
           metadata: routeMetadata(s),
         },
         perRoute(s),
         extProcMode(headersPhase(s)),
+      ),
+    );
+    // Its 2026-07-28 successor, a subscriptions/listen POST, likewise. Chosen by the Mcp-Method
+    // header, which the processor checks against the body (a mismatch is refused, so no other
+    // request rides this route).
+    clientRoutes.push(
+      withPerFilter(
+        {
+          name: `${s.name}_passthrough_listen`,
+          match: {
+            path: `/servers/${s.name}/mcp`,
+            headers: [
+              { name: ':method', string_match: { exact: 'POST' } },
+              { name: MCP_METHOD_HEADER, string_match: { exact: 'subscriptions/listen' } },
+            ],
+          },
+          route: longLived,
+          metadata: routeMetadata(s),
+        },
+        perRoute(s),
+        s.openPassthrough ? headersFromRouteMetadata(s, false) : {},
+        extProcMode(s.openPassthrough ? OPEN_PASSTHROUGH_POST : GUARDED_POST),
       ),
     );
     // A POST to a server nothing guards goes to the processor at its body only, its response not

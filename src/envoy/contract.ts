@@ -64,6 +64,8 @@ export const REQUEST_HEADER_ATTRIBUTES: Readonly<Record<string, string>> = {
       'traceparent',
       'tracestate',
       'last-event-id',
+      'mcp-method',
+      'mcp-name',
     ].map((h) => [h, `request.headers['${h}']`]),
   ),
 };

@@ -34,6 +34,7 @@ export const GATEWAY_ERROR_CODES = [
   'GW_ERR_PROMPT_UNKNOWN',
   'GW_ERR_RESOURCE_UNKNOWN',
   'GW_ERR_TASK_UNKNOWN',
+  'GW_ERR_HEADER_MISMATCH',
   'GW_ERR_INTERNAL',
 ] as const;
 
@@ -86,5 +87,6 @@ export const ERROR_TABLE = {
   GW_ERR_PROMPT_UNKNOWN: { http: 200, jsonrpc: -32602, message: 'Unknown prompt' },
   GW_ERR_RESOURCE_UNKNOWN: { http: 200, jsonrpc: -32002, message: 'Resource not found' },
   GW_ERR_TASK_UNKNOWN: { http: 200, jsonrpc: -32602, message: 'Task not found' },
+  GW_ERR_HEADER_MISMATCH: { http: 400, jsonrpc: -32020, message: 'Header mismatch' },
   GW_ERR_INTERNAL: { http: 200, jsonrpc: -32603, message: 'Internal error' },
 } as const satisfies Record<GatewayErrorCode, ErrorSpec>;
