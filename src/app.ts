@@ -31,6 +31,7 @@ import { UpstreamSessions } from './upstream/sessions.js';
 import { ServerStreams } from './aggregated/server-stream.js';
 import { CatalogWatch } from './aggregated/catalog-watch.js';
 import { SessionLists } from './aggregated/session-lists.js';
+import { BridgeSessions } from './aggregated/bridge.js';
 
 /** Options for one processor replica. */
 export interface RunOptions {
@@ -162,6 +163,7 @@ export async function createContext(
     sessions,
     catalog,
     sessionLists: new SessionLists({ rc, catalog, sessions, upstream, log }),
+    bridge: new BridgeSessions(),
     naming,
     upstream,
     upstreamSessions,

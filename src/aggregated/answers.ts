@@ -39,19 +39,25 @@ const setLogLevel: Answer = async (ctx, state, session, id, params) => {
 };
 
 function list(kind: CatalogKind): Answer {
-  return async (ctx, state, session, id, params) => {
-    const profile = ctx.catalog.profiles.of(session.clientMetadata);
-    const merged = await ctx.catalog.list(kind, profile);
-    const entries = session.ownLists.size === 0 ? merged.items : await withSessionLists(ctx, session, kind, profile, merged.items);
-    // Each caller sees only what it may use: filtered at answer time, never cached across callers.
-    const keep = aggregatedListFilter(ctx, state.caller!, kind);
-    const items = keep === null ? entries : entries.filter((e) => keep(e.server, e.upstreamName));
-    const pageSize = ctx.rc.pageSize;
-    const offset = decodeCursor(params['cursor'], kind);
-    const result: JsonObject = { [KIND_INFO[kind].key]: items.slice(offset, offset + pageSize).map((e) => e.item) };
-    if (offset + pageSize < items.length) result['nextCursor'] = encodeCursor(kind, offset + pageSize);
-    return respondResult(id, result);
-  };
+  return async (ctx, state, session, id, params) => respondResult(id, await listResult(ctx, state, session, kind, params['cursor']));
+}
+
+/**
+ * One page of a merged list as this session's client sees it: its profile's catalog, its own
+ * lists where it has some, what its policy allows, paged with the gateway's cursor.
+ */
+export async function listResult(ctx: AggregatedContext, state: RequestState, session: GatewaySession, kind: CatalogKind, cursor: unknown): Promise<JsonObject> {
+  const profile = ctx.catalog.profiles.of(session.clientMetadata);
+  const merged = await ctx.catalog.list(kind, profile);
+  const entries = session.ownLists.size === 0 ? merged.items : await withSessionLists(ctx, session, kind, profile, merged.items);
+  // Each caller sees only what it may use: filtered at answer time, never cached across callers.
+  const keep = aggregatedListFilter(ctx, state.caller!, kind);
+  const items = keep === null ? entries : entries.filter((e) => keep(e.server, e.upstreamName));
+  const pageSize = ctx.rc.pageSize;
+  const offset = decodeCursor(cursor, kind);
+  const result: JsonObject = { [KIND_INFO[kind].key]: items.slice(offset, offset + pageSize).map((e) => e.item) };
+  if (offset + pageSize < items.length) result['nextCursor'] = encodeCursor(kind, offset + pageSize);
+  return result;
 }
 
 /**
@@ -102,11 +108,7 @@ export async function initialize(ctx: AggregatedContext, state: RequestState, ca
   const p = params ?? {};
   const protocolVersion = negotiateVersion(p['protocolVersion']);
   const clientMetadata = clientMetadataText(p, ctx.rc.maxClientMetadataBytes);
-  const visible = ctx.rc.serverList.filter((s) => serverVisible(ctx, caller, s.name));
-  const [caps, instructions] = await Promise.all([
-    Promise.all(visible.map((s) => ctx.catalog.capabilities(s))),
-    Promise.all(visible.map(async (s) => ({ server: s.name, text: await ctx.catalog.instructions(s) }))),
-  ]);
+  const offer = await serversOffer(ctx, caller);
   const identity = sessionSubject(caller);
   const session = await ctx.sessions.create({
     protocolVersion,
@@ -116,10 +118,20 @@ export async function initialize(ctx: AggregatedContext, state: RequestState, ca
   });
   return respondResult(
     id,
-    { protocolVersion, capabilities: unionCapabilities(caps), serverInfo: GATEWAY_INFO, ...mergedInstructions(instructions) },
+    { protocolVersion, capabilities: offer.capabilities, serverInfo: GATEWAY_INFO, ...offer.instructions },
     [gatewaySessionHeader(session.id)],
     'mcpgw_initialize',
   );
+}
+
+/** What the servers a caller may see offer together: their capabilities' union and their instructions. */
+export async function serversOffer(ctx: AggregatedContext, caller: Caller): Promise<{ capabilities: JsonObject; instructions: { instructions?: string } }> {
+  const visible = ctx.rc.serverList.filter((s) => serverVisible(ctx, caller, s.name));
+  const [caps, instructions] = await Promise.all([
+    Promise.all(visible.map((s) => ctx.catalog.capabilities(s))),
+    Promise.all(visible.map(async (s) => ({ server: s.name, text: await ctx.catalog.instructions(s) }))),
+  ]);
+  return { capabilities: unionCapabilities(caps), instructions: mergedInstructions(instructions) };
 }
 
 /** The client's session, from its header; unknown, expired and other callers' sessions are all "not found". */

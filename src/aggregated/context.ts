@@ -2,6 +2,7 @@ import type { RequestContext } from '../request/context.js';
 import type { SessionStore } from '../sessions/store.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import type { UpstreamSessions } from '../upstream/sessions.js';
+import type { BridgeSessions } from './bridge.js';
 import type { Catalog } from './catalog.js';
 import type { Namespace } from './naming.js';
 import type { SessionLists } from './session-lists.js';
@@ -11,6 +12,8 @@ import type { ServerStreams } from './server-stream.js';
 export interface AggregatedContext extends RequestContext {
   readonly sessions: SessionStore;
   readonly catalog: Catalog;
+  /** The sessions 2026-07-28 clients' requests use with session-based servers. */
+  readonly bridge: BridgeSessions;
   /** Lists servers keep for one session only. */
   readonly sessionLists: SessionLists;
   readonly naming: Namespace;

@@ -1,6 +1,7 @@
 import { GatewayError } from '../errors/gateway-error.js';
 import { PROTOCOL_VERSION_HEADER } from '../mcp/headers.js';
 import { parseMessage } from '../mcp/message.js';
+import { isModernVersion } from '../mcp/modern.js';
 import { isSupportedVersion } from '../mcp/protocol.js';
 import { acceptsMcp, checkPostBody } from '../request/admit.js';
 import type { EndpointHandler } from '../request/endpoint.js';
@@ -14,6 +15,7 @@ import { routerFor } from './router.js';
 
 const ALLOW = { allow: 'GET, POST, DELETE' };
 
+/** The GET stream's version header (a POST's is checked with its body, see router.ts). */
 function checkVersion(state: RequestState): void {
   const version = state.headers.get(PROTOCOL_VERSION_HEADER);
   if (version !== undefined && !isSupportedVersion(version)) {
@@ -33,6 +35,8 @@ export function aggregatedEndpoint(ctx: AggregatedContext, state: RequestState):
 
     async requestHeaders(endOfStream) {
       checkPostBody(ctx, state, endOfStream);
+      // 2026-07-28 has no server→client stream and no session to delete.
+      if (state.method !== 'POST' && isModernVersion(state.headers.get(PROTOCOL_VERSION_HEADER))) throw new GatewayError('GW_ERR_HTTP_METHOD_NOT_ALLOWED', undefined, { headers: { allow: 'POST' } });
       switch (state.method) {
         case 'POST':
           break;
@@ -50,7 +54,6 @@ export function aggregatedEndpoint(ctx: AggregatedContext, state: RequestState):
       const h = state.headers;
       if (!acceptsMcp(h.get('accept') ?? '')) throw new GatewayError('GW_ERR_HTTP_NOT_ACCEPTABLE');
       if (!/^application\/json\s*(;|$)/i.test(h.get('content-type') ?? '')) throw new GatewayError('GW_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE');
-      checkVersion(state);
       return ADMITTED;
     },
 
@@ -58,7 +61,7 @@ export function aggregatedEndpoint(ctx: AggregatedContext, state: RequestState):
       if (body.length > ctx.rc.maxBodyBytes) throw new GatewayError('GW_ERR_BODY_TOO_LARGE');
       const msg = parseMessage(body);
       state.message = msg;
-      const routed = await routerFor(state)(ctx, state, msg);
+      const routed = await routerFor(state, msg)(ctx, state, msg);
       forwarded = routed.forwarded;
       return routed.decision;
     },

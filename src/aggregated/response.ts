@@ -2,6 +2,7 @@ import type { RuntimeServer } from '../config/runtime.js';
 import { ERROR_TABLE } from '../errors/codes.js';
 import { errorBody, idKey, isObject, parseJsonObject, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { isEventStream, isJson, messageRewriter } from '../mcp/sse.js';
+import { SESSION_HEADER } from '../mcp/headers.js';
 import { forgotSession } from '../mcp/protocol.js';
 import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
 import { gatewaySessionHeader, replaceBody, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
@@ -35,12 +36,20 @@ const REWRITTEN_RESULTS: ReadonlySet<string> = new Set(['tools/call', 'resources
  */
 export async function aggregatedResponse(ctx: AggregatedContext, state: RequestState, fwd: Forwarded | null, headers: Headers): Promise<ResponseStep> {
   if (fwd === null) return { decision: CONTINUE, body: null };
+  const step = await responseStep(ctx, state, fwd, headers);
+  if (fwd.modern === null || step.decision.kind !== 'continue') return step;
+  // A sessionless client never sees the upstream session its bridge holds.
+  const d = step.decision;
+  return { ...step, decision: { ...d, removeHeaders: [...(d.removeHeaders ?? []), SESSION_HEADER] } };
+}
+
+async function responseStep(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, headers: Headers): Promise<ResponseStep> {
   const failure = envoyFailure(ctx, fwd.server, headers);
   if (failure !== null) throw failure;
   const status = Number(headers.get(':status') ?? '0');
   if (status === 404 && fwd.upstream.sessionId !== null) return { decision: await replayWithNewSession(ctx, state, fwd), body: null };
 
-  const setHeaders: HeaderSet[] = [gatewaySessionHeader(fwd.session.id)];
+  const setHeaders = clientSessionHeaders(fwd);
   const ct = headers.get('content-type') ?? '';
   if (status === 400 && fwd.upstream.sessionId !== null && isJson(ct)) {
     // Some servers answer a session they forgot with 400: the body tells, so Envoy holds it back.
@@ -54,7 +63,8 @@ export async function aggregatedResponse(ctx: AggregatedContext, state: RequestS
     return { decision: { kind: 'continue', setHeaders, responseBodyMode: 'BUFFERED' }, body: (b) => bindCreatedTasks(ctx, state, fwd, ct, b) };
   }
   const carriesUris = fwd.requestMethod !== null && REWRITTEN_RESULTS.has(fwd.requestMethod);
-  if (isEventStream(ct) || (isJson(ct) && carriesUris)) {
+  // A 2026-07-28 client's every result gets its resultType.
+  if (isEventStream(ct) || (isJson(ct) && (carriesUris || fwd.modern !== null))) {
     const bound = carriesUris ? Math.max(MAX_REWRITE_BYTES, ctx.rc.maxBufferedResponseBytes) : MAX_REWRITE_BYTES;
     const body = messageRewriter(ct, (d) => rewriteData(ctx, state, fwd, d), bound, carriesUris ? tooLargeToName(state, fwd.server.name, bound) : null, eventIds(fwd));
     return { decision: rewriteResponseBody(setHeaders), body };
@@ -68,6 +78,34 @@ export async function aggregatedResponse(ctx: AggregatedContext, state: RequestS
  */
 function eventIds(fwd: Forwarded): (id: string) => string {
   return (id) => postEventId(fwd.server.name, id, fwd.requestMethod);
+}
+
+/** The session header a client gets: the gateway's session; none for a sessionless (2026-07-28) client. */
+function clientSessionHeaders(fwd: Forwarded): HeaderSet[] {
+  return fwd.modern === null ? [gatewaySessionHeader(fwd.session.id)] : [];
+}
+
+/**
+ * A session-based server's answer in the shape a 2026-07-28 client reads: a result says it is
+ * complete (a resource read also how long it may be kept: not at all, by its caller only, as the
+ * server said nothing), and a missing resource is -32602 (that revision retired -32002).
+ */
+function toModernShape(msg: JsonObject, requestMethod: string | null): boolean {
+  const result = msg['result'];
+  if (isObject(result) && result['resultType'] === undefined) {
+    result['resultType'] = 'complete';
+    if (requestMethod === 'resources/read') {
+      result['ttlMs'] ??= 0;
+      result['cacheScope'] ??= 'private';
+    }
+    return true;
+  }
+  const error = msg['error'];
+  if (isObject(error) && error['code'] === -32002) {
+    error['code'] = -32602;
+    return true;
+  }
+  return false;
 }
 
 /** The error that replaces a result too large to hold and rename. */
@@ -114,7 +152,8 @@ function rewriteData(
   const sent = state.message;
   if (sent?.kind === 'request' && msg['method'] === undefined && idKey(msg['id']) === idKey(sent.id)) observeResponse(state, msg);
   const effects: RewriteEffects = {};
-  const changed = rewriteUpstreamMessage(msg, fwd.server.name, fwd.requestMethod, ctx.naming, effects);
+  const reshaped = fwd.modern !== null && toModernShape(msg, fwd.requestMethod);
+  const changed = rewriteUpstreamMessage(msg, fwd.server.name, fwd.requestMethod, ctx.naming, effects) || reshaped;
   if (effects.listChanged !== undefined) ctx.sessionLists.listChanged(fwd.session, fwd.server.name, effects.listChanged);
   if (effects.linked !== undefined) {
     const listed =
@@ -171,7 +210,7 @@ async function replayWithNewSession(ctx: AggregatedContext, state: RequestState,
     if (rewriter !== null) body = rewriter.push(Buffer.from(body), true).toString('utf8');
     await bindTasks(ctx, state, fwd, created);
   }
-  const headers: HeaderSet[] = [gatewaySessionHeader(fwd.session.id)];
+  const headers = clientSessionHeaders(fwd);
   if (reply.contentType !== '') headers.push({ key: 'content-type', value: reply.contentType });
   return { kind: 'respond', status: reply.status, headers, body, details: 'mcpgw_upstream_session_renewed' };
 }

@@ -23,6 +23,14 @@ export interface Forwarded {
   readonly createsTask: boolean;
   /** Entry in the in-flight map, released when the request ends. */
   readonly inflightKey: string | null;
+  /** Set for a 2026-07-28 client's request: its answer takes that revision's shape. */
+  readonly modern: ModernCall | null;
+}
+
+/** What the answer to a 2026-07-28 client's request needs to know of it. */
+export interface ModernCall {
+  /** The level the client asked log messages for (`_meta`); null: none are sent to it. */
+  readonly logLevel: string | null;
 }
 
 /** The outcome of a message's request phase on the aggregated endpoint. */
@@ -220,5 +228,5 @@ export async function forward(
   state.server = server.name;
   const upstream = await ctx.upstreamSessions.get(session, server);
   const decision = routeToServer(ctx, state, { server, sessionId: upstream.sessionId, protocolVersion: upstream.protocolVersion }, body);
-  return { decision, forwarded: { session, server, upstream, body, requestMethod, inflightKey, createsTask } };
+  return { decision, forwarded: { session, server, upstream, body, requestMethod, inflightKey, createsTask, modern: null } };
 }

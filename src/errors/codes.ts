@@ -35,6 +35,9 @@ export const GATEWAY_ERROR_CODES = [
   'GW_ERR_RESOURCE_UNKNOWN',
   'GW_ERR_TASK_UNKNOWN',
   'GW_ERR_HEADER_MISMATCH',
+  'GW_ERR_ENVELOPE_INVALID',
+  'GW_ERR_VERSION_UNSUPPORTED',
+  'GW_ERR_METHOD_NOT_FOUND',
   'GW_ERR_INTERNAL',
 ] as const;
 
@@ -88,5 +91,8 @@ export const ERROR_TABLE = {
   GW_ERR_RESOURCE_UNKNOWN: { http: 200, jsonrpc: -32002, message: 'Resource not found' },
   GW_ERR_TASK_UNKNOWN: { http: 200, jsonrpc: -32602, message: 'Task not found' },
   GW_ERR_HEADER_MISMATCH: { http: 400, jsonrpc: -32020, message: 'Header mismatch' },
+  GW_ERR_ENVELOPE_INVALID: { http: 400, jsonrpc: -32602, message: 'Invalid params' },
+  GW_ERR_VERSION_UNSUPPORTED: { http: 400, jsonrpc: -32022, message: 'Unsupported protocol version' },
+  GW_ERR_METHOD_NOT_FOUND: { http: 404, jsonrpc: -32601, message: 'Method not found' },
   GW_ERR_INTERNAL: { http: 200, jsonrpc: -32603, message: 'Internal error' },
 } as const satisfies Record<GatewayErrorCode, ErrorSpec>;

@@ -6,12 +6,11 @@ export const MCP_METHOD_HEADER = 'mcp-method';
 export const MCP_NAME_HEADER = 'mcp-name';
 
 /** The param a request's `Mcp-Name` header repeats, by method. */
-const NAMED_PARAM: Readonly<Record<string, string>> = { 'tools/call': 'name', 'prompts/get': 'name', 'resources/read': 'uri' };
+export const NAMED_PARAM: Readonly<Record<string, string>> = { 'tools/call': 'name', 'prompts/get': 'name', 'resources/read': 'uri' };
 
 /**
  * Where a message's `Mcp-Method` / `Mcp-Name` headers (2026-07-28) disagree with its body, or null.
- * Only headers that are present are checked; a name outside printable ASCII is left to the server
- * (it travels encoded in the header).
+ * Only headers that are present are checked.
  */
 export function routingHeaderMismatch(headers: { get(name: string): string | undefined }, method: string, params: Record<string, unknown> | undefined): string | null {
   const claimed = headers.get(MCP_METHOD_HEADER);
@@ -19,8 +18,14 @@ export function routingHeaderMismatch(headers: { get(name: string): string | und
   const name = headers.get(MCP_NAME_HEADER);
   const param = NAMED_PARAM[method];
   const value = param === undefined ? undefined : params?.[param];
-  if (name !== undefined && typeof value === 'string' && /^[\x20-\x7e]*$/.test(value) && name !== value) {
+  if (name !== undefined && typeof value === 'string' && decodeHeaderValue(name) !== value) {
     return `Mcp-Name header ${JSON.stringify(name.slice(0, 200))} does not match the body's ${param}`;
   }
   return null;
+}
+
+/** A header value as sent: plain, or `=?base64?<UTF-8 as base64>?=` for what plain text cannot carry. */
+export function decodeHeaderValue(value: string): string {
+  const m = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/.exec(value);
+  return m === null ? value : Buffer.from(m[1]!, 'base64').toString('utf8');
 }

@@ -1,0 +1,55 @@
+import { sessionSubject } from '../request/guard.js';
+import { clientIp } from '../request/limit.js';
+import type { Caller, RequestState } from '../request/state.js';
+import type { Envelope } from '../mcp/modern.js';
+import { LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
+import { clientMetadataText, sessionOwner } from '../sessions/limits.js';
+import type { GatewaySession } from '../sessions/store.js';
+import type { AggregatedContext } from './context.js';
+
+/** How many callers' bridge sessions one replica remembers (the store expires them anyway). */
+const MAX_BRIDGES = 10_000;
+
+/**
+ * What a sessionless (2026-07-28) client's requests use to reach the session-based servers
+ * behind /mcp: a gateway session per caller (its identity, or its address when anonymous) on each
+ * replica, kept in the session store like a client's own, so that the caps, idle expiry and the
+ * ending of its upstream sessions are the same, but never shown to the client. The upstream
+ * sessions it opens declare no client capabilities: a server never sends such a client a request
+ * it could only answer through a session (sampling, elicitation, roots).
+ */
+export class BridgeSessions {
+  private readonly ids = new Map<string, string>();
+  private readonly opening = new Map<string, Promise<GatewaySession>>();
+
+  /** The bridge session for this caller, opened on first use. */
+  async sessionFor(ctx: AggregatedContext, state: RequestState, caller: Caller, envelope: Envelope): Promise<GatewaySession> {
+    const identity = sessionSubject(caller);
+    const owner = sessionOwner(identity, identity === null ? clientIp(state) : null);
+    const known = this.ids.get(owner);
+    if (known !== undefined) {
+      const session = await ctx.sessions.get(known);
+      if (session !== null) return session;
+      this.ids.delete(owner);
+    }
+    let p = this.opening.get(owner);
+    if (p === undefined) {
+      const clientInfo = envelope.clientInfo ?? { name: 'mcp-client', version: '0' };
+      p = ctx.sessions
+        .create({
+          protocolVersion: LATEST_PROTOCOL_VERSION,
+          clientMetadata: clientMetadataText({ capabilities: {}, clientInfo }, ctx.rc.maxClientMetadataBytes),
+          identity,
+          owner,
+        })
+        .then((session) => {
+          if (this.ids.size >= MAX_BRIDGES) this.ids.delete(this.ids.keys().next().value!);
+          this.ids.set(owner, session.id);
+          return session;
+        })
+        .finally(() => this.opening.delete(owner));
+      this.opening.set(owner, p);
+    }
+    return p;
+  }
+}

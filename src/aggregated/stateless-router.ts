@@ -1,0 +1,92 @@
+import { GatewayError } from '../errors/gateway-error.js';
+import { isObject, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../mcp/message.js';
+import { META, MODERN_PROTOCOL_VERSIONS, readEnvelope, type Envelope } from '../mcp/modern.js';
+import { GATEWAY_INFO, LIST_KINDS, SUPPORTED_PROTOCOL_VERSIONS } from '../mcp/protocol.js';
+import { respondAccepted, respondResult, type RespondDecision } from '../request/decision.js';
+import { limitRequest } from '../request/limit.js';
+import type { RequestState } from '../request/state.js';
+import { listResult, serversOffer } from './answers.js';
+import type { AggregatedContext } from './context.js';
+import { routeRequest, type Routed } from './route.js';
+
+/**
+ * The aggregated endpoint for MCP 2026-07-28: no session, no handshake. Each request carries its
+ * revision, its client's capabilities and its routing headers, all checked first; the gateway
+ * answers `server/discover` and the merged lists itself and routes the rest to the server that
+ * owns what it names, through the caller's bridge session (bridge.ts) to servers that still speak
+ * a session-based revision. Results carry `resultType`; the cacheable ones `ttlMs: 0` and
+ * `cacheScope: "private"`, since each caller's lists are filtered by its own policy.
+ */
+
+/** Requests a 2026-07-28 client may route to a server. */
+const ROUTED: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read', 'completion/complete']);
+
+/** A method the gateway answers itself for a 2026-07-28 client. */
+type ModernAnswer = (ctx: AggregatedContext, state: RequestState, envelope: Envelope, id: JsonRpcId, params: JsonObject) => Promise<RespondDecision>;
+
+/** Not cached across callers: what a caller sees depends on its policy. */
+const PRIVATE_NOW = { ttlMs: 0, cacheScope: 'private' } as const;
+
+function modernResult(id: JsonRpcId, result: JsonObject): RespondDecision {
+  return respondResult(id, { resultType: 'complete', ...result, _meta: { [META.serverInfo]: GATEWAY_INFO } });
+}
+
+const discover: ModernAnswer = async (ctx, state, _envelope, id) => {
+  const offer = await serversOffer(ctx, state.caller!);
+  return modernResult(id, {
+    supportedVersions: [...MODERN_PROTOCOL_VERSIONS, ...SUPPORTED_PROTOCOL_VERSIONS],
+    capabilities: modernCapabilities(offer.capabilities),
+    ...offer.instructions,
+    ...PRIVATE_NOW,
+  });
+};
+
+const ANSWERS: ReadonlyMap<string, ModernAnswer> = new Map<string, ModernAnswer>([
+  ['server/discover', discover],
+  ...[...LIST_KINDS].map(
+    ([method, kind]) =>
+      [
+        method,
+        (async (ctx, state, envelope, id, params) => {
+          const session = await ctx.bridge.sessionFor(ctx, state, state.caller!, envelope);
+          return modernResult(id, { ...(await listResult(ctx, state, session, kind, params['cursor'])), ...PRIVATE_NOW });
+        }) satisfies ModernAnswer,
+      ] as const,
+  ),
+]);
+
+/** The router for 2026-07-28 requests on /mcp. */
+export async function routeStateless(ctx: AggregatedContext, state: RequestState, msg: JsonRpcMessage): Promise<Routed> {
+  // Over HTTP a 2026-07-28 client sends no notifications (closing a stream cancels) and answers
+  // no requests (input arrives with a retried request): what comes is accepted and dropped.
+  if (msg.kind !== 'request') return { decision: respondAccepted(), forwarded: null };
+  const params = msg.params ?? {};
+  const envelope = readEnvelope(state.headers, msg.method, params);
+  if (ROUTED.has(msg.method)) {
+    let routed: Routed;
+    try {
+      routed = await routeRequest(ctx, state, ctx.bridge.sessionFor(ctx, state, state.caller!, envelope), msg);
+    } catch (err) {
+      // This revision names a missing resource with -32602 (-32002 is retired).
+      if (err instanceof GatewayError && err.code === 'GW_ERR_RESOURCE_UNKNOWN') throw new GatewayError('GW_ERR_PARAMS_INVALID', err.message, { data: err.data });
+      throw err;
+    }
+    return routed.forwarded === null ? routed : { ...routed, forwarded: { ...routed.forwarded, modern: { logLevel: envelope.logLevel } } };
+  }
+  state.limitHeaders = await limitRequest(ctx, state, { server: null, tool: null, method: msg.method });
+  const answer = ANSWERS.get(msg.method);
+  // initialize, ping, logging/setLevel, resources/subscribe and the rest are not of this revision.
+  if (answer === undefined) throw new GatewayError('GW_ERR_METHOD_NOT_FOUND', `Method not found: ${msg.method}`);
+  return { decision: await answer(ctx, state, envelope, msg.id, params), forwarded: null };
+}
+
+/**
+ * The capabilities a 2026-07-28 client is offered: what the servers offer that reaches it today.
+ * Change notifications (subscriptions/listen), logging and tasks are not carried to it yet.
+ */
+function modernCapabilities(legacy: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const kind of ['tools', 'prompts', 'resources'] as const) if (isObject(legacy[kind])) out[kind] = {};
+  if (isObject(legacy['completions'])) out['completions'] = {};
+  return out;
+}

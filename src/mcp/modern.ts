@@ -1,0 +1,105 @@
+import { GatewayError } from '../errors/gateway-error.js';
+import { decodeHeaderValue, MCP_METHOD_HEADER, MCP_NAME_HEADER, NAMED_PARAM, PROTOCOL_VERSION_HEADER } from './headers.js';
+import { isObject, type JsonObject } from './message.js';
+import { isSupportedVersion, SUPPORTED_PROTOCOL_VERSIONS } from './protocol.js';
+
+/**
+ * MCP 2026-07-28 and later ("modern"): no sessions and no handshake. Every request names its
+ * revision, the client's capabilities and (optionally) the client in `params._meta`, repeats its
+ * method (and the name it acts on) in headers, and every result says its `resultType`.
+ */
+
+/** The modern revisions the gateway speaks, newest first. */
+export const MODERN_PROTOCOL_VERSIONS: readonly string[] = ['2026-07-28'];
+
+/** `_meta` keys of a modern request and result. */
+export const META = {
+  protocolVersion: 'io.modelcontextprotocol/protocolVersion',
+  clientCapabilities: 'io.modelcontextprotocol/clientCapabilities',
+  clientInfo: 'io.modelcontextprotocol/clientInfo',
+  logLevel: 'io.modelcontextprotocol/logLevel',
+  serverInfo: 'io.modelcontextprotocol/serverInfo',
+} as const;
+
+/**
+ * Whether a request may be of the modern era: its `MCP-Protocol-Version` header names something
+ * other than a session-based revision (a modern revision, known to the gateway or not). Without
+ * the header, or with a session-based revision in it, it is a session-based request.
+ */
+export function mayBeModern(headers: { get(name: string): string | undefined }): boolean {
+  const v = headers.get(PROTOCOL_VERSION_HEADER);
+  return v !== undefined && !isSupportedVersion(v);
+}
+
+/** Whether a version is one of the modern revisions the gateway speaks. */
+export function isModernVersion(v: string | undefined): boolean {
+  return v !== undefined && MODERN_PROTOCOL_VERSIONS.includes(v);
+}
+
+/** Whether a message claims a modern revision in its own `_meta` (the other half of the era test). */
+export function claimsModern(params: JsonObject | undefined): boolean {
+  const meta = params?.['_meta'];
+  return isObject(meta) && typeof meta[META.protocolVersion] === 'string';
+}
+
+/** What a modern request says about its client. */
+export interface Envelope {
+  readonly protocolVersion: string;
+  readonly capabilities: JsonObject;
+  readonly clientInfo: JsonObject | null;
+  /** The log level the client asked notifications/message for (none: no log messages). */
+  readonly logLevel: string | null;
+}
+
+/**
+ * Checks a modern request's envelope and routing headers against its body, in the order the
+ * revision gives: the `_meta` fields (-32602), the version header against `_meta` (-32020), the
+ * version itself (-32022), then `Mcp-Method` and `Mcp-Name` (-32020).
+ */
+export function readEnvelope(headers: { get(name: string): string | undefined }, method: string, params: JsonObject | undefined): Envelope {
+  const meta = params?.['_meta'];
+  const missing: string[] = [];
+  if (!isObject(meta)) missing.push('_meta');
+  else {
+    if (typeof meta[META.protocolVersion] !== 'string') missing.push(META.protocolVersion);
+    if (!isObject(meta[META.clientCapabilities])) missing.push(META.clientCapabilities);
+  }
+  if (missing.length > 0 || !isObject(meta)) {
+    throw new GatewayError('GW_ERR_ENVELOPE_INVALID', `Invalid params: missing ${missing.join(', ')}`, { data: { envelope: { missing } } });
+  }
+  const version = meta[META.protocolVersion] as string;
+  const header = headers.get(PROTOCOL_VERSION_HEADER);
+  if (header !== version) {
+    throw new GatewayError('GW_ERR_HEADER_MISMATCH', `Header mismatch: MCP-Protocol-Version ${JSON.stringify(header)} is not the request's ${JSON.stringify(version)}`, {
+      data: { mismatch: { header: PROTOCOL_VERSION_HEADER } },
+    });
+  }
+  if (!MODERN_PROTOCOL_VERSIONS.includes(version)) {
+    throw new GatewayError('GW_ERR_VERSION_UNSUPPORTED', `Unsupported protocol version: ${version}`, {
+      data: { supported: [...MODERN_PROTOCOL_VERSIONS, ...SUPPORTED_PROTOCOL_VERSIONS], requested: version },
+    });
+  }
+  const claimed = headers.get(MCP_METHOD_HEADER);
+  if (claimed !== method) {
+    throw new GatewayError('GW_ERR_HEADER_MISMATCH', `Header mismatch: Mcp-Method ${claimed === undefined ? 'is missing' : 'is not the body\'s method'}`, {
+      data: { mismatch: { header: MCP_METHOD_HEADER } },
+    });
+  }
+  const param = NAMED_PARAM[method];
+  if (param !== undefined) {
+    const name = headers.get(MCP_NAME_HEADER);
+    if (name === undefined || decodeHeaderValue(name) !== params?.[param]) {
+      throw new GatewayError('GW_ERR_HEADER_MISMATCH', `Header mismatch: Mcp-Name ${name === undefined ? 'is missing' : `is not the body's ${param}`}`, {
+        data: { mismatch: { header: MCP_NAME_HEADER } },
+      });
+    }
+  }
+  const info = meta[META.clientInfo];
+  const level = meta[META.logLevel];
+  return {
+    protocolVersion: version,
+    capabilities: meta[META.clientCapabilities] as JsonObject,
+    clientInfo: isObject(info) ? info : null,
+    logLevel: typeof level === 'string' ? level : null,
+  };
+}
