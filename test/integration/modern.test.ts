@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { sha256Hex } from '../../src/auth/api-keys.js';
 import { connectClient, type ConnectedClient } from '../support/mcp-client.js';
 import { useStack } from '../support/stack.js';
 
@@ -137,5 +138,72 @@ describe('MCP 2026-07-28 on /mcp', () => {
       assert.equal(res.status, 405, method);
       assert.equal(res.headers.get('allow'), 'POST');
     }
+  });
+});
+
+describe('auth, policy, limits, metrics and logs hold for 2026-07-28 clients as for the others', () => {
+  const KEY = 'k-modern-agent-0123456789abcdef';
+  const AS = { 'x-api-key': KEY };
+  const stack = useStack({
+    demoServers: ['alpha', 'beta'],
+    extraConfig: {
+      auth: { api_keys: [{ id: 'modern-agent', key_sha256: sha256Hex(KEY), tenant: 'acme' }] },
+      tenants: { acme: { servers: ['alpha'], namespace: 'acme' } },
+      policies: [{ tenant: 'acme', servers: ['alpha'], tools: { allowed: ['*'], denied: ['add'] } }],
+      rate_limits: { alpha: { requests_per_minute: 6000, burst_size: 6000, tools: [{ match: 'whoami', requests_per_minute: 1, burst_size: 2 }] } },
+    },
+  });
+  const call = (id: number, name: string, headers: Record<string, string | undefined> = AS) =>
+    post(stack().mcpUrl, { id, method: 'tools/call', params: { name, arguments: name.endsWith('echo') ? { text: 't' } : {}, _meta: ENVELOPE } }, { 'mcp-name': name, ...headers });
+
+  it('authenticates every request: none or a wrong key is 401 with a challenge', async () => {
+    for (const headers of [{}, { 'x-api-key': 'wrong-key-0123456789' }]) {
+      const r = await post(stack().mcpUrl, { id: 41, method: 'tools/list', params: { _meta: ENVELOPE } }, headers);
+      assert.equal(r.status, 401, JSON.stringify(r.json));
+      assert.ok(r.headers.get('www-authenticate'));
+    }
+    assert.equal((await post(stack().mcpUrl, { id: 42, method: 'tools/list', params: { _meta: ENVELOPE } }, AS)).status, 200);
+  });
+
+  it('lists and calls only what the tenant and its policy allow, exactly as a session-based client sees it', async () => {
+    const list = await post(stack().mcpUrl, { id: 43, method: 'tools/list', params: { _meta: ENVELOPE } }, AS);
+    const names = (list.json.result.tools as { name: string }[]).map((t) => t.name).sort();
+    const legacy = await connectClient(stack().mcpUrl, { headers: AS });
+    try {
+      assert.deepEqual(names, (await legacy.client.listTools()).tools.map((t) => t.name).sort());
+    } finally {
+      await legacy.close({ terminate: true });
+    }
+    assert.ok(names.includes('alpha__echo') && !names.includes('alpha__add') && !names.some((n) => n.startsWith('beta__')), names.join());
+    assert.equal((await call(44, 'alpha__echo')).json.result.resultType, 'complete');
+    for (const [id, name] of [[45, 'alpha__add'], [46, 'beta__echo']] as const) {
+      const r = await call(id, name);
+      assert.deepEqual([r.status, r.json.id, r.json.error.code], [200, id, -32602], `${name}: ${JSON.stringify(r.json)}`);
+    }
+  });
+
+  it('applies the limits: past the burst a call is 429 with the request id and RateLimit headers', async () => {
+    const results = [];
+    for (let i = 0; i < 4; i++) results.push(await call(50 + i, 'alpha__whoami'));
+    assert.deepEqual(results.map((r) => r.status), [200, 200, 429, 429]);
+    const limited = results[2]!;
+    assert.equal(limited.json.id, 52);
+    assert.equal(limited.json.error.code, -32000);
+    assert.equal(limited.headers.get('ratelimit-remaining'), '0');
+    assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+  });
+
+  it('meters and logs the requests like any other: labels, operation lines and audited denials', async () => {
+    await call(60, 'alpha__echo');
+    const text = await (await fetch(`${stack().adminUrl}/metrics`)).text();
+    const ok = text.split('\n').find((l) => l.startsWith('mcp_gateway_requests_total{') && /mcp_method="tools\/call",server="alpha",tool="echo",tenant="acme",status="success"/.test(l));
+    assert.ok(ok !== undefined && Number(ok.split(' ').pop()) >= 2, ok);
+    assert.ok(text.split('\n').some((l) => l.startsWith('mcp_gateway_rate_limited_total{') && l.includes('server="alpha"')));
+    const lines = stack().processorLogLines();
+    const op = lines.find((l) => l['event'] === 'tool_call' && l['tool'] === 'echo' && l['client_id'] === 'modern-agent');
+    assert.ok(op, 'an operation line for the call');
+    assert.equal(op['tenant'], 'acme');
+    const denied = lines.find((l) => l['event'] === 'mcpgw_access' && l['decision'] === 'deny' && l['client_id'] === 'modern-agent' && JSON.stringify(l).includes('add'));
+    assert.ok(denied, 'the call to the denied tool is audited');
   });
 });
