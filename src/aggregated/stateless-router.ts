@@ -65,7 +65,7 @@ export async function routeStateless(ctx: AggregatedContext, state: RequestState
   if (ROUTED.has(msg.method)) {
     let routed: Routed;
     try {
-      routed = await routeRequest(ctx, state, ctx.bridge.sessionFor(ctx, state, state.caller!, envelope), msg);
+      routed = await routeRequest(ctx, state, ctx.bridge.sessionFor(ctx, state, state.caller!, envelope), inSessionRevision(msg));
     } catch (err) {
       // This revision names a missing resource with -32602 (-32002 is retired).
       if (err instanceof GatewayError && err.code === 'GW_ERR_RESOURCE_UNKNOWN') throw new GatewayError('GW_ERR_PARAMS_INVALID', err.message, { data: err.data });
@@ -79,6 +79,24 @@ export async function routeStateless(ctx: AggregatedContext, state: RequestState
   if (answer === undefined) throw new GatewayError('GW_ERR_METHOD_NOT_FOUND', `Method not found: ${msg.method}`);
   return { decision: await answer(ctx, state, envelope, msg.id, params), forwarded: null };
 }
+
+/**
+ * A 2026-07-28 request as the bridge session sends it: without the per-request envelope in
+ * `_meta` (the upstream session carries revision and client), so a server that speaks both eras
+ * reads it as the session-based request it is.
+ */
+function inSessionRevision(msg: Extract<JsonRpcMessage, { kind: 'request' }>): Extract<JsonRpcMessage, { kind: 'request' }> {
+  const meta = msg.params?.['_meta'];
+  if (!isObject(meta)) return msg;
+  const rest: JsonObject = {};
+  for (const [k, v] of Object.entries(meta)) if (!ENVELOPE_KEYS.has(k)) rest[k] = v;
+  const params: JsonObject = { ...msg.params };
+  if (Object.keys(rest).length > 0) params['_meta'] = rest;
+  else delete params['_meta'];
+  return { ...msg, params, raw: { ...msg.raw, params } };
+}
+
+const ENVELOPE_KEYS: ReadonlySet<string> = new Set([META.protocolVersion, META.clientCapabilities, META.clientInfo, META.logLevel]);
 
 /**
  * The capabilities a 2026-07-28 client is offered: what the servers offer that reaches it today.

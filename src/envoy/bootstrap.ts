@@ -12,7 +12,7 @@ import {
   ROUTE_METADATA_KEYS,
   ROUTE_METADATA_NAMESPACE,
 } from './contract.js';
-import { MCP_METHOD_HEADER, PROTOCOL_VERSION_HEADER, SESSION_HEADER } from '../mcp/headers.js';
+import { MCP_METHOD_HEADER, MCP_NAME_HEADER, PROTOCOL_VERSION_HEADER, SESSION_HEADER } from '../mcp/headers.js';
 import { errorBody } from '../mcp/message.js';
 import { cluster, endpointPriorities, grpcCluster, hasSeveralEndpoints } from './clusters.js';
 import { seconds, socketAddress } from './common.js';
@@ -155,7 +155,14 @@ function fromRouteMetadata(header: string, key: string): Record<string, unknown>
  */
 function headersFromRouteMetadata(server: RuntimeServer, aggregated: boolean): Record<string, unknown> {
   const injected = Object.keys(server.source.headers ?? {}).map((h) => h.toLowerCase());
-  const remove = [...CLIENT_CREDENTIAL_HEADERS, 'x-forwarded-client-cert', 'traceparent', ...injected, ...(aggregated ? [SESSION_HEADER, PROTOCOL_VERSION_HEADER] : [])];
+  const remove = [
+    ...CLIENT_CREDENTIAL_HEADERS,
+    'x-forwarded-client-cert',
+    'traceparent',
+    ...injected,
+    // On /mcp the client's session, revision and 2026-07-28 routing headers are its own, not the server's.
+    ...(aggregated ? [SESSION_HEADER, PROTOCOL_VERSION_HEADER, MCP_METHOD_HEADER, MCP_NAME_HEADER] : []),
+  ];
   const set = [
     ...(aggregated
       ? [fromRouteMetadata(SESSION_HEADER, ROUTE_METADATA_KEYS.upstreamSession), fromRouteMetadata(PROTOCOL_VERSION_HEADER, ROUTE_METADATA_KEYS.protocolVersion)]

@@ -1,6 +1,6 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { BACKEND_HEADER, CLIENT_CREDENTIAL_HEADERS, credentialMetadataKey, ROUTE_METADATA_KEYS } from '../envoy/contract.js';
-import { PROTOCOL_VERSION_HEADER, SESSION_HEADER } from '../mcp/headers.js';
+import { MCP_METHOD_HEADER, MCP_NAME_HEADER, PROTOCOL_VERSION_HEADER, SESSION_HEADER } from '../mcp/headers.js';
 import { isObject, type JsonObject } from '../mcp/message.js';
 import { childTraceparent } from '../observability/trace.js';
 import type { RequestContext } from './context.js';
@@ -16,8 +16,12 @@ import type { RequestState } from './state.js';
 /** Headers a client must never set for us, plus credentials that must never reach an upstream. */
 const STRIPPED_REQUEST_HEADERS: readonly string[] = [BACKEND_HEADER, ...CLIENT_CREDENTIAL_HEADERS, 'x-forwarded-client-cert'];
 
-/** The same, minus the routing header (set, not removed, when the processor routes). */
-const STRIPPED_ON_ROUTE: readonly string[] = STRIPPED_REQUEST_HEADERS.filter((h) => h !== BACKEND_HEADER);
+/**
+ * The same, minus the routing header (set, not removed, when the processor routes), plus the
+ * client's 2026-07-28 routing headers: they name what the client sees (prefixed names), not what
+ * the server has, and the request goes out in the server's own session-based revision.
+ */
+const STRIPPED_ON_ROUTE: readonly string[] = [...STRIPPED_REQUEST_HEADERS.filter((h) => h !== BACKEND_HEADER), MCP_METHOD_HEADER, MCP_NAME_HEADER];
 
 /**
  * A body we may rewrite must not carry a length: if the whole body reached Envoy before our header

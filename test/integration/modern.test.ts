@@ -5,9 +5,10 @@
  * says. Through a real Envoy.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { sha256Hex } from '../../src/auth/api-keys.js';
+import { startDualEraServer, type DualEraServer } from '../fixtures/mcp-servers/dual-era-server.js';
 import { connectClient, type ConnectedClient } from '../support/mcp-client.js';
 import { useStack } from '../support/stack.js';
 
@@ -19,8 +20,8 @@ async function modernClient(url: string): Promise<Client> {
   return client;
 }
 
-function textOf(result: { content?: unknown }): string {
-  return ((result.content ?? []) as { type: string; text?: string }[]).map((c) => c.text ?? '').join('');
+function textOf(result: object): string {
+  return (((result as { content?: unknown }).content ?? []) as { type: string; text?: string }[]).map((c) => c.text ?? '').join('');
 }
 
 const ENVELOPE = {
@@ -205,5 +206,42 @@ describe('auth, policy, limits, metrics and logs hold for 2026-07-28 clients as 
     assert.equal(op['tenant'], 'acme');
     const denied = lines.find((l) => l['event'] === 'mcpgw_access' && l['decision'] === 'deny' && l['client_id'] === 'modern-agent' && JSON.stringify(l).includes('add'));
     assert.ok(denied, 'the call to the denied tool is audited');
+  });
+});
+
+describe('a server written with the v2 SDK (2026-07-28, serving session-based clients statelessly) behind the gateway', () => {
+  let v2: DualEraServer | null = null;
+  const stack = useStack(async () => {
+    v2 = await startDualEraServer('nova');
+    return { servers: { nova: { url: v2.url }, alpha: {} } };
+  });
+  after(() => v2?.close());
+
+  it('is aggregated on /mcp for session-based and 2026-07-28 clients alike', async () => {
+    const legacy = await connectClient(stack().mcpUrl);
+    const modern = await modernClient(stack().mcpUrl);
+    try {
+      for (const tools of [(await legacy.client.listTools()).tools, (await modern.listTools()).tools]) {
+        assert.ok(tools.some((t) => t.name === 'nova__echo') && tools.some((t) => t.name === 'alpha__echo'), tools.map((t) => t.name).join());
+      }
+      assert.equal(textOf(await legacy.client.callTool({ name: 'nova__echo', arguments: { text: 'old' } })), 'nova: old');
+      assert.equal(textOf(await modern.callTool({ name: 'nova__echo', arguments: { text: 'new' } })), 'nova: new');
+      const read = await legacy.client.readResource({ uri: 'nova+note://readme' });
+      assert.equal((read.contents[0] as { text?: string }).text, 'readme of nova');
+      assert.match(legacy.client.getInstructions() ?? '', /## nova\nDual-era server "nova"\./);
+    } finally {
+      await legacy.close({ terminate: true });
+      await modern.close();
+    }
+  });
+
+  it('carries a 2026-07-28 client unchanged on its passthrough endpoint', async () => {
+    const modern = await modernClient(stack().serverUrl('nova'));
+    try {
+      assert.equal(modern.getNegotiatedProtocolVersion(), MODERN);
+      assert.equal(textOf(await modern.callTool({ name: 'echo', arguments: { text: 'direct' } })), 'nova: direct');
+    } finally {
+      await modern.close();
+    }
   });
 });
