@@ -163,7 +163,7 @@ export async function createContext(
     sessions,
     catalog,
     sessionLists: new SessionLists({ rc, catalog, sessions, upstream, log }),
-    bridge: new BridgeSessions(),
+    bridge: new BridgeSessions(sessions, rc.maxClientMetadataBytes),
     naming,
     upstream,
     upstreamSessions,

@@ -4,8 +4,7 @@ import type { Caller, RequestState } from '../request/state.js';
 import type { Envelope } from '../mcp/modern.js';
 import { LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
 import { clientMetadataText, sessionOwner } from '../sessions/limits.js';
-import type { GatewaySession } from '../sessions/store.js';
-import type { AggregatedContext } from './context.js';
+import type { GatewaySession, SessionStore } from '../sessions/store.js';
 
 /** How many callers' bridge sessions one replica remembers (the store expires them anyway). */
 const MAX_BRIDGES = 10_000;
@@ -22,23 +21,29 @@ export class BridgeSessions {
   private readonly ids = new Map<string, string>();
   private readonly opening = new Map<string, Promise<GatewaySession>>();
 
+  constructor(
+    private readonly sessions: SessionStore,
+    /** `gateway.max_client_metadata_bytes`. */
+    private readonly maxClientMetadataBytes: number,
+  ) {}
+
   /** The bridge session for this caller, opened on first use. */
-  async sessionFor(ctx: AggregatedContext, state: RequestState, caller: Caller, envelope: Envelope): Promise<GatewaySession> {
+  async sessionFor(state: RequestState, caller: Caller, envelope: Envelope): Promise<GatewaySession> {
     const identity = sessionSubject(caller);
     const owner = sessionOwner(identity, identity === null ? clientIp(state) : null);
     const known = this.ids.get(owner);
     if (known !== undefined) {
-      const session = await ctx.sessions.get(known);
+      const session = await this.sessions.get(known);
       if (session !== null) return session;
       this.ids.delete(owner);
     }
     let p = this.opening.get(owner);
     if (p === undefined) {
       const clientInfo = envelope.clientInfo ?? { name: 'mcp-client', version: '0' };
-      p = ctx.sessions
+      p = this.sessions
         .create({
           protocolVersion: LATEST_PROTOCOL_VERSION,
-          clientMetadata: clientMetadataText({ capabilities: {}, clientInfo }, ctx.rc.maxClientMetadataBytes),
+          clientMetadata: clientMetadataText({ capabilities: {}, clientInfo }, this.maxClientMetadataBytes),
           identity,
           owner,
         })

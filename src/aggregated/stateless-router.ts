@@ -48,7 +48,7 @@ const ANSWERS: ReadonlyMap<string, ModernAnswer> = new Map<string, ModernAnswer>
       [
         method,
         (async (ctx, state, envelope, id, params) => {
-          const session = await ctx.bridge.sessionFor(ctx, state, state.caller!, envelope);
+          const session = await ctx.bridge.sessionFor(state, state.caller!, envelope);
           return modernResult(id, { ...(await listResult(ctx, state, session, kind, params['cursor'])), ...PRIVATE_NOW });
         }) satisfies ModernAnswer,
       ] as const,
@@ -65,7 +65,7 @@ export async function routeStateless(ctx: AggregatedContext, state: RequestState
   if (ROUTED.has(msg.method)) {
     let routed: Routed;
     try {
-      routed = await routeRequest(ctx, state, ctx.bridge.sessionFor(ctx, state, state.caller!, envelope), inSessionRevision(msg));
+      routed = await routeRequest(ctx, state, ctx.bridge.sessionFor(state, state.caller!, envelope), inSessionRevision(msg));
     } catch (err) {
       // This revision names a missing resource with -32602 (-32002 is retired).
       if (err instanceof GatewayError && err.code === 'GW_ERR_RESOURCE_UNKNOWN') throw new GatewayError('GW_ERR_PARAMS_INVALID', err.message, { data: err.data });
