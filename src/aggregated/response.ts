@@ -13,7 +13,7 @@ import { requestId, type Headers, type RequestState } from '../request/state.js'
 import type { AggregatedContext } from './context.js';
 import { postEventId } from './event-ids.js';
 import { rewriteUpstreamMessage, type RewriteEffects } from './rewrite.js';
-import type { Forwarded } from './route.js';
+import type { Forwarded, ModernCall } from './route.js';
 
 /**
  * Largest upstream message (SSE event or JSON body) held for renaming; larger ones stream
@@ -86,11 +86,16 @@ function clientSessionHeaders(fwd: Forwarded): HeaderSet[] {
 }
 
 /**
- * A session-based server's answer in the shape a 2026-07-28 client reads: a result says it is
+ * A session-based server's answer in the shape a 2026-07-28 client reads: the client's own id, a result says it is
  * complete (a resource read also how long it may be kept: not at all, by its caller only, as the
  * server said nothing), and a missing resource is -32602 (that revision retired -32002).
  */
-function toModernShape(msg: JsonObject, requestMethod: string | null): boolean {
+function toModernShape(msg: JsonObject, requestMethod: string | null, call: ModernCall): boolean {
+  let changed = false;
+  if (msg['method'] === undefined && msg['id'] === call.upstreamId) {
+    msg['id'] = call.clientId;
+    changed = true;
+  }
   const result = msg['result'];
   if (isObject(result) && result['resultType'] === undefined) {
     result['resultType'] = 'complete';
@@ -105,7 +110,7 @@ function toModernShape(msg: JsonObject, requestMethod: string | null): boolean {
     error['code'] = -32602;
     return true;
   }
-  return false;
+  return changed;
 }
 
 /** The error that replaces a result too large to hold and rename. */
@@ -150,9 +155,10 @@ function rewriteData(
   const msg = parseJsonObject(data);
   if (msg === null) return null;
   const sent = state.message;
-  if (sent?.kind === 'request' && msg['method'] === undefined && idKey(msg['id']) === idKey(sent.id)) observeResponse(state, msg);
+  const answers = fwd.modern !== null ? msg['id'] === fwd.modern.upstreamId : sent?.kind === 'request' && idKey(msg['id']) === idKey(sent.id);
+  if (msg['method'] === undefined && answers) observeResponse(state, msg);
   const effects: RewriteEffects = {};
-  const reshaped = fwd.modern !== null && toModernShape(msg, fwd.requestMethod);
+  const reshaped = fwd.modern !== null && toModernShape(msg, fwd.requestMethod, fwd.modern);
   const changed = rewriteUpstreamMessage(msg, fwd.server.name, fwd.requestMethod, ctx.naming, effects) || reshaped;
   if (effects.listChanged !== undefined) ctx.sessionLists.listChanged(fwd.session, fwd.server.name, effects.listChanged);
   if (effects.linked !== undefined) {

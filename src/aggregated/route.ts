@@ -1,6 +1,6 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcMessage } from '../mcp/message.js';
+import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../mcp/message.js';
 import type { Decision } from '../request/decision.js';
 import { checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
@@ -31,6 +31,10 @@ export interface Forwarded {
 export interface ModernCall {
   /** The level the client asked log messages for (`_meta`); null: none are sent to it. */
   readonly logLevel: string | null;
+  /** The client's request id, restored on the answer. */
+  readonly clientId: JsonRpcId;
+  /** The id the request carried upstream: unique, as callers share a bridge session. */
+  readonly upstreamId: string;
 }
 
 /** The outcome of a message's request phase on the aggregated endpoint. */

@@ -18,6 +18,9 @@ import { routeRequest, type Routed } from './route.js';
  * `cacheScope: "private"`, since each caller's lists are filtered by its own policy.
  */
 
+/** Requests sent through bridge sessions by this replica (the ids they carry upstream). */
+let bridgeRequests = 0;
+
 /** Requests a 2026-07-28 client may route to a server. */
 const ROUTED: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read', 'completion/complete']);
 
@@ -63,15 +66,19 @@ export async function routeStateless(ctx: AggregatedContext, state: RequestState
   const params = msg.params ?? {};
   const envelope = readEnvelope(state.headers, msg.method, params);
   if (ROUTED.has(msg.method)) {
+    // Every caller's requests share its bridge session: ids that clients choose freely (and
+    // reuse) would collide upstream, so each request goes out with one of the gateway's.
+    const upstreamId = `mcpgw-bridge-${++bridgeRequests}`;
     let routed: Routed;
     try {
-      routed = await routeRequest(ctx, state, ctx.bridge.sessionFor(state, state.caller!, envelope), inSessionRevision(msg));
+      routed = await routeRequest(ctx, state, ctx.bridge.sessionFor(state, state.caller!, envelope), inSessionRevision(msg, upstreamId));
     } catch (err) {
       // This revision names a missing resource with -32602 (-32002 is retired).
       if (err instanceof GatewayError && err.code === 'GW_ERR_RESOURCE_UNKNOWN') throw new GatewayError('GW_ERR_PARAMS_INVALID', err.message, { data: err.data });
       throw err;
     }
-    return routed.forwarded === null ? routed : { ...routed, forwarded: { ...routed.forwarded, modern: { logLevel: envelope.logLevel } } };
+    const modern = { logLevel: envelope.logLevel, clientId: msg.id, upstreamId };
+    return routed.forwarded === null ? routed : { ...routed, forwarded: { ...routed.forwarded, modern } };
   }
   state.limitHeaders = await limitRequest(ctx, state, { server: null, tool: null, method: msg.method });
   const answer = ANSWERS.get(msg.method);
@@ -81,19 +88,20 @@ export async function routeStateless(ctx: AggregatedContext, state: RequestState
 }
 
 /**
- * A 2026-07-28 request as the bridge session sends it: without the per-request envelope in
- * `_meta` (the upstream session carries revision and client), so a server that speaks both eras
- * reads it as the session-based request it is.
+ * A 2026-07-28 request as the bridge session sends it: with the gateway's id, and without the
+ * per-request envelope in `_meta` (the upstream session carries revision and client), so a server
+ * that speaks both eras reads it as the session-based request it is.
  */
-function inSessionRevision(msg: Extract<JsonRpcMessage, { kind: 'request' }>): Extract<JsonRpcMessage, { kind: 'request' }> {
-  const meta = msg.params?.['_meta'];
-  if (!isObject(meta)) return msg;
-  const rest: JsonObject = {};
-  for (const [k, v] of Object.entries(meta)) if (!ENVELOPE_KEYS.has(k)) rest[k] = v;
+function inSessionRevision(msg: Extract<JsonRpcMessage, { kind: 'request' }>, upstreamId: string): Extract<JsonRpcMessage, { kind: 'request' }> {
   const params: JsonObject = { ...msg.params };
-  if (Object.keys(rest).length > 0) params['_meta'] = rest;
-  else delete params['_meta'];
-  return { ...msg, params, raw: { ...msg.raw, params } };
+  const meta = params['_meta'];
+  if (isObject(meta)) {
+    const rest: JsonObject = {};
+    for (const [k, v] of Object.entries(meta)) if (!ENVELOPE_KEYS.has(k)) rest[k] = v;
+    if (Object.keys(rest).length > 0) params['_meta'] = rest;
+    else delete params['_meta'];
+  }
+  return { ...msg, params, raw: { ...msg.raw, id: upstreamId, params } };
 }
 
 const ENVELOPE_KEYS: ReadonlySet<string> = new Set([META.protocolVersion, META.clientCapabilities, META.clientInfo, META.logLevel]);

@@ -103,6 +103,26 @@ describe('MCP 2026-07-28 on /mcp', () => {
     assert.equal(missing.json.error.code, -32602, 'a missing resource is -32602 in this revision');
   });
 
+  it('keeps concurrent requests of one caller apart, whatever ids the client reuses', async () => {
+    // One bridge session serves every request of this (anonymous) caller: the same id, in flight
+    // at once, must still reach each request its own answer.
+    const texts = Array.from({ length: 12 }, (_, i) => `t${i}`);
+    const alpha = stack().demo['alpha']!;
+    const before = alpha.requests().length;
+    const answers = await Promise.all(
+      texts.map((text) =>
+        post(stack().mcpUrl, { id: 1, method: 'tools/call', params: { name: 'alpha__echo', arguments: { text }, _meta: ENVELOPE } }, { 'mcp-name': 'alpha__echo' }),
+      ),
+    );
+    assert.deepEqual(
+      answers.map((a) => [a.status, a.json.id, textOf(a.json.result)]),
+      texts.map((t) => [200, 1, `alpha: ${t}`]),
+    );
+    // A session's request ids must be unique (JSON-RPC within one session): the server saw twelve.
+    const ids = alpha.requests().slice(before).filter((r) => r.rpcMethod === 'tools/call').map((r) => JSON.stringify(r.rpcId));
+    assert.equal(new Set(ids).size, texts.length, ids.join());
+  });
+
   it('checks the envelope and routing headers in the revision’s order, with its errors', async () => {
     const url = stack().mcpUrl;
     const cases: [string, Record<string, unknown>, Record<string, string | undefined>, number, number][] = [
