@@ -208,14 +208,20 @@ export class Catalog {
       return entry;
     }
     await this.refresh(server, st, kind, profile);
-    return st.lists[kind] ?? null;
+    const fetched = st.lists[kind];
+    if (fetched !== undefined) return fetched;
+    // A profile the server would not serve gets what every client gets.
+    return profile === NO_CAPABILITIES ? null : this.serverList(server, kind, NO_CAPABILITIES);
   }
 
   private refresh(server: RuntimeServer, st: ServerLists, kind: CatalogKind, profile: ClientProfile): Promise<void> {
     const running = st.refreshing[kind];
     if (running !== undefined) return running;
     const p = this.fetchList(server, st, kind, profile)
-      .catch((err: unknown) => this.control.markDown(server, err))
+      .catch((err: unknown) => {
+        if (profile === NO_CAPABILITIES) this.control.markDown(server, err);
+        else this.log.debug({ server: server.name, profile: profile.key, err }, 'catalog of a client profile not fetched');
+      })
       .finally(() => {
         delete st.refreshing[kind];
       });

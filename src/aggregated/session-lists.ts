@@ -108,10 +108,21 @@ export class SessionLists {
    */
   async findOwn(session: GatewaySession, server: RuntimeServer, kind: 'tools' | 'prompts', name: string): Promise<boolean> {
     if (!session.upstream.has(server.name)) return false;
-    const items = await this.read(session, server, kind);
-    if (items === null || !items.some((i) => i['name'] === name)) return false;
+    const key = ownListKey(server.name, kind);
+    const cacheKey = this.cacheKey(session, key);
+    const current = session.ownLists.get(key) ?? 0;
+    // One read per catalog TTL however many unknown names a client tries.
+    const cached = this.cache.get(cacheKey);
+    let items = cached !== undefined && cached.generation === current && cached.items !== null && this.now() - cached.fetchedAt < this.deps.rc.catalogTtlMs[kind] ? cached.items : null;
+    if (items === null) {
+      items = await this.read(session, server, kind);
+      if (items === null) return false;
+      this.touch(cacheKey, { generation: current, items, fetchedAt: this.now() });
+    }
+    if (!items.some((i) => i['name'] === name)) return false;
+    if (session.ownLists.has(key)) return true;
     const generation = await this.deps.sessions.markOwnList(session, server.name, kind);
-    this.touch(this.cacheKey(session, ownListKey(server.name, kind)), { generation, items, fetchedAt: this.now() });
+    this.touch(cacheKey, { generation, items, fetchedAt: this.now() });
     return true;
   }
 

@@ -198,7 +198,7 @@ export function grpcCluster(name: string, addresses: readonly string[], healthCh
             enforcing_local_origin_success_rate: 0,
             interval: '1s',
             base_ejection_time: '30s',
-            max_ejection_percent: Math.floor(((addresses.length - 1) / addresses.length) * 100),
+            max_ejection_percent: Math.ceil(((addresses.length - 1) / addresses.length) * 100),
           },
         }
       : {}),

@@ -1,7 +1,7 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { ERROR_TABLE } from '../errors/codes.js';
-import { routingHeaderMismatch, SESSION_HEADER } from '../mcp/headers.js';
+import { MCP_METHOD_HEADER, routingHeaderMismatch, SESSION_HEADER } from '../mcp/headers.js';
 import { errorBody, parseMessage, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { LIST_KINDS, type CatalogKind } from '../mcp/protocol.js';
 import { messageRewriter } from '../mcp/sse.js';
@@ -45,11 +45,15 @@ export function passthroughEndpoint(ctx: PassthroughContext, state: RequestState
       if (body.length > ctx.rc.maxBodyBytes) throw new GatewayError('GW_ERR_BODY_TOO_LARGE');
       const msg = parseMessage(body);
       state.message = msg;
-      if (msg.kind === 'request' || msg.kind === 'notification') {
-        // The routing headers may choose Envoy's route (a long-lived subscriptions/listen): they must say what the body says.
-        const mismatch = routingHeaderMismatch(state.headers, msg.method, msg.params);
-        if (mismatch !== null) throw new GatewayError('GW_ERR_HEADER_MISMATCH', `Header mismatch: ${mismatch}`);
-      }
+      // The routing headers may choose Envoy's route (a long-lived subscriptions/listen): they must
+      // say what the body says, and only a request or notification has a method to say.
+      const mismatch =
+        msg.kind === 'response'
+          ? state.headers.get(MCP_METHOD_HEADER) === undefined
+            ? null
+            : 'Mcp-Method header on a message that is not a request'
+          : routingHeaderMismatch(state.headers, msg.method, msg.params);
+      if (mismatch !== null) throw new GatewayError('GW_ERR_HEADER_MISMATCH', `Header mismatch: ${mismatch}`);
       if (msg.kind !== 'request') return CONTINUE;
       if (msg.method === 'tools/call' && typeof msg.params?.['name'] === 'string') state.tool = msg.params['name'];
       filteredList = checkPolicy(ctx, state, caller, server, msg.method, msg.params);

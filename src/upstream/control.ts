@@ -99,7 +99,9 @@ export class ControlSessions {
     try {
       return await this.openShared(server, slot);
     } catch (err) {
-      this.markDown(server, err);
+      // A server that refuses one client profile is not down: that profile's catalog falls back.
+      if (profile === NO_CAPABILITIES) this.markDown(server, err);
+      else this.log.debug({ server: server.name, profile: profile.key, err }, 'session for a client profile not opened');
       return null;
     }
   }

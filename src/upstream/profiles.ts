@@ -19,28 +19,45 @@ export interface ClientProfile {
 /** A client that declares nothing (and the gateway's own health and catalog-watch sessions). */
 export const NO_CAPABILITIES: ClientProfile = Object.freeze({ key: '{}', capabilities: Object.freeze({}) });
 
-/** Bounds on a shape: capabilities are small; anything beyond this is not a distinguishing part. */
-const MAX_DEPTH = 3;
-const MAX_KEYS = 64;
-const MAX_KEY_LENGTH = 64;
+/**
+ * The client capabilities a server can act on, with the sub-capabilities that tell clients apart.
+ * Anything else a client declares (experimental ones, unknown names, values) is left out: it would
+ * only split the catalogs, and the gateway's own sessions declare only what servers understand.
+ */
+const KNOWN: Readonly<Record<string, readonly string[]>> = {
+  sampling: ['context', 'tools'],
+  elicitation: ['form', 'url'],
+  roots: ['listChanged'],
+  tasks: ['list', 'cancel', 'requests'],
+};
 
-/** The profile of a client's capabilities: their keys (and `true` flags), sorted; values dropped. */
+/** The profile of a client's capabilities: which known ones it declared, and their known parts. */
 export function profileOf(capabilities: JsonObject): ClientProfile {
-  const shape = shapeOf(capabilities, 0, { left: MAX_KEYS });
+  const shape: JsonObject = {};
+  for (const [name, parts] of Object.entries(KNOWN)) {
+    const declared = capabilities[name];
+    // A capability is an object; anything else declares nothing a server could use.
+    if (!Object.hasOwn(capabilities, name) || !isObject(declared)) continue;
+    const kept: JsonObject = {};
+    for (const part of parts) {
+      const v = declared[part];
+      if (part === 'listChanged' ? v === true : isObject(v)) kept[part] = part === 'requests' ? requestsShape(v as JsonObject) : v === true ? true : {};
+    }
+    shape[name] = kept;
+  }
   const key = JSON.stringify(shape);
   return key === NO_CAPABILITIES.key ? NO_CAPABILITIES : { key, capabilities: shape };
 }
 
-function shapeOf(o: JsonObject, depth: number, budget: { left: number }): JsonObject {
+/** `tasks.requests`: which requests a client runs as tasks (`sampling.createMessage`, `elicitation.create`). */
+function requestsShape(requests: JsonObject): JsonObject {
   const out: JsonObject = {};
-  for (const k of Object.keys(o).sort()) {
-    if (budget.left === 0) break;
-    if (k === '__proto__' || k.length > MAX_KEY_LENGTH) continue;
-    const v = o[k];
-    if (isObject(v)) out[k] = depth < MAX_DEPTH ? shapeOf(v, depth + 1, budget) : {};
-    else if (v === true) out[k] = true;
-    else continue;
-    budget.left--;
+  for (const [kind, method] of [
+    ['sampling', 'createMessage'],
+    ['elicitation', 'create'],
+  ] as const) {
+    const k = requests[kind];
+    if (isObject(k) && isObject(k[method])) out[kind] = { [method]: {} };
   }
   return out;
 }

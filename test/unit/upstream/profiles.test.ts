@@ -16,6 +16,8 @@ describe('client profiles', () => {
     assert.notEqual(profileOf({ roots: {} }).key, profileOf({ roots: { listChanged: true } }).key);
     assert.equal(profileOf({ roots: { listChanged: false } }).key, profileOf({ roots: {} }).key, 'only true flags count');
     assert.deepEqual(profileOf({ sampling: {} }).capabilities, { sampling: {} });
+    assert.equal(profileOf({ sampling: true, roots: 'yes' }), NO_CAPABILITIES, 'a capability that is not an object declares nothing');
+    assert.equal(profileOf({ experimental: { anything: {} }, madeUp: {} }), NO_CAPABILITIES, 'only capabilities servers act on count');
   });
 
   it('bounds what a hostile client can make it keep', () => {
