@@ -1,4 +1,5 @@
 import type { RuntimeServer } from '../config/runtime.js';
+import { GatewayError } from '../errors/gateway-error.js';
 import { ERROR_TABLE } from '../errors/codes.js';
 import { errorBody, idKey, isObject, parseJsonObject, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { isEventStream, isJson, messageRewriter } from '../mcp/sse.js';
@@ -136,9 +137,14 @@ async function bindCreatedTasks(ctx: AggregatedContext, state: RequestState, fwd
   return replaceBody(out);
 }
 
-function bindTasks(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, upstreamTaskIds: readonly string[]): Promise<unknown> {
+/** Binds the tasks a call created to its caller; a task id another caller holds fails the call. */
+async function bindTasks(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, upstreamTaskIds: readonly string[]): Promise<void> {
   const identity = sessionSubject(state.caller!);
-  return Promise.all(upstreamTaskIds.map((id) => ctx.sessions.bind('task', fwd.server.name, id, identity)));
+  const bound = await Promise.all(upstreamTaskIds.map((id) => ctx.sessions.bind('task', fwd.server.name, id, identity)));
+  if (bound.includes(false)) {
+    ctx.log.warn({ server: fwd.server.name }, 'a server reused a task id that belongs to another caller; the call is refused');
+    throw new GatewayError('GW_ERR_TASK_CONFLICT', `${ERROR_TABLE.GW_ERR_TASK_CONFLICT.message}: ${fwd.server.name}`);
+  }
 }
 
 /**

@@ -219,6 +219,14 @@ end
 return out
 `);
 
+/** KEYS: binding. ARGV: identity ('' = anonymous), idleMs. Reply: 1 if bound to it (now or already), 0 if another identity holds it. */
+const BIND = new LuaScript(`
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`);
+
 /** KEYS: binding. ARGV: idleMs. Reply: the bound identity, or nil if unknown; a hit restarts its idle timer. */
 const TOUCH_BINDING = new LuaScript(`
 local v = redis.call('GET', KEYS[1])
@@ -457,10 +465,11 @@ export class RedisSessionStore implements SessionStore {
     return decodeSession(id, this.localNow(), reply as string[]);
   }
 
-  async bind(kind: BindingKind, server: string, id: string, identity: string | null): Promise<void> {
-    if (id.length === 0 || id.length > MAX_UPSTREAM_ID_LENGTH) return;
+  async bind(kind: BindingKind, server: string, id: string, identity: string | null): Promise<boolean> {
+    if (id.length === 0 || id.length > MAX_UPSTREAM_ID_LENGTH) return false;
     const key = this.bindingKey(kind, server, id);
-    await this.run('bind', (r) => r.set(key, identity ?? '', 'PX', this.opts.idleMs), key);
+    const reply = await this.run('bind', (r) => BIND.run(r, [key], [identity ?? '', this.opts.idleMs]), key);
+    return reply === 1;
   }
 
   async boundOwner(kind: BindingKind, server: string, id: string): Promise<string | null | undefined> {

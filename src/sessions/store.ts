@@ -90,9 +90,10 @@ export interface SessionStore {
   /**
    * Binds an upstream's own id to the identity that created it through the gateway (null:
    * anonymous): a passthrough session (the upstream's session id on `/servers/<name>/mcp`) or a
-   * task an upstream created for a call on `/mcp`. A binding idles out like a session does.
+   * task an upstream created for a call on `/mcp`. A binding idles out like a session does. An id
+   * already bound to another identity stays theirs: resolves to false.
    */
-  bind(kind: BindingKind, server: string, id: string, identity: string | null): Promise<void>;
+  bind(kind: BindingKind, server: string, id: string, identity: string | null): Promise<boolean>;
   /** The identity an upstream id is bound to (null: anonymous), marking it used; undefined if unknown. */
   boundOwner(kind: BindingKind, server: string, id: string): Promise<string | null | undefined>;
   /** Sessions that live only in this process and end with it (none in a shared store). */
@@ -248,8 +249,13 @@ export class MemorySessionStore implements SessionStore {
     return e.session;
   }
 
-  async bind(kind: BindingKind, server: string, id: string, identity: string | null): Promise<void> {
-    this.bindings.set(`${kind}\n${server}\n${id}`, { identity, lastSeen: this.now() });
+  async bind(kind: BindingKind, server: string, id: string, identity: string | null): Promise<boolean> {
+    const key = `${kind}\n${server}\n${id}`;
+    const now = this.now();
+    const held = this.bindings.get(key);
+    if (held !== undefined && held.identity !== identity && now - held.lastSeen <= this.idleMs) return false;
+    this.bindings.set(key, { identity, lastSeen: now });
+    return true;
   }
 
   async boundOwner(kind: BindingKind, server: string, id: string): Promise<string | null | undefined> {

@@ -228,6 +228,11 @@ describe('RedisSessionStore', () => {
     assert.equal(await B.boundOwner('passthrough', 'github', 'same-id'), undefined);
     await B.bind('passthrough', 'github', 'same-id', 'user:dave');
     assert.equal(await A.boundOwner('task', 'github', 'same-id'), 'user:carol', 'one kind never overwrites the other');
+    assert.equal(await B.bind('task', 'github', 'same-id', 'user:eve'), false, 'an id another identity holds stays theirs');
+    assert.equal(await A.boundOwner('task', 'github', 'same-id'), 'user:carol');
+    assert.equal(await B.bind('task', 'github', 'same-id', 'user:carol'), true, 'its holder may bind it again');
+    assert.equal(await B.bind('task', 'github', 'anon-id', null), true);
+    assert.equal(await A.bind('task', 'github', 'anon-id', 'user:carol'), false, 'an anonymous binding is a binding too');
   });
 
   it('uses Redis’s clock by default', async () => {
