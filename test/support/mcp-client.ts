@@ -175,6 +175,8 @@ export interface RawRequestOptions {
   headers?: Record<string, string | undefined | null>;
   /** Abort after this long (default 10 s). Do not use on GET streams that stay open. */
   timeoutMs?: number;
+  /** Aborts the request early (the test is done with it). */
+  signal?: AbortSignal;
 }
 
 /** Any HTTP request with the MCP default headers; reads the whole body. */
@@ -194,7 +196,7 @@ export async function rawRequest(url: string, opts: RawRequestOptions = {}): Pro
     method,
     headers,
     ...(body !== undefined ? { body } : {}),
-    signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
+    signal: opts.signal === undefined ? AbortSignal.timeout(opts.timeoutMs ?? 10_000) : AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs ?? 10_000)]),
   });
   const text = await res.text();
   const { json, messages } = parseMcpBody(text, res.headers.get('content-type') ?? '');
