@@ -111,6 +111,12 @@ export class Exchange {
     const state = this.started();
     state.requestBytes = body.length;
     let d: Decision = await this.settle(state, () => this.routed().requestBody(body));
+    if (d.kind === 'stream') {
+      // A request held for a streamed answer (subscriptions/listen): it lasts as long as the stream.
+      this.streaming = true;
+      state.httpStatus = d.status;
+      return { ...d, metadata: accessLogMetadata(this.ctx, state) };
+    }
     if (head !== null && d.kind === 'continue') d = decidedAtBody(this.ctx, head, d);
     d = { ...d, metadata: accessLogMetadata(this.ctx, state) };
     if (d.kind === 'continue' && this.endpoint?.seesResponse === false) this.finish(state);

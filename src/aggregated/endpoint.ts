@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors/gateway-error.js';
-import { PROTOCOL_VERSION_HEADER } from '../mcp/headers.js';
+import { MCP_METHOD_HEADER, PROTOCOL_VERSION_HEADER } from '../mcp/headers.js';
 import { parseMessage } from '../mcp/message.js';
 import { isModernVersion } from '../mcp/modern.js';
 import { isSupportedVersion } from '../mcp/protocol.js';
@@ -63,6 +63,11 @@ export function aggregatedEndpoint(ctx: AggregatedContext, state: RequestState):
       state.message = msg;
       const routed = await routerFor(state, msg)(ctx, state, msg);
       forwarded = routed.forwarded;
+      // A POST held for a streamed answer came on the listen route (its Mcp-Method header said
+      // subscriptions/listen): that route leads nowhere upstream, so nothing else may pass it.
+      if (state.canStream && routed.decision.kind === 'continue') {
+        throw new GatewayError('GW_ERR_HEADER_MISMATCH', 'Header mismatch: Mcp-Method is not the body\'s method', { data: { mismatch: { header: MCP_METHOD_HEADER } } });
+      }
       return routed.decision;
     },
 

@@ -93,17 +93,26 @@ async function inCatalog(ctx: AggregatedContext, server: RuntimeServer, kind: 't
   return (await ctx.catalog.has(server, kind, name, profile)) || ctx.sessionLists.findOwn(session, server, kind, name);
 }
 
-/** resources/read, subscribe and unsubscribe: by the namespaced URI. */
-const byUri: Resolver = async (ctx, state, caller, params) => {
-  const uri = params['uri'];
-  if (typeof uri !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: uri is required');
+/**
+ * The server that owns a namespaced resource URI and the server's own URI, when the caller may
+ * read it; a forbidden URI looks exactly like a missing one.
+ */
+export function resolveUri(ctx: AggregatedContext, state: RequestState, caller: Caller, uri: string): { server: RuntimeServer; uri: string } {
   const absent = (): GatewayError => new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
   const owned = ctx.naming.parseUri(uri);
   const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
   if (owned === null || server === undefined) throw absent();
   checkServerAccess(ctx, state, caller, server.name, absent);
   checkNameAccess(ctx, state, caller, 'resources', server.name, owned.name, absent);
-  return { server, params: { ...params, uri: owned.name }, tool: null };
+  return { server, uri: owned.name };
+}
+
+/** resources/read, subscribe and unsubscribe: by the namespaced URI. */
+const byUri: Resolver = async (ctx, state, caller, params) => {
+  const uri = params['uri'];
+  if (typeof uri !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: uri is required');
+  const owned = resolveUri(ctx, state, caller, uri);
+  return { server: owned.server, params: { ...params, uri: owned.uri }, tool: null };
 };
 
 /** completion/complete: by the prompt name or resource-template URI it refers to. */

@@ -45,6 +45,12 @@ const MAX_EVENT_BYTES = 4 * 1024 * 1024;
 /** Largest error body read from an upstream that refused a stream. */
 const MAX_REFUSAL_BYTES = 4096;
 
+/** A stream that hears list changes without a client session (subscriptions/listen). */
+export interface ListChangeListener {
+  announce(server: string, method: string): void;
+  end(): void;
+}
+
 /** What the streams of one client session need besides the aggregated context. */
 interface StreamOwner {
   readonly sessionId: string;
@@ -59,10 +65,11 @@ interface StreamOwner {
  */
 export class ServerStreams {
   private readonly bySession = new Map<string, Set<Closable>>();
+  private readonly listeners = new Set<ListChangeListener>();
 
   /** Open streams (all kinds) on this replica. */
   get size(): number {
-    let n = 0;
+    let n = this.listeners.size;
     for (const set of this.bySession.values()) n += set.size;
     return n;
   }
@@ -95,11 +102,19 @@ export class ServerStreams {
    */
   listChanged(server: string, method: string): void {
     for (const set of this.bySession.values()) for (const s of set) if (s instanceof FanIn) s.announce(server, method);
+    for (const l of this.listeners) l.announce(server, method);
+  }
+
+  /** A sessionless stream hears list changes until the returned function is called. */
+  addListener(l: ListChangeListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
   }
 
   /** Ends every stream (the replica shuts down; clients resume elsewhere). */
   closeAll(): void {
     for (const set of [...this.bySession.values()]) for (const s of [...set]) s.end();
+    for (const l of [...this.listeners]) l.end();
   }
 
   private track<T extends Closable>(sessionId: string, s: T): T {

@@ -2,11 +2,12 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { isObject, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../mcp/message.js';
 import { META, MODERN_PROTOCOL_VERSIONS, readEnvelope, type Envelope } from '../mcp/modern.js';
 import { GATEWAY_INFO, LIST_KINDS, SUPPORTED_PROTOCOL_VERSIONS } from '../mcp/protocol.js';
-import { respondAccepted, respondResult, type RespondDecision } from '../request/decision.js';
+import { respondAccepted, respondResult, type RespondDecision, type StreamDecision } from '../request/decision.js';
 import { limitRequest } from '../request/limit.js';
 import type { RequestState } from '../request/state.js';
 import { listResult, serversOffer } from './answers.js';
 import type { AggregatedContext } from './context.js';
+import { openListen } from './listen.js';
 import { routeRequest, type Routed } from './route.js';
 
 /**
@@ -25,7 +26,7 @@ let bridgeRequests = 0;
 const ROUTED: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read', 'completion/complete']);
 
 /** A method the gateway answers itself for a 2026-07-28 client. */
-type ModernAnswer = (ctx: AggregatedContext, state: RequestState, envelope: Envelope, id: JsonRpcId, params: JsonObject) => Promise<RespondDecision>;
+type ModernAnswer = (ctx: AggregatedContext, state: RequestState, envelope: Envelope, id: JsonRpcId, params: JsonObject) => Promise<RespondDecision | StreamDecision>;
 
 /** Not cached across callers: what a caller sees depends on its policy. */
 const PRIVATE_NOW = { ttlMs: 0, cacheScope: 'private' } as const;
@@ -46,6 +47,7 @@ const discover: ModernAnswer = async (ctx, state, _envelope, id) => {
 
 const ANSWERS: ReadonlyMap<string, ModernAnswer> = new Map<string, ModernAnswer>([
   ['server/discover', discover],
+  ['subscriptions/listen', openListen],
   ...[...LIST_KINDS].map(
     ([method, kind]) =>
       [
@@ -108,11 +110,19 @@ const ENVELOPE_KEYS: ReadonlySet<string> = new Set([META.protocolVersion, META.c
 
 /**
  * The capabilities a 2026-07-28 client is offered: what the servers offer that reaches it today.
- * Change notifications (subscriptions/listen), logging and tasks are not carried to it yet.
+ * List changes and resource subscriptions reach it on `subscriptions/listen` (listen.ts); logging
+ * and tasks are not carried to it yet.
  */
 function modernCapabilities(legacy: JsonObject): JsonObject {
   const out: JsonObject = {};
-  for (const kind of ['tools', 'prompts', 'resources'] as const) if (isObject(legacy[kind])) out[kind] = {};
+  for (const kind of ['tools', 'prompts', 'resources'] as const) {
+    const offered = legacy[kind];
+    if (!isObject(offered)) continue;
+    const mine: JsonObject = {};
+    if (offered['listChanged'] === true) mine['listChanged'] = true;
+    if (kind === 'resources' && offered['subscribe'] === true) mine['subscribe'] = true;
+    out[kind] = mine;
+  }
   if (isObject(legacy['completions'])) out['completions'] = {};
   return out;
 }

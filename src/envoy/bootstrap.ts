@@ -14,7 +14,7 @@ import { errorBody } from '../mcp/message.js';
 import { cluster, grpcCluster, hasSeveralEndpoints } from './clusters.js';
 import { seconds, socketAddress } from './common.js';
 import { localReplyMappers } from './local-replies.js';
-import { affinityPerRoute, ANSWERED_AT_HEADERS, DECIDED_AT_BODY, extProcMode, GUARDED_POST, HEADER_MUTATION, headersFromRouteMetadata, headersPhase, internalMs, OPEN_PASSTHROUGH_POST, routeMetadata, SAFE_RETRY, statefulSessionFilter, STREAMED_AT_HEADERS, upstreamRoute, withPerFilter } from './routes.js';
+import { affinityPerRoute, ANSWERED_AT_HEADERS, DECIDED_AT_BODY, extProcMode, GUARDED_POST, HEADER_MUTATION, headersFromRouteMetadata, headersPhase, HELD_FOR_STREAM, internalMs, OPEN_PASSTHROUGH_POST, routeMetadata, SAFE_RETRY, statefulSessionFilter, STREAMED_AT_HEADERS, upstreamRoute, withPerFilter } from './routes.js';
 
 const PROCESSOR_CLUSTER = 'mcpgw_processor';
 const OTLP_CLUSTER = 'mcpgw_otlp_collector';
@@ -179,6 +179,28 @@ export function renderEnvoyBootstrap(config: Config): string {
       ),
     );
   }
+  // A 2026-07-28 subscriptions/listen POST on /mcp: the processor holds it until its body is in and
+  // then streams the answer itself, so the route is never used. Chosen by the Mcp-Method header,
+  // which the processor checks against the body (a request whose body is another method is refused).
+  clientRoutes.push(
+    withPerFilter(
+      {
+        name: 'mcp_listen',
+        match: {
+          path: AGGREGATED_PATH,
+          headers: [
+            { name: ':method', string_match: { exact: 'POST' } },
+            { name: MCP_METHOD_HEADER, string_match: { exact: 'subscriptions/listen' } },
+          ],
+        },
+        direct_response: {
+          status: 500,
+          body: { inline_string: errorBody(null, -32603, 'Internal error: stream was not served') },
+        },
+      },
+      extProcMode(HELD_FOR_STREAM),
+    ),
+  );
   // The processor routes or answers every /mcp POST with a body; one without a body never reaches
   // it (there is no body to send), and lands here.
   clientRoutes.push({

@@ -85,6 +85,19 @@ export const ANSWERED_AT_HEADERS: ProcessingMode = { ...DECIDED_AT_BODY, request
 /** GET on /mcp: headers only; the processor streams the response itself. */
 export const STREAMED_AT_HEADERS: ProcessingMode = { ...DECIDED_AT_BODY, request_header_mode: 'SEND', request_body_mode: 'NONE', response_header_mode: 'SKIP' };
 
+/**
+ * subscriptions/listen on /mcp: the processor holds the request (its headers unanswered) while the
+ * body streams in full-duplex, then answers with the stream itself. Envoy requires trailers to be
+ * sent in this body mode.
+ */
+export const HELD_FOR_STREAM: ProcessingMode = {
+  ...DECIDED_AT_BODY,
+  request_header_mode: 'SEND',
+  request_body_mode: 'FULL_DUPLEX_STREAMED',
+  request_trailer_mode: 'SEND',
+  response_header_mode: 'SKIP',
+};
+
 /** GET and DELETE on passthrough: headers; the response too unless nothing guards the server. */
 export function headersPhase(server: RuntimeServer): ProcessingMode {
   return { ...DECIDED_AT_BODY, request_header_mode: 'SEND', request_body_mode: 'NONE', response_header_mode: server.openPassthrough ? 'SKIP' : 'SEND' };

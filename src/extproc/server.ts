@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { Exchange, type GatewayContext } from '../exchange.js';
-import type { Decision, LocalStream, StreamDecision } from '../request/decision.js';
+import { respondError, type Decision, type LocalStream, type RespondDecision, type StreamDecision } from '../request/decision.js';
+import { GatewayError } from '../errors/gateway-error.js';
 import type { Headers } from '../request/state.js';
 import { EXT_PROC_FILTER, REQUEST_HEADER_ATTRIBUTES } from '../envoy/contract.js';
 import { withPort } from '../lib/host-port.js';
@@ -57,6 +58,16 @@ function streamsAllowed(req: ProcessingRequestMsg): boolean {
 }
 
 /**
+ * Whether the request is held for a streamed answer: its route sends the body full-duplex
+ * (subscriptions/listen). Envoy then routes the request the moment request headers are answered,
+ * and takes a streamed immediate response only as that answer; so the headers are answered only
+ * once the whole body is in (Envoy sends body chunks without waiting for replies to them).
+ */
+function holdsForStream(req: ProcessingRequestMsg): boolean {
+  return req.protocol_config?.request_body_mode === 'FULL_DUPLEX_STREAMED' && req.request_headers?.end_of_stream !== true;
+}
+
+/**
  * Drives one Exchange from one ext_proc gRPC stream. Envoy requires exactly one reply per
  * message, in order, so messages are handled strictly one after another on a promise chain.
  * A request-level failure never fails the gRPC stream: it becomes an ImmediateResponse.
@@ -83,6 +94,9 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
 
   /** The response the processor streams itself, while it lasts. */
   let local: LocalStream | null = null;
+  /** The body so far of a request held for a streamed answer (its headers are not answered yet). */
+  let held: { chunks: Buffer[]; bytes: number } | null = null;
+  const maxHeldBytes = ctx.rc.maxBodyBytes;
   const finish = (): void => {
     if (closed) return;
     closed = true;
@@ -111,18 +125,45 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
   };
 
   const step = async (req: ProcessingRequestMsg): Promise<void> => {
+    // Answered already: what Envoy still sends (the rest of a full-duplex body) needs no reply.
+    if (closed) return;
     let decision: Decision;
     const phase = req.request;
     if (phase === 'request_headers' || phase === 'request_body' || phase === 'response_headers' || phase === 'response_body') current = phase;
     switch (phase) {
       case 'request_headers': {
         const h: Headers = headerMap(req.request_headers);
-        decision = await stream.onRequestHeaders(h, req.request_headers?.end_of_stream === true, streamsAllowed(req));
+        const eos = req.request_headers?.end_of_stream === true;
+        // A request with a body is decided at its body: only a held one can be answered by a stream.
+        const hold = holdsForStream(req);
+        decision = await stream.onRequestHeaders(h, eos, eos ? streamsAllowed(req) : hold);
+        if (decision.kind === 'continue' && hold) {
+          held = { chunks: [], bytes: 0 };
+          return; // answered once the body is in
+        }
         break;
       }
-      case 'request_body':
-        decision = await stream.onRequestBody(req.request_body?.body ?? Buffer.alloc(0), attributeHeaders(req));
-        break;
+      case 'request_body': {
+        const chunk = req.request_body?.body ?? Buffer.alloc(0);
+        if (held === null) {
+          decision = await stream.onRequestBody(chunk, attributeHeaders(req));
+          break;
+        }
+        // Kept up to one byte past the limit: the endpoint refuses a body that long.
+        if (held.bytes <= maxHeldBytes) held.chunks.push(chunk.subarray(0, maxHeldBytes + 1 - held.bytes));
+        held.bytes += chunk.length;
+        if (req.request_body?.end_of_stream !== true && held.bytes <= maxHeldBytes) return;
+        const body = Buffer.concat(held.chunks);
+        held = null;
+        // The reply answers the request headers Envoy still waits on.
+        current = 'request_headers';
+        decision = await stream.onRequestBody(body);
+        if (closed) return;
+        if (decision.kind === 'stream') startStream(decision);
+        else call.write(toProcessingResponse(decision.kind === 'respond' ? decision : heldWithoutAnswer(), 'request_headers'));
+        if (decision.kind !== 'stream') finish();
+        return;
+      }
       case 'response_headers':
         decision = await stream.onResponseHeaders(headerMap(req.response_headers));
         break;
@@ -130,6 +171,10 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
         decision = await stream.onResponseBody(req.response_body?.body ?? Buffer.alloc(0), req.response_body?.end_of_stream === true);
         break;
       case 'request_trailers':
+        // A held request's trailers end its body; nothing else waits on a reply to them.
+        if (held !== null) return step({ request: 'request_body', request_body: { body: Buffer.alloc(0), end_of_stream: true } } as ProcessingRequestMsg);
+        if (!closed) call.write({ [phase]: {} });
+        return;
       case 'response_trailers':
         if (!closed) call.write({ [phase]: {} });
         return;
@@ -167,6 +212,11 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
   });
   call.on('cancelled', finish);
   call.on('close', finish);
+}
+
+/** A held request must be answered by the processor; continuing it would route it nowhere. */
+function heldWithoutAnswer(): RespondDecision {
+  return respondError(new GatewayError('GW_ERR_INTERNAL', 'Internal error: a held request was not answered'), null);
 }
 
 /**
