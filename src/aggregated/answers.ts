@@ -46,9 +46,19 @@ function list(kind: CatalogKind): Answer {
  * One page of a merged list as this session's client sees it: its profile's catalog, its own
  * lists where it has some, what its policy allows, paged with the gateway's cursor.
  */
-export async function listResult(ctx: AggregatedContext, state: RequestState, session: GatewaySession, kind: CatalogKind, cursor: unknown): Promise<JsonObject> {
+export async function listResult(
+  ctx: AggregatedContext,
+  state: RequestState,
+  session: GatewaySession,
+  kind: CatalogKind,
+  cursor: unknown,
+  /** Receives how long the list may be kept by its servers' cache hints. */
+  freshness?: { ttlMs: number },
+): Promise<JsonObject> {
   const profile = ctx.catalog.profiles.of(session.clientMetadata);
   const merged = await ctx.catalog.list(kind, profile);
+  // A session's own lists carry no hints.
+  if (freshness !== undefined) freshness.ttlMs = session.ownLists.size === 0 ? ctx.catalog.freshForMs(merged) : 0;
   const entries = session.ownLists.size === 0 ? merged.items : await withSessionLists(ctx, session, kind, profile, merged.items);
   // Each caller sees only what it may use: filtered at answer time, never cached across callers.
   const keep = aggregatedListFilter(ctx, state.caller!, kind);
@@ -194,7 +204,7 @@ export async function notification(
     case 'notifications/cancelled': {
       const name = ctx.inflight.get(inflightKeyOf(session, params?.['requestId']));
       const server = name === undefined ? undefined : ctx.rc.servers.get(name);
-      if (server !== undefined) return forward(ctx, state, session, server, stringifyJson(raw), null, null);
+      if (server !== undefined) return forward(ctx, state, session, server, raw, null, null);
       // Not running here: with shared sessions it may be running on another replica, which alone
       // knows the server. Every upstream session of this client hears the cancellation; a server
       // ignores one for a request it does not know, as MCP allows (ids are per session, so no other
@@ -219,7 +229,7 @@ export async function clientResponse(ctx: AggregatedContext, state: RequestState
     ctx.log.warn({ id: String(id).slice(0, 100) }, 'client answered a request the gateway never sent; dropped');
     return ACCEPTED;
   }
-  return forward(ctx, state, session, server, stringifyJson({ ...raw, id: owner.id }), null, null);
+  return forward(ctx, state, session, server, { ...raw, id: owner.id }, null, null);
 }
 
 /** The servers' instructions, each under its server's name (nothing when none gave any). */

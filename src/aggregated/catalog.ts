@@ -11,6 +11,8 @@ const MAX_PAGES = 1000;
 interface ListEntry {
   readonly items: readonly JsonObject[];
   readonly fetchedAt: number;
+  /** How long the server said its list may be kept (`ttlMs`), when it said; the cache keeps it no longer. */
+  readonly ttlMs: number | null;
 }
 
 interface ServerLists {
@@ -29,6 +31,11 @@ export interface MergedEntry {
 export interface MergedList {
   readonly version: string;
   readonly items: readonly MergedEntry[];
+  /**
+   * Until when (catalog clock) every server's part of the list stays fresh, by the cache hints
+   * the servers gave: the earliest wins, and a server that gave none makes it stale at once.
+   */
+  readonly freshUntil: number;
 }
 
 /** How many client profiles get a catalog of their own (each costs a session and lists per server). */
@@ -62,6 +69,11 @@ export class Catalog {
     this.profiles = new ClientProfiles(MAX_PROFILES, (p) => this.dropProfile(p));
   }
 
+  /** How long a client may keep a merged list by its servers' cache hints (0: no longer than now). */
+  freshForMs(list: MergedList): number {
+    return Math.max(0, list.freshUntil - this.now());
+  }
+
   /** What the upstream tells clients to read, or null. */
   instructions(server: RuntimeServer): Promise<string | null> {
     return this.control.instructions(server);
@@ -91,8 +103,10 @@ export class Catalog {
     if (cached !== undefined && cached.version === version) return cached;
     const items: MergedEntry[] = [];
     const idField = KIND_INFO[kind].idField;
+    let freshUntil = Infinity;
     perServer.forEach((entry, i) => {
       if (entry === null) return;
+      freshUntil = Math.min(freshUntil, entry.ttlMs === null ? entry.fetchedAt : entry.fetchedAt + this.ttlOf(kind, entry));
       const server = this.rc.serverList[i]!.name;
       for (const item of entry.items) {
         const renamed = renameEntry(kind, server, item, this.naming);
@@ -103,7 +117,7 @@ export class Catalog {
         items.push({ server, upstreamName: String(item[idField]), item: renamed });
       }
     });
-    const merged: MergedList = { version, items };
+    const merged: MergedList = { version, items, freshUntil: freshUntil === Infinity ? 0 : freshUntil };
     this.merged.set(mergedKey, merged);
     return merged;
   }
@@ -189,6 +203,11 @@ export class Catalog {
     });
   }
 
+  /** How long an entry is fresh: the configured TTL, or less when the server said less. */
+  private ttlOf(kind: CatalogKind, entry: ListEntry): number {
+    return entry.ttlMs === null ? this.rc.catalogTtlMs[kind] : Math.min(this.rc.catalogTtlMs[kind], entry.ttlMs);
+  }
+
   private stateOf(server: RuntimeServer, profile: ClientProfile): ServerLists {
     const byProfile = this.state.get(server.name);
     if (byProfile === undefined) throw new Error(`unknown server ${server.name}`);
@@ -204,7 +223,7 @@ export class Catalog {
     const st = this.stateOf(server, profile);
     const entry = st.lists[kind];
     if (entry !== undefined) {
-      if (this.now() - entry.fetchedAt >= this.rc.catalogTtlMs[kind]) void this.refresh(server, st, kind, profile);
+      if (this.now() - entry.fetchedAt >= this.ttlOf(kind, entry)) void this.refresh(server, st, kind, profile);
       return entry;
     }
     await this.refresh(server, st, kind, profile);
@@ -235,12 +254,13 @@ export class Catalog {
     const info = KIND_INFO[kind];
     const exposed = server.capabilities === null || server.capabilities.has(info.capability);
     if (!exposed || !isObject(caps[info.capability])) {
-      st.lists[kind] = { items: [], fetchedAt: this.now() };
+      st.lists[kind] = { items: [], fetchedAt: this.now(), ttlMs: null };
       return;
     }
-    const items = await readAllPages(kind, MAX_PAGES, (params) => this.control.call(server, info.method, params, profile));
+    const hints = { ttlMs: null as number | null };
+    const items = await readAllPages(kind, MAX_PAGES, (params) => this.control.call(server, info.method, params, profile), hints);
     if (items === null) return;
-    st.lists[kind] = { items, fetchedAt: this.now() };
+    st.lists[kind] = { items, fetchedAt: this.now(), ttlMs: hints.ttlMs };
   }
 }
 

@@ -1,7 +1,9 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../mcp/message.js';
-import type { Decision } from '../request/decision.js';
+import { isModernVersion, routingHeaders, withEnvelope } from '../mcp/modern.js';
+import { respondAccepted, type Decision } from '../request/decision.js';
+import { parseClientMetadata } from '../sessions/limits.js';
 import { checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
 import { routeToServer, withTraceMeta } from '../request/mutations.js';
@@ -190,10 +192,10 @@ export async function routeRequest(
   const resolved = limited.value;
   const inflightKey = inflightKeyOf(session, msg.id);
   ctx.inflight.set(inflightKey, resolved.server.name);
-  const body = stringifyJson({ ...msg.raw, params: withTraceMeta(state, resolved.params) });
+  const message = { ...msg.raw, params: withTraceMeta(state, resolved.params) };
   const createsTask = msg.method === 'tools/call' && isObject(resolved.params['task']);
   try {
-    return await forward(ctx, state, session, resolved.server, body, msg.method, inflightKey, createsTask);
+    return await forward(ctx, state, session, resolved.server, message, msg.method, inflightKey, createsTask);
   } catch (err) {
     ctx.inflight.delete(inflightKey);
     throw err;
@@ -227,19 +229,33 @@ export function inflightKeyOf(session: GatewaySession, id: unknown): string {
   return `${session.id}\n${idKey(id)}`;
 }
 
-/** Points Envoy at the server's route with the client's upstream session and the rewritten body. */
+/**
+ * Points Envoy at the server's route with the client's upstream session and the rewritten message.
+ * A server that speaks a sessionless revision gets the message as that revision has it: the
+ * client (its capabilities and info from the session) in `_meta`, and the routing headers.
+ */
 export async function forward(
   ctx: AggregatedContext,
   state: RequestState,
   session: GatewaySession,
   server: RuntimeServer,
-  body: string,
+  message: JsonObject,
   requestMethod: string | null,
   inflightKey: string | null,
   createsTask = false,
 ): Promise<Routed> {
   state.server = server.name;
   const upstream = await ctx.upstreamSessions.get(session, server);
-  const decision = routeToServer(ctx, state, { server, sessionId: upstream.sessionId, protocolVersion: upstream.protocolVersion }, body);
+  const target = { server, sessionId: upstream.sessionId, protocolVersion: upstream.protocolVersion };
+  let body: string;
+  if (!isModernVersion(upstream.protocolVersion)) body = stringifyJson(message);
+  else {
+    // Such a server takes no notifications or answers from clients over HTTP.
+    if (requestMethod === null) return { decision: respondAccepted(), forwarded: null };
+    const params = isObject(message['params']) ? message['params'] : undefined;
+    body = stringifyJson({ ...message, params: withEnvelope(params, upstream.protocolVersion, parseClientMetadata(session.clientMetadata)) });
+    Object.assign(target, { routing: routingHeaders(requestMethod, params) });
+  }
+  const decision = routeToServer(ctx, state, target, body);
   return { decision, forwarded: { session, server, upstream, body, requestMethod, inflightKey, createsTask, modern: null } };
 }

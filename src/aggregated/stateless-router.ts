@@ -15,8 +15,9 @@ import { routeRequest, type Routed } from './route.js';
  * revision, its client's capabilities and its routing headers, all checked first; the gateway
  * answers `server/discover` and the merged lists itself and routes the rest to the server that
  * owns what it names, through the caller's bridge session (bridge.ts) to servers that still speak
- * a session-based revision. Results carry `resultType`; the cacheable ones `ttlMs: 0` and
- * `cacheScope: "private"`, since each caller's lists are filtered by its own policy.
+ * a session-based revision. Results carry `resultType`; the cacheable ones `cacheScope:
+ * "private"` (each caller's lists are filtered by its own policy) and a `ttlMs` no longer than
+ * every server's cache hint allows (0 when a server gave none).
  */
 
 /** Requests sent through bridge sessions by this replica (the ids they carry upstream). */
@@ -30,6 +31,8 @@ type ModernAnswer = (ctx: AggregatedContext, state: RequestState, envelope: Enve
 
 /** Not cached across callers: what a caller sees depends on its policy. */
 const PRIVATE_NOW = { ttlMs: 0, cacheScope: 'private' } as const;
+/** Never shared between callers (each caller's lists follow its policy); kept as long as every server allows. */
+const PRIVATE = { cacheScope: 'private' } as const;
 
 function modernResult(id: JsonRpcId, result: JsonObject): RespondDecision {
   return respondResult(id, { resultType: 'complete', ...result, _meta: { [META.serverInfo]: GATEWAY_INFO } });
@@ -54,7 +57,9 @@ const ANSWERS: ReadonlyMap<string, ModernAnswer> = new Map<string, ModernAnswer>
         method,
         (async (ctx, state, envelope, id, params) => {
           const session = await ctx.bridge.sessionFor(state, state.caller!, envelope);
-          return modernResult(id, { ...(await listResult(ctx, state, session, kind, params['cursor'])), ...PRIVATE_NOW });
+          const freshness = { ttlMs: 0 };
+          const result = await listResult(ctx, state, session, kind, params['cursor'], freshness);
+          return modernResult(id, { ...result, ttlMs: freshness.ttlMs, ...PRIVATE });
         }) satisfies ModernAnswer,
       ] as const,
   ),

@@ -33,6 +33,8 @@ export const ROUTE_METADATA_KEYS = {
   upstreamSession: 'upstream_session',
   protocolVersion: 'protocol_version',
   traceparent: 'traceparent',
+  mcpMethod: 'mcp_method',
+  mcpName: 'mcp_name',
 } as const;
 
 /** The route-metadata key carrying the value of an injected upstream credential header. */

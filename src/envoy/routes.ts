@@ -153,7 +153,13 @@ export function headersFromRouteMetadata(server: RuntimeServer, aggregated: bool
   ];
   const set = [
     ...(aggregated
-      ? [fromRouteMetadata(SESSION_HEADER, ROUTE_METADATA_KEYS.upstreamSession), fromRouteMetadata(PROTOCOL_VERSION_HEADER, ROUTE_METADATA_KEYS.protocolVersion)]
+      ? [
+          fromRouteMetadata(SESSION_HEADER, ROUTE_METADATA_KEYS.upstreamSession),
+          fromRouteMetadata(PROTOCOL_VERSION_HEADER, ROUTE_METADATA_KEYS.protocolVersion),
+          // For servers of the sessionless revisions: the routing headers of the rewritten body.
+          fromRouteMetadata(MCP_METHOD_HEADER, ROUTE_METADATA_KEYS.mcpMethod),
+          fromRouteMetadata(MCP_NAME_HEADER, ROUTE_METADATA_KEYS.mcpName),
+        ]
       : []),
     fromRouteMetadata('traceparent', ROUTE_METADATA_KEYS.traceparent),
     ...injected.map((h) => fromRouteMetadata(h, credentialMetadataKey(h))),

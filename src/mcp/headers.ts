@@ -24,6 +24,14 @@ export function routingHeaderMismatch(headers: { get(name: string): string | und
   return null;
 }
 
+/**
+ * A value as a header carries it: plain when it is printable ASCII without surrounding spaces,
+ * else `=?base64?…?=` (the 2026-07-28 form for names a header cannot carry as they are).
+ */
+export function encodeHeaderValue(value: string): string {
+  return /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value) && !value.startsWith('=?') ? value : `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`;
+}
+
 /** A header value as sent: plain, or `=?base64?<UTF-8 as base64>?=` for what plain text cannot carry. */
 export function decodeHeaderValue(value: string): string {
   const m = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/.exec(value);

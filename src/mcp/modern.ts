@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors/gateway-error.js';
-import { decodeHeaderValue, MCP_METHOD_HEADER, MCP_NAME_HEADER, NAMED_PARAM, PROTOCOL_VERSION_HEADER } from './headers.js';
+import { decodeHeaderValue, encodeHeaderValue, MCP_METHOD_HEADER, MCP_NAME_HEADER, NAMED_PARAM, PROTOCOL_VERSION_HEADER } from './headers.js';
 import { isObject, type JsonObject } from './message.js';
 import { isSupportedVersion, SUPPORTED_PROTOCOL_VERSIONS } from './protocol.js';
 
@@ -40,6 +40,29 @@ export function isModernVersion(v: string | undefined): boolean {
 export function claimsModern(params: JsonObject | undefined): boolean {
   const meta = params?.['_meta'];
   return isObject(meta) && typeof meta[META.protocolVersion] === 'string';
+}
+
+/** What the gateway says about the client it speaks for when it calls a modern server. */
+export interface ClientEnvelope {
+  readonly capabilities: JsonObject;
+  readonly clientInfo: JsonObject;
+}
+
+/**
+ * A request's params as a modern server takes them: the revision, the client's capabilities and
+ * info in `_meta` beside what `_meta` already held.
+ */
+export function withEnvelope(params: JsonObject | undefined, version: string, client: ClientEnvelope): JsonObject {
+  const p = params ?? {};
+  const meta = isObject(p['_meta']) ? p['_meta'] : {};
+  return { ...p, _meta: { ...meta, [META.protocolVersion]: version, [META.clientCapabilities]: client.capabilities, [META.clientInfo]: client.clientInfo } };
+}
+
+/** The routing headers a modern request repeats from its body (Mcp-Name only for methods that name something). */
+export function routingHeaders(method: string, params: JsonObject | undefined): { method: string; name: string | null } {
+  const param = NAMED_PARAM[method];
+  const v = param === undefined ? undefined : params?.[param];
+  return { method, name: typeof v === 'string' ? encodeHeaderValue(v) : null };
 }
 
 /** What a modern request says about its client. */

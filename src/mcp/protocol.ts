@@ -58,6 +58,8 @@ export async function readAllPages(
   kind: CatalogKind,
   maxPages: number,
   page: (params: { cursor: string } | undefined) => Promise<JsonObject | null>,
+  /** Receives the shortest `ttlMs` a page gave (servers of the sessionless revisions give one). */
+  hints?: { ttlMs: number | null },
 ): Promise<JsonObject[] | null> {
   const key = KIND_INFO[kind].key;
   const items: JsonObject[] = [];
@@ -67,6 +69,8 @@ export async function readAllPages(
     if (res === null) return null;
     const batch = res[key];
     if (Array.isArray(batch)) for (const it of batch) if (isObject(it)) items.push(it);
+    const ttl = res['ttlMs'];
+    if (hints !== undefined && typeof ttl === 'number' && ttl >= 0) hints.ttlMs = Math.min(hints.ttlMs ?? ttl, ttl);
     cursor = typeof res['nextCursor'] === 'string' && res['nextCursor'] !== '' ? res['nextCursor'] : undefined;
     if (cursor === undefined) break;
   }

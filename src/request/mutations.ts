@@ -66,6 +66,8 @@ export interface UpstreamTarget {
   /** The upstream's session id (null: the upstream runs stateless). */
   readonly sessionId: string | null;
   readonly protocolVersion: string;
+  /** The routing headers a server of a sessionless revision reads (its `Mcp-Method` and `Mcp-Name`). */
+  readonly routing?: { readonly method: string; readonly name: string | null };
 }
 
 /**
@@ -82,6 +84,12 @@ export function routeToServer(ctx: RequestContext, state: RequestState, target: 
     ...upstreamHeaders(ctx, state, target.server),
   ];
   let removeHeaders = STRIPPED_ON_ROUTE;
+  if (target.routing !== undefined) {
+    const named = target.routing.name !== null;
+    removeHeaders = removeHeaders.filter((h) => h !== MCP_METHOD_HEADER && (h !== MCP_NAME_HEADER || !named));
+    setHeaders.push({ key: MCP_METHOD_HEADER, value: target.routing.method });
+    if (target.routing.name !== null) setHeaders.push({ key: MCP_NAME_HEADER, value: target.routing.name });
+  }
   if (target.sessionId !== null) setHeaders.push({ key: SESSION_HEADER, value: target.sessionId });
   else removeHeaders = [...removeHeaders, SESSION_HEADER];
   return { kind: 'continue', setHeaders, removeHeaders, body: bytes, clearRouteCache: true };
@@ -126,6 +134,8 @@ const HEADER_TO_ROUTE_KEY: ReadonlyMap<string, string> = new Map([
   [SESSION_HEADER, ROUTE_METADATA_KEYS.upstreamSession],
   [PROTOCOL_VERSION_HEADER, ROUTE_METADATA_KEYS.protocolVersion],
   ['traceparent', ROUTE_METADATA_KEYS.traceparent],
+  [MCP_METHOD_HEADER, ROUTE_METADATA_KEYS.mcpMethod],
+  [MCP_NAME_HEADER, ROUTE_METADATA_KEYS.mcpName],
 ]);
 
 /**

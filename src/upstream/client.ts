@@ -3,6 +3,9 @@ import { sseDataPayloads } from '../mcp/sse.js';
 import { forgotSession } from '../mcp/protocol.js';
 import type { RuntimeServer } from '../config/runtime.js';
 import { BACKEND_HEADER } from '../envoy/contract.js';
+import { MCP_METHOD_HEADER, MCP_NAME_HEADER } from '../mcp/headers.js';
+import { isModernVersion, routingHeaders, withEnvelope, type ClientEnvelope } from '../mcp/modern.js';
+import { GATEWAY_INFO } from '../mcp/protocol.js';
 
 /** What came back from one POST to an upstream. */
 export interface UpstreamReply {
@@ -79,7 +82,14 @@ export interface PostOptions {
   readonly method?: 'POST' | 'DELETE';
   /** Largest reply body read (default: unbounded, for the gateway's own small calls). */
   readonly maxBytes?: number;
+  /** Extra request headers (a modern request's routing headers). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Who the call speaks for, when the server speaks a modern (sessionless) revision. */
+  readonly client?: ClientEnvelope;
 }
+
+/** The gateway speaking for itself to a modern server. */
+const GATEWAY_CLIENT: ClientEnvelope = { capabilities: {}, clientInfo: GATEWAY_INFO };
 
 /** Options of {@link UpstreamClient.openStream}. */
 export interface StreamOptions {
@@ -116,6 +126,7 @@ export class UpstreamClient {
     for (const h of this.credentialsFor(server.name)) headers[h.key] = h.value;
     if (opts.sessionId) headers['mcp-session-id'] = opts.sessionId;
     if (opts.protocolVersion) headers['mcp-protocol-version'] = opts.protocolVersion;
+    if (opts.headers !== undefined) Object.assign(headers, opts.headers);
     let res: Response;
     try {
       res = await fetch(this.internalBaseUrl + server.path, {
@@ -149,7 +160,12 @@ export class UpstreamClient {
   ): Promise<{ result: JsonObject; reply: UpstreamReply }> {
     const id = `gw-${this.nextId++}`;
     const msg: JsonObject = { jsonrpc: '2.0', id, method };
-    if (params !== undefined) msg['params'] = params;
+    if (isModernVersion(opts.protocolVersion)) {
+      // No session: every request names the revision and the client, and repeats its routing.
+      msg['params'] = withEnvelope(params, opts.protocolVersion!, opts.client ?? GATEWAY_CLIENT);
+      const route = routingHeaders(method, params);
+      opts = { ...opts, headers: { ...opts.headers, [MCP_METHOD_HEADER]: route.method, ...(route.name === null ? {} : { [MCP_NAME_HEADER]: route.name }) } };
+    } else if (params !== undefined) msg['params'] = params;
     const reply = await this.post(server, JSON.stringify(msg), opts);
     if (opts.sessionId && forgotSession(reply.status, reply.body)) throw new UpstreamSessionGone(server.name);
     const response = findResponse(reply, id);
@@ -164,6 +180,8 @@ export class UpstreamClient {
 
   /** Sends a notification; resolves once the upstream accepted it (or gave up). */
   async notify(server: RuntimeServer, method: string, params: JsonObject | undefined, opts: PostOptions = {}): Promise<void> {
+    // A modern server takes no notifications from clients over HTTP.
+    if (isModernVersion(opts.protocolVersion)) return;
     const msg: JsonObject = { jsonrpc: '2.0', method };
     if (params !== undefined) msg['params'] = params;
     const reply = await this.post(server, JSON.stringify(msg), opts);

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
 import { isObject, type JsonObject } from '../mcp/message.js';
 import { GATEWAY_INFO, LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
-import { UpstreamSessionGone, type UpstreamClient } from './client.js';
+import { META, MODERN_PROTOCOL_VERSIONS, isModernVersion } from '../mcp/modern.js';
+import { UpstreamRpcError, UpstreamSessionGone, type UpstreamClient, type UpstreamReply } from './client.js';
 import { NO_CAPABILITIES, type ClientProfile } from './profiles.js';
 
 /** What the gateway presents when it opens a session with an upstream. */
@@ -31,11 +32,23 @@ export interface OpenedSession {
  * client's per upstream) is opened here.
  */
 export async function openSession(client: UpstreamClient, server: RuntimeServer, h: Handshake, log: Logger): Promise<OpenedSession> {
-  const { result, reply } = await client.call(server, 'initialize', {
-    protocolVersion: h.protocolVersion,
-    capabilities: h.capabilities,
-    clientInfo: h.clientInfo,
-  });
+  if (SPEAKS_MODERN_ONLY.has(server)) return discover(client, server, h);
+  let opened: { result: JsonObject; reply: UpstreamReply };
+  try {
+    opened = await client.call(server, 'initialize', {
+      protocolVersion: h.protocolVersion,
+      capabilities: h.capabilities,
+      clientInfo: h.clientInfo,
+    });
+  } catch (err) {
+    // A server of the sessionless revisions only refuses the handshake with -32022.
+    if (!(err instanceof UpstreamRpcError) || err.rpcCode !== UNSUPPORTED_VERSION) throw err;
+    const session = await discover(client, server, h);
+    SPEAKS_MODERN_ONLY.add(server);
+    log.info({ server: server.name, protocol_version: session.protocolVersion }, 'upstream speaks only sessionless MCP; the gateway speaks it there');
+    return session;
+  }
+  const { result, reply } = opened;
   const protocolVersion = typeof result['protocolVersion'] === 'string' ? result['protocolVersion'] : h.protocolVersion;
   const opts = { sessionId: reply.sessionId, protocolVersion };
   await client.notify(server, 'notifications/initialized', undefined, opts);
@@ -49,6 +62,41 @@ export async function openSession(client: UpstreamClient, server: RuntimeServer,
     protocolVersion,
     capabilities: isObject(result['capabilities']) ? result['capabilities'] : {},
     serverInfo: isObject(result['serverInfo']) ? result['serverInfo'] : {},
+    instructions: typeof result['instructions'] === 'string' && result['instructions'] !== '' ? result['instructions'] : null,
+  };
+}
+
+/** The error a server gives a request in a revision it does not speak (2026-07-28). */
+const UNSUPPORTED_VERSION = -32022;
+
+/**
+ * Servers found to speak only a sessionless revision (they refused `initialize` with -32022):
+ * the gateway skips the handshake with them from then on. Per configured server object, so a
+ * reload starts afresh.
+ */
+const SPEAKS_MODERN_ONLY = new WeakSet<RuntimeServer>();
+
+/**
+ * `server/discover` with a sessionless server: what `initialize` tells of a session-based one. The
+ * "session" has no id; each request carries the revision and the client (client.ts).
+ */
+async function discover(client: UpstreamClient, server: RuntimeServer, h: Handshake): Promise<OpenedSession> {
+  const version = MODERN_PROTOCOL_VERSIONS[0]!;
+  let result: JsonObject;
+  try {
+    ({ result } = await client.call(server, 'server/discover', undefined, { protocolVersion: version, client: { capabilities: h.capabilities, clientInfo: h.clientInfo } }));
+  } catch (err) {
+    // Not (or no longer) a sessionless server: the next session starts with the handshake again.
+    SPEAKS_MODERN_ONLY.delete(server);
+    throw err;
+  }
+  const meta = isObject(result['_meta']) ? result['_meta'] : {};
+  const info = meta[META.serverInfo];
+  return {
+    sessionId: null,
+    protocolVersion: version,
+    capabilities: isObject(result['capabilities']) ? result['capabilities'] : {},
+    serverInfo: isObject(info) ? info : {},
     instructions: typeof result['instructions'] === 'string' && result['instructions'] !== '' ? result['instructions'] : null,
   };
 }
@@ -143,7 +191,9 @@ export class ControlSessions {
     for (let attempt = 0; attempt < 2; attempt++) {
       const session = slot.session ?? (await this.openShared(server, slot));
       try {
-        await this.client.call(server, 'ping', undefined, { sessionId: session.sessionId, protocolVersion: session.protocolVersion, timeoutMs });
+        // A sessionless server has no ping: discovery is its cheapest request.
+        const method = isModernVersion(session.protocolVersion) ? 'server/discover' : 'ping';
+        await this.client.call(server, method, undefined, { sessionId: session.sessionId, protocolVersion: session.protocolVersion, timeoutMs });
         return performance.now() - started;
       } catch (err) {
         if (!(err instanceof UpstreamSessionGone)) throw err;

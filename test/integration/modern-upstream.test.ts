@@ -1,0 +1,125 @@
+/**
+ * A server that speaks only MCP 2026-07-28 (the v2 SDK with `legacy: 'reject'`) behind /mcp:
+ * the gateway finds out at its handshake (-32022), speaks that revision to it (envelope in
+ * `_meta`, routing headers, `server/discover` for capabilities and health), and serves it to
+ * session-based and 2026-07-28 clients alike; the server's list cache hints bound the gateway's
+ * catalog and the lists it gives 2026-07-28 clients. Through a real Envoy.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { startDualEraServer, type DualEraServer } from '../fixtures/mcp-servers/dual-era-server.js';
+import { connectClient } from '../support/mcp-client.js';
+import { useStack } from '../support/stack.js';
+
+const MODERN = '2026-07-28';
+
+async function modernClient(url: string): Promise<Client> {
+  const client = new Client({ name: 'modern-test', version: '1.0.0' }, { capabilities: {}, versionNegotiation: { mode: { pin: MODERN } } });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+  return client;
+}
+
+function textOf(result: object): string {
+  return (((result as { content?: unknown }).content ?? []) as { type: string; text?: string }[]).map((c) => c.text ?? '').join('');
+}
+
+/** A raw 2026-07-28 tools/list on /mcp: its result. */
+async function modernList(url: string): Promise<Record<string, any>> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/list' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {} } } }),
+  });
+  return ((await res.json()) as { result: Record<string, any> }).result;
+}
+
+describe('a server that speaks only 2026-07-28 behind /mcp', () => {
+  let nova: DualEraServer | null = null;
+  const stack = useStack(async () => {
+    nova = await startDualEraServer('nova', { legacy: 'reject' });
+    return { servers: { nova: { url: nova.url }, alpha: {} } };
+  });
+  after(() => nova?.close());
+
+  it('serves it to a session-based client: lists, calls and reads in that revision, with its routing headers', async () => {
+    const legacy = await connectClient(stack().mcpUrl);
+    try {
+      const tools = (await legacy.client.listTools()).tools;
+      assert.ok(tools.some((t) => t.name === 'nova__echo') && tools.some((t) => t.name === 'alpha__echo'), tools.map((t) => t.name).join());
+      assert.match(legacy.client.getInstructions() ?? '', /## nova\nDual-era server "nova"\./);
+      const seen = nova!.seen.length;
+      assert.equal(textOf(await legacy.client.callTool({ name: 'nova__echo', arguments: { text: 'old' } })), 'nova: old');
+      // The server checks the envelope and headers itself (a mismatch is its -32020): what it saw.
+      assert.deepEqual(
+        nova!.seen.slice(seen).filter((s) => s.method !== 'server/discover'),
+        [{ method: 'tools/call', name: 'echo', version: MODERN }],
+      );
+      const read = await legacy.client.readResource({ uri: 'nova+note://readme' });
+      assert.equal((read.contents[0] as { text?: string }).text, 'readme of nova');
+      // Never a session-based handshake after the first refusal, and never a session id.
+      assert.ok(nova!.seen.every((s) => s.version === MODERN || s.method === undefined), JSON.stringify(nova!.seen));
+      // Its health is checked with server/discover (it has no ping): healthy once checked.
+      const deadline = Date.now() + 10_000;
+      let novaHealth: { status: string; last_check: unknown } | undefined;
+      while (Date.now() < deadline) {
+        const all = (await (await fetch(`${stack().adminUrl}/health/servers`)).json()) as { server: string; status: string; last_check: unknown }[];
+        novaHealth = all.find((h) => h.server === 'nova');
+        if (novaHealth?.status === 'healthy') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(novaHealth?.status, 'healthy', JSON.stringify(novaHealth));
+    } finally {
+      await legacy.close({ terminate: true });
+    }
+  });
+
+  it('serves it to a 2026-07-28 client through the gateway', async () => {
+    const modern = await modernClient(stack().mcpUrl);
+    try {
+      const found = await modern.discover();
+      assert.ok(found.capabilities.tools !== undefined);
+      assert.equal(textOf(await modern.callTool({ name: 'nova__echo', arguments: { text: 'new' } })), 'nova: new');
+    } finally {
+      await modern.close();
+    }
+  });
+
+  it('keeps a merged list no longer than a server without cache hints allows', async () => {
+    // alpha (session-based) gives no hints: the merged list may not be kept.
+    const result = await modernList(stack().mcpUrl);
+    assert.equal(result['ttlMs'], 0);
+    assert.equal(result['cacheScope'], 'private');
+  });
+});
+
+describe('cache hints of 2026-07-28 servers', () => {
+  const TTL = 60_000;
+  let nova: DualEraServer | null = null;
+  let vega: DualEraServer | null = null;
+  const stack = useStack(async () => {
+    nova = await startDualEraServer('nova', { legacy: 'reject', listTtlMs: TTL });
+    vega = await startDualEraServer('vega', { legacy: 'reject', listTtlMs: 1000 });
+    return { servers: { nova: { url: nova.url }, vega: { url: vega.url } } };
+  });
+  after(async () => {
+    await nova?.close();
+    await vega?.close();
+  });
+
+  it('merges them, the shortest winning, and the catalog keeps a list no longer than its server said', async () => {
+    const first = await modernList(stack().mcpUrl);
+    assert.ok(first['tools'].some((t: { name: string }) => t.name === 'vega__echo'));
+    assert.ok(first['ttlMs'] > 0 && first['ttlMs'] <= 1000, String(first['ttlMs']));
+    assert.equal(first['cacheScope'], 'private');
+    // vega's list goes stale after its 1 s (the configured TTL is longer): the next list refreshes it.
+    const listsBefore = vega!.seen.filter((s) => s.method === 'tools/list').length;
+    await new Promise((r) => setTimeout(r, 1200));
+    await modernList(stack().mcpUrl);
+    const deadline = Date.now() + 5000;
+    while (vega!.seen.filter((s) => s.method === 'tools/list').length === listsBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(vega!.seen.filter((s) => s.method === 'tools/list').length > listsBefore, 'vega was asked again');
+    // nova's 60 s hint keeps its list: it was not asked again.
+    assert.equal(nova!.seen.filter((s) => s.method === 'tools/list').length, 1);
+  });
+});
