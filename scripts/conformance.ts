@@ -3,7 +3,8 @@
  * server mode) against a URL and summarises it per scenario.
  *
  *   node dist/scripts/conformance.js --url http://127.0.0.1:3100/mcp
- *     [--suite active|all|pending] [--scenario NAME]... [--out DIR]
+ *     [--suite active|all|pending] [--scenario NAME]... [--out DIR] [--spec-version V]
+ *     [--release stable|next]  (the pinned 0.1.x suite, or the 0.2.x one that adds 2026-07-28)
  *     [--expected-failures FILE] [--verbose] [--json]
  *
  * Exits 0 when every scenario passed (or failed only as listed in the
@@ -20,8 +21,21 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 
+/**
+ * The suite's release lines the project pins: `stable` (0.1.x, the session-based revisions) and
+ * `next` (0.2.x, which adds 2026-07-28; installed under an npm alias beside the other).
+ */
+export type SuiteRelease = 'stable' | 'next';
+
+const SUITE_PACKAGES: Readonly<Record<SuiteRelease, string>> = {
+  stable: '@modelcontextprotocol/conformance',
+  next: '@modelcontextprotocol/conformance-next',
+};
+
 /** Options for {@link runConformance}. */
 export interface ConformanceRunOptions {
+  /** Which pinned release of the suite runs; defaults to `stable`. */
+  release?: SuiteRelease;
   /** Suite to run when `scenarios` is not given; defaults to `active`. */
   suite?: 'active' | 'all' | 'pending';
   /** Run only these scenarios (one suite process each), instead of a suite. */
@@ -77,9 +91,9 @@ const RESULT_DIR = /^server-(.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$/;
 const SUMMARY_LINE = /^([✓✗]) (\S+): (\d+) passed, (\d+) failed$/u;
 
 /** Locates the suite's CLI and a Node new enough for it (it needs >= 22). */
-function resolvePaths(): ConformancePaths {
+function resolvePaths(release: SuiteRelease): ConformancePaths {
   const require = createRequire(import.meta.url);
-  const pkgJson = require.resolve('@modelcontextprotocol/conformance/package.json');
+  const pkgJson = require.resolve(`${SUITE_PACKAGES[release]}/package.json`);
   const pkgDir = dirname(pkgJson);
   const binDir = resolve(pkgDir, '..', '..', '.bin');
   const major = Number(process.versions.node.split('.')[0]);
@@ -147,7 +161,7 @@ async function readResults(dir: string, before: Set<string>): Promise<Map<string
  */
 export async function runConformance(url: string, opts: ConformanceRunOptions = {}): Promise<ConformanceRunResult> {
   const started = Date.now();
-  const paths = resolvePaths();
+  const paths = resolvePaths(opts.release ?? 'stable');
   const timeoutMs = opts.timeoutMs ?? 5 * 60_000;
   const keep = opts.outDir !== undefined;
   const outDir = opts.outDir ?? (await mkdtemp(join(tmpdir(), 'mcp-conformance-')));
@@ -206,14 +220,17 @@ export async function runConformance(url: string, opts: ConformanceRunOptions = 
   }
 }
 
-/** Reads the suite's expected-failures YAML (`server: [scenario, ...]`). */
-export async function readExpectedFailures(file: string): Promise<string[]> {
+/**
+ * Reads the suite's expected-failures YAML (`server: [scenario, ...]`), or another list of
+ * scenario names in it (`section`).
+ */
+export async function readExpectedFailures(file: string, section = 'server'): Promise<string[]> {
   const doc: unknown = parseYaml(await readFile(file, 'utf8'));
   if (doc === null || doc === undefined) return [];
-  const server = (doc as { server?: unknown }).server;
-  if (server === undefined) return [];
-  if (!Array.isArray(server)) throw new Error(`${file}: "server" must be a list of scenario names`);
-  return server.map(String);
+  const list = (doc as Record<string, unknown>)[section];
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) throw new Error(`${file}: "${section}" must be a list of scenario names`);
+  return list.map(String);
 }
 
 function formatReport(url: string, result: ConformanceRunResult): string {
@@ -240,21 +257,24 @@ async function main(): Promise<number> {
       scenario: { type: 'string', multiple: true },
       out: { type: 'string' },
       'spec-version': { type: 'string' },
+      release: { type: 'string', default: 'stable' },
       'expected-failures': { type: 'string' },
       verbose: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
   });
   const suite = values.suite;
-  if (!values.url || (suite !== 'active' && suite !== 'all' && suite !== 'pending')) {
+  const release = values.release;
+  if (!values.url || (suite !== 'active' && suite !== 'all' && suite !== 'pending') || (release !== 'stable' && release !== 'next')) {
     console.error(
       'usage: conformance.js --url URL [--suite active|all|pending] [--scenario NAME]... [--out DIR]\n' +
-        '                      [--spec-version V] [--expected-failures FILE] [--verbose] [--json]',
+        '                      [--spec-version V] [--release stable|next] [--expected-failures FILE] [--verbose] [--json]',
     );
     return 2;
   }
   const result = await runConformance(values.url, {
     suite,
+    release,
     ...(values.scenario ? { scenarios: values.scenario } : {}),
     ...(values.out !== undefined ? { outDir: values.out } : {}),
     ...(values['spec-version'] !== undefined ? { specVersion: values['spec-version'] } : {}),

@@ -156,7 +156,7 @@ export async function createContext(
   upstreamSessionsRef.current = upstreamSessions;
   upstreamSessions.onCreated = (id) => streams.upstreamAdded(id);
   const control = new ControlSessions(rc, upstream, log);
-  const naming = new Namespace(rc.servers.keys(), config.gateway.tool_separator);
+  const naming = new Namespace(rc.servers.keys(), config.gateway.tool_separator, rc.serverList.filter((s) => s.source.prefix === 'never').map((s) => s.name));
   const catalog = new Catalog(rc, control, naming, log);
   const context: GatewayContext = {
     rc,

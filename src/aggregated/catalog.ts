@@ -104,6 +104,8 @@ export class Catalog {
     const items: MergedEntry[] = [];
     const idField = KIND_INFO[kind].idField;
     let freshUntil = Infinity;
+    // Names servers with `prefix: never` keep can meet: the first server in config order keeps it.
+    const seen = this.naming.unprefixed.length === 0 ? null : new Map<unknown, string>();
     perServer.forEach((entry, i) => {
       if (entry === null) return;
       freshUntil = Math.min(freshUntil, entry.ttlMs === null ? entry.fetchedAt : entry.fetchedAt + this.ttlOf(kind, entry));
@@ -113,6 +115,15 @@ export class Catalog {
         if (renamed === null) {
           this.log.warn({ server, kind, name: item['name'] ?? item['uri'] }, 'catalog entry left out: name would break the tool-name rules');
           continue;
+        }
+        if (seen !== null) {
+          const id = renamed[idField];
+          const owner = seen.get(id);
+          if (owner !== undefined) {
+            this.log.warn({ server, kind, name: id, kept: owner }, 'catalog entry left out: another server already has this unprefixed name');
+            continue;
+          }
+          seen.set(id, server);
         }
         items.push({ server, upstreamName: String(item[idField]), item: renamed });
       }

@@ -113,7 +113,7 @@ async function subscribeAll(ctx: AggregatedContext, state: RequestState, caller:
   for (const uri of uris) {
     let owned: { server: RuntimeServer; uri: string };
     try {
-      owned = resolveUri(ctx, state, caller, uri);
+      owned = await resolveUri(ctx, state, caller, uri);
     } catch {
       continue; // unknown or forbidden: simply not honoured, like a resource nobody has
     }

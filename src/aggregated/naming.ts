@@ -22,30 +22,39 @@ export interface Owned {
  * - task ids: `<server>+<taskId>`, split the same way as URIs;
  * - server→client request ids: `mcpgw:<server>:<n|s><id>`, so a client's answer finds its way
  *   back to the upstream that asked, with the upstream's own id restored.
+ *
+ * Servers configured with `prefix: never` keep their own tool and prompt names and URIs; what such
+ * a name belongs to is found in the catalog (route.ts), not here.
  */
 export class Namespace {
   private readonly servers: ReadonlySet<string>;
+  private readonly unprefixedSet: ReadonlySet<string>;
+  /** Servers whose names and URIs are exposed as they are, in config order. */
+  readonly unprefixed: readonly string[];
 
   constructor(
     serverNames: Iterable<string>,
     readonly separator: string,
+    unprefixed: Iterable<string> = [],
   ) {
     this.servers = new Set(serverNames);
+    this.unprefixed = [...unprefixed];
+    this.unprefixedSet = new Set(this.unprefixed);
   }
 
   /** The aggregated name for an upstream tool or prompt, or null if it would be invalid. */
   qualifyName(server: string, name: string): string | null {
-    const full = server + this.separator + name;
+    const full = this.unprefixedSet.has(server) ? name : server + this.separator + name;
     return TOOL_NAME.test(full) ? full : null;
   }
 
-  /** Resolves an aggregated tool/prompt name to its server and upstream name. */
+  /** Resolves a prefixed aggregated tool/prompt name to its server and upstream name. */
   parseName(qualified: string): Owned | null {
     const sep = this.separator;
     let at = qualified.indexOf(sep);
     while (at > 0) {
       const server = qualified.slice(0, at);
-      if (this.servers.has(server)) {
+      if (this.servers.has(server) && !this.unprefixedSet.has(server)) {
         const name = qualified.slice(at + sep.length);
         return name.length > 0 ? { server, name } : null;
       }
@@ -56,12 +65,13 @@ export class Namespace {
 
   /** The aggregated form of an upstream resource URI or URI template. */
   qualifyUri(server: string, uri: string): string {
-    return `${server}+${uri}`;
+    return this.unprefixedSet.has(server) ? uri : `${server}+${uri}`;
   }
 
-  /** Resolves an aggregated resource URI to its server and the upstream's own URI. */
+  /** Resolves a namespaced aggregated resource URI to its server and the upstream's own URI. */
   parseUri(qualified: string): Owned | null {
-    return this.splitPlus(qualified);
+    const owned = this.splitPlus(qualified);
+    return owned === null || this.unprefixedSet.has(owned.server) ? null : owned;
   }
 
   /** The id a task an upstream created carries on the aggregated endpoint. */

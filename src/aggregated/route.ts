@@ -11,6 +11,7 @@ import type { Caller, RequestState } from '../request/state.js';
 import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
 import { NO_CAPABILITIES } from '../upstream/profiles.js';
 import type { AggregatedContext } from './context.js';
+import type { Owned } from './naming.js';
 
 /** A request the aggregated endpoint sent upstream: what its response phases need to know. */
 export interface Forwarded {
@@ -68,7 +69,7 @@ function byName(kind: 'tools' | 'prompts'): Resolver {
     const name = params['name'];
     if (typeof name !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: name is required');
     const absent = (): GatewayError => new GatewayError(code, `${label}: ${name}`);
-    const owned = ctx.naming.parseName(name);
+    const owned = await ownerOfName(ctx, kind, name, session);
     const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
     if (owned === null || server === undefined) throw absent();
     checkServerAccess(ctx, state, caller, server.name, absent);
@@ -96,12 +97,69 @@ async function inCatalog(ctx: AggregatedContext, server: RuntimeServer, kind: 't
 }
 
 /**
- * The server that owns a namespaced resource URI and the server's own URI, when the caller may
- * read it; a forbidden URI looks exactly like a missing one.
+ * The server a tool or prompt name belongs to: the one its prefix names, or else the first server
+ * with `prefix: never` (config order) whose catalog has it; with one such server, that one (the
+ * catalog check that follows decides whether the name exists).
  */
-export function resolveUri(ctx: AggregatedContext, state: RequestState, caller: Caller, uri: string): { server: RuntimeServer; uri: string } {
+async function ownerOfName(ctx: AggregatedContext, kind: 'tools' | 'prompts', name: string, session: Promise<GatewaySession>): Promise<Owned | null> {
+  const prefixed = ctx.naming.parseName(name);
+  if (prefixed !== null) return prefixed;
+  const candidates = ctx.naming.unprefixed;
+  if (candidates.length <= 1) return candidates.length === 0 ? null : { server: candidates[0]!, name };
+  const servers = candidates.map((s) => ctx.rc.servers.get(s)!);
+  const cached = servers.find((s) => ctx.catalog.cachedHas(s, kind, name, NO_CAPABILITIES));
+  if (cached !== undefined) return { server: cached.name, name };
+  const profile = ctx.catalog.profiles.of((await session).clientMetadata);
+  for (const s of servers) if ((await ctx.catalog.serverItems(s, kind, profile))?.some((i) => i['name'] === name)) return { server: s.name, name };
+  return null;
+}
+
+/**
+ * The server a resource URI belongs to: the one its `<server>+` names, or else the first server
+ * with `prefix: never` whose resources list it, or whose templates match it; with one such
+ * server, that one.
+ */
+async function ownerOfUri(ctx: AggregatedContext, uri: string): Promise<Owned | null> {
+  const prefixed = ctx.naming.parseUri(uri);
+  if (prefixed !== null) return prefixed;
+  const candidates = ctx.naming.unprefixed;
+  if (candidates.length <= 1) return candidates.length === 0 ? null : { server: candidates[0]!, name: uri };
+  const servers = candidates.map((s) => ctx.rc.servers.get(s)!);
+  for (const s of servers) if ((await ctx.catalog.serverItems(s, 'resources', NO_CAPABILITIES))?.some((i) => i['uri'] === uri)) return { server: s.name, name: uri };
+  for (const s of servers) {
+    const templates = await ctx.catalog.serverItems(s, 'resourceTemplates', NO_CAPABILITIES);
+    if (templates?.some((t) => typeof t['uriTemplate'] === 'string' && templateMatches(t['uriTemplate'], uri))) return { server: s.name, name: uri };
+  }
+  return null;
+}
+
+/**
+ * Whether a URI could be an expansion of an RFC 6570 template: literal parts must match, a simple
+ * `{var}` stands for one path segment's worth of characters, any other expression for anything.
+ */
+export function templateMatches(template: string, uri: string): boolean {
+  let pattern = '^';
+  let at = 0;
+  for (const m of template.matchAll(/\{([^}]*)\}/g)) {
+    pattern += escapeRegExp(template.slice(at, m.index));
+    pattern += /^[+#./;?&]/.test(m[1] ?? '') ? '.*' : '[^/?#]*';
+    at = m.index + m[0].length;
+  }
+  pattern += `${escapeRegExp(template.slice(at))}$`;
+  return new RegExp(pattern).test(uri);
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * The server that owns a resource URI as the client names it and the server's own URI, when the
+ * caller may read it; a forbidden URI looks exactly like a missing one.
+ */
+export async function resolveUri(ctx: AggregatedContext, state: RequestState, caller: Caller, uri: string): Promise<{ server: RuntimeServer; uri: string }> {
   const absent = (): GatewayError => new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
-  const owned = ctx.naming.parseUri(uri);
+  const owned = await ownerOfUri(ctx, uri);
   const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
   if (owned === null || server === undefined) throw absent();
   checkServerAccess(ctx, state, caller, server.name, absent);
@@ -113,19 +171,19 @@ export function resolveUri(ctx: AggregatedContext, state: RequestState, caller: 
 const byUri: Resolver = async (ctx, state, caller, params) => {
   const uri = params['uri'];
   if (typeof uri !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: uri is required');
-  const owned = resolveUri(ctx, state, caller, uri);
+  const owned = await resolveUri(ctx, state, caller, uri);
   return { server: owned.server, params: { ...params, uri: owned.uri }, tool: null };
 };
 
 /** completion/complete: by the prompt name or resource-template URI it refers to. */
-const byReference: Resolver = async (ctx, state, caller, params) => {
+const byReference: Resolver = async (ctx, state, caller, params, session) => {
   const ref = params['ref'];
   if (!isObject(ref)) throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: ref is required');
   const byPrompt = ref['type'] === 'ref/prompt';
   const key = byPrompt ? 'name' : 'uri';
   const value = ref[key];
   const absent = (): GatewayError => new GatewayError('GW_ERR_PARAMS_INVALID', `Invalid params: unknown reference ${String(value)}`);
-  const owned = typeof value === 'string' ? (byPrompt ? ctx.naming.parseName(value) : ctx.naming.parseUri(value)) : null;
+  const owned = typeof value === 'string' ? (byPrompt ? await ownerOfName(ctx, 'prompts', value, session) : await ownerOfUri(ctx, value)) : null;
   const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
   if (owned === null || server === undefined) throw absent();
   checkServerAccess(ctx, state, caller, server.name, absent);

@@ -61,6 +61,12 @@ export const ServerSchema = z
     timeout: DurationSchema.default('300s').describe(
       'Longest a single request to this server may take through Envoy (SSE streams included); 0s disables',
     ),
+    prefix: z
+      .enum(['always', 'never'])
+      .default('always')
+      .describe(
+        'How /mcp names what this server has: always `<server><sep><name>` and `<server>+<uri>`; never: its own names and URIs (a name two such servers share goes to the first in config order, logged)',
+      ),
   })
   .superRefine((s, ctx) => {
     if (s.fallback === undefined) return;

@@ -1,7 +1,14 @@
+/**
+ * The official MCP conformance suite (server mode) against the fixtures, directly and through the
+ * gateway: its pinned 0.1.x release on the active suite, and its 0.2.x release per revision,
+ * each directly, through the server's passthrough endpoint and through `/mcp` with that server
+ * alone (`prefix: never`, so the scenarios find the fixture's own tool names and URIs). Both
+ * endpoints must pass exactly what the fixture passes. Every run's counts are printed.
+ */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { runConformance, type ConformanceRunResult } from '../../scripts/conformance.js';
-import { startConformanceServer, type ConformanceServer } from '../fixtures/mcp-servers/conformance-server.js';
+import { runConformance, type ConformanceRunResult, type SuiteRelease } from '../../scripts/conformance.js';
+import { startConformanceServer } from '../fixtures/mcp-servers/conformance-server.js';
 import { startStack, type Stack } from '../support/stack.js';
 
 function failures(r: ConformanceRunResult): string {
@@ -11,29 +18,58 @@ function failures(r: ConformanceRunResult): string {
     .join('\n');
 }
 
-describe('official MCP conformance suite (server, --suite active)', () => {
-  let fixture: ConformanceServer;
-  let stack: Stack;
-  let direct: ConformanceRunResult;
+function counts(label: string, r: ConformanceRunResult): string {
+  return `${label}: ${r.passed.length}/${r.scenarios.length} scenarios passed in ${(r.durationMs / 1000).toFixed(1)} s`;
+}
 
-  before(async () => {
-    fixture = await startConformanceServer();
-    stack = await startStack({ servers: { conformance: { url: fixture.url } } });
-    direct = await runConformance(fixture.url, { suite: 'active' });
-  });
-  after(async () => {
-    await stack?.close();
-    await fixture?.close();
-  });
+interface Target {
+  readonly release: SuiteRelease;
+  readonly specVersion?: string;
+  start(): Promise<{ url: string; close(): Promise<void> }>;
+}
 
-  it('our fixture passes every active scenario directly', () => {
-    assert.ok(direct.passed.length >= 30, `only ${direct.passed.length} passed`);
-    assert.deepEqual(direct.failed, [], failures(direct));
-  });
+const TARGETS: readonly Target[] = [
+  { release: 'stable', start: () => startConformanceServer() },
+  { release: 'next', specVersion: '2025-11-25', start: () => startConformanceServer() },
+];
 
-  it('the gateway passthrough endpoint passes every scenario the fixture passes', async () => {
-    const through = await runConformance(stack.serverUrl('conformance'), { suite: 'active' });
-    assert.deepEqual(through.failed, [], `${failures(through)}\n${stack.logs()}`);
-    assert.deepEqual(through.passed, direct.passed);
+for (const target of TARGETS) {
+  const label = `conformance ${target.release === 'stable' ? '0.1.16' : '0.2.0-alpha.12'}${target.specVersion === undefined ? ' (active suite)' : ` --spec-version ${target.specVersion}`}`;
+  describe(label, () => {
+    let fixture: { url: string; close(): Promise<void> };
+    let stack: Stack;
+    let direct: ConformanceRunResult;
+    const run = (url: string): Promise<ConformanceRunResult> =>
+      runConformance(url, { suite: 'active', release: target.release, ...(target.specVersion === undefined ? {} : { specVersion: target.specVersion }) });
+
+    before(async () => {
+      fixture = await target.start();
+      stack = await startStack({ servers: { conformance: { url: fixture.url, prefix: 'never' } } });
+      direct = await run(fixture.url);
+      console.log(counts(`${label}, fixture directly`, direct));
+    });
+    after(async () => {
+      await stack?.close();
+      await fixture?.close();
+    });
+
+    it('the fixture passes every scenario of the revision directly', () => {
+      assert.ok(direct.passed.length >= 20, `only ${direct.passed.length} passed`);
+      assert.deepEqual(direct.failed, [], failures(direct));
+    });
+
+    it('the passthrough endpoint passes every scenario the fixture passes', async () => {
+      const through = await run(stack.serverUrl('conformance'));
+      console.log(counts(`${label}, passthrough`, through));
+      assert.deepEqual(through.failed, [], `${failures(through)}\n${stack.logs()}`);
+      assert.deepEqual(through.passed, direct.passed);
+    });
+
+    it('/mcp with that server alone passes every scenario the fixture passes', async () => {
+      const through = await run(stack.mcpUrl);
+      console.log(counts(`${label}, /mcp`, through));
+      assert.deepEqual(through.failed, [], `${failures(through)}\n${stack.logs()}`);
+      assert.deepEqual(through.passed, direct.passed);
+    });
   });
-});
+}

@@ -20,6 +20,7 @@ export interface FakeServer {
   tools?: Json[];
   prompts?: Json[];
   resources?: Json[];
+  resourceTemplates?: Json[];
   /** Every session is unknown (404) to every request after its handshake. */
   forgetful?: boolean;
   /** Unreachable: every call fails as a connection failure would. */
@@ -104,7 +105,7 @@ export class InMemoryUpstream extends UpstreamClient {
         case 'resources/list':
           return { resources: spec.resources ?? [] };
         case 'resources/templates/list':
-          return { resourceTemplates: [] };
+          return { resourceTemplates: spec.resourceTemplates ?? [] };
         case 'tools/call':
           return { content: [{ type: 'text', text: `${server.name}: ${JSON.stringify((msg!['params'] as Json)['arguments'] ?? {})}` }] };
         default:

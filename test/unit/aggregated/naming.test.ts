@@ -70,4 +70,20 @@ describe('Namespace', () => {
     assert.equal(ns.parseServerRequestId('mcpgw:beta:n1x'), null);
     assert.equal(ns.parseServerRequestId('other'), null);
   });
+
+  it('keeps the names and URIs of servers with prefix: never as they are, and never reads a prefix as theirs', () => {
+    const mixed = new Namespace(['alpha', 'files'], '__', ['files']);
+    assert.equal(mixed.qualifyName('files', 'read_file'), 'read_file');
+    assert.equal(mixed.qualifyName('alpha', 'echo'), 'alpha__echo');
+    assert.equal(mixed.qualifyUri('files', 'file:///etc/motd'), 'file:///etc/motd');
+    assert.equal(mixed.qualifyUri('alpha', 'demo://x'), 'alpha+demo://x');
+    assert.deepEqual(mixed.parseName('alpha__echo'), { server: 'alpha', name: 'echo' });
+    // An unprefixed server's name is found through its catalog, not parsed.
+    assert.equal(mixed.parseName('files__read_file'), null);
+    assert.equal(mixed.parseUri('files+file:///etc/motd'), null);
+    assert.equal(mixed.qualifyName('files', 'bad name'), null, 'the tool-name rules still hold');
+    assert.deepEqual(mixed.unprefixed, ['files']);
+    // Task ids stay namespaced for every server: they are the gateway's to keep apart.
+    assert.deepEqual(mixed.parseTaskId(mixed.qualifyTaskId('files', 't1')), { server: 'files', name: 't1' });
+  });
 });

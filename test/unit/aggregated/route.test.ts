@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { GatewayContext } from '../../../src/exchange.js';
 import { immediateOf, mcpPost, mutationOf, requestBody, requestHeaders, startCall } from '../../support/fake-call.js';
 import { inMemoryContext, type InMemoryUpstream } from '../../support/in-memory-upstream.js';
+import { templateMatches } from '../../../src/aggregated/route.js';
 
 /** Routing on /mcp: the real Exchange and stages, the upstreams in memory. */
 describe('aggregated routing', () => {
@@ -80,5 +81,81 @@ describe('aggregated routing', () => {
     const r = immediateOf((await exchange({ jsonrpc: '2.0', id: 'l', method: 'tools/list' })).raw);
     const names = ((r.json?.['result'] as { tools: { name: string }[] }).tools ?? []).map((t) => t.name);
     assert.deepEqual(names, ['alpha__echo', 'beta__echo']);
+  });
+});
+
+/** Servers that keep their own names on /mcp (`prefix: never`) beside one that is prefixed. */
+describe('aggregated routing with unprefixed servers', () => {
+  let ctx: GatewayContext;
+  let close: () => Promise<void>;
+  let session: string;
+  before(async () => {
+    ({ ctx, close } = await inMemoryContext(
+      {
+        files: { tools: [{ name: 'read_file', inputSchema: { type: 'object' } }, { name: 'shared', inputSchema: { type: 'object' } }], resources: [{ uri: 'file:///motd', name: 'motd' }] },
+        search: {
+          tools: [{ name: 'search', inputSchema: { type: 'object' } }, { name: 'shared', inputSchema: { type: 'object' } }],
+          resourceTemplates: [{ uriTemplate: 'search://q/{term}', name: 'query' }],
+        },
+        alpha: { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] },
+      },
+      { servers: { files: { prefix: 'never' }, search: { prefix: 'never' } } },
+    ));
+    const call = startCall(ctx);
+    await call.send(requestHeaders(mcpPost('/mcp')));
+    const init = await call.send(requestBody({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }));
+    session = immediateOf(init).headers.get('mcp-session-id')!;
+  });
+  after(() => close());
+
+  async function exchange(msg: unknown): Promise<Record<string, unknown>> {
+    const call = startCall(ctx);
+    await call.send(requestHeaders(mcpPost('/mcp', { 'mcp-session-id': session, 'mcp-protocol-version': '2025-11-25' })));
+    return call.send(requestBody(msg));
+  }
+
+  it('lists their names as they are, a shared name once (the first server in config order keeps it)', async () => {
+    const listed = immediateOf(await exchange({ jsonrpc: '2.0', id: 2, method: 'tools/list' })).json as { result: { tools: { name: string }[] } };
+    assert.deepEqual(listed.result.tools.map((t) => t.name).sort(), ['alpha__echo', 'read_file', 'search', 'shared']);
+  });
+
+  it('routes a name, a URI and a URI a template makes to the server that has it, under its own name', async () => {
+    const cases: [unknown, string, string][] = [
+      [{ method: 'tools/call', params: { name: 'search', arguments: {} } }, 'search', 'search'],
+      [{ method: 'tools/call', params: { name: 'read_file', arguments: {} } }, 'files', 'read_file'],
+      [{ method: 'tools/call', params: { name: 'shared', arguments: {} } }, 'files', 'shared'],
+      [{ method: 'tools/call', params: { name: 'alpha__echo', arguments: {} } }, 'alpha', 'echo'],
+      [{ method: 'resources/read', params: { uri: 'file:///motd' } }, 'files', 'file:///motd'],
+      [{ method: 'resources/read', params: { uri: 'search://q/envoy' } }, 'search', 'search://q/envoy'],
+    ];
+    for (const [msg, server, name] of cases) {
+      const r = mutationOf(await exchange({ jsonrpc: '2.0', id: 3, ...(msg as object) }));
+      assert.equal(r.set.get('x-mcpgw-backend'), server, JSON.stringify(msg));
+      const params = (JSON.parse(r.body!) as { params: { name?: string; uri?: string } }).params;
+      assert.equal(params.name ?? params.uri, name);
+    }
+  });
+
+  it('answers a name or URI no server has as unknown, and never reads a prefix as an unprefixed server’s', async () => {
+    for (const msg of [
+      { method: 'tools/call', params: { name: 'nothing', arguments: {} } },
+      { method: 'tools/call', params: { name: 'files__read_file', arguments: {} } },
+      { method: 'resources/read', params: { uri: 'files+file:///motd' } },
+      { method: 'resources/read', params: { uri: 'gopher://elsewhere' } },
+    ]) {
+      const r = immediateOf(await exchange({ jsonrpc: '2.0', id: 4, ...msg })).json as { error?: { code: number } };
+      assert.ok(r.error !== undefined && (r.error.code === -32602 || r.error.code === -32002), JSON.stringify([msg, r]));
+    }
+  });
+});
+
+describe('templateMatches', () => {
+  it('matches literal parts exactly, a simple expression within a segment, others across segments', () => {
+    assert.equal(templateMatches('search://q/{term}', 'search://q/envoy'), true);
+    assert.equal(templateMatches('search://q/{term}', 'search://q/a/b'), false);
+    assert.equal(templateMatches('file://{+path}', 'file:///etc/motd'), true);
+    assert.equal(templateMatches('db://{schema}.{table}', 'db://public.users'), true);
+    assert.equal(templateMatches('db://{table}', 'xdb://users'), false);
+    assert.equal(templateMatches('a.b://{x}', 'aXb://y'), false, 'literal dots are not wildcards');
   });
 });
