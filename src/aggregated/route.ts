@@ -311,7 +311,7 @@ export async function forward(
     // Such a server takes no notifications or answers from clients over HTTP.
     if (requestMethod === null) return { decision: respondAccepted(), forwarded: null };
     const params = isObject(message['params']) ? message['params'] : undefined;
-    body = stringifyJson({ ...message, params: withEnvelope(params, upstream.protocolVersion, parseClientMetadata(session.clientMetadata)) });
+    body = stringifyJson({ ...message, params: withEnvelope(params, upstream.protocolVersion, state.modernClient ?? parseClientMetadata(session.clientMetadata)) });
     Object.assign(target, { routing: routingHeaders(requestMethod, params) });
   }
   const decision = routeToServer(ctx, state, target, body);

@@ -23,6 +23,9 @@ import { routeRequest, type Routed } from './route.js';
 /** Requests sent through bridge sessions by this replica (the ids they carry upstream). */
 let bridgeRequests = 0;
 
+/** What a client that does not name itself is called upstream. */
+const ANONYMOUS_CLIENT = { name: 'mcp-client', version: '0' };
+
 /** Requests a 2026-07-28 client may route to a server. */
 const ROUTED: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read', 'completion/complete']);
 
@@ -76,6 +79,8 @@ export async function routeStateless(ctx: AggregatedContext, state: RequestState
     // Every caller's requests share its bridge session: ids that clients choose freely (and
     // reuse) would collide upstream, so each request goes out with one of the gateway's.
     const upstreamId = `mcpgw-bridge-${++bridgeRequests}`;
+    // A server of this revision is told about the client itself, not the bridge session.
+    state.modernClient = { capabilities: envelope.capabilities, clientInfo: envelope.clientInfo ?? ANONYMOUS_CLIENT, logLevel: envelope.logLevel };
     let routed: Routed;
     try {
       routed = await routeRequest(ctx, state, ctx.bridge.sessionFor(state, state.caller!, envelope), inSessionRevision(msg, upstreamId));

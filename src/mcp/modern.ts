@@ -46,6 +46,8 @@ export function claimsModern(params: JsonObject | undefined): boolean {
 export interface ClientEnvelope {
   readonly capabilities: JsonObject;
   readonly clientInfo: JsonObject;
+  /** The level the client wants log messages at (none: no log messages). */
+  readonly logLevel?: string | null;
 }
 
 /**
@@ -55,7 +57,9 @@ export interface ClientEnvelope {
 export function withEnvelope(params: JsonObject | undefined, version: string, client: ClientEnvelope): JsonObject {
   const p = params ?? {};
   const meta = isObject(p['_meta']) ? p['_meta'] : {};
-  return { ...p, _meta: { ...meta, [META.protocolVersion]: version, [META.clientCapabilities]: client.capabilities, [META.clientInfo]: client.clientInfo } };
+  const out: JsonObject = { ...meta, [META.protocolVersion]: version, [META.clientCapabilities]: client.capabilities, [META.clientInfo]: client.clientInfo };
+  if (client.logLevel !== undefined && client.logLevel !== null) out[META.logLevel] = client.logLevel;
+  return { ...p, _meta: out };
 }
 
 /** The routing headers a modern request repeats from its body (Mcp-Name only for methods that name something). */

@@ -1,5 +1,6 @@
 import type { Identity } from '../auth/identity.js';
 import type { JsonRpcId, JsonRpcMessage } from '../mcp/message.js';
+import type { ClientEnvelope } from '../mcp/modern.js';
 import type { OperationStatus } from '../observability/operations.js';
 import type { TraceContext } from '../observability/trace.js';
 import type { AuditRecord } from '../policy/audit.js';
@@ -60,6 +61,11 @@ export interface RequestState {
    * a streamed immediate response through).
    */
   canStream: boolean;
+  /**
+   * A 2026-07-28 request's own client (capabilities, info, log level): what a server of that
+   * revision is told instead of what the bridge session holds.
+   */
+  modernClient: ClientEnvelope | null;
 }
 
 /** A fresh state for a request that just arrived. */
@@ -84,6 +90,7 @@ export function newRequestState(headers: Headers, trace: TraceContext, startedAt
     errorCode: null,
     httpStatus: null,
     canStream: false,
+    modernClient: null,
   };
 }
 

@@ -85,6 +85,25 @@ describe('a server that speaks only 2026-07-28 behind /mcp', () => {
     }
   });
 
+  it('carries an input-required result to a 2026-07-28 client and its retry back to the server, with the client’s own capabilities', async () => {
+    const client = new Client({ name: 'modern-elicit', version: '1.0.0' }, { capabilities: { elicitation: { form: {} } }, versionNegotiation: { mode: { pin: MODERN } } });
+    const asked: string[] = [];
+    client.setRequestHandler('elicitation/create', async (request) => {
+      asked.push(String((request.params as { message?: unknown }).message));
+      return { action: 'accept', content: { confirm: true } };
+    });
+    await client.connect(new StreamableHTTPClientTransport(new URL(stack().mcpUrl)));
+    try {
+      const calls = nova!.seen.filter((s) => s.method === 'tools/call').length;
+      assert.equal(textOf(await client.callTool({ name: 'nova__deploy', arguments: { env: 'prod' } })), 'nova: deployed to prod');
+      assert.deepEqual(asked, ['Deploy to prod?']);
+      // The first call and the retry with the answer, both to nova.
+      assert.equal(nova!.seen.filter((s) => s.method === 'tools/call').length, calls + 2);
+    } finally {
+      await client.close();
+    }
+  });
+
   it('keeps a merged list no longer than a server without cache hints allows', async () => {
     // alpha (session-based) gives no hints: the merged list may not be kept.
     const result = await modernList(stack().mcpUrl);
