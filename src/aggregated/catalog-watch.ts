@@ -1,5 +1,6 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { isObject, parseJsonObject, type JsonObject } from '../mcp/message.js';
+import { isModernVersion } from '../mcp/modern.js';
 import type { ControlSessions } from '../upstream/control.js';
 import type { AggregatedContext } from './context.js';
 import { LIST_CHANGED } from './rewrite.js';
@@ -59,6 +60,8 @@ export class CatalogWatch {
               if (announces(session.capabilities, kind)) this.changed(server, method, kind);
             }
           },
+          // A sessionless server's stream carries what its subscriptions/listen asks for.
+          isModernVersion(session.protocolVersion) ? changesFilter(session.capabilities) : undefined,
         );
         if (outcome === 'refused') return;
         if (outcome === 'forgot') this.control.forget(server, session);
@@ -90,6 +93,13 @@ export class CatalogWatch {
 function announces(caps: JsonObject, kind: string): boolean {
   const c = caps[kind];
   return isObject(c) && c['listChanged'] === true;
+}
+
+/** The subscriptions/listen filter for every list change a server announces. */
+function changesFilter(caps: JsonObject): JsonObject {
+  const filter: JsonObject = {};
+  for (const kind of ['tools', 'prompts', 'resources'] as const) if (announces(caps, kind)) filter[`${kind}ListChanged`] = true;
+  return filter;
 }
 
 /** Whether a server's capabilities say it announces changes to any of its lists. */

@@ -74,6 +74,11 @@ export class Catalog {
     return Math.max(0, list.freshUntil - this.now());
   }
 
+  /** Whether a server speaks the sessionless revision (see ControlSessions.speaksModern). */
+  speaksModern(server: RuntimeServer): Promise<boolean> {
+    return this.control.speaksModern(server);
+  }
+
   /** What the upstream tells clients to read, or null. */
   instructions(server: RuntimeServer): Promise<string | null> {
     return this.control.instructions(server);

@@ -2,7 +2,7 @@ import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { ERROR_TABLE } from '../errors/codes.js';
 import { errorBody, idKey, isObject, parseJsonObject, stringifyJson, type JsonObject } from '../mcp/message.js';
-import { isEventStream, isJson, messageRewriter } from '../mcp/sse.js';
+import { DROP_EVENT, isEventStream, isJson, messageRewriter } from '../mcp/sse.js';
 import { SESSION_HEADER } from '../mcp/headers.js';
 import { forgotSession } from '../mcp/protocol.js';
 import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
@@ -114,6 +114,17 @@ function toModernShape(msg: JsonObject, requestMethod: string | null, call: Mode
   return changed;
 }
 
+/** MCP log levels, least severe first. */
+const LOG_LEVELS: readonly string[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+
+/** Whether a log message passes a request's `logLevel` (null: the request wants none). */
+function logLevelAllows(threshold: string | null, params: unknown): boolean {
+  if (threshold === null) return false;
+  const level = isObject(params) ? params['level'] : undefined;
+  const at = typeof level === 'string' ? LOG_LEVELS.indexOf(level) : -1;
+  return at < 0 || at >= LOG_LEVELS.indexOf(threshold);
+}
+
 /** The error that replaces a result too large to hold and rename. */
 function tooLargeToName(state: RequestState, server: string, bound: number): () => string {
   return () => {
@@ -157,9 +168,11 @@ function rewriteData(
   fwd: Forwarded,
   data: string,
   onTask: (upstreamTaskId: string) => void = (id) => bindInBackground(ctx, state, fwd, id),
-): string | null {
+): string | null | typeof DROP_EVENT {
   const msg = parseJsonObject(data);
   if (msg === null) return null;
+  // 2026-07-28: log messages only at the level the request asked for, none if it asked for none.
+  if (fwd.modern !== null && msg['method'] === 'notifications/message' && !logLevelAllows(fwd.modern.logLevel, msg['params'])) return DROP_EVENT;
   const sent = state.message;
   const answers = fwd.modern !== null ? msg['id'] === fwd.modern.upstreamId : sent?.kind === 'request' && idKey(msg['id']) === idKey(sent.id);
   if (msg['method'] === undefined && answers) observeResponse(state, msg);

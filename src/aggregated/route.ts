@@ -1,7 +1,7 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../mcp/message.js';
-import { isModernVersion, routingHeaders, withEnvelope } from '../mcp/modern.js';
+import { isModernVersion, MODERN_PROTOCOL_VERSIONS, routingHeaders, withEnvelope } from '../mcp/modern.js';
 import { respondAccepted, type Decision } from '../request/decision.js';
 import { parseClientMetadata } from '../sessions/limits.js';
 import { checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
@@ -69,7 +69,9 @@ function byName(kind: 'tools' | 'prompts'): Resolver {
     const name = params['name'];
     if (typeof name !== 'string') throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: name is required');
     const absent = (): GatewayError => new GatewayError(code, `${label}: ${name}`);
-    const owned = await ownerOfName(ctx, kind, name, session);
+    // A prefixed name resolves at once: its access check then comes before the session's, as
+    // every other refusal's does (the audit names the last refusal).
+    const owned = ctx.naming.parseName(name) ?? (await unprefixedOwner(ctx, kind, name, session));
     const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
     if (owned === null || server === undefined) throw absent();
     checkServerAccess(ctx, state, caller, server.name, absent);
@@ -97,13 +99,11 @@ async function inCatalog(ctx: AggregatedContext, server: RuntimeServer, kind: 't
 }
 
 /**
- * The server a tool or prompt name belongs to: the one its prefix names, or else the first server
- * with `prefix: never` (config order) whose catalog has it; with one such server, that one (the
- * catalog check that follows decides whether the name exists).
+ * The server an unprefixed tool or prompt name belongs to: the first server with `prefix: never`
+ * (config order) whose catalog has it; with one such server, that one (the catalog check that
+ * follows decides whether the name exists).
  */
-async function ownerOfName(ctx: AggregatedContext, kind: 'tools' | 'prompts', name: string, session: Promise<GatewaySession>): Promise<Owned | null> {
-  const prefixed = ctx.naming.parseName(name);
-  if (prefixed !== null) return prefixed;
+async function unprefixedOwner(ctx: AggregatedContext, kind: 'tools' | 'prompts', name: string, session: Promise<GatewaySession>): Promise<Owned | null> {
   const candidates = ctx.naming.unprefixed;
   if (candidates.length <= 1) return candidates.length === 0 ? null : { server: candidates[0]!, name };
   const servers = candidates.map((s) => ctx.rc.servers.get(s)!);
@@ -115,13 +115,10 @@ async function ownerOfName(ctx: AggregatedContext, kind: 'tools' | 'prompts', na
 }
 
 /**
- * The server a resource URI belongs to: the one its `<server>+` names, or else the first server
- * with `prefix: never` whose resources list it, or whose templates match it; with one such
- * server, that one.
+ * The server an unprefixed resource URI belongs to: the first server with `prefix: never` whose
+ * resources list it, or whose templates match it; with one such server, that one.
  */
-async function ownerOfUri(ctx: AggregatedContext, uri: string): Promise<Owned | null> {
-  const prefixed = ctx.naming.parseUri(uri);
-  if (prefixed !== null) return prefixed;
+async function unprefixedUriOwner(ctx: AggregatedContext, uri: string): Promise<Owned | null> {
   const candidates = ctx.naming.unprefixed;
   if (candidates.length <= 1) return candidates.length === 0 ? null : { server: candidates[0]!, name: uri };
   const servers = candidates.map((s) => ctx.rc.servers.get(s)!);
@@ -159,7 +156,7 @@ function escapeRegExp(s: string): string {
  */
 export async function resolveUri(ctx: AggregatedContext, state: RequestState, caller: Caller, uri: string): Promise<{ server: RuntimeServer; uri: string }> {
   const absent = (): GatewayError => new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
-  const owned = await ownerOfUri(ctx, uri);
+  const owned = ctx.naming.parseUri(uri) ?? (await unprefixedUriOwner(ctx, uri));
   const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
   if (owned === null || server === undefined) throw absent();
   checkServerAccess(ctx, state, caller, server.name, absent);
@@ -183,7 +180,12 @@ const byReference: Resolver = async (ctx, state, caller, params, session) => {
   const key = byPrompt ? 'name' : 'uri';
   const value = ref[key];
   const absent = (): GatewayError => new GatewayError('GW_ERR_PARAMS_INVALID', `Invalid params: unknown reference ${String(value)}`);
-  const owned = typeof value === 'string' ? (byPrompt ? await ownerOfName(ctx, 'prompts', value, session) : await ownerOfUri(ctx, value)) : null;
+  const owned =
+    typeof value !== 'string'
+      ? null
+      : byPrompt
+        ? (ctx.naming.parseName(value) ?? (await unprefixedOwner(ctx, 'prompts', value, session)))
+        : (ctx.naming.parseUri(value) ?? (await unprefixedUriOwner(ctx, value)));
   const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
   if (owned === null || server === undefined) throw absent();
   checkServerAccess(ctx, state, caller, server.name, absent);
@@ -303,7 +305,12 @@ export async function forward(
   createsTask = false,
 ): Promise<Routed> {
   state.server = server.name;
-  const upstream = await ctx.upstreamSessions.get(session, server);
+  // A 2026-07-28 client's request goes to a server that speaks that revision as it is (no
+  // session); to any other, in the client's (or its bridge's) upstream session.
+  const upstream: UpstreamSession =
+    state.modernClient !== null && (await ctx.catalog.speaksModern(server))
+      ? { sessionId: null, protocolVersion: MODERN_PROTOCOL_VERSIONS[0]! }
+      : await ctx.upstreamSessions.get(session, server);
   const target = { server, sessionId: upstream.sessionId, protocolVersion: upstream.protocolVersion };
   let body: string;
   if (!isModernVersion(upstream.protocolVersion)) body = stringifyJson(message);

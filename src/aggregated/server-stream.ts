@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RuntimeServer } from '../config/runtime.js';
-import { parseJsonObject, stringifyJson } from '../mcp/message.js';
+import { parseJsonObject, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { forgotSession } from '../mcp/protocol.js';
 import { isEventStream, SseEventReader, sseEventText, type SseEvent } from '../mcp/sse.js';
 import type { LocalStream, StreamSink } from '../request/decision.js';
@@ -401,15 +401,18 @@ export async function readUpstreamStream(
   signal: AbortSignal,
   onEvent: (e: SseEvent) => void,
   onOpen?: () => void,
+  /** For a server of a sessionless revision, whose stream is a subscriptions/listen: its filter. */
+  listen?: JsonObject,
 ): Promise<StreamOutcome> {
   let res: Response;
   try {
-    res = await ctx.upstream.openStream(server, { sessionId: up.sessionId, protocolVersion: up.protocolVersion, lastEventId, signal });
+    res = await ctx.upstream.openStream(server, { sessionId: up.sessionId, protocolVersion: up.protocolVersion, lastEventId, signal, ...(listen === undefined ? {} : { listen }) });
   } catch (err) {
     if (!signal.aborted) ctx.log.debug({ server: server.name, err }, 'upstream stream did not open');
     return 'failed';
   }
-  if (res.status === 405) {
+  // No GET stream (405), or no subscriptions/listen (404 in the sessionless revisions).
+  if (res.status === 405 || (res.status === 404 && up.sessionId === null)) {
     await res.body?.cancel().catch(() => undefined);
     return 'refused';
   }

@@ -412,6 +412,20 @@ export function renderEnvoyBootstrap(config: Config): string {
                       route: { ...upstreamRoute(s), prefix_rewrite: undefined, timeout: '0s', idle_timeout: '0s' },
                       ...perRoute(s),
                     },
+                    // Its successor with a server of the sessionless revisions: a subscriptions/listen POST.
+                    {
+                      name: `${s.name}_internal_listen`,
+                      match: {
+                        prefix: '/',
+                        headers: [
+                          { name: BACKEND_HEADER, string_match: { exact: s.name } },
+                          { name: ':method', string_match: { exact: 'POST' } },
+                          { name: MCP_METHOD_HEADER, string_match: { exact: 'subscriptions/listen' } },
+                        ],
+                      },
+                      route: { ...upstreamRoute(s), prefix_rewrite: undefined, timeout: '0s', idle_timeout: '0s' },
+                      ...perRoute(s),
+                    },
                     {
                     name: `${s.name}_internal`,
                     match: { prefix: '/', headers: [{ name: BACKEND_HEADER, string_match: { exact: s.name } }] },

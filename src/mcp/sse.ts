@@ -4,7 +4,10 @@ import { StringDecoder } from 'node:string_decoder';
  * Decides what happens to one SSE event's `data` payload: return a replacement string, or null to
  * pass the event through byte for byte.
  */
-export type SseDataRewriter = (data: string) => string | null;
+export type SseDataRewriter = (data: string) => string | null | typeof DROP_EVENT;
+
+/** What an {@link SseDataRewriter} returns for an event the client must not get at all. */
+export const DROP_EVENT: unique symbol = Symbol('drop SSE event');
 
 /**
  * Incremental `text/event-stream` rewriter with bounded memory.
@@ -109,6 +112,7 @@ export class SseRewriter {
     const newId = id === null || id === '' || this.rewriteId === null ? null : this.rewriteId(id);
     if (data.length === 0) return newId === null ? raw : rebuildEvent(raw, null, newId);
     const replacement = this.rewrite(data.join('\n'));
+    if (replacement === DROP_EVENT) return '';
     if (replacement === null && newId === null) return raw;
     return rebuildEvent(raw, replacement, newId);
   }
@@ -196,7 +200,8 @@ export class JsonBodyRewriter {
     const body = Buffer.concat(this.chunks);
     this.chunks = [];
     const replaced = this.rewrite(body.toString('utf8'));
-    return replaced === null ? body : Buffer.from(replaced);
+    // A JSON body is the one answer: never dropped.
+    return replaced === null || replaced === DROP_EVENT ? body : Buffer.from(replaced);
   }
 }
 

@@ -99,6 +99,8 @@ export interface StreamOptions {
   readonly lastEventId?: string | null;
   /** Ends the stream (and the request, if it is still opening). */
   readonly signal: AbortSignal;
+  /** For a server of a sessionless revision: what its `subscriptions/listen` stream is to carry. */
+  readonly listen?: JsonObject;
 }
 
 /**
@@ -199,10 +201,18 @@ export class UpstreamClient {
     if (opts.sessionId) headers['mcp-session-id'] = opts.sessionId;
     if (opts.protocolVersion) headers['mcp-protocol-version'] = opts.protocolVersion;
     if (opts.lastEventId) headers['last-event-id'] = opts.lastEventId;
+    let body: string | null = null;
+    if (isModernVersion(opts.protocolVersion)) {
+      // That revision's server→client channel is a long-lived subscriptions/listen POST.
+      const method = 'subscriptions/listen';
+      const params = withEnvelope({ notifications: opts.listen ?? {} }, opts.protocolVersion, GATEWAY_CLIENT);
+      body = JSON.stringify({ jsonrpc: '2.0', id: `gw-${this.nextId++}`, method, params });
+      Object.assign(headers, { accept: 'application/json, text/event-stream', 'content-type': 'application/json', [MCP_METHOD_HEADER]: method });
+    }
     const connect = new AbortController();
     const timer = setTimeout(() => connect.abort(new DOMException('upstream stream did not open in time', 'TimeoutError')), this.defaultTimeoutMs);
     try {
-      return await fetch(this.internalBaseUrl + server.path, { method: 'GET', headers, signal: AbortSignal.any([opts.signal, connect.signal]) });
+      return await fetch(this.internalBaseUrl + server.path, { method: body === null ? 'GET' : 'POST', headers, body, signal: AbortSignal.any([opts.signal, connect.signal]) });
     } catch (err) {
       throw new UpstreamUnreachable(server.name, connect.signal.aborted, err);
     } finally {

@@ -3,7 +3,7 @@ import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
 import { isObject, type JsonObject } from '../mcp/message.js';
 import { GATEWAY_INFO, LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
 import { META, MODERN_PROTOCOL_VERSIONS, isModernVersion } from '../mcp/modern.js';
-import { UpstreamRpcError, UpstreamSessionGone, type UpstreamClient, type UpstreamReply } from './client.js';
+import { UpstreamBadReply, UpstreamRpcError, UpstreamSessionGone, type UpstreamClient, type UpstreamReply } from './client.js';
 import { NO_CAPABILITIES, type ClientProfile } from './profiles.js';
 
 /** What the gateway presents when it opens a session with an upstream. */
@@ -128,6 +128,8 @@ interface ControlState {
 export class ControlSessions {
   private readonly state = new Map<string, ControlState>();
   private quiet = false;
+  /** Whether each server answers the sessionless revision (asked once, when a client of it first needs to know). */
+  private readonly modern = new Map<string, Promise<boolean>>();
 
   constructor(
     private readonly rc: RuntimeConfig,
@@ -201,6 +203,31 @@ export class ControlSessions {
       }
     }
     throw new UpstreamSessionGone(server.name, 'keeps forgetting the gateway session');
+  }
+
+  /**
+   * Whether a server speaks the sessionless revision (2026-07-28), so that a client of that
+   * revision is served by it directly rather than through a bridge session: a server that speaks
+   * only that one, or one that answers `server/discover` besides its sessions. Asked once per
+   * server; an unreachable server is asked again next time.
+   */
+  speaksModern(server: RuntimeServer): Promise<boolean> {
+    if (SPEAKS_MODERN_ONLY.has(server)) return Promise.resolve(true);
+    let known = this.modern.get(server.name);
+    if (known === undefined) {
+      known = this.client
+        .call(server, 'server/discover', undefined, { protocolVersion: MODERN_PROTOCOL_VERSIONS[0]! })
+        .then(
+          () => true,
+          (err: unknown) => {
+            // Only an answer settles it; a server that could not be asked is asked again.
+            if (!(err instanceof UpstreamRpcError) && !(err instanceof UpstreamBadReply)) this.modern.delete(server.name);
+            return false;
+          },
+        );
+      this.modern.set(server.name, known);
+    }
+    return known;
   }
 
   /** Capabilities the upstream declared in the gateway's session, or null when unknown or down. */

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { runConformance, type ConformanceRunResult, type SuiteRelease } from '../../scripts/conformance.js';
+import { startModernConformanceServer } from '../fixtures/mcp-servers/conformance-modern-server.js';
 import { startConformanceServer } from '../fixtures/mcp-servers/conformance-server.js';
 import { startStack, type Stack } from '../support/stack.js';
 
@@ -25,22 +26,25 @@ function counts(label: string, r: ConformanceRunResult): string {
 interface Target {
   readonly release: SuiteRelease;
   readonly specVersion?: string;
+  /** `all` includes the scenarios the suite still calls draft (every one new in 2026-07-28). */
+  readonly suite: 'active' | 'all';
   start(): Promise<{ url: string; close(): Promise<void> }>;
 }
 
 const TARGETS: readonly Target[] = [
-  { release: 'stable', start: () => startConformanceServer() },
-  { release: 'next', specVersion: '2025-11-25', start: () => startConformanceServer() },
+  { release: 'stable', suite: 'active', start: () => startConformanceServer() },
+  { release: 'next', specVersion: '2025-11-25', suite: 'active', start: () => startConformanceServer() },
+  { release: 'next', specVersion: '2026-07-28', suite: 'all', start: () => startModernConformanceServer() },
 ];
 
 for (const target of TARGETS) {
-  const label = `conformance ${target.release === 'stable' ? '0.1.16' : '0.2.0-alpha.12'}${target.specVersion === undefined ? ' (active suite)' : ` --spec-version ${target.specVersion}`}`;
+  const label = `conformance ${target.release === 'stable' ? '0.1.16' : '0.2.0-alpha.12'} --suite ${target.suite}${target.specVersion === undefined ? '' : ` --spec-version ${target.specVersion}`}`;
   describe(label, () => {
     let fixture: { url: string; close(): Promise<void> };
     let stack: Stack;
     let direct: ConformanceRunResult;
     const run = (url: string): Promise<ConformanceRunResult> =>
-      runConformance(url, { suite: 'active', release: target.release, ...(target.specVersion === undefined ? {} : { specVersion: target.specVersion }) });
+      runConformance(url, { suite: target.suite, release: target.release, ...(target.specVersion === undefined ? {} : { specVersion: target.specVersion }) });
 
     before(async () => {
       fixture = await target.start();

@@ -52,7 +52,7 @@ describe('a server that speaks only 2026-07-28 behind /mcp', () => {
       assert.equal(textOf(await legacy.client.callTool({ name: 'nova__echo', arguments: { text: 'old' } })), 'nova: old');
       // The server checks the envelope and headers itself (a mismatch is its -32020): what it saw.
       assert.deepEqual(
-        nova!.seen.slice(seen).filter((s) => s.method !== 'server/discover'),
+        nova!.seen.slice(seen).filter((s) => s.method === 'tools/call'),
         [{ method: 'tools/call', name: 'echo', version: MODERN }],
       );
       const read = await legacy.client.readResource({ uri: 'nova+note://readme' });
@@ -104,6 +104,40 @@ describe('a server that speaks only 2026-07-28 behind /mcp', () => {
     }
   });
 
+  it('hears its list changes on a subscriptions/listen stream: a listening client is told, the catalog refreshes at once', async () => {
+    const legacy = await connectClient(stack().mcpUrl);
+    const modern = await modernClient(stack().mcpUrl);
+    try {
+      await legacy.client.listTools();
+      const heard = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no tools/list_changed within 10 s')), 10_000);
+        modern.fallbackNotificationHandler = async (n) => {
+          if (n.method !== 'notifications/tools/list_changed') return;
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      const sub = await modern.listen({ toolsListChanged: true });
+      assert.equal(sub.honoredFilter.toolsListChanged, true);
+      nova!.addTool('late');
+      await heard;
+      // The catalog dropped nova's tools at once: the new tool is listed well inside the cache TTL.
+      const deadline = Date.now() + 5000;
+      let names: string[] = [];
+      while (Date.now() < deadline) {
+        names = (await legacy.client.listTools()).tools.map((t) => t.name);
+        if (names.includes('nova__late')) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(names.includes('nova__late'), names.join());
+      assert.equal(textOf(await legacy.client.callTool({ name: 'nova__late', arguments: {} })), 'added late');
+      await sub.close();
+    } finally {
+      await legacy.close({ terminate: true });
+      await modern.close();
+    }
+  });
+
   it('keeps a merged list no longer than a server without cache hints allows', async () => {
     // alpha (session-based) gives no hints: the merged list may not be kept.
     const result = await modernList(stack().mcpUrl);
@@ -117,8 +151,9 @@ describe('cache hints of 2026-07-28 servers', () => {
   let nova: DualEraServer | null = null;
   let vega: DualEraServer | null = null;
   const stack = useStack(async () => {
-    nova = await startDualEraServer('nova', { legacy: 'reject', listTtlMs: TTL });
-    vega = await startDualEraServer('vega', { legacy: 'reject', listTtlMs: 1000 });
+    // Neither announces changes: only the hints make the catalog ask again.
+    nova = await startDualEraServer('nova', { legacy: 'reject', listTtlMs: TTL, listChanged: false });
+    vega = await startDualEraServer('vega', { legacy: 'reject', listTtlMs: 1000, listChanged: false });
     return { servers: { nova: { url: nova.url }, vega: { url: vega.url } } };
   });
   after(async () => {

@@ -123,6 +123,27 @@ describe('MCP 2026-07-28 on /mcp', () => {
     assert.equal(new Set(ids).size, texts.length, ids.join());
   });
 
+  it('passes log messages at the level a request asks for in _meta, and none to a request that asks for none', async () => {
+    const events = async (logLevel: string | undefined): Promise<{ method?: string; result?: unknown }[]> => {
+      const meta = { ...ENVELOPE, ...(logLevel === undefined ? {} : { 'io.modelcontextprotocol/logLevel': logLevel }) };
+      const res = await fetch(stack().mcpUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': 'alpha__log' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'alpha__log', arguments: { message: 'hello' }, _meta: meta } }),
+      });
+      const text = await res.text();
+      const datas = (res.headers.get('content-type') ?? '').startsWith('text/event-stream') ? text.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)) : [text];
+      return datas.map((d) => JSON.parse(d) as { method?: string; result?: unknown });
+    };
+    const logs = (all: { method?: string }[]): number => all.filter((e) => e.method === 'notifications/message').length;
+    const none = await events(undefined);
+    assert.equal(logs(none), 0, JSON.stringify(none));
+    assert.ok(none.some((e) => e.result !== undefined), 'the answer still arrives');
+    assert.equal(logs(await events('debug')), 1);
+    assert.equal(logs(await events('info')), 1);
+    assert.equal(logs(await events('error')), 0, 'an info message is below error');
+  });
+
   it('checks the envelope and routing headers in the revision’s order, with its errors', async () => {
     const url = stack().mcpUrl;
     const cases: [string, Record<string, unknown>, Record<string, string | undefined>, number, number][] = [
