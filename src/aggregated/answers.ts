@@ -2,7 +2,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { SESSION_HEADER } from '../mcp/headers.js';
 import { isObject, stringifyJson, type JsonObject, type JsonRpcId } from '../mcp/message.js';
 import { GATEWAY_INFO, KIND_INFO, LIST_KINDS, negotiateVersion, type CatalogKind } from '../mcp/protocol.js';
-import { respondAccepted, respondResult, type RespondDecision, type StreamDecision } from '../request/decision.js';
+import { EVENT_STREAM_HEADERS, respondAccepted, respondResult, type RespondDecision, type StreamDecision } from '../request/decision.js';
 import { aggregatedListFilter, checkSessionOwner, serverVisible, sessionSubject } from '../request/guard.js';
 import { clientIp } from '../request/limit.js';
 import { gatewaySessionHeader } from '../request/mutations.js';
@@ -180,11 +180,7 @@ export async function openServerStream(ctx: AggregatedContext, state: RequestSta
   return {
     kind: 'stream',
     status: 200,
-    headers: [
-      { key: 'content-type', value: 'text/event-stream' },
-      { key: 'cache-control', value: 'no-cache' },
-      gatewaySessionHeader(session.id),
-    ],
+    headers: [...EVENT_STREAM_HEADERS, gatewaySessionHeader(session.id)],
     body,
   };
 }

@@ -4,7 +4,7 @@ import { isObject, parseJsonObject, stringifyJson, type JsonObject, type JsonRpc
 import { META, type Envelope } from '../mcp/modern.js';
 import { GATEWAY_INFO, LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
 import { sseEventText } from '../mcp/sse.js';
-import type { LocalStream, StreamDecision, StreamSink } from '../request/decision.js';
+import { EVENT_STREAM_HEADERS, type LocalStream, type StreamDecision, type StreamSink } from '../request/decision.js';
 import { serverVisible } from '../request/guard.js';
 import type { Caller, RequestState } from '../request/state.js';
 import type { UpstreamSession } from '../sessions/store.js';
@@ -99,10 +99,7 @@ export async function openListen(ctx: AggregatedContext, state: RequestState, en
   return {
     kind: 'stream',
     status: 200,
-    headers: [
-      { key: 'content-type', value: 'text/event-stream' },
-      { key: 'cache-control', value: 'no-cache' },
-    ],
+    headers: EVENT_STREAM_HEADERS,
     body: new ListenStream(ctx, caller, id, honored, watches),
   };
 }

@@ -66,6 +66,12 @@ export interface StreamDecision {
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
+/** The headers of an event stream the processor serves itself. */
+export const EVENT_STREAM_HEADERS: readonly HeaderSet[] = [
+  { key: 'content-type', value: 'text/event-stream' },
+  { key: 'cache-control', value: 'no-cache' },
+];
+
 /** What a phase handler tells the ext_proc layer to do. */
 export type Decision = ContinueDecision | RespondDecision | StreamDecision;
 

@@ -6,19 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import type { Client } from '@modelcontextprotocol/client';
 import { sha256Hex } from '../../src/auth/api-keys.js';
 import { SHARED_README_URI } from '../fixtures/mcp-servers/demo-server.js';
+import { MODERN, modernClient } from '../support/modern-client.js';
 import { useStack } from '../support/stack.js';
 
-const MODERN = '2026-07-28';
 const SUBSCRIPTION_ID = 'io.modelcontextprotocol/subscriptionId';
 
-async function modernClient(url: string, headers: Record<string, string> = {}): Promise<Client> {
-  const client = new Client({ name: 'listen-test', version: '1.0.0' }, { capabilities: {}, versionNegotiation: { mode: { pin: MODERN } } });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
-  return client;
-}
 
 /** Resolves with the next notification `method` the client gets (rejects after `ms`). */
 function next(client: Client, method: string, ms = 10_000): Promise<Record<string, unknown>> {

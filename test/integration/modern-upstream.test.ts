@@ -7,22 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { startDualEraServer, type DualEraServer } from '../fixtures/mcp-servers/dual-era-server.js';
 import { connectClient } from '../support/mcp-client.js';
+import { MODERN, modernClient, textOf } from '../support/modern-client.js';
 import { useStack } from '../support/stack.js';
 
-const MODERN = '2026-07-28';
-
-async function modernClient(url: string): Promise<Client> {
-  const client = new Client({ name: 'modern-test', version: '1.0.0' }, { capabilities: {}, versionNegotiation: { mode: { pin: MODERN } } });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
-  return client;
-}
-
-function textOf(result: object): string {
-  return (((result as { content?: unknown }).content ?? []) as { type: string; text?: string }[]).map((c) => c.text ?? '').join('');
-}
 
 /** A raw 2026-07-28 tools/list on /mcp: its result. */
 async function modernList(url: string): Promise<Record<string, any>> {
@@ -86,13 +75,12 @@ describe('a server that speaks only 2026-07-28 behind /mcp', () => {
   });
 
   it('carries an input-required result to a 2026-07-28 client and its retry back to the server, with the client’s own capabilities', async () => {
-    const client = new Client({ name: 'modern-elicit', version: '1.0.0' }, { capabilities: { elicitation: { form: {} } }, versionNegotiation: { mode: { pin: MODERN } } });
+    const client = await modernClient(stack().mcpUrl, { capabilities: { elicitation: { form: {} } } });
     const asked: string[] = [];
     client.setRequestHandler('elicitation/create', async (request) => {
       asked.push(String((request.params as { message?: unknown }).message));
       return { action: 'accept', content: { confirm: true } };
     });
-    await client.connect(new StreamableHTTPClientTransport(new URL(stack().mcpUrl)));
     try {
       const calls = nova!.seen.filter((s) => s.method === 'tools/call').length;
       assert.equal(textOf(await client.callTool({ name: 'nova__deploy', arguments: { env: 'prod' } })), 'nova: deployed to prod');

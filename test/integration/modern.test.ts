@@ -6,23 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { sha256Hex } from '../../src/auth/api-keys.js';
 import { startDualEraServer, type DualEraServer } from '../fixtures/mcp-servers/dual-era-server.js';
 import { connectClient, type ConnectedClient } from '../support/mcp-client.js';
+import { MODERN, modernClient, textOf } from '../support/modern-client.js';
 import { useStack } from '../support/stack.js';
 
-const MODERN = '2026-07-28';
-
-async function modernClient(url: string): Promise<Client> {
-  const client = new Client({ name: 'modern-test', version: '1.0.0' }, { capabilities: {}, versionNegotiation: { mode: { pin: MODERN } } });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
-  return client;
-}
-
-function textOf(result: object): string {
-  return (((result as { content?: unknown }).content ?? []) as { type: string; text?: string }[]).map((c) => c.text ?? '').join('');
-}
 
 const ENVELOPE = {
   'io.modelcontextprotocol/protocolVersion': MODERN,
