@@ -208,7 +208,11 @@ export class Exchange {
       d = this.fail(state, err);
     }
     this.phaseSince = 0;
-    if (this.abandoned !== null) return this.abandoned;
+    if (this.abandoned !== null) {
+      // Answered already with a timeout: a stream made meanwhile is never started.
+      if (d.kind === 'stream') d.body.close();
+      return this.abandoned;
+    }
     return this.answered(state, d);
   }
 

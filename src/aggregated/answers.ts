@@ -62,12 +62,28 @@ export async function listResult(
   const entries = session.ownLists.size === 0 ? merged.items : await withSessionLists(ctx, session, kind, profile, merged.items);
   // Each caller sees only what it may use: filtered at answer time, never cached across callers.
   const keep = aggregatedListFilter(ctx, state.caller!, kind);
-  const items = keep === null ? entries : entries.filter((e) => keep(e.server, e.upstreamName));
+  const items = firstOfEachName(ctx, kind, keep === null ? entries : entries.filter((e) => keep(e.server, e.upstreamName)));
   const pageSize = ctx.rc.pageSize;
   const offset = decodeCursor(cursor, kind);
   const result: JsonObject = { [KIND_INFO[kind].key]: items.slice(offset, offset + pageSize).map((e) => e.item) };
   if (offset + pageSize < items.length) result['nextCursor'] = encodeCursor(kind, offset + pageSize);
   return result;
+}
+
+/**
+ * A name servers with `prefix: never` share, as one caller sees them: the first server's entry
+ * (config order) of those the caller may see, the one a call of that name is routed to.
+ */
+function firstOfEachName(ctx: AggregatedContext, kind: CatalogKind, items: readonly MergedEntry[]): readonly MergedEntry[] {
+  if (ctx.naming.unprefixed.length < 2) return items;
+  const idField = KIND_INFO[kind].idField;
+  const seen = new Set<unknown>();
+  return items.filter((e) => {
+    const id = e.item[idField];
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
 }
 
 /**

@@ -13,7 +13,12 @@ interface ListEntry {
   readonly fetchedAt: number;
   /** How long the server said its list may be kept (`ttlMs`), when it said; the cache keeps it no longer. */
   readonly ttlMs: number | null;
+  /** The server offers this kind of list at all (an empty list it does not offer sets no freshness). */
+  readonly offered: boolean;
 }
+
+/** Shortest a server's cache hint keeps a catalog entry: a hint of 0 must not make every list an upstream call. */
+const MIN_HINT_MS = 1000;
 
 interface ServerLists {
   lists: Partial<Record<CatalogKind, ListEntry>>;
@@ -33,7 +38,8 @@ export interface MergedList {
   readonly items: readonly MergedEntry[];
   /**
    * Until when (catalog clock) every server's part of the list stays fresh, by the cache hints
-   * the servers gave: the earliest wins, and a server that gave none makes it stale at once.
+   * the servers gave: the earliest wins, a server that offers the list and gave none makes it
+   * stale at once, one that does not offer it sets nothing.
    */
   readonly freshUntil: number;
 }
@@ -109,11 +115,10 @@ export class Catalog {
     const items: MergedEntry[] = [];
     const idField = KIND_INFO[kind].idField;
     let freshUntil = Infinity;
-    // Names servers with `prefix: never` keep can meet: the first server in config order keeps it.
-    const seen = this.naming.unprefixed.length === 0 ? null : new Map<unknown, string>();
+    const unprefixed = new Set(this.naming.unprefixed);
     perServer.forEach((entry, i) => {
       if (entry === null) return;
-      freshUntil = Math.min(freshUntil, entry.ttlMs === null ? entry.fetchedAt : entry.fetchedAt + this.ttlOf(kind, entry));
+      if (entry.offered) freshUntil = Math.min(freshUntil, entry.ttlMs === null ? entry.fetchedAt : entry.fetchedAt + this.ttlOf(kind, entry));
       const server = this.rc.serverList[i]!.name;
       for (const item of entry.items) {
         const renamed = renameEntry(kind, server, item, this.naming);
@@ -121,14 +126,11 @@ export class Catalog {
           this.log.warn({ server, kind, name: item['name'] ?? item['uri'] }, 'catalog entry left out: name would break the tool-name rules');
           continue;
         }
-        if (seen !== null) {
-          const id = renamed[idField];
-          const owner = seen.get(id);
-          if (owner !== undefined) {
-            this.log.warn({ server, kind, name: id, kept: owner }, 'catalog entry left out: another server already has this unprefixed name');
-            continue;
-          }
-          seen.set(id, server);
+        if (unprefixed.has(server) && this.readsAsPrefixed(kind, String(renamed[idField]))) {
+          // Calls would go to the server the prefix names: listing it here would show one
+          // server's entry for another's tool.
+          this.log.warn({ server, kind, name: renamed[idField] }, 'catalog entry left out: its unprefixed name reads as another server\'s prefixed one');
+          continue;
         }
         items.push({ server, upstreamName: String(item[idField]), item: renamed });
       }
@@ -219,9 +221,14 @@ export class Catalog {
     });
   }
 
+  /** Whether an unprefixed name or URI has the form of another server's prefixed one. */
+  private readsAsPrefixed(kind: CatalogKind, id: string): boolean {
+    return kind === 'tools' || kind === 'prompts' ? this.naming.parseName(id) !== null : this.naming.parseUri(id) !== null;
+  }
+
   /** How long an entry is fresh: the configured TTL, or less when the server said less. */
   private ttlOf(kind: CatalogKind, entry: ListEntry): number {
-    return entry.ttlMs === null ? this.rc.catalogTtlMs[kind] : Math.min(this.rc.catalogTtlMs[kind], entry.ttlMs);
+    return entry.ttlMs === null ? this.rc.catalogTtlMs[kind] : Math.min(this.rc.catalogTtlMs[kind], Math.max(MIN_HINT_MS, entry.ttlMs));
   }
 
   private stateOf(server: RuntimeServer, profile: ClientProfile): ServerLists {
@@ -270,13 +277,13 @@ export class Catalog {
     const info = KIND_INFO[kind];
     const exposed = server.capabilities === null || server.capabilities.has(info.capability);
     if (!exposed || !isObject(caps[info.capability])) {
-      st.lists[kind] = { items: [], fetchedAt: this.now(), ttlMs: null };
+      st.lists[kind] = { items: [], fetchedAt: this.now(), ttlMs: null, offered: false };
       return;
     }
     const hints = { ttlMs: null as number | null };
     const items = await readAllPages(kind, MAX_PAGES, (params) => this.control.call(server, info.method, params, profile), hints);
     if (items === null) return;
-    st.lists[kind] = { items, fetchedAt: this.now(), ttlMs: hints.ttlMs };
+    st.lists[kind] = { items, fetchedAt: this.now(), ttlMs: hints.ttlMs, offered: true };
   }
 }
 

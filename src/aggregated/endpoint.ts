@@ -61,13 +61,13 @@ export function aggregatedEndpoint(ctx: AggregatedContext, state: RequestState):
       if (body.length > ctx.rc.maxBodyBytes) throw new GatewayError('GW_ERR_BODY_TOO_LARGE');
       const msg = parseMessage(body);
       state.message = msg;
-      const routed = await routerFor(state, msg)(ctx, state, msg);
-      forwarded = routed.forwarded;
       // A POST held for a streamed answer came on the listen route (its Mcp-Method header said
       // subscriptions/listen): that route leads nowhere upstream, so nothing else may pass it.
-      if (state.canStream && routed.decision.kind === 'continue') {
+      if (state.canStream && !(msg.kind === 'request' && msg.method === 'subscriptions/listen')) {
         throw new GatewayError('GW_ERR_HEADER_MISMATCH', 'Header mismatch: Mcp-Method is not the body\'s method', { data: { mismatch: { header: MCP_METHOD_HEADER } } });
       }
+      const routed = await routerFor(state, msg)(ctx, state, msg);
+      forwarded = routed.forwarded;
       return routed.decision;
     },
 

@@ -183,6 +183,7 @@ class ListenStream implements LocalStream {
     }
     this.sink = sink;
     this.notify('notifications/subscriptions/acknowledged', { notifications: this.honored });
+    if (this.closed) return; // the client could not even take the acknowledgement
     if (Object.keys(this.honored).length === 0) {
       // Nothing to hear: the subscription ends at once, gracefully.
       this.end();

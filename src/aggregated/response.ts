@@ -4,7 +4,7 @@ import { ERROR_TABLE } from '../errors/codes.js';
 import { errorBody, idKey, isObject, parseJsonObject, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { DROP_EVENT, isEventStream, isJson, messageRewriter } from '../mcp/sse.js';
 import { SESSION_HEADER } from '../mcp/headers.js';
-import { forgotSession } from '../mcp/protocol.js';
+import { forgotSession, LOG_LEVELS } from '../mcp/protocol.js';
 import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
 import { gatewaySessionHeader, replaceBody, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
 import { sessionSubject } from '../request/guard.js';
@@ -98,6 +98,11 @@ function toModernShape(msg: JsonObject, requestMethod: string | null, call: Mode
     changed = true;
   }
   const result = msg['result'];
+  // What a caller may read follows its policy: never to be cached for others.
+  if (isObject(result) && result['cacheScope'] === 'public') {
+    result['cacheScope'] = 'private';
+    changed = true;
+  }
   if (isObject(result) && result['resultType'] === undefined) {
     result['resultType'] = 'complete';
     if (requestMethod === 'resources/read') {
@@ -113,9 +118,6 @@ function toModernShape(msg: JsonObject, requestMethod: string | null, call: Mode
   }
   return changed;
 }
-
-/** MCP log levels, least severe first. */
-const LOG_LEVELS: readonly string[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
 
 /** Whether a log message passes a request's `logLevel` (null: the request wants none). */
 function logLevelAllows(threshold: string | null, params: unknown): boolean {

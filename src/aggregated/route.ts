@@ -4,7 +4,7 @@ import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcId, type J
 import { isModernVersion, MODERN_PROTOCOL_VERSIONS, routingHeaders, withEnvelope } from '../mcp/modern.js';
 import { respondAccepted, type Decision } from '../request/decision.js';
 import { parseClientMetadata } from '../sessions/limits.js';
-import { checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
+import { aggregatedListFilter, checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
 import { routeToServer, withTraceMeta } from '../request/mutations.js';
 import type { Caller, RequestState } from '../request/state.js';
@@ -71,7 +71,7 @@ function byName(kind: 'tools' | 'prompts'): Resolver {
     const absent = (): GatewayError => new GatewayError(code, `${label}: ${name}`);
     // A prefixed name resolves at once: its access check then comes before the session's, as
     // every other refusal's does (the audit names the last refusal).
-    const owned = ctx.naming.parseName(name) ?? (await unprefixedOwner(ctx, kind, name, session));
+    const owned = ctx.naming.parseName(name) ?? (await unprefixedOwner(ctx, caller, kind, name, session));
     const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
     if (owned === null || server === undefined) throw absent();
     checkServerAccess(ctx, state, caller, server.name, absent);
@@ -99,12 +99,15 @@ async function inCatalog(ctx: AggregatedContext, server: RuntimeServer, kind: 't
 }
 
 /**
- * The server an unprefixed tool or prompt name belongs to: the first server with `prefix: never`
- * (config order) whose catalog has it; with one such server, that one (the catalog check that
- * follows decides whether the name exists).
+ * The server an unprefixed tool or prompt name belongs to: of the servers with `prefix: never`
+ * whose entry of that name the caller may see (server and name policy), the first (config order)
+ * whose catalog has it; with one such server, that
+ * one (the catalog check that follows decides whether the name exists). The caller's lists keep
+ * the same server's entry for a name two of them share (answers.ts).
  */
-async function unprefixedOwner(ctx: AggregatedContext, kind: 'tools' | 'prompts', name: string, session: Promise<GatewaySession>): Promise<Owned | null> {
-  const candidates = ctx.naming.unprefixed;
+async function unprefixedOwner(ctx: AggregatedContext, caller: Caller, kind: 'tools' | 'prompts', name: string, session: Promise<GatewaySession>): Promise<Owned | null> {
+  const keep = aggregatedListFilter(ctx, caller, kind);
+  const candidates = ctx.naming.unprefixed.filter((s) => (keep === null ? true : keep(s, name)));
   if (candidates.length <= 1) return candidates.length === 0 ? null : { server: candidates[0]!, name };
   const servers = candidates.map((s) => ctx.rc.servers.get(s)!);
   const cached = servers.find((s) => ctx.catalog.cachedHas(s, kind, name, NO_CAPABILITIES));
@@ -115,11 +118,13 @@ async function unprefixedOwner(ctx: AggregatedContext, kind: 'tools' | 'prompts'
 }
 
 /**
- * The server an unprefixed resource URI belongs to: the first server with `prefix: never` whose
- * resources list it, or whose templates match it; with one such server, that one.
+ * The server an unprefixed resource URI belongs to: of the servers with `prefix: never` the
+ * caller may see, the first whose resources list it, or whose templates match it; with one such
+ * server, that one.
  */
-async function unprefixedUriOwner(ctx: AggregatedContext, uri: string): Promise<Owned | null> {
-  const candidates = ctx.naming.unprefixed;
+async function unprefixedUriOwner(ctx: AggregatedContext, caller: Caller, uri: string): Promise<Owned | null> {
+  const keep = aggregatedListFilter(ctx, caller, 'resources');
+  const candidates = ctx.naming.unprefixed.filter((s) => (keep === null ? true : keep(s, uri)));
   if (candidates.length <= 1) return candidates.length === 0 ? null : { server: candidates[0]!, name: uri };
   const servers = candidates.map((s) => ctx.rc.servers.get(s)!);
   for (const s of servers) if ((await ctx.catalog.serverItems(s, 'resources', NO_CAPABILITIES))?.some((i) => i['uri'] === uri)) return { server: s.name, name: uri };
@@ -131,24 +136,57 @@ async function unprefixedUriOwner(ctx: AggregatedContext, uri: string): Promise<
 }
 
 /**
- * Whether a URI could be an expansion of an RFC 6570 template: literal parts must match, a simple
- * `{var}` stands for one path segment's worth of characters, any other expression for anything.
+ * A session-based client as a server of the sessionless revision is told of it: without sampling,
+ * elicitation and roots, which such a server asks for with input-required results that the
+ * gateway does not turn into that client's server→client requests (the server then refuses what
+ * needs them, rather than answering in a shape the client cannot read).
  */
-export function templateMatches(template: string, uri: string): boolean {
-  let pattern = '^';
-  let at = 0;
-  for (const m of template.matchAll(/\{([^}]*)\}/g)) {
-    pattern += escapeRegExp(template.slice(at, m.index));
-    pattern += /^[+#./;?&]/.test(m[1] ?? '') ? '.*' : '[^/?#]*';
-    at = m.index + m[0].length;
-  }
-  pattern += `${escapeRegExp(template.slice(at))}$`;
-  return new RegExp(pattern).test(uri);
+function withoutInputKinds(client: { capabilities: JsonObject; clientInfo: JsonObject }): { capabilities: JsonObject; clientInfo: JsonObject } {
+  const { sampling: _s, elicitation: _e, roots: _r, ...rest } = client.capabilities;
+  return { ...client, capabilities: rest };
 }
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** Longest URI matched against templates: longer ones never match (keeps matching cheap). */
+const MAX_TEMPLATE_MATCH_LENGTH = 4096;
+
+/**
+ * Whether a URI could be an expansion of an RFC 6570 template: literal parts must match, a simple
+ * `{var}` stands for one path segment's worth of characters, any other expression for anything.
+ * Runs in time linear in the URI per template part (the set of positions each part can end at),
+ * whatever the template: no backtracking for a hostile URI to exploit.
+ */
+export function templateMatches(template: string, uri: string): boolean {
+  if (uri.length > MAX_TEMPLATE_MATCH_LENGTH) return false;
+  const n = uri.length;
+  let reach = new Uint8Array(n + 1);
+  reach[0] = 1;
+  let at = 0;
+  const literal = (lit: string): void => {
+    if (lit === '') return;
+    const next = new Uint8Array(n + 1);
+    for (let p = 0; p + lit.length <= n; p++) if (reach[p] === 1 && uri.startsWith(lit, p)) next[p + lit.length] = 1;
+    reach = next;
+  };
+  for (const m of template.matchAll(/\{([^}]*)\}/g)) {
+    literal(template.slice(at, m.index));
+    const anything = /^[+#./;?&]/.test(m[1] ?? '');
+    // Every position reachable from a reachable one without crossing what the expression cannot hold.
+    const next = new Uint8Array(n + 1);
+    let open = false;
+    for (let p = 0; p <= n; p++) {
+      if (reach[p] === 1) open = true;
+      if (open) next[p] = 1;
+      if (p < n && !anything && SEGMENT_END.has(uri[p]!)) open = false;
+    }
+    reach = next;
+    at = m.index + m[0].length;
+  }
+  literal(template.slice(at));
+  return reach[n] === 1;
 }
+
+/** What a simple `{var}` expansion never contains. */
+const SEGMENT_END: ReadonlySet<string> = new Set(['/', '?', '#']);
 
 /**
  * The server that owns a resource URI as the client names it and the server's own URI, when the
@@ -156,7 +194,7 @@ function escapeRegExp(s: string): string {
  */
 export async function resolveUri(ctx: AggregatedContext, state: RequestState, caller: Caller, uri: string): Promise<{ server: RuntimeServer; uri: string }> {
   const absent = (): GatewayError => new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
-  const owned = ctx.naming.parseUri(uri) ?? (await unprefixedUriOwner(ctx, uri));
+  const owned = ctx.naming.parseUri(uri) ?? (await unprefixedUriOwner(ctx, caller, uri));
   const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
   if (owned === null || server === undefined) throw absent();
   checkServerAccess(ctx, state, caller, server.name, absent);
@@ -184,8 +222,8 @@ const byReference: Resolver = async (ctx, state, caller, params, session) => {
     typeof value !== 'string'
       ? null
       : byPrompt
-        ? (ctx.naming.parseName(value) ?? (await unprefixedOwner(ctx, 'prompts', value, session)))
-        : (ctx.naming.parseUri(value) ?? (await unprefixedUriOwner(ctx, value)));
+        ? (ctx.naming.parseName(value) ?? (await unprefixedOwner(ctx, caller, 'prompts', value, session)))
+        : (ctx.naming.parseUri(value) ?? (await unprefixedUriOwner(ctx, caller, value)));
   const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
   if (owned === null || server === undefined) throw absent();
   checkServerAccess(ctx, state, caller, server.name, absent);
@@ -318,7 +356,7 @@ export async function forward(
     // Such a server takes no notifications or answers from clients over HTTP.
     if (requestMethod === null) return { decision: respondAccepted(), forwarded: null };
     const params = isObject(message['params']) ? message['params'] : undefined;
-    body = stringifyJson({ ...message, params: withEnvelope(params, upstream.protocolVersion, state.modernClient ?? parseClientMetadata(session.clientMetadata)) });
+    body = stringifyJson({ ...message, params: withEnvelope(params, upstream.protocolVersion, state.modernClient ?? withoutInputKinds(parseClientMetadata(session.clientMetadata))) });
     Object.assign(target, { routing: routingHeaders(requestMethod, params) });
   }
   const decision = routeToServer(ctx, state, target, body);

@@ -65,7 +65,7 @@ export const ServerSchema = z
       .enum(['always', 'never'])
       .default('always')
       .describe(
-        'How /mcp names what this server has: always `<server><sep><name>` and `<server>+<uri>`; never: its own names and URIs (a name two such servers share goes to the first in config order, logged)',
+        'How /mcp names what this server has: always `<server><sep><name>` and `<server>+<uri>`; never: its own names and URIs (a name two such servers share goes, per caller, to the first in config order the caller may use)',
       ),
   })
   .superRefine((s, ctx) => {

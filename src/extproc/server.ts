@@ -158,7 +158,11 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
         // The reply answers the request headers Envoy still waits on.
         current = 'request_headers';
         decision = await stream.onRequestBody(body);
-        if (closed) return;
+        if (closed) {
+          // The client left (or the stream was answered) while the answer was made: what it holds goes.
+          if (decision.kind === 'stream') decision.body.close();
+          return;
+        }
         if (decision.kind === 'stream') startStream(decision);
         else call.write(toProcessingResponse(decision.kind === 'respond' ? decision : heldWithoutAnswer(), 'request_headers'));
         if (decision.kind !== 'stream') finish();
@@ -182,10 +186,16 @@ export function handleProcessStream(call: ProcessCall, getContext: () => Gateway
         log.warn({ phase }, 'ext_proc message without a known phase; ignored');
         return;
     }
-    if (closed) return;
+    if (closed) {
+      if (decision.kind === 'stream') decision.body.close();
+      return;
+    }
     if (decision.kind === 'stream') {
       if (phase === 'request_headers') startStream(decision);
-      else log.error({ phase }, 'a streamed response can only answer request headers');
+      else {
+        log.error({ phase }, 'a streamed response can only answer request headers');
+        decision.body.close();
+      }
       return;
     }
     call.write(toProcessingResponse(decision, phase));

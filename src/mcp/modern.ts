@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors/gateway-error.js';
 import { decodeHeaderValue, encodeHeaderValue, MCP_METHOD_HEADER, MCP_NAME_HEADER, NAMED_PARAM, PROTOCOL_VERSION_HEADER } from './headers.js';
 import { isObject, type JsonObject } from './message.js';
-import { isSupportedVersion, SUPPORTED_PROTOCOL_VERSIONS } from './protocol.js';
+import { isSupportedVersion, LOG_LEVELS, SUPPORTED_PROTOCOL_VERSIONS } from './protocol.js';
 
 /**
  * MCP 2026-07-28 and later ("modern"): no sessions and no handshake. Every request names its
@@ -123,6 +123,9 @@ export function readEnvelope(headers: { get(name: string): string | undefined },
   }
   const info = meta[META.clientInfo];
   const level = meta[META.logLevel];
+  if (level !== undefined && (typeof level !== 'string' || !LOG_LEVELS.includes(level))) {
+    throw new GatewayError('GW_ERR_ENVELOPE_INVALID', `Invalid params: ${META.logLevel} must be one of ${LOG_LEVELS.join(', ')}`, { data: { envelope: { invalid: [META.logLevel] } } });
+  }
   return {
     protocolVersion: version,
     capabilities: meta[META.clientCapabilities] as JsonObject,

@@ -39,6 +39,9 @@ export function forgotSession(status: number, body: string): boolean {
   }
 }
 
+/** MCP log levels, least severe first. */
+export const LOG_LEVELS: readonly string[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+
 /** Catalog kinds the gateway aggregates. */
 export type CatalogKind = 'tools' | 'prompts' | 'resources' | 'resourceTemplates';
 

@@ -154,6 +154,7 @@ describe('MCP 2026-07-28 on /mcp', () => {
       ['ping', { id: 10, method: 'ping', params: { _meta: ENVELOPE } }, {}, 404, -32601],
       ['logging/setLevel', { id: 11, method: 'logging/setLevel', params: { level: 'info', _meta: ENVELOPE } }, {}, 404, -32601],
       ['resources/subscribe', { id: 12, method: 'resources/subscribe', params: { uri: 'alpha+demo://shared/readme', _meta: ENVELOPE } }, {}, 404, -32601],
+      ['a log level MCP does not have', { id: 13, method: 'tools/list', params: { _meta: { ...ENVELOPE, 'io.modelcontextprotocol/logLevel': 'verbose' } } }, {}, 400, -32602],
     ];
     for (const [what, body, headers, status, code] of cases) {
       const r = await post(url, body, headers);

@@ -4,6 +4,7 @@ import type { GatewayContext } from '../../../src/exchange.js';
 import { immediateOf, mcpPost, mutationOf, requestBody, requestHeaders, startCall } from '../../support/fake-call.js';
 import { inMemoryContext, type InMemoryUpstream } from '../../support/in-memory-upstream.js';
 import { templateMatches } from '../../../src/aggregated/route.js';
+import { sha256Hex } from '../../../src/auth/api-keys.js';
 
 /** Routing on /mcp: the real Exchange and stages, the upstreams in memory. */
 describe('aggregated routing', () => {
@@ -149,6 +150,60 @@ describe('aggregated routing with unprefixed servers', () => {
   });
 });
 
+/** Servers with prefix: never that two tenants each have one of, sharing a tool name. */
+describe('aggregated routing with unprefixed servers per tenant', () => {
+  let ctx: GatewayContext;
+  let close: () => Promise<void>;
+  const sessions = new Map<string, string>();
+  const KEYS = { acme: 'acme-key-0123456789', globex: 'globex-key-0123456789' } as const;
+  before(async () => {
+    ({ ctx, close } = await inMemoryContext(
+      {
+        ghacme: { tools: [{ name: 'search', inputSchema: { type: 'object' } }, { name: 'only_acme', inputSchema: { type: 'object' } }] },
+        ghglobex: { tools: [{ name: 'search', inputSchema: { type: 'object' } }, { name: 'only_globex', inputSchema: { type: 'object' } }] },
+        files: { tools: [{ name: 'alpha__echo', description: 'looks like alpha', inputSchema: { type: 'object' } }] },
+        alpha: { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] },
+      },
+      {
+        servers: { ghacme: { prefix: 'never' }, ghglobex: { prefix: 'never' }, files: { prefix: 'never' } },
+        auth: { api_keys: Object.entries(KEYS).map(([tenant, key]) => ({ id: `${tenant}-agent`, key_sha256: sha256Hex(key), tenant })) },
+        tenants: { acme: { servers: ['ghacme', 'files', 'alpha'], namespace: 'acme' }, globex: { servers: ['ghglobex', 'files', 'alpha'], namespace: 'globex' } },
+      },
+    ));
+    for (const tenant of ['acme', 'globex'] as const) {
+      const call = startCall(ctx);
+      await call.send(requestHeaders(mcpPost('/mcp', { authorization: `Bearer ${KEYS[tenant]}` })));
+      const init = await call.send(requestBody({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }));
+      sessions.set(tenant, immediateOf(init).headers.get('mcp-session-id')!);
+    }
+  });
+  after(() => close());
+
+  async function exchange(tenant: 'acme' | 'globex', msg: unknown): Promise<Record<string, unknown>> {
+    const call = startCall(ctx);
+    await call.send(requestHeaders(mcpPost('/mcp', { authorization: `Bearer ${KEYS[tenant]}`, 'mcp-session-id': sessions.get(tenant)!, 'mcp-protocol-version': '2025-11-25' })));
+    return call.send(requestBody(msg));
+  }
+
+  it('gives each tenant its own server’s tool of a shared name, in its list and on its calls', async () => {
+    for (const tenant of ['acme', 'globex'] as const) {
+      const listed = immediateOf(await exchange(tenant, { jsonrpc: '2.0', id: 2, method: 'tools/list' })).json as { result: { tools: { name: string }[] } };
+      assert.deepEqual(listed.result.tools.map((t) => t.name).sort(), ['alpha__echo', 'search', `only_${tenant}`].sort());
+      const called = mutationOf(await exchange(tenant, { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'search', arguments: {} } }));
+      assert.equal(called.set.get('x-mcpgw-backend'), `gh${tenant}`);
+    }
+  });
+
+  it('never lists an unprefixed name that reads as another server’s prefixed one: the list and the call agree', async () => {
+    const listed = immediateOf(await exchange('acme', { jsonrpc: '2.0', id: 4, method: 'tools/list' })).json as { result: { tools: { name: string; description?: string }[] } };
+    const echo = listed.result.tools.filter((t) => t.name === 'alpha__echo');
+    assert.equal(echo.length, 1);
+    assert.notEqual(echo[0]!.description, 'looks like alpha', 'the entry listed is alpha’s own');
+    const called = mutationOf(await exchange('acme', { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'alpha__echo', arguments: {} } }));
+    assert.equal(called.set.get('x-mcpgw-backend'), 'alpha');
+  });
+});
+
 describe('templateMatches', () => {
   it('matches literal parts exactly, a simple expression within a segment, others across segments', () => {
     assert.equal(templateMatches('search://q/{term}', 'search://q/envoy'), true);
@@ -157,5 +212,14 @@ describe('templateMatches', () => {
     assert.equal(templateMatches('db://{schema}.{table}', 'db://public.users'), true);
     assert.equal(templateMatches('db://{table}', 'xdb://users'), false);
     assert.equal(templateMatches('a.b://{x}', 'aXb://y'), false, 'literal dots are not wildcards');
+    assert.equal(templateMatches('file:///{name}.{ext}', 'file:///a.b.c'), true, 'expressions may hold the literal between them');
+    assert.equal(templateMatches('{+a}/{+b}', 'x/y/z'), true);
+  });
+
+  it('answers a hostile URI without backtracking, and never matches one past its length bound', () => {
+    // Adjacent expressions that both fit the filler: a backtracking regex goes quadratic here.
+    assert.equal(templateMatches('file:///{name}.{ext}', `file:///${'.'.repeat(4000)}/`), false);
+    assert.equal(templateMatches('{+path}{?query}', `${'a'.repeat(4000)}#`), true);
+    assert.equal(templateMatches('{+path}', 'x'.repeat(5000)), false);
   });
 });
