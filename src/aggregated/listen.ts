@@ -5,7 +5,9 @@ import { META, type Envelope } from '../mcp/modern.js';
 import { GATEWAY_INFO, LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
 import { sseEventText } from '../mcp/sse.js';
 import { EVENT_STREAM_HEADERS, type LocalStream, type StreamDecision, type StreamSink } from '../request/decision.js';
-import { serverVisible } from '../request/guard.js';
+import { serverVisible, sessionSubject } from '../request/guard.js';
+import { clientIp } from '../request/limit.js';
+import { sessionOwner } from '../sessions/limits.js';
 import type { Caller, RequestState } from '../request/state.js';
 import type { UpstreamSession } from '../sessions/store.js';
 import { openSession } from '../upstream/control.js';
@@ -100,8 +102,14 @@ export async function openListen(ctx: AggregatedContext, state: RequestState, en
     kind: 'stream',
     status: 200,
     headers: EVENT_STREAM_HEADERS,
-    body: new ListenStream(ctx, caller, id, honored, watches),
+    body: new ListenStream(ctx, caller, listenerOwner(state, caller), id, honored, watches),
   };
+}
+
+/** Whose streams a listen stream counts among: the caller's identity, or its address. */
+function listenerOwner(state: RequestState, caller: Caller): string {
+  const identity = sessionSubject(caller);
+  return sessionOwner(identity, identity === null ? clientIp(state) : null);
 }
 
 /** Subscribes, per server, in a new upstream session; what a server refuses is not honoured. */
@@ -171,6 +179,8 @@ class ListenStream implements LocalStream {
   constructor(
     private readonly ctx: AggregatedContext,
     private readonly caller: Caller,
+    /** Whose streams this one counts among (`gateway.max_sessions_per_client` of them per replica). */
+    private readonly owner: string,
     private readonly id: JsonRpcId,
     private readonly honored: JsonObject,
     private readonly watches: readonly ResourceWatch[],
@@ -189,7 +199,7 @@ class ListenStream implements LocalStream {
       this.end();
       return;
     }
-    this.removeListener = this.ctx.streams.addListener(this);
+    this.removeListener = this.ctx.streams.addListener(this.owner, this, this.ctx.rc.maxSessionsPerClient);
     for (const w of this.watches) void this.follow(w);
     this.timer = setInterval(() => this.send(': keepalive\n\n'), KEEPALIVE_MS);
     this.timer.unref();

@@ -65,11 +65,13 @@ interface StreamOwner {
  */
 export class ServerStreams {
   private readonly bySession = new Map<string, Set<Closable>>();
-  private readonly listeners = new Set<ListChangeListener>();
+  /** Sessionless streams by their caller (see sessionOwner), oldest first. */
+  private readonly listeners = new Map<string, Set<ListChangeListener>>();
 
   /** Open streams (all kinds) on this replica. */
   get size(): number {
-    let n = this.listeners.size;
+    let n = 0;
+    for (const set of this.listeners.values()) n += set.size;
     for (const set of this.bySession.values()) n += set.size;
     return n;
   }
@@ -102,19 +104,34 @@ export class ServerStreams {
    */
   listChanged(server: string, method: string): void {
     for (const set of this.bySession.values()) for (const s of set) if (s instanceof FanIn) s.announce(server, method);
-    for (const l of this.listeners) l.announce(server, method);
+    for (const set of this.listeners.values()) for (const l of set) l.announce(server, method);
   }
 
-  /** A sessionless stream hears list changes until the returned function is called. */
-  addListener(l: ListChangeListener): () => void {
-    this.listeners.add(l);
-    return () => this.listeners.delete(l);
+  /**
+   * A sessionless stream of `owner` hears list changes until the returned function is called.
+   * An owner keeps at most `max` such streams here: a new one ends its oldest (as a new session
+   * ends its least recently used one).
+   */
+  addListener(owner: string, l: ListChangeListener, max: number): () => void {
+    let set = this.listeners.get(owner);
+    if (set === undefined) this.listeners.set(owner, (set = new Set()));
+    while (set.size >= Math.max(1, max)) {
+      const oldest = set.values().next().value!;
+      set.delete(oldest);
+      oldest.end();
+    }
+    set.add(l);
+    const mine = set;
+    return () => {
+      mine.delete(l);
+      if (mine.size === 0 && this.listeners.get(owner) === mine) this.listeners.delete(owner);
+    };
   }
 
   /** Ends every stream (the replica shuts down; clients resume elsewhere). */
   closeAll(): void {
     for (const set of [...this.bySession.values()]) for (const s of [...set]) s.end();
-    for (const l of [...this.listeners]) l.end();
+    for (const set of [...this.listeners.values()]) for (const l of [...set]) l.end();
   }
 
   private track<T extends Closable>(sessionId: string, s: T): T {

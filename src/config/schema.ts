@@ -178,7 +178,7 @@ export const GatewaySchema = z.strictObject({
     .max(1_000_000)
     .default(DEFAULT_MAX_SESSIONS_PER_CLIENT)
     .describe(
-      "Most live gateway sessions of one client: an authenticated identity, or an anonymous caller's address (IPv6: its /64). A new session beyond it ends that client's least recently used session and its upstream sessions",
+      "Most live gateway sessions of one client: an authenticated identity, or an anonymous caller's address (IPv6: its /64). A new session beyond it ends that client's least recently used session and its upstream sessions; also the most subscriptions/listen streams of one client per replica (a new one ends its oldest)",
     ),
   max_client_metadata_bytes: z
     .number()

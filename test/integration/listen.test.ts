@@ -261,3 +261,28 @@ describe('subscriptions/listen follows the caller’s tenant', () => {
     }
   });
 });
+
+describe('subscriptions/listen streams per caller', () => {
+  const stack = useStack({ demoServers: ['alpha'], gateway: { max_sessions_per_client: 2 } });
+
+  it('keeps at most gateway.max_sessions_per_client of them for one caller: a new one ends the oldest gracefully', async () => {
+    const streams = [];
+    for (const id of ['s1', 's2', 's3']) {
+      const s = await rawListen(stack().mcpUrl, id, { toolsListChanged: true });
+      await s.until((m) => m.length >= 1);
+      streams.push(s);
+    }
+    try {
+      // The first ended with its empty result; the other two are open.
+      await Promise.race([streams[0]!.done, new Promise((r) => setTimeout(r, 5000))]);
+      assert.equal(streams[0]!.ended, true, 'the oldest stream ended');
+      assert.equal(streams[0]!.messages.at(-1)!['id'], 's1');
+      assert.equal(streams[0]!.messages.at(-1)!['result'].resultType, 'complete');
+      assert.equal(streams[1]!.ended || streams[2]!.ended, false);
+      stack().demo['alpha']!.addTool('seen');
+      for (const s of streams.slice(1)) await s.until((m) => m.some((x) => x['method'] === 'notifications/tools/list_changed'));
+    } finally {
+      for (const s of streams) await s.close();
+    }
+  });
+});
