@@ -6,6 +6,9 @@ import { LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
 import { clientMetadataText, sessionOwner } from '../sessions/limits.js';
 import type { GatewaySession, SessionStore } from '../sessions/store.js';
 
+/** What a client that does not name itself is called upstream. */
+const ANONYMOUS = { name: 'mcp-client', version: '0' };
+
 /** How many callers' bridge sessions one replica remembers (the store expires them anyway). */
 const MAX_BRIDGES = 10_000;
 
@@ -15,11 +18,15 @@ const MAX_BRIDGES = 10_000;
  * replica, kept in the session store like a client's own, so that the caps, idle expiry and the
  * ending of its upstream sessions are the same, but never shown to the client. The upstream
  * sessions it opens declare no client capabilities: a server never sends such a client a request
- * it could only answer through a session (sampling, elicitation, roots).
+ * it could only answer through a session (sampling, elicitation, roots). Opened by the first
+ * request that goes to such a server; until then a caller's requests use a stand-in that is never
+ * stored.
  */
 export class BridgeSessions {
   private readonly ids = new Map<string, string>();
   private readonly opening = new Map<string, Promise<GatewaySession>>();
+  /** Stand-ins made for single requests (never stored). */
+  private readonly standIns = new WeakSet<GatewaySession>();
 
   constructor(
     private readonly sessions: SessionStore,
@@ -27,8 +34,42 @@ export class BridgeSessions {
     private readonly maxClientMetadataBytes: number,
   ) {}
 
+  /**
+   * The caller's bridge session when this replica has one open, else a stand-in for this request
+   * alone: nothing is stored until a request actually goes to a session-based server (then
+   * {@link forServer} opens the bridge session). A request that goes straight to a server of the
+   * sessionless revision, or is answered by the gateway, leaves no shared state behind.
+   */
+  async current(state: RequestState, caller: Caller, envelope: Pick<Envelope, 'clientInfo'>): Promise<GatewaySession> {
+    const identity = sessionSubject(caller);
+    const owner = sessionOwner(identity, identity === null ? clientIp(state) : null);
+    const known = this.ids.get(owner);
+    if (known !== undefined) {
+      const session = await this.sessions.get(known);
+      if (session !== null) return session;
+      this.ids.delete(owner);
+    }
+    const standIn: GatewaySession = {
+      id: `bridge-stand-in:${owner}`,
+      protocolVersion: LATEST_PROTOCOL_VERSION,
+      clientMetadata: clientMetadataText({ capabilities: {}, clientInfo: envelope.clientInfo ?? ANONYMOUS }, this.maxClientMetadataBytes),
+      identity,
+      logLevel: null,
+      lastSeen: Date.now(),
+      upstream: new Map(),
+      ownLists: new Map(),
+    };
+    this.standIns.add(standIn);
+    return standIn;
+  }
+
+  /** The session a request to a session-based server goes through: the bridge session, opened if `session` is a stand-in. */
+  async forServer(state: RequestState, caller: Caller, session: GatewaySession, envelope: Pick<Envelope, 'clientInfo'>): Promise<GatewaySession> {
+    return this.standIns.has(session) ? this.sessionFor(state, caller, envelope) : session;
+  }
+
   /** The bridge session for this caller, opened on first use. */
-  async sessionFor(state: RequestState, caller: Caller, envelope: Envelope): Promise<GatewaySession> {
+  async sessionFor(state: RequestState, caller: Caller, envelope: Pick<Envelope, 'clientInfo'>): Promise<GatewaySession> {
     const identity = sessionSubject(caller);
     const owner = sessionOwner(identity, identity === null ? clientIp(state) : null);
     const known = this.ids.get(owner);
@@ -39,7 +80,7 @@ export class BridgeSessions {
     }
     let p = this.opening.get(owner);
     if (p === undefined) {
-      const clientInfo = envelope.clientInfo ?? { name: 'mcp-client', version: '0' };
+      const clientInfo = envelope.clientInfo ?? ANONYMOUS;
       p = this.sessions
         .create({
           protocolVersion: LATEST_PROTOCOL_VERSION,

@@ -345,10 +345,13 @@ export async function forward(
   state.server = server.name;
   // A 2026-07-28 client's request goes to a server that speaks that revision as it is (no
   // session); to any other, in the client's (or its bridge's) upstream session.
-  const upstream: UpstreamSession =
-    state.modernClient !== null && (await ctx.catalog.speaksModern(server))
-      ? { sessionId: null, protocolVersion: MODERN_PROTOCOL_VERSIONS[0]! }
-      : await ctx.upstreamSessions.get(session, server);
+  const client = state.modernClient;
+  let upstream: UpstreamSession;
+  if (client !== null && (await ctx.catalog.speaksModern(server))) upstream = { sessionId: null, protocolVersion: MODERN_PROTOCOL_VERSIONS[0]! };
+  else {
+    if (client !== null) session = await ctx.bridge.forServer(state, state.caller!, session, client);
+    upstream = await ctx.upstreamSessions.get(session, server);
+  }
   const target = { server, sessionId: upstream.sessionId, protocolVersion: upstream.protocolVersion };
   let body: string;
   if (!isModernVersion(upstream.protocolVersion)) body = stringifyJson(message);

@@ -59,7 +59,7 @@ const ANSWERS: ReadonlyMap<string, ModernAnswer> = new Map<string, ModernAnswer>
       [
         method,
         (async (ctx, state, envelope, id, params) => {
-          const session = await ctx.bridge.sessionFor(state, state.caller!, envelope);
+          const session = await ctx.bridge.current(state, state.caller!, envelope);
           const freshness = { ttlMs: 0 };
           const result = await listResult(ctx, state, session, kind, params['cursor'], freshness);
           return modernResult(id, { ...result, ttlMs: freshness.ttlMs, ...PRIVATE });
@@ -83,7 +83,7 @@ export async function routeStateless(ctx: AggregatedContext, state: RequestState
     state.modernClient = { capabilities: envelope.capabilities, clientInfo: envelope.clientInfo ?? ANONYMOUS_CLIENT, logLevel: envelope.logLevel };
     let routed: Routed;
     try {
-      routed = await routeRequest(ctx, state, ctx.bridge.sessionFor(state, state.caller!, envelope), inSessionRevision(msg, upstreamId));
+      routed = await routeRequest(ctx, state, ctx.bridge.current(state, state.caller!, envelope), inSessionRevision(msg, upstreamId));
     } catch (err) {
       // This revision names a missing resource with -32602 (-32002 is retired).
       if (err instanceof GatewayError && err.code === 'GW_ERR_RESOURCE_UNKNOWN') throw new GatewayError('GW_ERR_PARAMS_INVALID', err.message, { data: err.data });

@@ -5,6 +5,7 @@ import { immediateOf, mcpPost, mutationOf, requestBody, requestHeaders, startCal
 import { inMemoryContext, type InMemoryUpstream } from '../../support/in-memory-upstream.js';
 import { templateMatches } from '../../../src/aggregated/route.js';
 import { sha256Hex } from '../../../src/auth/api-keys.js';
+import type { MemorySessionStore } from '../../../src/sessions/store.js';
 
 /** Routing on /mcp: the real Exchange and stages, the upstreams in memory. */
 describe('aggregated routing', () => {
@@ -221,5 +222,36 @@ describe('templateMatches', () => {
     assert.equal(templateMatches('file:///{name}.{ext}', `file:///${'.'.repeat(4000)}/`), false);
     assert.equal(templateMatches('{+path}{?query}', `${'a'.repeat(4000)}#`), true);
     assert.equal(templateMatches('{+path}', 'x'.repeat(5000)), false);
+  });
+});
+
+/** What a 2026-07-28 client leaves behind: no session until a request needs a session-based server. */
+describe('2026-07-28 requests and bridge sessions', () => {
+  let ctx: GatewayContext;
+  let close: () => Promise<void>;
+  before(async () => {
+    ({ ctx, close } = await inMemoryContext({ alpha: { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] } }));
+  });
+  after(() => close());
+
+  const META = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} };
+  async function modern(method: string, params: Record<string, unknown>, name?: string): Promise<Record<string, unknown>> {
+    const call = startCall(ctx);
+    await call.send(requestHeaders(mcpPost('/mcp', { 'mcp-protocol-version': '2026-07-28', 'mcp-method': method, ...(name === undefined ? {} : { 'mcp-name': name }) })));
+    return call.send(requestBody({ jsonrpc: '2.0', id: 1, method, params: { ...params, _meta: META } }));
+  }
+
+  it('stores nothing for what the gateway answers, and opens the bridge session only for a session-based server', async () => {
+    const stored = (ctx.sessions as MemorySessionStore).size();
+    for (const method of ['server/discover', 'tools/list', 'prompts/list']) {
+      const answered = immediateOf(await modern(method, {}));
+      assert.equal(answered.status, 200, method);
+    }
+    assert.equal((ctx.sessions as MemorySessionStore).size(), stored, 'no session for gateway answers');
+    const routed = mutationOf(await modern('tools/call', { name: 'alpha__echo', arguments: {} }, 'alpha__echo'));
+    assert.equal(routed.set.get('x-mcpgw-backend'), 'alpha');
+    assert.equal((ctx.sessions as MemorySessionStore).size(), stored + 1, 'the bridge session, for the session-based server');
+    await modern('tools/call', { name: 'alpha__echo', arguments: {} }, 'alpha__echo');
+    assert.equal((ctx.sessions as MemorySessionStore).size(), stored + 1, 'and only one');
   });
 });
