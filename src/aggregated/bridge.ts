@@ -41,14 +41,8 @@ export class BridgeSessions {
    * sessionless revision, or is answered by the gateway, leaves no shared state behind.
    */
   async current(state: RequestState, caller: Caller, envelope: Pick<Envelope, 'clientInfo'>): Promise<GatewaySession> {
-    const identity = sessionSubject(caller);
-    const owner = sessionOwner(identity, identity === null ? clientIp(state) : null);
-    const known = this.ids.get(owner);
-    if (known !== undefined) {
-      const session = await this.sessions.get(known);
-      if (session !== null) return session;
-      this.ids.delete(owner);
-    }
+    const { identity, owner, session } = await this.known(state, caller);
+    if (session !== null) return session;
     const standIn: GatewaySession = {
       id: `bridge-stand-in:${owner}`,
       protocolVersion: LATEST_PROTOCOL_VERSION,
@@ -63,6 +57,17 @@ export class BridgeSessions {
     return standIn;
   }
 
+  /** Who the caller is to the bridge, and its bridge session on this replica if one is open. */
+  private async known(state: RequestState, caller: Caller): Promise<{ identity: string | null; owner: string; session: GatewaySession | null }> {
+    const identity = sessionSubject(caller);
+    const owner = sessionOwner(identity, identity === null ? clientIp(state) : null);
+    const id = this.ids.get(owner);
+    if (id === undefined) return { identity, owner, session: null };
+    const session = await this.sessions.get(id);
+    if (session === null) this.ids.delete(owner);
+    return { identity, owner, session };
+  }
+
   /** The session a request to a session-based server goes through: the bridge session, opened if `session` is a stand-in. */
   async forServer(state: RequestState, caller: Caller, session: GatewaySession, envelope: Pick<Envelope, 'clientInfo'>): Promise<GatewaySession> {
     return this.standIns.has(session) ? this.sessionFor(state, caller, envelope) : session;
@@ -70,14 +75,8 @@ export class BridgeSessions {
 
   /** The bridge session for this caller, opened on first use. */
   async sessionFor(state: RequestState, caller: Caller, envelope: Pick<Envelope, 'clientInfo'>): Promise<GatewaySession> {
-    const identity = sessionSubject(caller);
-    const owner = sessionOwner(identity, identity === null ? clientIp(state) : null);
-    const known = this.ids.get(owner);
-    if (known !== undefined) {
-      const session = await this.sessions.get(known);
-      if (session !== null) return session;
-      this.ids.delete(owner);
-    }
+    const { identity, owner, session } = await this.known(state, caller);
+    if (session !== null) return session;
     let p = this.opening.get(owner);
     if (p === undefined) {
       const clientInfo = envelope.clientInfo ?? ANONYMOUS;
@@ -88,10 +87,10 @@ export class BridgeSessions {
           identity,
           owner,
         })
-        .then((session) => {
+        .then((opened) => {
           if (this.ids.size >= MAX_BRIDGES) this.ids.delete(this.ids.keys().next().value!);
-          this.ids.set(owner, session.id);
-          return session;
+          this.ids.set(owner, opened.id);
+          return opened;
         })
         .finally(() => this.opening.delete(owner));
       this.opening.set(owner, p);
