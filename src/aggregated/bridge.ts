@@ -1,13 +1,10 @@
 import { sessionSubject } from '../request/guard.js';
 import { clientIp } from '../request/limit.js';
 import type { Caller, RequestState } from '../request/state.js';
-import type { Envelope } from '../mcp/modern.js';
+import { ANONYMOUS_CLIENT_INFO, type Envelope } from '../mcp/modern.js';
 import { LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
 import { clientMetadataText, sessionOwner } from '../sessions/limits.js';
 import type { GatewaySession, SessionStore } from '../sessions/store.js';
-
-/** What a client that does not name itself is called upstream. */
-const ANONYMOUS = { name: 'mcp-client', version: '0' };
 
 /** How many callers' bridge sessions one replica remembers (the store expires them anyway). */
 const MAX_BRIDGES = 10_000;
@@ -46,7 +43,7 @@ export class BridgeSessions {
     const standIn: GatewaySession = {
       id: `bridge-stand-in:${owner}`,
       protocolVersion: LATEST_PROTOCOL_VERSION,
-      clientMetadata: clientMetadataText({ capabilities: {}, clientInfo: envelope.clientInfo ?? ANONYMOUS }, this.maxClientMetadataBytes),
+      clientMetadata: clientMetadataText({ capabilities: {}, clientInfo: envelope.clientInfo ?? ANONYMOUS_CLIENT_INFO }, this.maxClientMetadataBytes),
       identity,
       logLevel: null,
       lastSeen: Date.now(),
@@ -79,7 +76,7 @@ export class BridgeSessions {
     if (session !== null) return session;
     let p = this.opening.get(owner);
     if (p === undefined) {
-      const clientInfo = envelope.clientInfo ?? ANONYMOUS;
+      const clientInfo = envelope.clientInfo ?? ANONYMOUS_CLIENT_INFO;
       p = this.sessions
         .create({
           protocolVersion: LATEST_PROTOCOL_VERSION,

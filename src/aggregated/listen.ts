@@ -1,7 +1,7 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { isObject, parseJsonObject, stringifyJson, type JsonObject, type JsonRpcId } from '../mcp/message.js';
-import { META, type Envelope } from '../mcp/modern.js';
+import { ANONYMOUS_CLIENT_INFO, META, type Envelope } from '../mcp/modern.js';
 import { GATEWAY_INFO, LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
 import { sseEventText } from '../mcp/sse.js';
 import { EVENT_STREAM_HEADERS, type LocalStream, type StreamDecision, type StreamSink } from '../request/decision.js';
@@ -10,7 +10,7 @@ import { clientIp } from '../request/limit.js';
 import { sessionOwner } from '../sessions/limits.js';
 import type { Caller, RequestState } from '../request/state.js';
 import type { UpstreamSession } from '../sessions/store.js';
-import { openSession } from '../upstream/control.js';
+import { openSession, type Handshake } from '../upstream/control.js';
 import { serversOffer } from './answers.js';
 import type { AggregatedContext } from './context.js';
 import { LIST_CHANGED } from './rewrite.js';
@@ -77,6 +77,8 @@ function offersChanges(caps: JsonObject, kind: string): boolean {
 /** One server's resource subscriptions of a listen stream, in an upstream session of their own. */
 interface ResourceWatch {
   readonly server: RuntimeServer;
+  /** How its upstream session is opened (again, when the server forgets it). */
+  readonly handshake: Handshake;
   /** The server's own URIs, each with the namespaced URI the client subscribed to. */
   readonly uris: Map<string, string>;
   session: UpstreamSession;
@@ -126,17 +128,17 @@ async function subscribeAll(ctx: AggregatedContext, state: RequestState, caller:
     if (m === undefined) byServer.set(owned.server, (m = new Map()));
     m.set(owned.uri, uri);
   }
-  const clientInfo = envelope.clientInfo ?? { name: 'mcp-client', version: '0' };
+  const handshake: Handshake = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: envelope.clientInfo ?? ANONYMOUS_CLIENT_INFO, logLevel: null };
   const opened = await Promise.all(
     [...byServer].map(async ([server, wanted]): Promise<ResourceWatch | null> => {
       let session: UpstreamSession;
       try {
-        session = await openSession(ctx.upstream, server, { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo, logLevel: null }, ctx.log);
+        session = await openSession(ctx.upstream, server, handshake, ctx.log);
       } catch (err) {
         ctx.log.debug({ server: server.name, err }, 'listen: no session for resource subscriptions');
         return null;
       }
-      const watch: ResourceWatch = { server, uris: new Map(), session };
+      const watch: ResourceWatch = { server, handshake, uris: new Map(), session };
       await subscribe(ctx, watch, wanted);
       if (watch.uris.size === 0) {
         endSession(ctx, watch);
@@ -260,7 +262,7 @@ class ListenStream implements LocalStream {
       if (this.closed || outcome === 'refused') return;
       if (outcome === 'forgot') {
         try {
-          watch.session = await openSession(this.ctx.upstream, watch.server, { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'mcp-client', version: '0' }, logLevel: null }, this.ctx.log);
+          watch.session = await openSession(this.ctx.upstream, watch.server, watch.handshake, this.ctx.log);
           await subscribe(this.ctx, watch, new Map(watch.uris));
           if (this.closed) endSession(this.ctx, watch);
           continue;

@@ -1,12 +1,12 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../mcp/message.js';
-import { isModernVersion, MODERN_PROTOCOL_VERSIONS, routingHeaders, withEnvelope } from '../mcp/modern.js';
+import { isModernVersion, MODERN_PROTOCOL_VERSIONS, routingHeaders, withEnvelope, type ClientEnvelope } from '../mcp/modern.js';
 import { respondAccepted, type Decision } from '../request/decision.js';
 import { parseClientMetadata } from '../sessions/limits.js';
 import { aggregatedListFilter, checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
-import { routeToServer, withTraceMeta } from '../request/mutations.js';
+import { routeToServer, withTraceMeta, type UpstreamTarget } from '../request/mutations.js';
 import type { Caller, RequestState } from '../request/state.js';
 import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
 import { NO_CAPABILITIES } from '../upstream/profiles.js';
@@ -106,15 +106,19 @@ async function inCatalog(ctx: AggregatedContext, server: RuntimeServer, kind: 't
  * the same server's entry for a name two of them share (answers.ts).
  */
 async function unprefixedOwner(ctx: AggregatedContext, caller: Caller, kind: 'tools' | 'prompts', name: string, session: Promise<GatewaySession>): Promise<Owned | null> {
-  const keep = aggregatedListFilter(ctx, caller, kind);
-  const candidates = ctx.naming.unprefixed.filter((s) => (keep === null ? true : keep(s, name)));
-  if (candidates.length <= 1) return candidates.length === 0 ? null : { server: candidates[0]!, name };
-  const servers = candidates.map((s) => ctx.rc.servers.get(s)!);
+  const servers = unprefixedCandidates(ctx, caller, kind, name);
+  if (servers.length <= 1) return servers.length === 0 ? null : { server: servers[0]!.name, name };
   const cached = servers.find((s) => ctx.catalog.cachedHas(s, kind, name, NO_CAPABILITIES));
   if (cached !== undefined) return { server: cached.name, name };
   const profile = ctx.catalog.profiles.of((await session).clientMetadata);
   for (const s of servers) if ((await ctx.catalog.serverItems(s, kind, profile))?.some((i) => i['name'] === name)) return { server: s.name, name };
   return null;
+}
+
+/** The servers with `prefix: never` whose entry `id` of `kind` the caller may use, in config order. */
+function unprefixedCandidates(ctx: AggregatedContext, caller: Caller, kind: 'tools' | 'prompts' | 'resources', id: string): RuntimeServer[] {
+  const keep = aggregatedListFilter(ctx, caller, kind);
+  return ctx.naming.unprefixed.filter((s) => keep === null || keep(s, id)).map((s) => ctx.rc.servers.get(s)!);
 }
 
 /**
@@ -123,10 +127,8 @@ async function unprefixedOwner(ctx: AggregatedContext, caller: Caller, kind: 'to
  * server, that one.
  */
 async function unprefixedUriOwner(ctx: AggregatedContext, caller: Caller, uri: string): Promise<Owned | null> {
-  const keep = aggregatedListFilter(ctx, caller, 'resources');
-  const candidates = ctx.naming.unprefixed.filter((s) => (keep === null ? true : keep(s, uri)));
-  if (candidates.length <= 1) return candidates.length === 0 ? null : { server: candidates[0]!, name: uri };
-  const servers = candidates.map((s) => ctx.rc.servers.get(s)!);
+  const servers = unprefixedCandidates(ctx, caller, 'resources', uri);
+  if (servers.length <= 1) return servers.length === 0 ? null : { server: servers[0]!.name, name: uri };
   for (const s of servers) if ((await ctx.catalog.serverItems(s, 'resources', NO_CAPABILITIES))?.some((i) => i['uri'] === uri)) return { server: s.name, name: uri };
   for (const s of servers) {
     const templates = await ctx.catalog.serverItems(s, 'resourceTemplates', NO_CAPABILITIES);
@@ -141,7 +143,7 @@ async function unprefixedUriOwner(ctx: AggregatedContext, caller: Caller, uri: s
  * gateway does not turn into that client's server→client requests (the server then refuses what
  * needs them, rather than answering in a shape the client cannot read).
  */
-function withoutInputKinds(client: { capabilities: JsonObject; clientInfo: JsonObject }): { capabilities: JsonObject; clientInfo: JsonObject } {
+function withoutInputKinds(client: ClientEnvelope): ClientEnvelope {
   const { sampling: _s, elicitation: _e, roots: _r, ...rest } = client.capabilities;
   return { ...client, capabilities: rest };
 }
@@ -352,15 +354,15 @@ export async function forward(
     if (client !== null) session = await ctx.bridge.forServer(state, state.caller!, session, client);
     upstream = await ctx.upstreamSessions.get(session, server);
   }
-  const target = { server, sessionId: upstream.sessionId, protocolVersion: upstream.protocolVersion };
+  let target: UpstreamTarget = { server, sessionId: upstream.sessionId, protocolVersion: upstream.protocolVersion };
   let body: string;
   if (!isModernVersion(upstream.protocolVersion)) body = stringifyJson(message);
   else {
     // Such a server takes no notifications or answers from clients over HTTP.
     if (requestMethod === null) return { decision: respondAccepted(), forwarded: null };
     const params = isObject(message['params']) ? message['params'] : undefined;
-    body = stringifyJson({ ...message, params: withEnvelope(params, upstream.protocolVersion, state.modernClient ?? withoutInputKinds(parseClientMetadata(session.clientMetadata))) });
-    Object.assign(target, { routing: routingHeaders(requestMethod, params) });
+    body = stringifyJson({ ...message, params: withEnvelope(params, upstream.protocolVersion, client ?? withoutInputKinds(parseClientMetadata(session.clientMetadata))) });
+    target = { ...target, routing: routingHeaders(requestMethod, params) };
   }
   const decision = routeToServer(ctx, state, target, body);
   return { decision, forwarded: { session, server, upstream, body, requestMethod, inflightKey, createsTask, modern: null } };

@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors/gateway-error.js';
 import { isObject, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../mcp/message.js';
-import { META, MODERN_PROTOCOL_VERSIONS, readEnvelope, type Envelope } from '../mcp/modern.js';
+import { ANONYMOUS_CLIENT_INFO, META, MODERN_PROTOCOL_VERSIONS, readEnvelope, type Envelope } from '../mcp/modern.js';
 import { GATEWAY_INFO, LIST_KINDS, SUPPORTED_PROTOCOL_VERSIONS } from '../mcp/protocol.js';
 import { respondAccepted, respondResult, type RespondDecision, type StreamDecision } from '../request/decision.js';
 import { limitRequest } from '../request/limit.js';
@@ -22,9 +22,6 @@ import { routeRequest, type Routed } from './route.js';
 
 /** Requests sent through bridge sessions by this replica (the ids they carry upstream). */
 let bridgeRequests = 0;
-
-/** What a client that does not name itself is called upstream. */
-const ANONYMOUS_CLIENT = { name: 'mcp-client', version: '0' };
 
 /** Requests a 2026-07-28 client may route to a server. */
 const ROUTED: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read', 'completion/complete']);
@@ -80,7 +77,7 @@ export async function routeStateless(ctx: AggregatedContext, state: RequestState
     // reuse) would collide upstream, so each request goes out with one of the gateway's.
     const upstreamId = `mcpgw-bridge-${++bridgeRequests}`;
     // A server of this revision is told about the client itself, not the bridge session.
-    state.modernClient = { capabilities: envelope.capabilities, clientInfo: envelope.clientInfo ?? ANONYMOUS_CLIENT, logLevel: envelope.logLevel };
+    state.modernClient = { capabilities: envelope.capabilities, clientInfo: envelope.clientInfo ?? ANONYMOUS_CLIENT_INFO, logLevel: envelope.logLevel };
     let routed: Routed;
     try {
       routed = await routeRequest(ctx, state, ctx.bridge.current(state, state.caller!, envelope), inSessionRevision(msg, upstreamId));

@@ -42,6 +42,9 @@ export function claimsModern(params: JsonObject | undefined): boolean {
   return isObject(meta) && typeof meta[META.protocolVersion] === 'string';
 }
 
+/** What a 2026-07-28 client that does not name itself (`clientInfo` is optional there) is called upstream. */
+export const ANONYMOUS_CLIENT_INFO: Readonly<JsonObject> = Object.freeze({ name: 'mcp-client', version: '0' });
+
 /** What the gateway says about the client it speaks for when it calls a modern server. */
 export interface ClientEnvelope {
   readonly capabilities: JsonObject;
