@@ -32,6 +32,7 @@ import { ServerStreams } from './aggregated/server-stream.js';
 import { CatalogWatch } from './aggregated/catalog-watch.js';
 import { SessionLists } from './aggregated/session-lists.js';
 import { BridgeSessions } from './aggregated/bridge.js';
+import { HeldCalls } from './upstream/held-calls.js';
 
 /** Options for one processor replica. */
 export interface RunOptions {
@@ -158,12 +159,14 @@ export async function createContext(
   const control = new ControlSessions(rc, upstream, log);
   const naming = new Namespace(rc.servers.keys(), config.gateway.tool_separator, rc.serverList.filter((s) => s.source.prefix === 'never').map((s) => s.name));
   const catalog = new Catalog(rc, control, naming, log);
+  const held = new HeldCalls(upstream, log, rc.inputRequiredMs, rc.maxSessionsPerClient);
   const context: GatewayContext = {
     rc,
     sessions,
     catalog,
     sessionLists: new SessionLists({ rc, catalog, sessions, upstream, log }),
     bridge: new BridgeSessions(sessions, rc.maxClientMetadataBytes),
+    held,
     naming,
     upstream,
     upstreamSessions,
@@ -188,6 +191,7 @@ export async function createContext(
      */
     async close(): Promise<void> {
       streams.closeAll();
+      held.closeAll();
       await Promise.all([...sessions.localSessions()].map((s) => upstreamSessions.terminateAll(rc, s)));
       await control.close();
       sessions.close();

@@ -1,7 +1,8 @@
 import { sessionSubject } from '../request/guard.js';
 import { clientIp } from '../request/limit.js';
 import type { Caller, RequestState } from '../request/state.js';
-import { ANONYMOUS_CLIENT_INFO, type Envelope } from '../mcp/modern.js';
+import { stringifyJson, type JsonObject } from '../mcp/message.js';
+import { ANONYMOUS_CLIENT_INFO, inputCapabilities, type ClientEnvelope, type Envelope } from '../mcp/modern.js';
 import { LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
 import { clientMetadataText, sessionOwner } from '../sessions/limits.js';
 import type { GatewaySession, SessionStore } from '../sessions/store.js';
@@ -9,13 +10,19 @@ import type { GatewaySession, SessionStore } from '../sessions/store.js';
 /** How many callers' bridge sessions one replica remembers (the store expires them anyway). */
 const MAX_BRIDGES = 10_000;
 
+/** Who a sessionless caller is to the gateway: its identity, or its address when anonymous. */
+export function callerOwner(state: RequestState, caller: Caller): string {
+  const identity = sessionSubject(caller);
+  return sessionOwner(identity, identity === null ? clientIp(state) : null);
+}
+
 /**
  * What a sessionless (2026-07-28) client's requests use to reach the session-based servers
  * behind /mcp: a gateway session per caller (its identity, or its address when anonymous) on each
  * replica, kept in the session store like a client's own, so that the caps, idle expiry and the
  * ending of its upstream sessions are the same, but never shown to the client. The upstream
- * sessions it opens declare no client capabilities: a server never sends such a client a request
- * it could only answer through a session (sampling, elicitation, roots). Opened by the first
+ * sessions it opens declare no client capabilities unless the client declares input ones (then
+ * see {@link BridgeSessions.forServer}). Opened by the first
  * request that goes to such a server; until then a caller's requests use a stand-in that is never
  * stored.
  */
@@ -54,43 +61,50 @@ export class BridgeSessions {
     return standIn;
   }
 
-  /** Who the caller is to the bridge, and its bridge session on this replica if one is open. */
-  private async known(state: RequestState, caller: Caller): Promise<{ identity: string | null; owner: string; session: GatewaySession | null }> {
+  /** Who the caller is to the bridge, and its bridge session on this replica (under `key`'s kind) if one is open. */
+  private async known(state: RequestState, caller: Caller, asks: JsonObject | null = null): Promise<{ identity: string | null; owner: string; key: string; session: GatewaySession | null }> {
     const identity = sessionSubject(caller);
-    const owner = sessionOwner(identity, identity === null ? clientIp(state) : null);
-    const id = this.ids.get(owner);
-    if (id === undefined) return { identity, owner, session: null };
+    const owner = callerOwner(state, caller);
+    const key = asks === null ? owner : `${owner}\n${stringifyJson(asks)}`;
+    const id = this.ids.get(key);
+    if (id === undefined) return { identity, owner, key, session: null };
     const session = await this.sessions.get(id);
-    if (session === null) this.ids.delete(owner);
-    return { identity, owner, session };
+    if (session === null) this.ids.delete(key);
+    return { identity, owner, key, session };
   }
 
-  /** The session a request to a session-based server goes through: the bridge session, opened if `session` is a stand-in. */
-  async forServer(state: RequestState, caller: Caller, session: GatewaySession, envelope: Pick<Envelope, 'clientInfo'>): Promise<GatewaySession> {
-    return this.standIns.has(session) ? this.sessionFor(state, caller, envelope) : session;
+  /**
+   * The session a request to a session-based server goes through: the bridge session, opened if
+   * `session` is a stand-in. A client that declares input capabilities (sampling, elicitation,
+   * roots) gets one that declares them upstream, one per caller and set of them: the gateway
+   * holds such a client's calls (held-calls.ts) and carries the servers' questions to it.
+   */
+  async forServer(state: RequestState, caller: Caller, session: GatewaySession, client: Pick<ClientEnvelope, 'clientInfo' | 'capabilities'>): Promise<GatewaySession> {
+    const asks = inputCapabilities(client.capabilities);
+    return asks === null && !this.standIns.has(session) ? session : this.sessionFor(state, caller, client, asks);
   }
 
-  /** The bridge session for this caller, opened on first use. */
-  async sessionFor(state: RequestState, caller: Caller, envelope: Pick<Envelope, 'clientInfo'>): Promise<GatewaySession> {
-    const { identity, owner, session } = await this.known(state, caller);
+  /** The bridge session for this caller (declaring `asks` upstream), opened on first use. */
+  private async sessionFor(state: RequestState, caller: Caller, envelope: Pick<Envelope, 'clientInfo'>, asks: JsonObject | null): Promise<GatewaySession> {
+    const { identity, owner, key, session } = await this.known(state, caller, asks);
     if (session !== null) return session;
-    let p = this.opening.get(owner);
+    let p = this.opening.get(key);
     if (p === undefined) {
       const clientInfo = envelope.clientInfo ?? ANONYMOUS_CLIENT_INFO;
       p = this.sessions
         .create({
           protocolVersion: LATEST_PROTOCOL_VERSION,
-          clientMetadata: clientMetadataText({ capabilities: {}, clientInfo }, this.maxClientMetadataBytes),
+          clientMetadata: clientMetadataText({ capabilities: asks ?? {}, clientInfo }, this.maxClientMetadataBytes),
           identity,
           owner,
         })
         .then((opened) => {
           if (this.ids.size >= MAX_BRIDGES) this.ids.delete(this.ids.keys().next().value!);
-          this.ids.set(owner, opened.id);
+          this.ids.set(key, opened.id);
           return opened;
         })
-        .finally(() => this.opening.delete(owner));
-      this.opening.set(owner, p);
+        .finally(() => this.opening.delete(key));
+      this.opening.set(key, p);
     }
     return p;
   }

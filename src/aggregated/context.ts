@@ -1,6 +1,7 @@
 import type { RequestContext } from '../request/context.js';
 import type { SessionStore } from '../sessions/store.js';
 import type { UpstreamClient } from '../upstream/client.js';
+import type { HeldCalls } from '../upstream/held-calls.js';
 import type { UpstreamSessions } from '../upstream/sessions.js';
 import type { BridgeSessions } from './bridge.js';
 import type { Catalog } from './catalog.js';
@@ -21,6 +22,8 @@ export interface AggregatedContext extends RequestContext {
   readonly upstreamSessions: UpstreamSessions;
   /** In-flight client requests: `<session>\n<id>` → server (so a cancellation finds its upstream). */
   readonly inflight: Map<string, string>;
+  /** Calls this replica holds open for 2026-07-28 clients a server asked something. */
+  readonly held: HeldCalls;
   /** The server→client streams this replica serves. */
   readonly streams: ServerStreams;
 }

@@ -5,13 +5,12 @@ import { ANONYMOUS_CLIENT_INFO, META, type Envelope } from '../mcp/modern.js';
 import { GATEWAY_INFO, LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
 import { sseEventText } from '../mcp/sse.js';
 import { EVENT_STREAM_HEADERS, type LocalStream, type StreamDecision, type StreamSink } from '../request/decision.js';
-import { serverVisible, sessionSubject } from '../request/guard.js';
-import { clientIp } from '../request/limit.js';
-import { sessionOwner } from '../sessions/limits.js';
+import { serverVisible } from '../request/guard.js';
 import type { Caller, RequestState } from '../request/state.js';
 import type { UpstreamSession } from '../sessions/store.js';
 import { openSession, type Handshake } from '../upstream/control.js';
 import { serversOffer } from './answers.js';
+import { callerOwner } from './bridge.js';
 import type { AggregatedContext } from './context.js';
 import { LIST_CHANGED } from './rewrite.js';
 import { resolveUri } from './route.js';
@@ -104,14 +103,8 @@ export async function openListen(ctx: AggregatedContext, state: RequestState, en
     kind: 'stream',
     status: 200,
     headers: EVENT_STREAM_HEADERS,
-    body: new ListenStream(ctx, caller, listenerOwner(state, caller), id, honored, watches),
+    body: new ListenStream(ctx, caller, callerOwner(state, caller), id, honored, watches),
   };
-}
-
-/** Whose streams a listen stream counts among: the caller's identity, or its address. */
-function listenerOwner(state: RequestState, caller: Caller): string {
-  const identity = sessionSubject(caller);
-  return sessionOwner(identity, identity === null ? clientIp(state) : null);
 }
 
 /** Subscribes, per server, in a new upstream session; what a server refuses is not honoured. */

@@ -202,6 +202,15 @@ function bindInBackground(ctx: AggregatedContext, state: RequestState, fwd: Forw
   bindTasks(ctx, state, fwd, [upstreamTaskId]).catch((err: unknown) => ctx.log.warn({ server: fwd.server.name, err }, 'task not bound'));
 }
 
+/**
+ * The answer a held call (upstream/held-calls.ts) got from its server, in the shape the
+ * 2026-07-28 client reads, renamed like any routed answer.
+ */
+export function heldAnswer(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, data: string): RespondDecision {
+  const renamed = rewriteData(ctx, state, fwd, data);
+  return { kind: 'respond', status: 200, headers: [{ key: 'content-type', value: 'application/json' }], body: typeof renamed === 'string' ? renamed : data, details: 'mcpgw_held_call' };
+}
+
 /** Notes in the record whether the upstream's answer to the request was an error or a tool error. */
 function observeResponse(state: RequestState, msg: JsonObject): void {
   const error = msg['error'];

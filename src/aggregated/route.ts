@@ -1,7 +1,7 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../mcp/message.js';
-import { isModernVersion, MODERN_PROTOCOL_VERSIONS, routingHeaders, withEnvelope, type ClientEnvelope } from '../mcp/modern.js';
+import { isModernVersion, MODERN_PROTOCOL_VERSIONS, routingHeaders, withEnvelope, withoutInputCapabilities, type ClientEnvelope } from '../mcp/modern.js';
 import { respondAccepted, type Decision } from '../request/decision.js';
 import { parseClientMetadata } from '../sessions/limits.js';
 import { aggregatedListFilter, checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
@@ -11,6 +11,7 @@ import type { Caller, RequestState } from '../request/state.js';
 import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
 import { NO_CAPABILITIES } from '../upstream/profiles.js';
 import type { AggregatedContext } from './context.js';
+import { holdCall, holdsCall } from './held.js';
 import type { Owned } from './naming.js';
 
 /** A request the aggregated endpoint sent upstream: what its response phases need to know. */
@@ -37,7 +38,7 @@ export interface ModernCall {
   /** The client's request id, restored on the answer. */
   readonly clientId: JsonRpcId;
   /** The id the request carried upstream: unique, as callers share a bridge session. */
-  readonly upstreamId: string;
+  readonly upstreamId: JsonRpcId;
 }
 
 /** The outcome of a message's request phase on the aggregated endpoint. */
@@ -144,8 +145,7 @@ async function unprefixedUriOwner(ctx: AggregatedContext, caller: Caller, uri: s
  * needs them, rather than answering in a shape the client cannot read).
  */
 function withoutInputKinds(client: ClientEnvelope): ClientEnvelope {
-  const { sampling: _s, elicitation: _e, roots: _r, ...rest } = client.capabilities;
-  return { ...client, capabilities: rest };
+  return { ...client, capabilities: withoutInputCapabilities(client.capabilities) };
 }
 
 /** Longest URI matched against templates: longer ones never match (keeps matching cheap). */
@@ -295,7 +295,10 @@ export async function routeRequest(
   const message = { ...msg.raw, params: withTraceMeta(state, resolved.params) };
   const createsTask = msg.method === 'tools/call' && isObject(resolved.params['task']);
   try {
-    return await forward(ctx, state, session, resolved.server, message, msg.method, inflightKey, createsTask);
+    const routed = await forward(ctx, state, session, resolved.server, message, msg.method, inflightKey, createsTask);
+    // Answered here (a held call): nothing is in flight any more.
+    if (routed.forwarded === null) ctx.inflight.delete(inflightKey);
+    return routed;
   } catch (err) {
     ctx.inflight.delete(inflightKey);
     throw err;
@@ -351,7 +354,11 @@ export async function forward(
   let upstream: UpstreamSession;
   if (client !== null && (await ctx.catalog.speaksModern(server))) upstream = { sessionId: null, protocolVersion: MODERN_PROTOCOL_VERSIONS[0]! };
   else {
-    if (client !== null) session = await ctx.bridge.forServer(state, state.caller!, session, client);
+    if (client !== null) {
+      session = await ctx.bridge.forServer(state, state.caller!, session, client);
+      const params = isObject(message['params']) ? message['params'] : {};
+      if (holdsCall(client, requestMethod, params)) return holdCall(ctx, state, session, server, message, requestMethod!, client);
+    }
     upstream = await ctx.upstreamSessions.get(session, server);
   }
   let target: UpstreamTarget = { server, sessionId: upstream.sessionId, protocolVersion: upstream.protocolVersion };

@@ -50,6 +50,8 @@ export interface RuntimeConfig {
   readonly sessionIdleMs: number;
   /** `gateway.stream_idle_timeout`: idle bound of long-lived client streams on passthrough. */
   readonly streamIdleMs: number;
+  /** `gateway.input_required_timeout`: how long a held call waits for the client's retry. */
+  readonly inputRequiredMs: number;
   /** `gateway.max_sessions` and `gateway.max_sessions_per_client`. */
   readonly maxSessions: number;
   readonly maxSessionsPerClient: number;
@@ -116,6 +118,7 @@ export function compileConfig(config: Config): RuntimeConfig {
     extProc: extProcTimeouts(upstreamTimeoutMs, longestReplayMs),
     sessionIdleMs: durationMs(config.gateway.session_idle_timeout),
     streamIdleMs: durationMs(config.gateway.stream_idle_timeout),
+    inputRequiredMs: durationMs(config.gateway.input_required_timeout),
     maxSessions: config.gateway.max_sessions,
     maxSessionsPerClient: config.gateway.max_sessions_per_client,
     maxClientMetadataBytes: config.gateway.max_client_metadata_bytes,

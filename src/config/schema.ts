@@ -195,6 +195,9 @@ export const GatewaySchema = z.strictObject({
   stream_idle_timeout: DurationSchema.default('5m').describe(
     "How long a long-lived stream a client holds open on a passthrough endpoint (the server→client GET stream, a 2026-07-28 subscriptions/listen POST) may carry nothing before Envoy ends it; such streams are not bounded by the server's request timeout",
   ),
+  input_required_timeout: DurationSchema.default('10m').describe(
+    "How long a 2026-07-28 client's call that a session-based server paused to ask the client something (sampling, elicitation, roots) waits for the client's retry, which carries the answer; then the gateway cancels the call upstream",
+  ),
   tls: GatewayTlsSchema.optional().describe('TLS (and optionally mTLS) on the client listener, terminated by Envoy'),
 });
 export type GatewayConfig = z.infer<typeof GatewaySchema>;

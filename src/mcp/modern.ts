@@ -53,6 +53,23 @@ export interface ClientEnvelope {
   readonly logLevel?: string | null;
 }
 
+/** The client capabilities that let a server ask the client something (sampling, elicitation, roots). */
+const INPUT_CAPABILITIES: readonly string[] = ['elicitation', 'roots', 'sampling'];
+
+/** The input capabilities among `capabilities` (in a fixed order), or null when it declares none. */
+export function inputCapabilities(capabilities: JsonObject): JsonObject | null {
+  let out: JsonObject | null = null;
+  for (const k of INPUT_CAPABILITIES) if (isObject(capabilities[k])) (out ??= {})[k] = capabilities[k];
+  return out;
+}
+
+/** `capabilities` without the input ones. */
+export function withoutInputCapabilities(capabilities: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const [k, v] of Object.entries(capabilities)) if (!INPUT_CAPABILITIES.includes(k)) out[k] = v;
+  return out;
+}
+
 /**
  * A request's params as a modern server takes them: the revision, the client's capabilities and
  * info in `_meta` beside what `_meta` already held.

@@ -220,6 +220,31 @@ export class UpstreamClient {
     }
   }
 
+  /**
+   * Sends one request in a session and resolves with the response once its headers arrived
+   * (within `connectMs`); its body (JSON, or an event stream) is the caller's to read, for as long
+   * as the server or `signal` allows.
+   */
+  async postStream(server: RuntimeServer, body: string, opts: { sessionId: string | null; protocolVersion: string; signal: AbortSignal; connectMs: number }): Promise<Response> {
+    const headers: Record<string, string> = {
+      [BACKEND_HEADER]: server.name,
+      accept: 'application/json, text/event-stream',
+      'content-type': 'application/json',
+      'mcp-protocol-version': opts.protocolVersion,
+    };
+    for (const h of this.credentialsFor(server.name)) headers[h.key] = h.value;
+    if (opts.sessionId) headers['mcp-session-id'] = opts.sessionId;
+    const connect = new AbortController();
+    const timer = setTimeout(() => connect.abort(new DOMException('upstream did not answer in time', 'TimeoutError')), opts.connectMs);
+    try {
+      return await fetch(this.internalBaseUrl + server.path, { method: 'POST', headers, body, signal: AbortSignal.any([opts.signal, connect.signal]) });
+    } catch (err) {
+      throw new UpstreamUnreachable(server.name, connect.signal.aborted, err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Ends an upstream session (DELETE), ignoring servers that don't support it. */
   async terminate(server: RuntimeServer, sessionId: string, protocolVersion: string): Promise<void> {
     await this.post(server, null, { sessionId, protocolVersion, method: 'DELETE' });
