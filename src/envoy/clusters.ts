@@ -132,8 +132,9 @@ export function cluster(server: RuntimeServer): Record<string, unknown> {
           health_checks: [healthCheck(server)],
           // No panic mode: a host that failed its checks never gets traffic, even when few are
           // left (by default Envoy spreads traffic over all hosts, dead ones too, below 50 %
-          // healthy). With every endpoint down, requests get 503 at once.
-          common_lb_config: { healthy_panic_threshold: { value: 0 } },
+          // healthy). With every endpoint down, requests get 503 at once. Health changes apply
+          // at once (see grpcCluster).
+          common_lb_config: { healthy_panic_threshold: { value: 0 }, update_merge_window: '0s' },
         }
       : {}),
     typed_extension_protocol_options: {
@@ -179,8 +180,11 @@ export function grpcCluster(name: string, addresses: readonly string[], healthCh
               grpc_health_check: {},
             },
           ],
-          // Never spread requests over dead replicas: a request sent to one fails for sure.
-          common_lb_config: { healthy_panic_threshold: { value: 0 } },
+          // Never spread requests over dead replicas: a request sent to one fails for sure. And
+          // a check's verdict applies at once: by default Envoy's workers learn of health changes
+          // up to a second late (update_merge_window), so a replica just restarted gets no streams
+          // for that long, and if the other one dies meanwhile every request fails.
+          common_lb_config: { healthy_panic_threshold: { value: 0 }, update_merge_window: '0s' },
           // A replica that refuses a stream (killed, connection refused or reset) is ejected at
           // once, before the next health check: with two replicas, the retry's previous_hosts
           // predicate is used up once the live one was tried too, and the retry could pick the
