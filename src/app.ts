@@ -33,6 +33,7 @@ import { CatalogWatch } from './aggregated/catalog-watch.js';
 import { SessionLists } from './aggregated/session-lists.js';
 import { BridgeSessions } from './aggregated/bridge.js';
 import { HeldCalls } from './upstream/held-calls.js';
+import { ReplicaRelay } from './state/relay.js';
 
 /** Options for one processor replica. */
 export interface RunOptions {
@@ -131,6 +132,7 @@ export async function createContext(
   let sessions: SessionStore;
   let limiter: Limiter;
   let disconnect = (): void => {};
+  let relay: ReplicaRelay | null = null;
   const limitsConfigured =
     config.rate_limits !== undefined ||
     Object.values(config.servers).some((s) => s.rate_limit !== undefined) ||
@@ -148,7 +150,12 @@ export async function createContext(
         ? new RedisLimiterStore(client, { keyPrefix: config.redis.key_prefix, onError: config.redis.limits_on_error, log, target })
         : null,
     );
-    disconnect = () => client.disconnect();
+    relay = new ReplicaRelay(client, createRedisClient({ ...connection, connectionName: 'mcp-gateway-relay' }), config.redis.key_prefix, log);
+    const r = relay;
+    disconnect = () => {
+      r.close();
+      client.disconnect();
+    };
   } else {
     sessions = new MemorySessionStore({ idleMs: rc.sessionIdleMs, ...limits });
     limiter = Limiter.compile(config, limitsConfigured ? new MemoryLimiterStore() : null);
@@ -159,7 +166,7 @@ export async function createContext(
   const control = new ControlSessions(rc, upstream, log);
   const naming = new Namespace(rc.servers.keys(), config.gateway.tool_separator, rc.serverList.filter((s) => s.source.prefix === 'never').map((s) => s.name));
   const catalog = new Catalog(rc, control, naming, log);
-  const held = new HeldCalls(upstream, log, rc.inputRequiredMs, rc.maxSessionsPerClient);
+  const held = new HeldCalls(upstream, log, rc.inputRequiredMs, rc.maxSessionsPerClient, relay);
   const context: GatewayContext = {
     rc,
     sessions,

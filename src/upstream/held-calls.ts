@@ -5,6 +5,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { idKey, isObject, parseJsonObject, stringifyJson, type JsonObject, type JsonRpcId } from '../mcp/message.js';
 import { forgotSession } from '../mcp/protocol.js';
 import { isEventStream, SseEventReader, type SseEvent } from '../mcp/sse.js';
+import { RelayUnanswered, type ReplicaRelay } from '../state/relay.js';
 import type { UpstreamSession } from '../sessions/store.js';
 import { UpstreamSessionGone, UpstreamUnreachable, type UpstreamClient } from './client.js';
 
@@ -55,6 +56,23 @@ interface Asked {
   readonly upstreamId: JsonRpcId;
   readonly method: string;
   readonly params: JsonObject | undefined;
+}
+
+/** What a retry that reached another replica asks the one holding the call. */
+interface RelayedRetry {
+  readonly requestState: string;
+  readonly who: HeldIdentity;
+  readonly responses: JsonObject | undefined;
+  readonly timeoutMs: number;
+}
+
+const RELAY_KIND = 'held.resume';
+
+/** How much longer than the call's own timeout a relayed retry may take (the relay's round trips). */
+const RELAY_MARGIN_MS = 2_000;
+
+function unknownState(): GatewayError {
+  return new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: requestState is unknown or has expired; send the request again without it');
 }
 
 /** Whether a `requestState` is one the gateway minted (the rest belong to servers). */
@@ -142,6 +160,8 @@ class HeldCall {
 /** The held calls of this replica. */
 export class HeldCalls {
   private readonly byToken = new Map<string, HeldCall>();
+  /** This replica's part of every `requestState` it mints: a retry elsewhere finds it by that. */
+  private readonly replica: string;
 
   constructor(
     private readonly upstream: UpstreamClient,
@@ -150,7 +170,15 @@ export class HeldCalls {
     private readonly waitMs: number,
     /** Held calls one caller may have waiting on this replica; a new one cancels its oldest. */
     private readonly perOwner: number,
-  ) {}
+    /** With shared state: how a retry that reaches another replica gets to the call held here. */
+    private readonly relay: ReplicaRelay | null = null,
+  ) {
+    this.replica = relay?.replica ?? randomBytes(9).toString('base64url');
+    relay?.handle(RELAY_KIND, async (payload) => {
+      const p = payload as RelayedRetry;
+      return this.resumeHere(p.requestState, p.who, p.responses, p.timeoutMs);
+    });
+  }
 
   /** How many calls wait for a retry. */
   get size(): number {
@@ -180,12 +208,27 @@ export class HeldCalls {
 
   /**
    * A retry carrying `requestState`: the answers in `responses` go to the server, and the call
-   * goes on as {@link start}'s does. A state that is not this caller's for this very request,
-   * unknown or expired (or held by another replica) is refused with -32602 and changes nothing.
+   * goes on as {@link start}'s does, on whichever replica holds the call (through the relay). A
+   * state that is not this caller's for this very request, unknown or expired (or held by a
+   * replica that has ended) is refused with -32602 and changes nothing.
    */
   async resume(requestState: string, who: HeldIdentity, responses: JsonObject | undefined, timeoutMs: number): Promise<Leg> {
+    const holder = requestState.slice(TOKEN_PREFIX.length).split('.')[0] ?? '';
+    if (holder === this.replica || this.relay === null) return this.resumeHere(requestState, who, responses, timeoutMs);
+    const retry: RelayedRetry = { requestState, who, responses, timeoutMs };
+    try {
+      return (await this.relay.ask(holder, RELAY_KIND, retry, timeoutMs + RELAY_MARGIN_MS)) as Leg;
+    } catch (err) {
+      if (!(err instanceof RelayUnanswered)) throw err;
+      // The replica that held it has ended (and its calls with it), or cannot be reached.
+      if (!err.listening) throw unknownState();
+      throw new GatewayError('GW_ERR_UPSTREAM_TIMEOUT', 'Upstream server timed out: the gateway replica holding the call did not answer in time', { cause: err });
+    }
+  }
+
+  private async resumeHere(requestState: string, who: HeldIdentity, responses: JsonObject | undefined, timeoutMs: number): Promise<Leg> {
     const call = this.byToken.get(requestState);
-    if (call === undefined) throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: requestState is unknown or has expired; send the request again without it');
+    if (call === undefined) throw unknownState();
     const w = call.who;
     if (w.owner !== who.owner || w.server !== who.server || w.method !== who.method || w.name !== who.name) {
       throw new GatewayError('GW_ERR_PARAMS_INVALID', 'Invalid params: requestState belongs to another request');
@@ -253,7 +296,7 @@ export class HeldCalls {
 
   /** Parks the call under a new `requestState` until the client retries. */
   private pause(call: HeldCall): Leg {
-    const requestState = TOKEN_PREFIX + randomBytes(24).toString('base64url');
+    const requestState = `${TOKEN_PREFIX}${this.replica}.${randomBytes(24).toString('base64url')}`;
     call.token = requestState;
     this.evictOldest(call.who.owner);
     this.byToken.set(requestState, call);

@@ -276,6 +276,64 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
     await waitForProcessorHosts(2);
   });
 
+  it('a 2026-07-28 client’s retry reaches the replica holding its call wherever it lands; once that replica is gone, the state is refused', async () => {
+    const call = (id: number, extra: Record<string, unknown> = {}) =>
+      rawRequest(mcpUrl, {
+        headers: { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'alpha__elicit' },
+        body: {
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: {
+            name: 'alpha__elicit',
+            arguments: { question: 'Which replica?' },
+            _meta: {
+              'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+              'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } },
+              'io.modelcontextprotocol/clientInfo': { name: 'replicas', version: '1' },
+            },
+            ...extra,
+          },
+        },
+      });
+    const asked = (r: Awaited<ReturnType<typeof call>>): { key: string; state: string } => {
+      const result = (r.json as { result?: { resultType?: string; inputRequests?: Record<string, { params: { message: string } }>; requestState?: string } }).result;
+      assert.equal(result?.resultType, 'input_required', r.text);
+      const [key, q] = Object.entries(result.inputRequests ?? {})[0]!;
+      assert.equal(q.params.message, 'Which replica?');
+      return { key, state: result.requestState! };
+    };
+    for (const holder of [0, 1]) {
+      const other = replicas[1 - holder]!;
+      // The call starts while only the holder runs ...
+      await other.killed();
+      await waitForProcessorHosts(1);
+      let q = asked(await call(1));
+      await other.start();
+      await waitForProcessorHosts(2);
+      // ... and its retries (each answering nothing, so asked again) go wherever Envoy sends them.
+      let relayed = 0;
+      for (let i = 0; i < 10 && relayed === 0; i++) {
+        const before = await other.requestsServed();
+        q = asked(await call(2 + i, { inputResponses: {}, requestState: q.state }));
+        if ((await other.requestsServed()) > before) relayed++;
+      }
+      assert.ok(relayed > 0, `replica ${1 - holder} served a retry of the call replica ${holder} holds`);
+      if (holder === 0) {
+        const done = await call(20, { inputResponses: { [q.key]: { action: 'accept', content: { answer: 'either' } } }, requestState: q.state });
+        assert.equal(textOf((done.json as { result: object }).result), 'alpha elicited: either', done.text);
+        continue;
+      }
+      // The holder ends: its calls end with it, and their states are refused wherever retried.
+      await replicas[holder]!.killed();
+      await waitForProcessorHosts(1);
+      const late = await call(21, { inputResponses: { [q.key]: { action: 'decline' } }, requestState: q.state });
+      assert.equal((late.json as { error?: { code: number } }).error?.code, -32602, late.text);
+      await replicas[holder]!.start();
+      await waitForProcessorHosts(2);
+    }
+  });
+
   it('serves the server→client stream from either replica, and a DELETE on any replica ends it', async () => {
     const c = await connectClient(mcpUrl);
     await c.client.subscribeResource({ uri: 'alpha+demo://replicated' });
