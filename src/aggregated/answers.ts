@@ -11,6 +11,7 @@ import { clientMetadataText, sessionOwner } from '../sessions/limits.js';
 import type { GatewaySession } from '../sessions/store.js';
 import type { ClientProfile } from '../upstream/profiles.js';
 import { renameEntry, type MergedEntry } from './catalog.js';
+import { AskStream, clientAnswer } from './asks.js';
 import type { AggregatedContext } from './context.js';
 import { parseEventId } from './event-ids.js';
 import { forward, inflightKeyOf, type Routed } from './route.js';
@@ -192,7 +193,12 @@ export async function openServerStream(ctx: AggregatedContext, state: RequestSta
   const owner = { sessionId: session.id, caller };
   const last = state.headers.get('last-event-id');
   const point = last === undefined ? null : parseEventId(last, (s) => ctx.rc.servers.has(s) && serverVisible(ctx, caller, s));
-  const body = point?.kind === 'post' ? ctx.streams.resumePost(ctx, owner, session, point) : ctx.streams.fanIn(ctx, owner, session, point?.positions ?? new Map());
+  const body =
+    point?.kind === 'post'
+      ? ctx.streams.resumePost(ctx, owner, session, point)
+      : point?.kind === 'ask'
+        ? new AskStream(ctx, state, session, point.ask)
+        : ctx.streams.fanIn(ctx, owner, session, point?.positions ?? new Map());
   return {
     kind: 'stream',
     status: 200,
@@ -235,6 +241,8 @@ export async function notification(
 
 /** A client's answer to a server→client request: back to the upstream that asked, original id restored. */
 export async function clientResponse(ctx: AggregatedContext, state: RequestState, session: GatewaySession, id: JsonRpcId, raw: JsonObject): Promise<Routed> {
+  const answered = await clientAnswer(ctx, session, id, raw);
+  if (answered !== null) return answered;
   const owner = ctx.naming.parseServerRequestId(id);
   const server = owner === null ? undefined : ctx.rc.servers.get(owner.server);
   if (owner === null || server === undefined || !serverVisible(ctx, state.caller!, server.name)) {

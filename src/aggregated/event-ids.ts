@@ -12,6 +12,9 @@ import { isObject } from '../mcp/message.js';
  *   the request method (`{"s", "e", "m"}`), so a client whose POST stream was closed (SSE polling)
  *   resumes that stream with `GET` and gets the rest of it renamed as the POST's would have been.
  *
+ * - `q.<ask id>.<n>` on the questions the gateway put to a client for a server of the sessionless
+ *   revision (asks.ts): resuming with it waits for the answers and carries the call on.
+ *
  * The ids are opaque to clients and hold nothing they could not see when talking to the servers
  * directly; a forged id can only name servers the caller may use, in the caller's own sessions.
  */
@@ -19,7 +22,8 @@ import { isObject } from '../mcp/message.js';
 /** Where a client resumes: the fan-in from these upstream positions, or the rest of one POST stream. */
 export type ResumePoint =
   | { readonly kind: 'fan-in'; readonly positions: ReadonlyMap<string, string> }
-  | { readonly kind: 'post'; readonly server: string; readonly upstreamId: string; readonly requestMethod: string | null };
+  | { readonly kind: 'post'; readonly server: string; readonly upstreamId: string; readonly requestMethod: string | null }
+  | { readonly kind: 'ask'; readonly ask: string };
 
 /** Largest `Last-Event-ID` the gateway takes apart. */
 const MAX_ID_LENGTH = 16 * 1024;
@@ -36,9 +40,18 @@ export function postEventId(server: string, upstreamId: string, requestMethod: s
   return `p.${Buffer.from(JSON.stringify(v)).toString('base64url')}`;
 }
 
+/** The id of the `n`th question of ask `ask`. */
+export function askEventId(ask: string, n: number): string {
+  return `q.${ask}.${n}`;
+}
+
 /** Takes a `Last-Event-ID` apart; null for anything the gateway did not issue (a fresh stream then). */
 export function parseEventId(id: string, isServer: (name: string) => boolean): ResumePoint | null {
   if (id.length > MAX_ID_LENGTH || id[1] !== '.') return null;
+  if (id[0] === 'q') {
+    const m = /^q\.([A-Za-z0-9_-]{1,64})\.\d{1,6}$/.exec(id);
+    return m === null ? null : { kind: 'ask', ask: m[1]! };
+  }
   let v: unknown;
   try {
     v = JSON.parse(Buffer.from(id.slice(2), 'base64url').toString('utf8'));

@@ -1,7 +1,7 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { isObject, stringifyJson, type JsonObject, type JsonRpcId } from '../mcp/message.js';
-import { inputCapabilities, type ClientEnvelope } from '../mcp/modern.js';
+import { inputCapabilities, MULTI_ROUND_TRIP, type ClientEnvelope } from '../mcp/modern.js';
 import { respondResult } from '../request/decision.js';
 import { requestId, type RequestState } from '../request/state.js';
 import type { GatewaySession } from '../sessions/store.js';
@@ -18,9 +18,6 @@ import type { Routed } from './route.js';
  * retry that answers such a question: the gateway makes the call itself and holds it
  * (upstream/held-calls.ts); the client gets the answer, or an `input_required` result.
  */
-
-/** The requests whose answer may be `input_required` in the sessionless revision. */
-const MULTI_ROUND_TRIP: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
 
 /** Whether the gateway holds this request's call rather than letting Envoy forward it. */
 export function holdsCall(client: ClientEnvelope, requestMethod: string | null, params: JsonObject): boolean {

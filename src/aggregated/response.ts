@@ -207,8 +207,14 @@ function bindInBackground(ctx: AggregatedContext, state: RequestState, fwd: Forw
  * 2026-07-28 client reads, renamed like any routed answer.
  */
 export function heldAnswer(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, data: string): RespondDecision {
+  const headers = [...clientSessionHeaders(fwd), { key: 'content-type', value: 'application/json' }];
+  return { kind: 'respond', status: 200, headers, body: answerText(ctx, state, fwd, data), details: 'mcpgw_held_call' };
+}
+
+/** An upstream's JSON-RPC response to a call the gateway made itself, as the client reads it (renamed, and reshaped for its revision). */
+export function answerText(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, data: string): string {
   const renamed = rewriteData(ctx, state, fwd, data);
-  return { kind: 'respond', status: 200, headers: [{ key: 'content-type', value: 'application/json' }], body: typeof renamed === 'string' ? renamed : data, details: 'mcpgw_held_call' };
+  return typeof renamed === 'string' ? renamed : data;
 }
 
 /** Notes in the record whether the upstream's answer to the request was an error or a tool error. */

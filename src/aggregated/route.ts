@@ -3,7 +3,6 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../mcp/message.js';
 import { isModernVersion, MODERN_PROTOCOL_VERSIONS, routingHeaders, withEnvelope, withoutInputCapabilities, type ClientEnvelope } from '../mcp/modern.js';
 import { respondAccepted, type Decision } from '../request/decision.js';
-import { parseClientMetadata } from '../sessions/limits.js';
 import { aggregatedListFilter, checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
 import { routeToServer, withTraceMeta, type UpstreamTarget } from '../request/mutations.js';
@@ -11,6 +10,7 @@ import type { Caller, RequestState } from '../request/state.js';
 import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
 import { NO_CAPABILITIES } from '../upstream/profiles.js';
 import type { AggregatedContext } from './context.js';
+import { askingCall, asksClient, sessionClient } from './asks.js';
 import { holdCall, holdsCall } from './held.js';
 import type { Owned } from './naming.js';
 
@@ -368,7 +368,12 @@ export async function forward(
     // Such a server takes no notifications or answers from clients over HTTP.
     if (requestMethod === null) return { decision: respondAccepted(), forwarded: null };
     const params = isObject(message['params']) ? message['params'] : undefined;
-    body = stringifyJson({ ...message, params: withEnvelope(params, upstream.protocolVersion, client ?? withoutInputKinds(parseClientMetadata(session.clientMetadata))) });
+    // A session-based client that can be asked things: the gateway carries the server's questions.
+    const speaksFor = client ?? sessionClient(session);
+    if (client === null && asksClient(speaksFor, requestMethod, params ?? {})) {
+      return { decision: await askingCall(ctx, state, session, server, upstream, message, requestMethod, speaksFor), forwarded: null };
+    }
+    body = stringifyJson({ ...message, params: withEnvelope(params, upstream.protocolVersion, client ?? withoutInputKinds(speaksFor)) });
     target = { ...target, routing: routingHeaders(requestMethod, params) };
   }
   const decision = routeToServer(ctx, state, target, body);

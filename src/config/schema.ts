@@ -196,7 +196,7 @@ export const GatewaySchema = z.strictObject({
     "How long a long-lived stream a client holds open on a passthrough endpoint (the server→client GET stream, a 2026-07-28 subscriptions/listen POST) may carry nothing before Envoy ends it; such streams are not bounded by the server's request timeout",
   ),
   input_required_timeout: DurationSchema.default('10m').describe(
-    "How long a 2026-07-28 client's call that a session-based server paused to ask the client something (sampling, elicitation, roots) waits for the client's retry, which carries the answer; then the gateway cancels the call upstream",
+    "How long a question a server asks a client of the other revision waits for its answer: a 2026-07-28 client's call that a session-based server paused to ask it something (sampling, elicitation, roots) waits for the client's retry, then is cancelled upstream; a session-based client's questions from a 2026-07-28 server are kept this long for its answers and its resumed stream",
   ),
   tls: GatewayTlsSchema.optional().describe('TLS (and optionally mTLS) on the client listener, terminated by Envoy'),
 });

@@ -53,6 +53,9 @@ export interface ClientEnvelope {
   readonly logLevel?: string | null;
 }
 
+/** The requests whose answer may be `input_required` (2026-07-28's multi-round-trip requests). */
+export const MULTI_ROUND_TRIP: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
+
 /** The client capabilities that let a server ask the client something (sampling, elicitation, roots). */
 const INPUT_CAPABILITIES: readonly string[] = ['elicitation', 'roots', 'sampling'];
 

@@ -61,6 +61,10 @@ local function clock(arg)
 end
 `;
 
+
+/** Sets a field only while the hash exists, and only once (1), else nothing (0). */
+const ANSWER_ASK = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) end return 0";
+
 /** KEYS: hash. ARGV: meta, owner digest, backstopTtlMs. Writes a new session's hash. Reply: 1, or 0 if the id is taken. */
 const WRITE = new LuaScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -477,6 +481,38 @@ export class RedisSessionStore implements SessionStore {
     const key = this.bindingKey(kind, server, id);
     const reply = await this.run('boundOwner', (r) => TOUCH_BINDING.run(r, [key], [this.opts.idleMs]), key);
     return typeof reply === 'string' ? (reply === '' ? null : reply) : undefined;
+  }
+
+  async putAsk(id: string, record: string, ttlMs: number): Promise<void> {
+    const key = this.askKey(id);
+    await this.run('putAsk', (r) => r.multi().del(key).hset(key, 'r', record).pexpire(key, ttlMs).exec(), key);
+  }
+
+  async answerAsk(id: string, key: string, answer: string): Promise<boolean> {
+    const k = this.askKey(id);
+    // Only while the record lives (an answer never outlives or revives its question), and the
+    // first answer stands (a request is answered once).
+    const reply = await this.run('answerAsk', (r) => r.eval(ANSWER_ASK, 1, k, `a:${key}`, answer), k);
+    return reply === 1;
+  }
+
+  async getAsk(id: string): Promise<{ readonly record: string; readonly answers: ReadonlyMap<string, string> } | null> {
+    const key = this.askKey(id);
+    const all = (await this.run('getAsk', (r) => r.hgetall(key), key)) as Record<string, string>;
+    const record = all['r'];
+    if (record === undefined) return null;
+    const answers = new Map<string, string>();
+    for (const [f, v] of Object.entries(all)) if (f.startsWith('a:')) answers.set(f.slice(2), v);
+    return { record, answers };
+  }
+
+  async dropAsk(id: string): Promise<void> {
+    const key = this.askKey(id);
+    await this.run('dropAsk', (r) => r.del(key), key);
+  }
+
+  private askKey(id: string): string {
+    return `${this.opts.keyPrefix}ask:${id}`;
   }
 
   /**

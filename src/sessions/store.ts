@@ -96,6 +96,17 @@ export interface SessionStore {
   bind(kind: BindingKind, server: string, id: string, identity: string | null): Promise<boolean>;
   /** The identity an upstream id is bound to (null: anonymous), marking it used; undefined if unknown. */
   boundOwner(kind: BindingKind, server: string, id: string): Promise<string | null | undefined>;
+  /**
+   * Questions the gateway put to a session's client for a server of the sessionless revision
+   * (aggregated/asks.ts): `record` (what to retry, and for whom) under `id`, for `ttlMs`; a
+   * new record replaces the old one and its answers.
+   */
+  putAsk(id: string, record: string, ttlMs: number): Promise<void>;
+  /** Files the client's answer to question `key` (the first one stands); false when `id` is unknown (or expired), or `key` was answered. */
+  answerAsk(id: string, key: string, answer: string): Promise<boolean>;
+  /** The record and the answers filed so far, by key; null when unknown (or expired). */
+  getAsk(id: string): Promise<{ readonly record: string; readonly answers: ReadonlyMap<string, string> } | null>;
+  dropAsk(id: string): Promise<void>;
   /** Sessions that live only in this process and end with it (none in a shared store). */
   localSessions(): Iterable<GatewaySession>;
   close(): void;
@@ -140,6 +151,8 @@ export class MemorySessionStore implements SessionStore {
   private readonly owners = new Map<string, Set<string>>();
   /** Upstream ids bound to identities (`bind`), by `<kind>\n<server>\n<id>`. */
   private readonly bindings = new Map<string, { readonly identity: string | null; lastSeen: number }>();
+  /** Questions put to clients (`putAsk`), by id. */
+  private readonly asks = new Map<string, { record: string; answers: Map<string, string>; expiresAt: number }>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly idleMs: number;
   private readonly limits: SessionLimits;
@@ -269,6 +282,44 @@ export class MemorySessionStore implements SessionStore {
     }
     b.lastSeen = now;
     return b.identity;
+  }
+
+  async putAsk(id: string, record: string, ttlMs: number): Promise<void> {
+    this.sweepAsks();
+    this.asks.set(id, { record, answers: new Map(), expiresAt: this.now() + ttlMs });
+  }
+
+  async answerAsk(id: string, key: string, answer: string): Promise<boolean> {
+    const a = this.liveAsk(id);
+    if (a === null || a.answers.has(key)) return false;
+    a.answers.set(key, answer);
+    return true;
+  }
+
+  async getAsk(id: string): Promise<{ readonly record: string; readonly answers: ReadonlyMap<string, string> } | null> {
+    const a = this.liveAsk(id);
+    return a === null ? null : { record: a.record, answers: new Map(a.answers) };
+  }
+
+  async dropAsk(id: string): Promise<void> {
+    this.asks.delete(id);
+  }
+
+  private liveAsk(id: string): { record: string; answers: Map<string, string>; expiresAt: number } | null {
+    const a = this.asks.get(id);
+    if (a === undefined) return null;
+    if (a.expiresAt > this.now()) return a;
+    this.asks.delete(id);
+    return null;
+  }
+
+  /** Drops expired asks (insertion order is expiry order: every record lives as long). */
+  private sweepAsks(): void {
+    const now = this.now();
+    for (const [id, a] of this.asks) {
+      if (a.expiresAt > now) break;
+      this.asks.delete(id);
+    }
   }
 
   localSessions(): Iterable<GatewaySession> {

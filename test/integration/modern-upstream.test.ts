@@ -92,6 +92,85 @@ describe('a server that speaks only 2026-07-28 behind /mcp', () => {
     }
   });
 
+  it('asks a session-based client what the server asks through input_required, round after round, and the call completes', async () => {
+    const asked: string[] = [];
+    const legacy = await connectClient(stack().mcpUrl, {
+      onElicitation: async (params) => {
+        asked.push(params.message);
+        const content: Record<string, string | boolean> = params.message === 'Deploy to prod?' ? { confirm: true } : { answer: params.message === 'Your name?' ? 'Ada' : 'teal' };
+        return { action: 'accept', content };
+      },
+      onSampling: async (params) => {
+        asked.push(`sample: ${(params.messages[0]!.content as { text: string }).text}`);
+        return { role: 'assistant', model: 'test', content: { type: 'text', text: 'splendid' } };
+      },
+      roots: async () => {
+        asked.push('roots');
+        return [{ uri: 'file:///home/ada', name: 'home' }];
+      },
+    });
+    try {
+      assert.equal(textOf(await legacy.client.callTool({ name: 'nova__deploy', arguments: { env: 'prod' } })), 'nova: deployed to prod');
+      assert.deepEqual(asked, ['Deploy to prod?']);
+      asked.length = 0;
+      assert.equal(textOf(await legacy.client.callTool({ name: 'nova__survey', arguments: {} })), 'nova: Ada likes teal (splendid); roots file:///home/ada');
+      // The first round's three questions at once, then the second round's one.
+      assert.deepEqual(asked.slice(0, 3).sort(), ['Your name?', 'roots', 'sample: Opinion?']);
+      assert.deepEqual(asked.slice(3), ['Colour, Ada?']);
+      // Calls that ask nothing are answered as before.
+      assert.equal(textOf(await legacy.client.callTool({ name: 'nova__echo', arguments: { text: 'plain' } })), 'nova: plain');
+    } finally {
+      await legacy.close({ terminate: true });
+    }
+  });
+
+  it('carries a refusal back as the call’s error, and takes answers only from the session it asked', async () => {
+    const legacy = await connectClient(stack().mcpUrl, { capabilities: { elicitation: { form: {} } } });
+    const other = await connectClient(stack().mcpUrl, { capabilities: { elicitation: { form: {} } } });
+    try {
+      // Raw requests in those sessions, to see each step: the question on the POST's stream, answers
+      // from two sessions, the resumed GET.
+      const res = await fetch(stack().mcpUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': legacy.sessionId!, 'mcp-protocol-version': '2025-11-25' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 'raw-1', method: 'tools/call', params: { name: 'nova__deploy', arguments: { env: 'staging' } } }),
+      });
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+      const events = (await res.text()).split('\n\n').filter((e) => e.includes('data: '));
+      assert.equal(events.length, 1, 'one question, and the stream closed without the answer');
+      const lastEventId = /^id: (.+)$/m.exec(events[0]!)![1]!;
+      const question = JSON.parse(/^data: (.+)$/m.exec(events[0]!)![1]!) as { id: string; method: string; params: { message: string } };
+      assert.deepEqual([question.method, question.params.message], ['elicitation/create', 'Deploy to staging?']);
+      const answer = (session: string, body: object) =>
+        fetch(stack().mcpUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': session, 'mcp-protocol-version': '2025-11-25' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: question.id, ...body }),
+        });
+      // Another session's answer is dropped (202, as for any answer), so the question stays open.
+      assert.equal((await answer(other.sessionId!, { result: { action: 'accept', content: { confirm: true } } })).status, 202);
+      // The asked session refuses: the resumed stream ends the call with that refusal.
+      assert.equal((await answer(legacy.sessionId!, { error: { code: -32001, message: 'user is away' } })).status, 202);
+      const resumed = await fetch(stack().mcpUrl, {
+        headers: { accept: 'text/event-stream', 'mcp-session-id': legacy.sessionId!, 'mcp-protocol-version': '2025-11-25', 'last-event-id': lastEventId },
+      });
+      const data = (await resumed.text()).split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)));
+      assert.equal(data.length, 1, JSON.stringify(data));
+      assert.equal(data[0].id, 'raw-1');
+      assert.equal(data[0].error.code, -32001);
+      assert.match(data[0].error.message, /user is away/);
+      // Resuming it again finds nothing to wait for: the stream ends at once, empty.
+      const again = await fetch(stack().mcpUrl, {
+        headers: { accept: 'text/event-stream', 'mcp-session-id': legacy.sessionId!, 'mcp-protocol-version': '2025-11-25', 'last-event-id': lastEventId },
+      });
+      assert.equal((await again.text()).includes('data: '), false);
+    } finally {
+      await legacy.close({ terminate: true });
+      await other.close({ terminate: true });
+    }
+  });
+
   it('hears its list changes on a subscriptions/listen stream: a listening client is told, the catalog refreshes at once', async () => {
     const legacy = await connectClient(stack().mcpUrl);
     const modern = await modernClient(stack().mcpUrl);

@@ -12,6 +12,7 @@ import { addressBucket, retryAfterSeconds, sessionOwner } from '../../../src/ses
 import type { SessionInit } from '../../../src/sessions/serialize.js';
 import { MemorySessionStore, type GatewaySession, type SessionStore } from '../../../src/sessions/store.js';
 import { createRedisClient, waitForRedis } from '../../../src/state/redis.js';
+import { waitUntil } from '../../support/proc.js';
 import { RedisServer } from '../../support/redis.js';
 
 const IDLE_MS = 60_000;
@@ -236,6 +237,10 @@ describe('RedisSessionStore limits', () => {
       delete: (id) => pick().delete(id),
       bind: (k, a, b, c) => pick().bind(k, a, b, c),
       boundOwner: (k, a, b) => pick().boundOwner(k, a, b),
+      putAsk: (id, rec, ttl) => pick().putAsk(id, rec, ttl),
+      answerAsk: (id, k, a) => pick().answerAsk(id, k, a),
+      getAsk: (id) => pick().getAsk(id),
+      dropAsk: (id) => pick().dropAsk(id),
       localSessions: () => [],
       close: () => {},
     };
@@ -315,6 +320,69 @@ describe('RedisSessionStore limits', () => {
     const taggedKeys = await ca.keys(`${tagged.prefix}*`);
     assert.ok(taggedKeys.length >= 3, taggedKeys.join(', '));
     for (const k of taggedKeys) assert.equal(keySlot(k), keySlot(`${tagged.prefix}sessions`), k);
+  });
+});
+
+describe('questions put to clients (asks), in either store', () => {
+  let server: RedisServer;
+  let ca: Redis;
+  let cb: Redis;
+  before(async () => {
+    server = await RedisServer.start();
+    const client = async (): Promise<Redis> => {
+      const c = createRedisClient({ target: { mode: 'single', url: server.url }, commandTimeoutMs: 1000 }) as Redis;
+      assert.ok(await waitForRedis(c, 5000));
+      return c;
+    };
+    ca = await client();
+    cb = await client();
+  });
+  after(async () => {
+    ca?.disconnect();
+    cb?.disconnect();
+    await server?.stop();
+  });
+
+  /** One store's view and another's (the same one in memory; two replicas on Redis), and how to let time pass. */
+  async function check(writer: SessionStore, reader: SessionStore, expire: () => Promise<void>): Promise<void> {
+    assert.equal(await reader.getAsk('q1'), null);
+    assert.equal(await writer.answerAsk('q1', 'k', '{}'), false, 'no answer without its question');
+    assert.equal(await reader.getAsk('q1'), null, 'nor does an answer create it');
+    await writer.putAsk('q1', 'record-1', 60_000);
+    assert.deepEqual(await reader.getAsk('q1'), { record: 'record-1', answers: new Map() });
+    assert.equal(await reader.answerAsk('q1', 'a.b', '{"x":1}'), true);
+    assert.equal(await writer.answerAsk('q1', 'a.b', '{"x":2}'), false, 'answered once');
+    assert.deepEqual([...(await writer.getAsk('q1'))!.answers], [['a.b', '{"x":1}']]);
+    // A new round replaces the record and forgets the old answers.
+    await writer.putAsk('q1', 'record-2', 60_000);
+    assert.deepEqual(await reader.getAsk('q1'), { record: 'record-2', answers: new Map() });
+    await reader.dropAsk('q1');
+    assert.equal(await writer.getAsk('q1'), null);
+    await writer.putAsk('q2', 'short', 40);
+    await expire();
+    assert.equal(await reader.getAsk('q2'), null, 'expired');
+    assert.equal(await reader.answerAsk('q2', 'k', '{}'), false);
+  }
+
+  it('in memory', async () => {
+    let t = 1_000;
+    const store = new MemorySessionStore({ idleMs: IDLE_MS, now: () => t });
+    try {
+      await check(store, store, async () => void (t += 41));
+    } finally {
+      store.close();
+    }
+  });
+
+  it('on Redis, across replicas', async () => {
+    const mk = (c: Redis) => new RedisSessionStore(c, { keyPrefix: 'asks:', idleMs: IDLE_MS, sweepIntervalMs: 0 });
+    const [a, b] = [mk(ca), mk(cb)];
+    try {
+      await check(a, b, () => waitUntil(async () => (await ca.exists('asks:ask:q2')) === 0, { timeoutMs: 5_000, what: 'the key to expire' }));
+    } finally {
+      a.close();
+      b.close();
+    }
   });
 });
 
