@@ -8,6 +8,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
 import { PROCESSOR_HEALTH_CHECK } from '../../src/envoy/contract.js';
 import { startDemoServer, type DemoServer } from '../fixtures/mcp-servers/demo-server.js';
+import { startDualEraServer, type DualEraServer } from '../fixtures/mcp-servers/dual-era-server.js';
 import { startEnvoy, type EnvoyHandle } from '../support/envoy.js';
 import { connectClient, rawInitialize, rawRequest } from '../support/mcp-client.js';
 import { freePorts } from '../support/ports.js';
@@ -23,6 +24,7 @@ function textOf(result: object): string {
 describe('two processor replicas behind one Envoy, state in Redis', () => {
   let redis: RedisServer;
   let alpha: DemoServer;
+  let nova: DualEraServer;
   let envoy: EnvoyHandle;
   let replicas: Replica[];
   let dir: string;
@@ -33,6 +35,7 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
   before(async () => {
     redis = await RedisServer.start();
     alpha = await startDemoServer({ name: 'alpha' });
+    nova = await startDualEraServer('nova', { legacy: 'reject' });
     const [listen, internal, envoyAdminPort, g1, g2, a1, a2] = await freePorts(7);
     const config = parseConfig({
       gateway: {
@@ -45,7 +48,7 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
         // timeout is upstream_timeout + 5 s).
         upstream_timeout: '1s',
       },
-      servers: { alpha: { url: alpha.url } },
+      servers: { alpha: { url: alpha.url }, nova: { url: nova.url } },
       rate_limits: { alpha: { requests_per_minute: 6000, burst_size: 6000, tools: [{ match: 'add', requests_per_minute: 1, burst_size: 20 }] } },
       redis: { url: redis.url, timeout: '200ms', limits_on_error: 'fail-open' },
       logging: { operations: false },
@@ -66,6 +69,7 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
     await envoy?.stop();
     await Promise.all((replicas ?? []).map((r) => r.stop()));
     await alpha?.close();
+    await nova?.close();
     await redis?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -331,6 +335,27 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
       assert.equal((late.json as { error?: { code: number } }).error?.code, -32602, late.text);
       await replicas[holder]!.start();
       await waitForProcessorHosts(2);
+    }
+  });
+
+  it('asks a session-based client what a 2026-07-28 server asks, its answers, resumed stream and retry landing on either replica', async () => {
+    const asked: string[] = [];
+    const c = await connectClient(mcpUrl, {
+      onElicitation: async (params) => {
+        asked.push(params.message);
+        return { action: 'accept', content: { confirm: true } };
+      },
+    });
+    try {
+      const before = await Promise.all(replicas.map((r) => r.requestsServed()));
+      for (const env of ['a', 'b', 'c', 'd']) {
+        assert.equal(textOf(await c.client.callTool({ name: 'nova__deploy', arguments: { env } })), `nova: deployed to ${env}`);
+      }
+      assert.deepEqual(asked, ['Deploy to a?', 'Deploy to b?', 'Deploy to c?', 'Deploy to d?']);
+      const after = await Promise.all(replicas.map((r) => r.requestsServed()));
+      assert.ok(after[0]! > before[0]! && after[1]! > before[1]!, `both replicas served parts of it: ${JSON.stringify({ before, after })}`);
+    } finally {
+      await c.close();
     }
   });
 
