@@ -30,7 +30,9 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
 import { HEADERS_FIRST } from '../../src/envoy/routes.js';
+import { MCP_METHOD_HEADER } from '../../src/mcp/headers.js';
 import { localReplyMappers } from '../../src/envoy/local-replies.js';
+import { durationMs } from '../../src/lib/duration.js';
 import { PROCESSOR_NODE_FLAGS } from '../../src/lib/node-flags.js';
 import { validateEnvoyConfig } from '../support/envoy.js';
 
@@ -119,9 +121,12 @@ function checkCommittedBootstrap(dir: string): Config {
   return config;
 }
 
-function findEnvoyFilterPatch(filter: J, applyTo: string): J {
-  const patches = (filter.spec.configPatches as J[]).filter((p) => p.applyTo === applyTo);
-  assert.equal(patches.length, 1, `one ${applyTo} patch expected`);
+/** The EnvoyFilter's one patch of a kind (of HTTP_ROUTE patches, the one for that route). */
+function findEnvoyFilterPatch(filter: J, applyTo: string, route?: string): J {
+  const patches = (filter.spec.configPatches as J[]).filter(
+    (p) => p.applyTo === applyTo && (route === undefined || p.match.routeConfiguration?.vhost?.route?.name === route),
+  );
+  assert.equal(patches.length, 1, `one ${applyTo} patch expected${route === undefined ? '' : ` for route ${route}`}`);
   return patches[0];
 }
 
@@ -577,7 +582,9 @@ describe('deploy/istio', () => {
   const vhostPatch = findEnvoyFilterPatch(filter, 'VIRTUAL_HOST');
   const listenerPatch = findEnvoyFilterPatch(filter, 'LISTENER');
   const hcmPatch = findEnvoyFilterPatch(filter, 'NETWORK_FILTER');
-  const routePatch = findEnvoyFilterPatch(filter, 'HTTP_ROUTE');
+  const routePatch = findEnvoyFilterPatch(filter, 'HTTP_ROUTE', 'mcp-stream');
+  const listenPatch = findEnvoyFilterPatch(filter, 'HTTP_ROUTE', 'mcp-listen');
+  const routePatches = (filter.spec.configPatches as J[]).filter((p) => p.applyTo === 'HTTP_ROUTE');
   const istioGateway = one('Gateway', 'mcp-gateway');
   const clientVs = one('VirtualService', 'mcp-gateway');
   const internalVs = one('VirtualService', 'mcp-gateway-internal');
@@ -670,12 +677,12 @@ describe('deploy/istio', () => {
     assert.deepEqual(clientVs.spec.gateways, [istioGateway.metadata.name]);
     for (const [name, server] of Object.entries(config.servers)) {
       const url = new URL(server.url);
-      const expect = (routeName: string, uri: string, header: boolean, method?: string): void => {
+      const expect = (routeName: string, uri: string, headers: J | undefined, method?: string): void => {
         const r = routes.find((x) => x.name === routeName);
         assert.ok(r !== undefined, routeName);
         const m = r.match[0];
         assert.equal(m.uri.exact, uri, routeName);
-        assert.deepEqual(m.headers, header ? { [BACKEND_HEADER]: { exact: name } } : undefined, routeName);
+        assert.deepEqual(m.headers, headers, routeName);
         assert.equal(m.method?.exact, method, routeName);
         assert.equal(r.rewrite.uri, url.pathname + url.search, routeName);
         assert.equal(r.rewrite.authority, url.hostname, routeName);
@@ -683,11 +690,18 @@ describe('deploy/istio', () => {
         assert.deepEqual(r.headers.request.remove, [BACKEND_HEADER], routeName);
         assert.equal(r.retries.retryOn, 'connect-failure,refused-stream,reset-before-request', routeName);
       };
-      expect(`${name}-aggregated`, '/mcp', true);
-      expect(`${name}-passthrough-stream`, `/servers/${name}/mcp`, false, 'GET');
-      expect(`${name}-passthrough`, `/servers/${name}/mcp`, false);
+      expect(`${name}-aggregated`, '/mcp', { [BACKEND_HEADER]: { exact: name } });
+      expect(`${name}-passthrough-stream`, `/servers/${name}/mcp`, undefined, 'GET');
+      expect(`${name}-passthrough-listen`, `/servers/${name}/mcp`, { [MCP_METHOD_HEADER]: { exact: 'subscriptions/listen' } }, 'POST');
+      expect(`${name}-passthrough`, `/servers/${name}/mcp`, undefined);
       const names = routes.map((r) => r.name);
+      const timeout = (n: string): unknown => routes.find((x) => x.name === n).timeout;
+      // The long-lived streams are not cut by the server's request timeout.
+      assert.equal(timeout(`${name}-passthrough-stream`), '0s');
+      assert.equal(timeout(`${name}-passthrough-listen`), '0s');
+      assert.equal(timeout(`${name}-passthrough`), `${durationMs(server.timeout) / 1000}s`);
       assert.ok(names.indexOf(`${name}-passthrough-stream`) < names.indexOf(`${name}-passthrough`), 'GET stream route first');
+      assert.ok(names.indexOf(`${name}-passthrough-listen`) < names.indexOf(`${name}-passthrough`), 'listen route first');
     }
     const last = routes.at(-1);
     assert.equal(last.directResponse?.status, 500);
@@ -705,6 +719,24 @@ describe('deploy/istio', () => {
     const ours = (genHcm.route_config.virtual_hosts[0].routes as J[]).find((r) => r.name === 'mcp_stream');
     assert.deepEqual(routePatch.patch.value.typed_per_filter_config, ours.typed_per_filter_config);
     assert.equal(routePatch.patch.value.typed_per_filter_config[EXT_PROC].overrides.processing_mode.request_body_mode, 'NONE');
+  });
+
+  it('lets the processor hold a subscriptions/listen POST on /mcp and stream it: its body goes full-duplex, as the generated bootstrap’s mcp_listen does', () => {
+    assert.deepEqual(listenPatch.match.routeConfiguration.vhost.name, routePatch.match.routeConfiguration.vhost.name);
+    assert.equal(listenPatch.patch.operation, 'MERGE');
+    const routes = clientVs.spec.http as J[];
+    const route = routes.find((r) => r.name === 'mcp-listen');
+    assert.ok(route !== undefined, 'the VirtualService has route mcp-listen');
+    assert.deepEqual(route.match, [{ uri: { exact: '/mcp' }, method: { exact: 'POST' }, headers: { [MCP_METHOD_HEADER]: { exact: 'subscriptions/listen' } } }]);
+    assert.equal(route.directResponse?.status, 500, 'the processor answers it; reaching the route is a bug');
+    // Before the safety net, and after every aggregated route (those match only once the
+    // processor has set the backend header, which it never does for a listen).
+    const names = routes.map((r) => r.name);
+    assert.ok(names.indexOf('mcp-listen') < names.indexOf('unrouted'));
+    const ours = (genHcm.route_config.virtual_hosts[0].routes as J[]).find((r) => r.name === 'mcp_listen');
+    assert.deepEqual(listenPatch.patch.value.typed_per_filter_config, ours.typed_per_filter_config);
+    assert.equal(listenPatch.patch.value.typed_per_filter_config[EXT_PROC].overrides.processing_mode.request_body_mode, 'FULL_DUPLEX_STREAMED');
+    assert.equal(routePatches.length, 2, 'no other route patch');
   });
 
   it("routes the processor's internal calls (gateway.internal) through its own sidecar, by backend header", () => {
@@ -725,7 +757,8 @@ describe('deploy/istio', () => {
       assert.equal(r.match[0].uri, undefined, 'the processor already sends the server path');
       assert.deepEqual(r.route[0].destination, { host: url.hostname, port: { number: Number(url.port) } });
       assert.deepEqual(r.headers.request.remove, [BACKEND_HEADER]);
-      // The upstream GET streams the processor holds for clients' streams on /mcp: no timeout, first.
+      // The upstream GET streams the processor holds for clients' streams on /mcp, and their
+      // subscriptions/listen successors: no timeout, before the server's general route.
       const names = (internalVs.spec.http as J[]).map((x) => x.name);
       const stream = (internalVs.spec.http as J[]).find((x) => x.name === `${name}-internal-stream`);
       assert.ok(stream !== undefined, `${name}-internal-stream`);
@@ -733,6 +766,15 @@ describe('deploy/istio', () => {
       assert.equal(stream.timeout, '0s');
       assert.deepEqual(stream.route, r.route);
       assert.ok(names.indexOf(`${name}-internal-stream`) < names.indexOf(`${name}-internal`), 'stream route first');
+      const listen = (internalVs.spec.http as J[]).find((x) => x.name === `${name}-internal-listen`);
+      assert.ok(listen !== undefined, `${name}-internal-listen`);
+      assert.deepEqual(listen.match[0], {
+        method: { exact: 'POST' },
+        headers: { [BACKEND_HEADER]: { exact: name }, [MCP_METHOD_HEADER]: { exact: 'subscriptions/listen' } },
+      });
+      assert.equal(listen.timeout, '0s');
+      assert.deepEqual(listen.route, r.route);
+      assert.ok(names.indexOf(`${name}-internal-listen`) < names.indexOf(`${name}-internal`), 'listen route first');
     }
   });
 
@@ -790,7 +832,10 @@ describe('deploy/istio', () => {
                     {
                       name: vhostPatch.match.routeConfiguration.vhost.name,
                       domains: [host, `${host}:*`],
-                      routes: client.routes.map((r) => (r.name === routePatch.match.routeConfiguration.vhost.route.name ? { ...r, ...routePatch.patch.value } : r)),
+                      routes: client.routes.map((r) => {
+                        const patch = routePatches.find((p) => p.match.routeConfiguration.vhost.route.name === r.name);
+                        return patch === undefined ? r : { ...r, ...patch.patch.value };
+                      }),
                       ...vhostPatch.patch.value,
                     },
                     [extProc],
