@@ -36,6 +36,9 @@ import { HeldCalls } from './upstream/held-calls.js';
 import { ReplicaRelay } from './state/relay.js';
 
 /** Options for one processor replica. */
+/** Relay news: a client session changed on one replica (its streams elsewhere look at it again). */
+const SESSION_CHANGED = 'session-changed';
+
 export interface RunOptions {
   readonly config: Config;
   /** ext_proc gRPC address; defaults to the first of `gateway.processor`. */
@@ -152,6 +155,11 @@ export async function createContext(
     );
     relay = new ReplicaRelay(client, createRedisClient({ ...connection, connectionName: 'mcp-gateway-relay' }), config.redis.key_prefix, log);
     const r = relay;
+    // A client's stream may be on another replica than its subscribe: tell them all.
+    r.handle(SESSION_CHANGED, async (id) => {
+      if (typeof id === 'string') streams.recheck(id);
+    });
+    streams.tellOthers = (id) => r.tell(SESSION_CHANGED, id);
     disconnect = () => {
       r.close();
       client.disconnect();

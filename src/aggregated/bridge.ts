@@ -56,6 +56,7 @@ export class BridgeSessions {
       lastSeen: Date.now(),
       upstream: new Map(),
       ownLists: new Map(),
+      subscriptions: new Map(),
     };
     this.standIns.add(standIn);
     return standIn;

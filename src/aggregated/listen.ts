@@ -1,20 +1,20 @@
 import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { isObject, parseJsonObject, stringifyJson, type JsonObject, type JsonRpcId } from '../mcp/message.js';
-import { ANONYMOUS_CLIENT_INFO, META, type Envelope } from '../mcp/modern.js';
+import { ANONYMOUS_CLIENT_INFO, isModernVersion, MAX_RESOURCE_SUBSCRIPTIONS, META, SUBSCRIPTION_ID_META, type Envelope } from '../mcp/modern.js';
 import { GATEWAY_INFO, LATEST_PROTOCOL_VERSION } from '../mcp/protocol.js';
 import { sseEventText } from '../mcp/sse.js';
 import { EVENT_STREAM_HEADERS, type LocalStream, type StreamDecision, type StreamSink } from '../request/decision.js';
 import { serverVisible } from '../request/guard.js';
 import type { Caller, RequestState } from '../request/state.js';
-import type { UpstreamSession } from '../sessions/store.js';
-import { openSession, type Handshake } from '../upstream/control.js';
+import { openSession, type Handshake, type OpenedSession } from '../upstream/control.js';
 import { serversOffer } from './answers.js';
 import { callerOwner } from './bridge.js';
 import type { AggregatedContext } from './context.js';
 import { LIST_CHANGED } from './rewrite.js';
 import { resolveUri } from './route.js';
 import { pause, readUpstreamStream } from './server-stream.js';
+import { offersSubscriptions } from './subscriptions.js';
 
 /**
  * `subscriptions/listen` on /mcp (MCP 2026-07-28): a long-lived POST the processor answers itself
@@ -26,9 +26,6 @@ import { pause, readUpstreamStream } from './server-stream.js';
  * listen stream lives on the replica that serves it, and a client that loses it listens again.
  */
 
-/** `_meta` key tying a notification to the listen request that asked for it. */
-export const SUBSCRIPTION_ID_META = 'io.modelcontextprotocol/subscriptionId';
-
 /** The filter's list flags and the list each is about. */
 const LIST_FLAGS = [
   ['toolsListChanged', 'tools'],
@@ -37,8 +34,6 @@ const LIST_FLAGS = [
 ] as const;
 const FLAG_OF: ReadonlyMap<string, string> = new Map(LIST_FLAGS.map(([flag, kind]) => [kind, flag]));
 
-/** Most resource URIs one listen request may subscribe to. */
-const MAX_RESOURCE_SUBSCRIPTIONS = 256;
 /** A comment this often keeps a quiet stream open through Envoy's and the client's idle timeouts. */
 const KEEPALIVE_MS = 15_000;
 /** Waits between attempts to re-open an upstream's stream: from the first to the most. */
@@ -80,7 +75,7 @@ interface ResourceWatch {
   readonly handshake: Handshake;
   /** The server's own URIs, each with the namespaced URI the client subscribed to. */
   readonly uris: Map<string, string>;
-  session: UpstreamSession;
+  session: OpenedSession;
 }
 
 /**
@@ -124,7 +119,7 @@ async function subscribeAll(ctx: AggregatedContext, state: RequestState, caller:
   const handshake: Handshake = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: envelope.clientInfo ?? ANONYMOUS_CLIENT_INFO, logLevel: null };
   const opened = await Promise.all(
     [...byServer].map(async ([server, wanted]): Promise<ResourceWatch | null> => {
-      let session: UpstreamSession;
+      let session: OpenedSession;
       try {
         session = await openSession(ctx.upstream, server, handshake, ctx.log);
       } catch (err) {
@@ -143,8 +138,16 @@ async function subscribeAll(ctx: AggregatedContext, state: RequestState, caller:
   return opened.filter((w): w is ResourceWatch => w !== null);
 }
 
-/** Sends `resources/subscribe` for each URI in the watch's session; keeps the ones accepted. */
+/**
+ * Sends `resources/subscribe` for each URI in the watch's session; keeps the ones accepted. A
+ * server of the sessionless revision has no such method: its own listen stream asks for the URIs
+ * (follow), and all are kept when it offers subscriptions.
+ */
 async function subscribe(ctx: AggregatedContext, watch: ResourceWatch, wanted: ReadonlyMap<string, string>): Promise<void> {
+  if (isModernVersion(watch.session.protocolVersion)) {
+    if (offersSubscriptions(watch.session.capabilities)) for (const [own, namespaced] of wanted) watch.uris.set(own, namespaced);
+    return;
+  }
   const opts = { sessionId: watch.session.sessionId, protocolVersion: watch.session.protocolVersion };
   await Promise.all(
     [...wanted].map(async ([own, namespaced]) => {
@@ -249,9 +252,19 @@ class ListenStream implements LocalStream {
   private async follow(watch: ResourceWatch): Promise<void> {
     let wait = RETRY_FIRST_MS;
     while (!this.closed) {
-      const outcome = await readUpstreamStream(this.ctx, watch.server, watch.session, null, this.abort.signal, (e) => {
-        if (e.data !== '') this.updated(watch, e.data);
-      });
+      const modern = isModernVersion(watch.session.protocolVersion);
+      const outcome = await readUpstreamStream(
+        this.ctx,
+        watch.server,
+        watch.session,
+        null,
+        this.abort.signal,
+        (e) => {
+          if (e.data !== '') this.updated(watch, e.data);
+        },
+        undefined,
+        modern ? { resourceSubscriptions: [...watch.uris.keys()] } : undefined,
+      );
       if (this.closed || outcome === 'refused') return;
       if (outcome === 'forgot') {
         try {

@@ -12,6 +12,7 @@ import { NO_CAPABILITIES } from '../upstream/profiles.js';
 import type { AggregatedContext } from './context.js';
 import { askingCall, asksClient, sessionClient } from './asks.js';
 import { holdCall, holdsCall } from './held.js';
+import { keepSubscription, keepsSubscription } from './subscriptions.js';
 import type { Owned } from './naming.js';
 
 /** A request the aggregated endpoint sent upstream: what its response phases need to know. */
@@ -372,6 +373,10 @@ export async function forward(
     const speaksFor = client ?? sessionClient(session);
     if (client === null && asksClient(speaksFor, requestMethod, params ?? {})) {
       return { decision: await askingCall(ctx, state, session, server, upstream, message, requestMethod, speaksFor), forwarded: null };
+    }
+    // Its resource subscriptions, which that revision hears on listen streams: kept in the session.
+    if (client === null && keepsSubscription(requestMethod)) {
+      return { decision: await keepSubscription(ctx, session, server, requestMethod, message['id'] as JsonRpcId, params ?? {}), forwarded: null };
     }
     body = stringifyJson({ ...message, params: withEnvelope(params, upstream.protocolVersion, client ?? withoutInputKinds(speaksFor)) });
     target = { ...target, routing: routingHeaders(requestMethod, params) };

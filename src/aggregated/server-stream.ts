@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RuntimeServer } from '../config/runtime.js';
-import { parseJsonObject, stringifyJson, type JsonObject } from '../mcp/message.js';
+import { isObject, parseJsonObject, stringifyJson, type JsonObject } from '../mcp/message.js';
+import { isModernVersion, MODERN_PROTOCOL_VERSIONS, SUBSCRIPTION_ID_META } from '../mcp/modern.js';
 import { forgotSession } from '../mcp/protocol.js';
 import { isEventStream, SseEventReader, sseEventText, type SseEvent } from '../mcp/sse.js';
 import type { LocalStream, StreamSink } from '../request/decision.js';
@@ -94,6 +95,23 @@ export class ServerStreams {
 
   /** The client session got a new upstream session: its standalone stream takes that one in. */
   upstreamAdded(sessionId: string): void {
+    this.recheck(sessionId);
+  }
+
+  /** Tells the other replicas (set when they share sessions) that a session's subscriptions changed. */
+  tellOthers: ((sessionId: string) => void) | null = null;
+
+  /**
+   * The client session's resource subscriptions to sessionless servers changed here: its
+   * standalone stream, on this replica or another, listens for the new set.
+   */
+  subscriptionsChanged(sessionId: string): void {
+    this.recheck(sessionId);
+    this.tellOthers?.(sessionId);
+  }
+
+  /** The client session changed on another replica: its standalone stream here looks at it again. */
+  recheck(sessionId: string): void {
     for (const s of this.bySession.get(sessionId) ?? []) if (s instanceof FanIn) s.recheck();
   }
 
@@ -234,6 +252,11 @@ class FanIn extends Closable {
   private readonly members = new Set<string>();
   /** Members whose server offers no GET stream. */
   private readonly refused = new Set<string>();
+  /**
+   * Sessionless servers whose resources the client subscribed to: the listen stream held for it at
+   * each, with the URIs it asks for (subscriptionKey).
+   */
+  private readonly listens = new Map<string, { readonly key: string; readonly stop: AbortController }>();
   private timer: NodeJS.Timeout | null = null;
   private checking = false;
 
@@ -302,6 +325,61 @@ class FanIn extends Closable {
       this.members.add(name);
       void this.follow(server);
     }
+    this.listenFor(session);
+  }
+
+  /**
+   * Holds one subscriptions/listen per sessionless server the client subscribed to resources of,
+   * asking for exactly those URIs: a changed set re-opens it, an emptied one ends it.
+   */
+  private listenFor(session: GatewaySession): void {
+    for (const [name, open] of this.listens) {
+      const uris = session.subscriptions.get(name);
+      if (uris !== undefined && subscriptionKey(uris) === open.key) continue;
+      open.stop.abort();
+      this.listens.delete(name);
+    }
+    for (const [name, uris] of session.subscriptions) {
+      const server = this.ctx.rc.servers.get(name);
+      if (this.listens.has(name) || server === undefined || !serverVisible(this.ctx, this.owner.caller, name)) continue;
+      const stop = new AbortController();
+      this.listens.set(name, { key: subscriptionKey(uris), stop });
+      void this.listen(server, [...uris], AbortSignal.any([this.abort.signal, stop.signal]));
+    }
+  }
+
+  /** Reads one sessionless server's listen stream for resource updates until `signal` fires. */
+  private async listen(server: RuntimeServer, uris: string[], signal: AbortSignal): Promise<void> {
+    const held = this.session.upstream.get(server.name);
+    const up = { sessionId: null, protocolVersion: held !== undefined && isModernVersion(held.protocolVersion) ? held.protocolVersion : MODERN_PROTOCOL_VERSIONS[0]! };
+    let wait = RETRY_FIRST_MS;
+    while (!signal.aborted) {
+      const opened = performance.now();
+      const outcome = await readUpstreamStream(this.ctx, server, up, null, signal, (e) => this.updated(server.name, e), undefined, { resourceSubscriptions: uris });
+      if (signal.aborted || outcome === 'refused') return;
+      if (outcome === 'ended' && performance.now() - opened >= HEALTHY_MS) wait = RETRY_FIRST_MS;
+      if (!(await pause(wait, signal))) return;
+      wait = Math.min(wait * 2, RETRY_MAX_MS);
+    }
+  }
+
+  /**
+   * A resource update on a sessionless server's listen stream, as this client's revision has it:
+   * namespaced, without the listen request's subscription id (the client made no such request).
+   */
+  private updated(server: string, e: SseEvent): void {
+    if (e.data === '') return;
+    const msg = parseJsonObject(e.data);
+    const params = msg?.['params'];
+    if (msg === null || msg['method'] !== 'notifications/resources/updated' || !isObject(params) || typeof params['uri'] !== 'string') return;
+    if (this.session.subscriptions.get(server)?.has(params['uri']) !== true) return;
+    if (isObject(params['_meta'])) {
+      const { [SUBSCRIPTION_ID_META]: _listen, ...meta } = params['_meta'];
+      if (Object.keys(meta).length === 0) delete params['_meta'];
+      else params['_meta'] = meta;
+    }
+    rewriteUpstreamMessage(msg, server, null, this.ctx.naming, {});
+    this.send(sseEventText(this.positions.size > 0 ? fanInEventId(this.positions) : null, stringifyJson(msg)));
   }
 
   /** Reads one upstream's stream for as long as the client's stream lasts. */
@@ -449,6 +527,11 @@ export async function readUpstreamStream(
     if (!signal.aborted) ctx.log.debug({ server: server.name, err }, 'upstream stream broke off');
   }
   return 'ended';
+}
+
+/** The URIs a listen asks for, as one comparable value. */
+function subscriptionKey(uris: ReadonlySet<string>): string {
+  return JSON.stringify([...uris].sort());
 }
 
 /** Waits `ms`, unless `signal` fires first; false when it did. Never holds the process open. */

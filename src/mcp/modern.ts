@@ -21,6 +21,12 @@ export const META = {
   serverInfo: 'io.modelcontextprotocol/serverInfo',
 } as const;
 
+/** `_meta` key tying a notification to the subscriptions/listen request that asked for it. */
+export const SUBSCRIPTION_ID_META = 'io.modelcontextprotocol/subscriptionId';
+
+/** Most resource URIs one listen request, or one client session, may subscribe to through the gateway. */
+export const MAX_RESOURCE_SUBSCRIPTIONS = 256;
+
 /**
  * Whether a request may be of the modern era: its `MCP-Protocol-Version` header names something
  * other than a session-based revision (a modern revision, known to the gateway or not). Without

@@ -13,10 +13,11 @@ import {
   META_FIELD,
   OWNER_FIELD,
   ownListField,
+  subscriptionField,
   UPSTREAM_FIELD_PREFIX,
 } from './serialize.js';
 import { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_CLIENT, sessionLimitError, type SessionLimits } from './limits.js';
-import { ownListKey, type BindingKind, type GatewaySession, type SessionInit, type SessionStore, type UpstreamSession } from './store.js';
+import { changeSubscription, ownListKey, type BindingKind, type GatewaySession, type SessionInit, type SessionStore, type UpstreamSession } from './store.js';
 
 /*
  * Layout (P = redis.key_prefix, T = the hash tag {P sessions}):
@@ -395,7 +396,7 @@ export class RedisSessionStore implements SessionStore {
         throw sessionLimitError(this.limits.maxSessions, Number(a));
       }
       await Promise.all([this.claim(ids(a), this.opts.onEvict), this.claim(ids(b), this.opts.onExpire)]);
-      return { ...fields, id, lastSeen: Number(status), logLevel: null, upstream: new Map(), ownLists: new Map() };
+      return { ...fields, id, lastSeen: Number(status), logLevel: null, upstream: new Map(), ownLists: new Map(), subscriptions: new Map() };
     }
     throw new Error('could not allocate a unique session id');
   }
@@ -460,6 +461,14 @@ export class RedisSessionStore implements SessionStore {
     const generation = typeof reply === 'number' ? reply : (session.ownLists.get(ownListKey(server, kind)) ?? 0) + 1;
     session.ownLists.set(ownListKey(server, kind), generation);
     return generation;
+  }
+
+  async setSubscribed(session: GatewaySession, server: string, uri: string, subscribed: boolean): Promise<void> {
+    const field = subscriptionField(server, uri);
+    const hash = [this.hashKey(session.id)];
+    if (subscribed) await this.run('setSubscribed', (r) => SET_FIELD.run(r, hash, [field, '1']));
+    else await this.run('setSubscribed', (r) => CLEAR_FIELD.run(r, hash, [field, '']));
+    changeSubscription(session, server, uri, subscribed);
   }
 
   async delete(id: string): Promise<GatewaySession | null> {

@@ -17,6 +17,7 @@ export type { SessionInit } from './store.js';
  * | `l`            | log level (absent: none set)                                          |
  * | `u:<server>`   | JSON `{sessionId, protocolVersion}` of that server's upstream session |
  * | `c:<server>:<kind>` | generation of the list of `kind` that server keeps for this session only |
+ * | `r:<server>:<uri>` | `1`: the client subscribed to that resource of a server of the sessionless revision |
  *
  * `lastSeen` is not in the hash: it is the session's score in the sessions index (a sorted set).
  */
@@ -24,6 +25,12 @@ export const META_FIELD = 'm';
 export const LOG_LEVEL_FIELD = 'l';
 export const UPSTREAM_FIELD_PREFIX = 'u:';
 export const OWN_LIST_FIELD_PREFIX = 'c:';
+export const SUBSCRIPTION_FIELD_PREFIX = 'r:';
+
+/** The hash field of a subscription to `uri` of `server` (server names hold no `:`). */
+export function subscriptionField(server: string, uri: string): string {
+  return `${SUBSCRIPTION_FIELD_PREFIX}${server}:${uri}`;
+}
 
 /** The hash field of a session's own list of `kind` from `server` (server names hold no `:`). */
 export function ownListField(server: string, kind: string): string {
@@ -75,6 +82,7 @@ export function decodeSession(id: string, lastSeen: number, flat: readonly strin
   let logLevel: string | null = null;
   const upstream = new Map<string, UpstreamSession>();
   const ownLists = new Map<string, number>();
+  const subscriptions = new Map<string, Set<string>>();
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const field = flat[i]!;
     const value = flat[i + 1]!;
@@ -90,6 +98,14 @@ export function decodeSession(id: string, lastSeen: number, flat: readonly strin
       const colon = field.indexOf(':', OWN_LIST_FIELD_PREFIX.length);
       const generation = Number(value);
       if (colon > 0 && Number.isSafeInteger(generation)) ownLists.set(ownListKey(field.slice(OWN_LIST_FIELD_PREFIX.length, colon), field.slice(colon + 1)), generation);
+    } else if (field.startsWith(SUBSCRIPTION_FIELD_PREFIX)) {
+      const colon = field.indexOf(':', SUBSCRIPTION_FIELD_PREFIX.length);
+      if (colon > 0) {
+        const server = field.slice(SUBSCRIPTION_FIELD_PREFIX.length, colon);
+        const uris = subscriptions.get(server) ?? new Set<string>();
+        uris.add(field.slice(colon + 1));
+        subscriptions.set(server, uris);
+      }
     }
   }
   if (meta === null || meta['v'] !== META_VERSION) return null;
@@ -97,7 +113,7 @@ export function decodeSession(id: string, lastSeen: number, flat: readonly strin
   if (typeof protocolVersion !== 'string' || !isObject(clientCapabilities) || !isObject(clientInfo)) return null;
   if (!(identity === null || typeof identity === 'string')) return null;
   const clientMetadata = JSON.stringify({ capabilities: clientCapabilities, clientInfo });
-  return { id, protocolVersion, clientMetadata, identity, logLevel, lastSeen, upstream, ownLists };
+  return { id, protocolVersion, clientMetadata, identity, logLevel, lastSeen, upstream, ownLists, subscriptions };
 }
 
 function parseJson(s: string): unknown {

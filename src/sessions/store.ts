@@ -35,11 +35,29 @@ export interface GatewaySession {
    * generation of the latest change the server announced or showed. Empty for most sessions.
    */
   readonly ownLists: Map<string, number>;
+  /**
+   * Resources the client subscribed to on servers of the sessionless revision, which keep no
+   * subscriptions of sessions: the server's own URIs, by server. The client's stream carries their
+   * updates (server-stream.ts). Empty for most sessions.
+   */
+  readonly subscriptions: Map<string, Set<string>>;
 }
 
 /** The key of a session's own list of one kind from one server. */
 export function ownListKey(server: string, kind: string): string {
   return `${server}\n${kind}`;
+}
+
+/** Applies a subscription change to the session's own copy. */
+export function changeSubscription(session: GatewaySession, server: string, uri: string, subscribed: boolean): void {
+  const uris = session.subscriptions.get(server);
+  if (subscribed) {
+    if (uris === undefined) session.subscriptions.set(server, new Set([uri]));
+    else uris.add(uri);
+  } else if (uris !== undefined) {
+    uris.delete(uri);
+    if (uris.size === 0) session.subscriptions.delete(server);
+  }
 }
 
 /** What an upstream's own id names, when the gateway binds it to the identity that created it. */
@@ -86,6 +104,8 @@ export interface SessionStore {
    * generation (every replica then refetches its copy of the session's list). Resolves to it.
    */
   markOwnList(session: GatewaySession, server: string, kind: string): Promise<number>;
+  /** Records (or, with false, drops) the client's subscription to a server's own resource URI. */
+  setSubscribed(session: GatewaySession, server: string, uri: string, subscribed: boolean): Promise<void>;
   delete(id: string): Promise<GatewaySession | null>;
   /**
    * Binds an upstream's own id to the identity that created it through the gateway (null:
@@ -206,7 +226,7 @@ export class MemorySessionStore implements SessionStore {
       this.remove(e);
       this.onEvict(e.session);
     }
-    const s: GatewaySession = { ...fields, id: newSessionId(), lastSeen: now, logLevel: null, upstream: new Map(), ownLists: new Map() };
+    const s: GatewaySession = { ...fields, id: newSessionId(), lastSeen: now, logLevel: null, upstream: new Map(), ownLists: new Map(), subscriptions: new Map() };
     this.sessions.set(s.id, { session: s, owner });
     const set = this.owners.get(owner) ?? new Set<string>();
     set.add(s.id);
@@ -253,6 +273,10 @@ export class MemorySessionStore implements SessionStore {
     const generation = (session.ownLists.get(key) ?? 0) + 1;
     session.ownLists.set(key, generation);
     return generation;
+  }
+
+  async setSubscribed(session: GatewaySession, server: string, uri: string, subscribed: boolean): Promise<void> {
+    changeSubscription(session, server, uri, subscribed);
   }
 
   async delete(id: string): Promise<GatewaySession | null> {

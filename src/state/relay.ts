@@ -8,7 +8,8 @@ import type { RedisClient } from './redis.js';
  * Questions one processor replica asks another over Redis pub/sub, for what only the replica
  * that holds it can do (a call it holds open upstream). Each replica listens on its own channel;
  * a question names the asker's, where the answer goes. No answer within the asker's deadline, or
- * no replica listening under that name, is an error the asker turns into the client's.
+ * no replica listening under that name, is an error the asker turns into the client's. News for
+ * every replica (nothing answers it) goes on one channel all of them listen on.
  */
 
 /** What a replica does with the questions of one kind. */
@@ -17,6 +18,12 @@ export type RelayHandler = (payload: unknown) => Promise<unknown>;
 interface Question {
   readonly q: string;
   readonly kind: string;
+  readonly from: string;
+  readonly payload: unknown;
+}
+
+interface News {
+  readonly t: string;
   readonly from: string;
   readonly payload: unknown;
 }
@@ -62,7 +69,7 @@ export class ReplicaRelay {
     subscriber.on('message', (_channel: string, text: string) => this.received(text));
     // Listens once connected, and again after every reconnection.
     const listen = (): void => {
-      subscriber.subscribe(this.channel(this.replica)).then(
+      subscriber.subscribe(this.channel(this.replica), this.newsChannel()).then(
         () => (this.listening = true),
         (err: unknown) => log.warn({ err }, 'relay: not listening for other replicas'),
       );
@@ -107,6 +114,14 @@ export class ReplicaRelay {
     throw new GatewayError(code, r.error.message);
   }
 
+  /** Tells every other replica something of `kind`: their handlers run, nothing answers (best effort). */
+  tell(kind: string, payload: unknown): void {
+    const news: News = { t: kind, from: this.replica, payload };
+    this.publisher.publish(this.newsChannel(), JSON.stringify(news)).catch((err: unknown) => {
+      this.log.debug({ err, kind }, 'relay: news for the other replicas could not be sent');
+    });
+  }
+
   close(): void {
     for (const { timer } of this.waiting.values()) clearTimeout(timer);
     this.waiting.clear();
@@ -117,15 +132,28 @@ export class ReplicaRelay {
     return `${this.keyPrefix}relay:${replica}`;
   }
 
+  private newsChannel(): string {
+    return `${this.keyPrefix}relay-news`;
+  }
+
   private received(text: string): void {
-    let msg: Question | Reply;
+    let msg: Question | Reply | News;
     try {
-      msg = JSON.parse(text) as Question | Reply;
+      msg = JSON.parse(text) as Question | Reply | News;
     } catch {
       return;
     }
     if ('r' in msg) this.settle(msg);
     else if ('q' in msg) void this.answer(msg);
+    else if ('t' in msg && msg.from !== this.replica) void this.hear(msg);
+  }
+
+  private async hear(news: News): Promise<void> {
+    try {
+      await this.handlers.get(news.t)?.(news.payload);
+    } catch (err) {
+      this.log.warn({ err, kind: news.t }, 'relay: news from another replica failed');
+    }
   }
 
   private settle(r: Reply): void {

@@ -7,9 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { startDualEraServer, type DualEraServer } from '../fixtures/mcp-servers/dual-era-server.js';
 import { connectClient } from '../support/mcp-client.js';
 import { MODERN, modernClient, textOf } from '../support/modern-client.js';
+import { waitUntil } from '../support/proc.js';
 import { useStack } from '../support/stack.js';
 
 
@@ -26,7 +28,7 @@ async function modernList(url: string): Promise<Record<string, any>> {
 describe('a server that speaks only 2026-07-28 behind /mcp', () => {
   let nova: DualEraServer | null = null;
   const stack = useStack(async () => {
-    nova = await startDualEraServer('nova', { legacy: 'reject' });
+    nova = await startDualEraServer('nova', { legacy: 'reject', subscribe: true });
     return { servers: { nova: { url: nova.url }, alpha: {} } };
   });
   after(() => nova?.close());
@@ -201,6 +203,72 @@ describe('a server that speaks only 2026-07-28 behind /mcp', () => {
       await sub.close();
     } finally {
       await legacy.close({ terminate: true });
+      await modern.close();
+    }
+  });
+
+  it('keeps a session-based client’s resource subscriptions and carries the updates on its GET stream, namespaced', async () => {
+    const legacy = await connectClient(stack().mcpUrl);
+    const heard: string[] = [];
+    const metas: unknown[] = [];
+    legacy.client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+      heard.push(n.params.uri);
+      metas.push(n.params._meta);
+    });
+    const count = (uri: string): number => heard.filter((u) => u === uri).length;
+    try {
+      assert.equal(legacy.client.getServerCapabilities()?.resources?.subscribe, true, 'the gateway offers what nova offers');
+      assert.deepEqual(await legacy.client.subscribeResource({ uri: 'nova+note://readme' }), {});
+      // The client's GET stream opens the server's listen: updates reach it once it is open.
+      await waitUntil(
+        async () => {
+          nova!.updateResource('note://readme');
+          return count('nova+note://readme') > 0;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: 'a resource update on the GET stream' },
+      );
+      // Unsubscribed: from its answer on, that URI's updates stop; another subscription's start.
+      assert.deepEqual(await legacy.client.unsubscribeResource({ uri: 'nova+note://readme' }), {});
+      const before = count('nova+note://readme');
+      await legacy.client.subscribeResource({ uri: 'nova+note://other' });
+      await waitUntil(
+        async () => {
+          nova!.updateResource('note://readme');
+          nova!.updateResource('note://other');
+          return count('nova+note://other') > 0;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: 'the update of the new subscription' },
+      );
+      assert.equal(count('nova+note://readme'), before, 'no update after unsubscribing');
+      // No trace of the listen request the client never made.
+      assert.deepEqual(metas.filter((m) => m !== undefined), []);
+      // An unknown server's URI is refused as any unknown resource is.
+      await assert.rejects(legacy.client.subscribeResource({ uri: 'nowhere+note://readme' }), /Resource not found/);
+    } finally {
+      await legacy.close({ terminate: true });
+    }
+  });
+
+  it('subscribes a 2026-07-28 client’s listen stream to its resources through the server’s own listen', async () => {
+    const modern = await modernClient(stack().mcpUrl);
+    try {
+      const updates: { uri: unknown; sub: unknown }[] = [];
+      modern.fallbackNotificationHandler = async (n) => {
+        if (n.method === 'notifications/resources/updated') updates.push({ uri: n.params?.['uri'], sub: (n.params?.['_meta'] as Record<string, unknown> | undefined)?.['io.modelcontextprotocol/subscriptionId'] });
+      };
+      const sub = await modern.listen({ resourceSubscriptions: ['nova+note://readme', 'nowhere+x://y'] });
+      assert.deepEqual(sub.honoredFilter.resourceSubscriptions, ['nova+note://readme'], 'what no server has is not honoured');
+      await waitUntil(
+        async () => {
+          nova!.updateResource('note://readme');
+          return updates.length > 0;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: 'a resource update on the listen stream' },
+      );
+      assert.equal(updates[0]!.uri, 'nova+note://readme');
+      assert.ok(updates[0]!.sub !== undefined, 'tied to the client’s listen request');
+      await sub.close();
+    } finally {
       await modern.close();
     }
   });

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
@@ -35,7 +36,7 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
   before(async () => {
     redis = await RedisServer.start();
     alpha = await startDemoServer({ name: 'alpha' });
-    nova = await startDualEraServer('nova', { legacy: 'reject' });
+    nova = await startDualEraServer('nova', { legacy: 'reject', subscribe: true });
     const [listen, internal, envoyAdminPort, g1, g2, a1, a2] = await freePorts(7);
     const config = parseConfig({
       gateway: {
@@ -354,6 +355,31 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
       assert.deepEqual(asked, ['Deploy to a?', 'Deploy to b?', 'Deploy to c?', 'Deploy to d?']);
       const after = await Promise.all(replicas.map((r) => r.requestsServed()));
       assert.ok(after[0]! > before[0]! && after[1]! > before[1]!, `both replicas served parts of it: ${JSON.stringify({ before, after })}`);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('carries the updates of a 2026-07-28 server’s resources to a session-based client’s stream, whichever replica took its subscribe', async () => {
+    const c = await connectClient(mcpUrl);
+    const heard = new Set<string>();
+    c.client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void heard.add(n.params.uri));
+    try {
+      const before = await Promise.all(replicas.map((r) => r.requestsServed()));
+      for (const name of ['a', 'b', 'c', 'd', 'e', 'f']) {
+        await c.client.subscribeResource({ uri: `nova+note://${name}` });
+        // Well inside the stream's own look at its session (every 15 s): the replica that took the
+        // subscribe told the one holding the stream.
+        await waitUntil(
+          () => {
+            nova.updateResource(`note://${name}`);
+            return heard.has(`nova+note://${name}`);
+          },
+          { timeoutMs: 5_000, intervalMs: 100, what: `the update of note://${name}` },
+        );
+      }
+      const after = await Promise.all(replicas.map((r) => r.requestsServed()));
+      assert.ok(after[0]! > before[0]! && after[1]! > before[1]!, `both replicas took subscribes: ${JSON.stringify({ before, after })}`);
     } finally {
       await c.close();
     }

@@ -234,6 +234,7 @@ describe('RedisSessionStore limits', () => {
       claimUpstream: (s, server, u) => pick().claimUpstream(s, server, u),
       setLogLevel: (s, l) => pick().setLogLevel(s, l),
       markOwnList: (s, server, kind) => pick().markOwnList(s, server, kind),
+      setSubscribed: (s, server, uri, on) => pick().setSubscribed(s, server, uri, on),
       delete: (id) => pick().delete(id),
       bind: (k, a, b, c) => pick().bind(k, a, b, c),
       boundOwner: (k, a, b) => pick().boundOwner(k, a, b),
@@ -379,6 +380,69 @@ describe('questions put to clients (asks), in either store', () => {
     const [a, b] = [mk(ca), mk(cb)];
     try {
       await check(a, b, () => waitUntil(async () => (await ca.exists('asks:ask:q2')) === 0, { timeoutMs: 5_000, what: 'the key to expire' }));
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+describe('resource subscriptions a session keeps for sessionless servers, in either store', () => {
+  let server: RedisServer;
+  let ca: Redis;
+  let cb: Redis;
+  before(async () => {
+    server = await RedisServer.start();
+    const client = async (): Promise<Redis> => {
+      const c = createRedisClient({ target: { mode: 'single', url: server.url }, commandTimeoutMs: 1000 }) as Redis;
+      assert.ok(await waitForRedis(c, 5000));
+      return c;
+    };
+    ca = await client();
+    cb = await client();
+  });
+  after(async () => {
+    ca?.disconnect();
+    cb?.disconnect();
+    await server?.stop();
+  });
+
+  const uris = (s: GatewaySession | null): Record<string, string[]> => Object.fromEntries([...(s?.subscriptions ?? [])].map(([k, v]) => [k, [...v].sort()]));
+
+  async function check(writer: SessionStore, reader: SessionStore): Promise<void> {
+    const s = await writer.create(init('id:a', 'a'));
+    assert.deepEqual(uris(s), {});
+    await writer.setSubscribed(s, 'nova', 'note://readme', true);
+    // A URI holds any character, the field separator included.
+    await writer.setSubscribed(s, 'nova', 'db://x:1/a b', true);
+    await writer.setSubscribed(s, 'vega', 'note://readme', true);
+    assert.deepEqual(uris(s), { nova: ['db://x:1/a b', 'note://readme'], vega: ['note://readme'] }, 'the writer’s copy');
+    assert.deepEqual(uris(await reader.get(s.id)), { nova: ['db://x:1/a b', 'note://readme'], vega: ['note://readme'] });
+    const seen = (await reader.get(s.id))!;
+    await reader.setSubscribed(seen, 'nova', 'note://readme', false);
+    await reader.setSubscribed(seen, 'vega', 'note://readme', false);
+    await reader.setSubscribed(seen, 'vega', 'never://subscribed', false);
+    assert.deepEqual(uris(await writer.get(s.id)), { nova: ['db://x:1/a b'] });
+    // A subscription recorded after the session ended does not bring it back.
+    await writer.delete(s.id);
+    await reader.setSubscribed(seen, 'nova', 'late://one', true);
+    assert.equal(await writer.get(s.id), null);
+  }
+
+  it('in memory', async () => {
+    const store = new MemorySessionStore({ idleMs: IDLE_MS });
+    try {
+      await check(store, store);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('on Redis, across replicas', async () => {
+    const mk = (c: Redis) => new RedisSessionStore(c, { keyPrefix: 'subs:', idleMs: IDLE_MS, sweepIntervalMs: 0 });
+    const [a, b] = [mk(ca), mk(cb)];
+    try {
+      await check(a, b);
     } finally {
       a.close();
       b.close();
