@@ -63,7 +63,10 @@ describe('RedisSessionStore', () => {
 
     const onB = await B.get(s.id);
     assert.ok(onB !== null);
-    assert.deepEqual({ ...onB, upstream: [...onB.upstream], ownLists: [...onB.ownLists] }, { ...SESSION_FIELDS, id: s.id, logLevel: null, lastSeen: t, upstream: [], ownLists: [] });
+    assert.deepEqual(
+      { ...onB, upstream: [...onB.upstream], ownLists: [...onB.ownLists], subscriptions: [...onB.subscriptions] },
+      { ...SESSION_FIELDS, id: s.id, logLevel: null, lastSeen: t, upstream: [], ownLists: [], subscriptions: [] },
+    );
 
     await B.setUpstream(onB, 'github', { sessionId: 'up-1', protocolVersion: '2025-03-26' });
     await B.setUpstream(onB, 'stateless', { sessionId: null, protocolVersion: '2025-06-18' });
