@@ -3,7 +3,7 @@ import { ApiKeyStore, extractCredential, type ApiKeyEntry } from './api-keys.js'
 import type { JwksEvent } from './jwks.js';
 import { JwtError, JwtIssuers, looksLikeJwt, type JwtFailureReason, type VerifiedToken } from './jwt.js';
 import { MtlsIdentities, XFCC_HEADER, type CertificateIdentity, type MtlsFailureReason } from './mtls.js';
-import { ProtectedResource, wwwAuthenticate, type ChallengeParams } from './resource-metadata.js';
+import { ProtectedResource, requestTarget, wwwAuthenticate, type ChallengeParams } from './resource-metadata.js';
 import type { AuthConfig } from './schema.js';
 
 /** How a caller proved who it is. */
@@ -128,7 +128,7 @@ const ANONYMOUS_NO_TENANT = identity('anonymous', { clientId: null, tenant: null
 export class Authenticator {
   /** Whether any method is configured (false: everyone is anonymous, as before auth existed). */
   readonly enabled: boolean;
-  /** Protected-resource metadata and challenges; null when `auth.oauth` is not configured. */
+  /** Protected-resource metadata and challenges; null when neither `auth.oauth` nor a JWT issuer is configured. */
   readonly resource: ProtectedResource | null;
   private readonly anonymous: Identity | null;
 
@@ -148,7 +148,10 @@ export class Authenticator {
     if (auth === undefined) {
       return new Authenticator(null, null, null, { enabled: false, anonymous: ANONYMOUS_NO_TENANT, resource: null });
     }
-    const resource = auth.oauth === undefined ? null : new ProtectedResource(auth.oauth, opts.endpointPaths);
+    // Without auth.oauth, the JWT issuers are the authorization servers of a resource derived
+    // from each request; with neither, no token could be obtained, so no metadata is served.
+    const source = auth.oauth ?? (auth.jwt.length === 0 ? null : { authorization_servers: auth.jwt.map((j) => j.issuer) });
+    const resource = source === null ? null : new ProtectedResource(source, opts.endpointPaths);
     const apiKeys = auth.api_keys.length === 0 ? null : new ApiKeyStore(auth.api_keys);
     const jwt =
       auth.jwt.length === 0
@@ -184,16 +187,16 @@ export class Authenticator {
     const cred = extractCredential(headers);
     switch (cred.kind) {
       case 'bearer':
-        return this.bearer(cred.token);
+        return this.bearer(cred.token, headers);
       case 'api_key': {
-        if (this.apiKeys === null) throw this.invalidToken('method_not_configured', 'api_key');
+        if (this.apiKeys === null) throw this.invalidToken('method_not_configured', 'api_key', headers);
         const entry = this.apiKeys.lookup(cred.token);
-        if (entry === null) throw this.invalidToken('unknown_api_key', 'api_key');
+        if (entry === null) throw this.invalidToken('unknown_api_key', 'api_key', headers);
         return fromApiKey(entry);
       }
       case 'malformed':
-        if (cred.reason === 'unsupported_scheme') throw this.challenge(new AuthFailure('unsupported_scheme', null));
-        throw this.badRequest(cred.reason);
+        if (cred.reason === 'unsupported_scheme') throw this.challenge(new AuthFailure('unsupported_scheme', null), {}, headers);
+        throw this.badRequest(cred.reason, headers);
       case 'none':
         break;
     }
@@ -201,27 +204,29 @@ export class Authenticator {
       const xfcc = headers.get(XFCC_HEADER);
       if (xfcc !== undefined) {
         const r = this.mtls.identify(xfcc);
-        if (!r.ok) throw this.challenge(new AuthFailure(r.reason, 'mtls'));
+        if (!r.ok) throw this.challenge(new AuthFailure(r.reason, 'mtls'), {}, headers);
         return fromCertificate(r.identity);
       }
     }
     if (this.anonymous !== null) return this.anonymous;
-    throw this.challenge(new AuthFailure('no_credentials', null));
+    throw this.challenge(new AuthFailure('no_credentials', null), {}, headers);
   }
 
   /**
    * A 401 asking the caller to authenticate: what the request path throws when an anonymous caller asks
    * for something that needs an identity (an `auth_required` server, a tenant-only endpoint).
+   * `headers` are the request's: where it went names the metadata of a derived resource.
    */
   challenge(
     failure: AuthFailure = new AuthFailure('no_credentials', null),
     params: Omit<ChallengeParams, 'resourceMetadata'> = {},
+    headers: ReadonlyMap<string, string> | null = null,
   ): GatewayError {
-    const value = this.resource === null ? wwwAuthenticate(params) : this.resource.challenge(params);
+    const value = this.resource === null ? wwwAuthenticate(params) : this.resource.challenge(params, headers === null ? null : requestTarget(headers));
     return new GatewayError('GW_ERR_AUTH_UNAUTHENTICATED', undefined, { headers: { 'www-authenticate': value }, cause: failure });
   }
 
-  private async bearer(token: string): Promise<Identity> {
+  private async bearer(token: string, headers: ReadonlyMap<string, string>): Promise<Identity> {
     if (this.apiKeys !== null) {
       const entry = this.apiKeys.lookup(token);
       if (entry !== null) return fromApiKey(entry);
@@ -232,21 +237,21 @@ export class Authenticator {
         verified = await this.jwt.verify(token);
       } catch (err) {
         const reason = err instanceof JwtError ? err.reason : 'invalid';
-        throw this.invalidToken(reason, 'jwt');
+        throw this.invalidToken(reason, 'jwt', headers);
       }
       return fromToken(verified);
     }
-    throw this.invalidToken(this.apiKeys === null ? 'unknown_credential' : 'unknown_api_key', this.apiKeys === null ? null : 'api_key');
+    throw this.invalidToken(this.apiKeys === null ? 'unknown_credential' : 'unknown_api_key', this.apiKeys === null ? null : 'api_key', headers);
   }
 
-  private invalidToken(reason: AuthFailureReason, method: Exclude<AuthMethod, 'anonymous'> | null): GatewayError {
+  private invalidToken(reason: AuthFailureReason, method: Exclude<AuthMethod, 'anonymous'> | null, headers: ReadonlyMap<string, string>): GatewayError {
     const description = reason === 'expired' ? 'The access token expired' : 'The access token is invalid';
-    return this.challenge(new AuthFailure(reason, method), { error: 'invalid_token', description });
+    return this.challenge(new AuthFailure(reason, method), { error: 'invalid_token', description }, headers);
   }
 
-  private badRequest(reason: AuthFailureReason): GatewayError {
+  private badRequest(reason: AuthFailureReason, headers: ReadonlyMap<string, string>): GatewayError {
     const params = { error: 'invalid_request' } as const;
-    const challenge = this.resource === null ? wwwAuthenticate(params) : this.resource.challenge(params);
+    const challenge = this.resource === null ? wwwAuthenticate(params) : this.resource.challenge(params, requestTarget(headers));
     const message =
       reason === 'ambiguous_credentials'
         ? 'Bad Request: send either Authorization or X-API-Key, not both'

@@ -30,12 +30,35 @@ export const RateShorthandSchema = z
   .string()
   .regex(/^[1-9][0-9]*\/(s|sec|second|m|min|minute|h|hour|d|day)$/, 'expected N/unit, e.g. 100/min');
 
+/** Where an upstream's MCP endpoint is when its URL names no path (`http://mcp-db:3000`). */
+export const DEFAULT_SERVER_PATH = '/mcp';
+
+/** A server URL with DEFAULT_SERVER_PATH when it names no path at all (`/` itself is a path). */
+export function withDefaultPath(url: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*$/i.test(url) ? url + DEFAULT_SERVER_PATH : url;
+}
+
+/** Relative share of one endpoint's traffic under `strategy: weighted`. */
+const WeightSchema = z.number().int().min(1).max(1000);
+
+/** One fallback endpoint: its URL, or (for `strategy: weighted`) its URL and weight. */
+const EndpointSchema = z.union([HttpUrlSchema, z.strictObject({ url: HttpUrlSchema, weight: WeightSchema.describe('Its share of the traffic, relative to the others') })]);
+
+/** The URL of a fallback entry, whichever form it takes. */
+export function endpointUrl(e: z.infer<typeof EndpointSchema>): string {
+  return typeof e === 'string' ? e : e.url;
+}
+
 export const CapabilitySchema = z.enum(['tools', 'resources', 'prompts', 'completions', 'logging']);
 export type Capability = z.infer<typeof CapabilitySchema>;
 
 export const ServerSchema = z
   .strictObject({
-    url: HttpUrlSchema.describe('Upstream MCP endpoint (Streamable HTTP), e.g. http://127.0.0.1:3001/mcp'),
+    url: HttpUrlSchema.optional().describe(
+      `Upstream MCP endpoint (Streamable HTTP), e.g. http://127.0.0.1:3001/mcp; a URL without a path (http://mcp-db:3000) means ${DEFAULT_SERVER_PATH} on it. Give url or primary`,
+    ),
+    primary: HttpUrlSchema.optional().describe('Another name for url (the primary endpoint beside its fallbacks); give one of the two'),
+    weight: WeightSchema.optional().describe("The primary endpoint's share of the traffic under strategy weighted (default 1)"),
     capabilities: z
       .array(CapabilitySchema)
       .optional()
@@ -48,15 +71,17 @@ export const ServerSchema = z
     allowed_clients: z
       .array(z.string().min(1))
       .optional()
-      .describe('Client ids allowed to reach this server; unauthenticated callers never match'),
+      .describe('Client ids, or groups of clients, allowed to reach this server (an entry matches a client of that id or in that group); unauthenticated callers never match'),
     fallback: z
-      .array(HttpUrlSchema)
+      .array(EndpointSchema)
       .optional()
-      .describe('More endpoints of the same server (same path), used per `strategy`'),
+      .describe('More endpoints of the same server (same scheme and path), used per `strategy`: URLs, or {url, weight} under strategy weighted'),
     strategy: z
-      .enum(['failover', 'round-robin'])
+      .enum(['failover', 'round-robin', 'weighted'])
       .default('failover')
-      .describe('failover: fallbacks take traffic only when the primary is unhealthy; round-robin: all share it'),
+      .describe(
+        'failover: fallbacks take traffic only when the primary is unhealthy; round-robin: all share it evenly; weighted: all share it by their weight',
+      ),
     headers: UpstreamHeadersSchema.optional(),
     timeout: DurationSchema.default('300s').describe(
       'Longest a single request to this server may take through Envoy (SSE streams included); 0s disables',
@@ -69,10 +94,16 @@ export const ServerSchema = z
       ),
   })
   .superRefine((s, ctx) => {
+    if ((s.url === undefined) === (s.primary === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'give the server\'s endpoint as exactly one of url and primary' });
+      return;
+    }
+    const weighted = s.strategy === 'weighted';
+    if (s.weight !== undefined && !weighted) ctx.addIssue({ code: 'custom', path: ['weight'], message: 'weight needs strategy: weighted' });
     if (s.fallback === undefined) return;
-    const primary = new URL(s.url);
+    const primary = new URL(withDefaultPath((s.url ?? s.primary)!));
     s.fallback.forEach((f, i) => {
-      const u = new URL(f);
+      const u = new URL(withDefaultPath(endpointUrl(f)));
       if (u.protocol !== primary.protocol || u.pathname !== primary.pathname) {
         ctx.addIssue({
           code: 'custom',
@@ -80,8 +111,15 @@ export const ServerSchema = z
           message: 'fallback endpoints must use the same scheme and path as url',
         });
       }
+      if (typeof f !== 'string' && !weighted) ctx.addIssue({ code: 'custom', path: ['fallback', i, 'weight'], message: 'weight needs strategy: weighted' });
     });
-  });
+  })
+  // One shape for everything downstream: `url` (never `primary`), paths defaulted.
+  .transform(({ primary, ...s }) => ({
+    ...s,
+    url: withDefaultPath((s.url ?? primary)!),
+    ...(s.fallback === undefined ? {} : { fallback: s.fallback.map((f) => (typeof f === 'string' ? withDefaultPath(f) : { ...f, url: withDefaultPath(f.url) })) }),
+  }));
 export type ServerConfig = z.infer<typeof ServerSchema>;
 
 const ListCacheSchema = z.strictObject({

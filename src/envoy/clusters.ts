@@ -1,5 +1,6 @@
 /** The clusters of the generated Envoy config: one per upstream server, and the gRPC ones (processor, OTLP). */
 import type { RuntimeServer } from '../config/runtime.js';
+import { endpointUrl } from '../config/schema.js';
 import { PROCESSOR_HEALTH_CHECK } from './contract.js';
 import { seconds, socketAddress } from './common.js';
 
@@ -7,14 +8,29 @@ export function hasSeveralEndpoints(server: RuntimeServer): boolean {
   return (server.source.fallback ?? []).length > 0;
 }
 
-/** Endpoints by Envoy priority: failover puts the primary at 0 and its fallbacks at 1; round-robin all at 0. */
-export function endpointsByPriority(server: RuntimeServer): Map<number, URL[]> {
-  const endpoints = [server.source.url, ...(server.source.fallback ?? [])].map((u) => new URL(u));
-  const failover = server.source.strategy === 'failover';
-  const byPriority = new Map<number, URL[]>();
-  endpoints.forEach((u, i) => {
+/** One endpoint of a server's cluster. */
+interface Endpoint {
+  readonly url: URL;
+  /** Its share of the traffic (strategy weighted); null: an even share. */
+  readonly weight: number | null;
+}
+
+/**
+ * Endpoints by Envoy priority: failover puts the primary at 0 and its fallbacks at 1; round-robin
+ * and weighted all at 0 (weighted with each endpoint's weight, 1 unless given).
+ */
+export function endpointsByPriority(server: RuntimeServer): Map<number, Endpoint[]> {
+  const s = server.source;
+  const weighted = s.strategy === 'weighted';
+  const endpoints: Endpoint[] = [
+    { url: new URL(s.url), weight: weighted ? (s.weight ?? 1) : null },
+    ...(s.fallback ?? []).map((f) => ({ url: new URL(endpointUrl(f)), weight: weighted ? (typeof f === 'string' ? 1 : f.weight) : null })),
+  ];
+  const failover = s.strategy === 'failover';
+  const byPriority = new Map<number, Endpoint[]>();
+  endpoints.forEach((e, i) => {
     const priority = failover ? Math.min(i, 1) : 0;
-    byPriority.set(priority, [...(byPriority.get(priority) ?? []), u]);
+    byPriority.set(priority, [...(byPriority.get(priority) ?? []), e]);
   });
   return byPriority;
 }
@@ -107,9 +123,10 @@ export function cluster(server: RuntimeServer): Record<string, unknown> {
     lb_policy: 'ROUND_ROBIN',
     load_assignment: {
       cluster_name: server.cluster,
-      endpoints: [...byPriority.entries()].map(([priority, urls]) => ({
+      endpoints: [...byPriority.entries()].map(([priority, endpoints]) => ({
         priority,
-        lb_endpoints: urls.map((u) => ({
+        lb_endpoints: endpoints.map(({ url: u, weight }) => ({
+          ...(weight === null ? {} : { load_balancing_weight: weight }),
           endpoint: {
             address: { socket_address: { address: u.hostname.replace(/^\[|\]$/g, ''), port_value: Number(u.port || (tls ? 443 : 80)) } },
             // The authority the URL names (with its port unless it is the scheme's default), which

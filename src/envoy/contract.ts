@@ -51,6 +51,8 @@ export const REQUEST_HEADER_ATTRIBUTES: Readonly<Record<string, string>> = {
   ':authority': 'request.host',
   ':path': 'request.path',
   ':method': 'request.method',
+  // Where the client sent the request (with :authority and :path): RFC 9728 metadata derived from it.
+  ':scheme': 'request.scheme',
   ...Object.fromEntries(
     [
       'accept',

@@ -113,7 +113,9 @@ export class TenantDirectory {
     if (rules.allowedClients !== null) {
       // Anonymous callers never match an allow list, whatever it contains.
       if (!authenticated || identity.clientId === null) return { allowed: false, reason: 'client_not_allowed', status: 401 };
-      if (!rules.allowedClients.has(identity.clientId)) return { allowed: false, reason: 'client_not_allowed', status: 403 };
+      // An entry names a client id or a group the client is in.
+      const allowed = rules.allowedClients;
+      if (!allowed.has(identity.clientId) && !identity.groups.some((g) => allowed.has(g))) return { allowed: false, reason: 'client_not_allowed', status: 403 };
     }
     return ALLOWED;
   }

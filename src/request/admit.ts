@@ -1,4 +1,5 @@
 import { authFailureOf, type Identity } from '../auth/identity.js';
+import { requestTarget } from '../auth/resource-metadata.js';
 import type { RuntimeServer } from '../config/runtime.js';
 import { AGGREGATED_PATH } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
@@ -31,7 +32,7 @@ export function admit(ctx: RequestContext, headers: Headers, method: string): De
   const server = rc.passthroughPaths.get(path);
   if (server !== undefined) return { endpoint: 'passthrough', server };
   // RFC 9728 protected-resource metadata is public: served before authentication.
-  const meta = ctx.guard.auth.resource?.respond(path, method) ?? null;
+  const meta = ctx.guard.auth.resource?.respond(path, method, requestTarget(headers).origin) ?? null;
   if (meta !== null) {
     const headers = Object.entries(meta.headers).map(([key, value]) => ({ key, value }));
     return { endpoint: 'answered', decision: { kind: 'respond', status: meta.status, headers, body: meta.body, details: 'mcpgw_resource_metadata' } };

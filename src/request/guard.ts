@@ -68,7 +68,7 @@ export function resolveTenant(ctx: RequestContext, state: RequestState, identity
   if (resolved.ok) return { identity, tenant: resolved.tenant };
   deny(ctx, state, identity, resolved.reason, null);
   throw resolved.status === 401
-    ? ctx.guard.auth.challenge()
+    ? ctx.guard.auth.challenge(undefined, {}, state.headers)
     : new GatewayError('GW_ERR_AUTH_FORBIDDEN', 'Forbidden: this client belongs to no configured tenant');
 }
 
@@ -81,7 +81,7 @@ export function checkServerAccess(ctx: RequestContext, state: RequestState, call
   if (access.allowed) return;
   deny(ctx, state, caller.identity, access.reason, server);
   if (hidden !== null) throw hidden();
-  if (access.status === 401) throw ctx.guard.auth.challenge();
+  if (access.status === 401) throw ctx.guard.auth.challenge(undefined, {}, state.headers);
   if (access.status === 403) throw new GatewayError('GW_ERR_AUTH_FORBIDDEN', `Forbidden: no access to server ${server}`);
   throw new GatewayError('GW_ERR_HTTP_NOT_FOUND', 'Not Found');
 }

@@ -258,3 +258,32 @@ describe('failover over two hosts of one stateful server: priorities still decid
     }
   });
 });
+
+describe('weighted over two hosts of one stateful server (the seed’s primary/fallback shape): sessions start by weight', () => {
+  const hosts: DemoServer[] = [];
+  const stack = useStack(async () => {
+    hosts.push(await startDemoServer({ name: 'pool' }), await startDemoServer({ name: 'pool' }));
+    // `primary` as the seed writes it; the fallback takes three times the primary's share.
+    return { servers: { pool: { primary: hosts[0]!.url, fallback: [{ url: hosts[1]!.url, weight: 3 }], strategy: 'weighted' } } };
+  });
+  before(() => catalogReady(stack()));
+  after(async () => {
+    await Promise.all(hosts.map((h) => h.close()));
+  });
+
+  it('spreads new sessions 1:3 and keeps each on its host', async () => {
+    const before = counts(hosts);
+    const clients: ConnectedClient[] = [];
+    const n = 24;
+    try {
+      for (let i = 0; i < n; i++) clients.push(await connectClient(stack().serverUrl('pool')));
+      for (const [i, c] of clients.entries()) assert.equal(textOf(await c.client.callTool({ name: 'echo', arguments: { text: `w${i}` } })), `pool: w${i}`);
+      const spread = delta(before, counts(hosts));
+      assert.equal(spread[0]! + spread[1]!, n, JSON.stringify(spread));
+      // Envoy's weighted round robin is deterministic over a run this long: within one of 6:18.
+      assert.ok(Math.abs(spread[0]! - n / 4) <= 1, `by weight: ${JSON.stringify(spread)}`);
+    } finally {
+      await Promise.all(clients.map((c) => c.close({ terminate: true })));
+    }
+  });
+});

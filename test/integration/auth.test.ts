@@ -284,7 +284,8 @@ describe('auth: keys, JWT, OAuth metadata, tenants, policies, sessions and upstr
       servers: {
         alpha: { headers: { authorization: `\${${ENV_NAME}}`, 'x-upstream-token': UPSTREAM.alphaToken } },
         beta: { headers: { 'x-upstream-key': `file:${join(tmp, 'beta.secret')}` } },
-        gamma: { auth_required: true, allowed_clients: ['acme-agent'] },
+        // A group, as the seed writes it: acme-agent is in it, acme-other is not.
+        gamma: { auth_required: true, allowed_clients: ['agents'] },
       },
       extraConfig: {
         auth: {
@@ -1102,6 +1103,62 @@ describe('auth: keys, JWT, OAuth metadata, tenants, policies, sessions and upstr
       const sig = secret.split('.')[2];
       if (sig !== undefined && sig.length > 20) assert.ok(!processor.includes(sig));
     }
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+
+describe('auth: JWT issuers without auth.oauth still publish RFC 9728 metadata, for the URL the client used', () => {
+  const jwks = new JwksServer();
+  let key: SigningKey;
+  let issuer = '';
+  let port = 0;
+  const audience = 'https://mcp.example.com';
+  const stack = useStack(async () => {
+    key = await signingKey('ES256', 'es-only');
+    jwks.keys = [key.jwk];
+    await jwks.start();
+    issuer = jwks.url.replace(/\/jwks\.json$/, '');
+    [port] = (await freePorts(1)) as [number];
+    return {
+      gateway: { listen: `127.0.0.1:${port}` },
+      servers: { alpha: {} },
+      extraConfig: { auth: { jwt: [{ issuer, jwks_uri: jwks.url, algorithms: ['ES256'], audiences: [audience] }] } },
+    };
+  });
+  after(() => jwks.stop());
+
+  it('answers the well-known paths with the issuers as authorization servers and the resource as the client reached it', async () => {
+    for (const host of ['127.0.0.1', 'localhost']) {
+      const base = `http://${host}:${port}`;
+      for (const [path, endpoint] of [
+        ['/.well-known/oauth-protected-resource', '/mcp'],
+        ['/.well-known/oauth-protected-resource/mcp', '/mcp'],
+        ['/.well-known/oauth-protected-resource/servers/alpha/mcp', '/servers/alpha/mcp'],
+      ] as const) {
+        const res = await fetch(`${base}${path}`);
+        assert.equal(res.status, 200, `${host} ${path}`);
+        assert.deepEqual(await res.json(), { resource: `${base}${endpoint}`, authorization_servers: [issuer], bearer_methods_supported: ['header'] });
+      }
+    }
+    const other = await fetch(`http://127.0.0.1:${port}/.well-known/oauth-protected-resource/servers/nope/mcp`);
+    assert.equal(other.status, 404);
+  });
+
+  it('points a 401 at the metadata of the endpoint the client called, and a token from the issuer gets in', async () => {
+    const base = `http://localhost:${port}`;
+    for (const path of ['/mcp', '/servers/alpha/mcp']) {
+      const res = await rawRequest(`${base}${path}`, { body: { jsonrpc: '2.0', id: 1, method: 'initialize', params: INIT } });
+      assertChallenge(res, `${base}/.well-known/oauth-protected-resource${path}`);
+      const followed = /resource_metadata="([^"]+)"/.exec(res.headers.get('www-authenticate') ?? '')![1]!;
+      const doc = (await (await fetch(followed)).json()) as { resource: string; authorization_servers: string[] };
+      assert.equal(doc.resource, `${base}${path}`);
+      assert.deepEqual(doc.authorization_servers, [issuer]);
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ sub: 'u', iss: issuer, aud: audience, iat: now, exp: now + 60 }).setProtectedHeader({ alg: 'ES256', kid: key.kid }).sign(key.privateKey);
+    const session = await openSession(stack().mcpUrl, { authorization: `Bearer ${token}` });
+    assert.ok(session['mcp-session-id']);
   });
 });
 

@@ -300,8 +300,9 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
   try {
     for (const [name, spec] of Object.entries(serverSpecs)) {
       const { port, url, demoOptions, ...extras } = spec;
-      if (url !== undefined) {
-        servers[name] = { url, ...extras };
+      // An endpoint given (as url, or as the seed's primary): something already running.
+      if (url !== undefined || extras.primary !== undefined) {
+        servers[name] = url === undefined ? extras : { url, ...extras };
         continue;
       }
       const handle = await startDemoServer({ ...(demoOptions ?? {}), name, host: '127.0.0.1', ...(port !== undefined ? { port } : {}) });

@@ -56,6 +56,47 @@ redis:
     assert.deepEqual(c.gateway.processor, ['127.0.0.1:9001', '127.0.0.1:9002']);
   });
 
+  it('takes the seed’s failover shape: primary beside url, paths defaulted, weighted endpoints', () => {
+    const c = parseConfigText(
+      `servers:
+  database:
+    primary: http://mcp-db-1:3000
+    fallback:
+      - http://mcp-db-2:3000
+      - {url: http://mcp-db-3:3000, weight: 3}
+    strategy: weighted
+    weight: 2
+  root:
+    url: http://root:3000/
+`,
+      {},
+    );
+    const db = c.servers['database']!;
+    // One shape downstream: url, with the MCP path a URL without one means.
+    assert.equal(db.url, 'http://mcp-db-1:3000/mcp');
+    assert.equal('primary' in db, false);
+    assert.deepEqual(db.fallback, ['http://mcp-db-2:3000/mcp', { url: 'http://mcp-db-3:3000/mcp', weight: 3 }]);
+    assert.equal(c.servers['root']?.url, 'http://root:3000/', 'an explicit / is the root, not a missing path');
+    // What parsing gives back parses again to itself (tests and tools write configs back out).
+    assert.deepEqual(parseConfigText(JSON.stringify(c), {}).servers, c.servers);
+    const rc = compileConfig(c);
+    assert.equal(rc.servers.get('database')?.path, '/mcp');
+  });
+
+  it('refuses half-given endpoints and weights outside strategy weighted, naming the field', () => {
+    assert.match(errorOf('servers:\n  a:\n    capabilities: [tools]\n'), /exactly one of url and primary[^]*servers\.a\.url/);
+    assert.match(errorOf('servers:\n  a:\n    url: http://x/mcp\n    primary: http://y/mcp\n'), /exactly one of url and primary[^]*servers\.a\.url/);
+    assert.match(errorOf(`${MINIMAL}    weight: 2\n`), /weight needs strategy: weighted[^]*servers\.alpha\.weight/);
+    assert.match(
+      errorOf(`${MINIMAL}    fallback: [{url: http://127.0.0.1:3002/mcp, weight: 2}]\n`),
+      /weight needs strategy: weighted[^]*servers\.alpha\.fallback\[0\]\.weight/,
+    );
+    assert.match(errorOf(`${MINIMAL}    strategy: weighted\n    weight: 0\n`), /servers\.alpha\.weight/);
+    // A fallback without a path is at /mcp too: same path as a url at /mcp, not as one elsewhere.
+    parseConfigText('servers:\n  a:\n    url: http://x:1/mcp\n    fallback: [http://y:1]\n', {});
+    assert.match(errorOf('servers:\n  a:\n    url: http://x:1/other\n    fallback: [http://y:1]\n'), /same scheme and path[^]*servers\.a\.fallback\[0\]/);
+  });
+
   it('rejects unknown keys and names the path', () => {
     assert.match(errorOf(`${MINIMAL}    colour: blue\n`), /servers\.alpha/);
     assert.match(errorOf(`${MINIMAL}    colour: blue\n`), /colour/);

@@ -77,6 +77,10 @@ describe('TenantDirectory', () => {
     assert.deepEqual(d.serverAccess(who('jwt', 'someone', 'acme'), acme, 'ops'), { allowed: false, reason: 'client_not_allowed', status: 403 });
     assert.deepEqual(d.serverAccess(anon, acme, 'ops'), { allowed: false, reason: 'client_not_allowed', status: 401 });
     assert.deepEqual(d.serverAccess(who('api_key', 'ci', 'acme'), acme, 'ops'), { allowed: true, reason: 'allowed' });
+    // An entry names a group as well: any client in it is let in, by id or not.
+    const inGroup = { ...who('jwt', 'someone', 'acme'), groups: ['staff', 'ci'] };
+    assert.deepEqual(d.serverAccess(inGroup, acme, 'ops'), { allowed: true, reason: 'allowed' });
+    assert.deepEqual(d.serverAccess({ ...inGroup, groups: ['staff'] }, acme, 'ops'), { allowed: false, reason: 'client_not_allowed', status: 403 });
     assert.deepEqual(d.serverAccess(who('api_key', 'ci', 'acme'), acme, 'nope'), { allowed: false, reason: 'unknown_server', status: 404 });
     assert.deepEqual(d.visibleServers(anon, acme), ['public']);
   });
