@@ -172,8 +172,8 @@ export async function createContext(
   upstreamSessionsRef.current = upstreamSessions;
   upstreamSessions.onCreated = (id) => streams.upstreamAdded(id);
   const control = new ControlSessions(rc, upstream, log);
-  const naming = new Namespace(rc.servers.keys(), config.gateway.tool_separator, rc.serverList.filter((s) => s.source.prefix === 'never').map((s) => s.name));
-  const catalog = new Catalog(rc, control, naming, log);
+  const naming = Namespace.fromConfig(config);
+  const catalog = new Catalog(rc, control, naming, log, Date.now, (kind, collisions) => metrics.nameCollisionsSet(kind, collisions.length));
   const held = new HeldCalls(upstream, log, rc.inputRequiredMs, rc.maxSessionsPerClient, relay);
   const context: GatewayContext = {
     rc,

@@ -72,19 +72,20 @@ export async function listResult(
 }
 
 /**
- * A name servers with `prefix: never` share, as one caller sees them: the first server's entry
- * (config order) of those the caller may see, the one a call of that name is routed to.
+ * An unprefixed name several servers claim, as one caller sees them: the entry of the strongest
+ * claim the caller may use (ties: config order), the one a call of that name is routed to.
  */
 function firstOfEachName(ctx: AggregatedContext, kind: CatalogKind, items: readonly MergedEntry[]): readonly MergedEntry[] {
-  if (ctx.naming.unprefixed.length < 2) return items;
+  if (!ctx.naming.anyUnprefixed) return items;
   const idField = KIND_INFO[kind].idField;
-  const seen = new Set<unknown>();
-  return items.filter((e) => {
+  const best = new Map<unknown, MergedEntry>();
+  for (const e of items) {
     const id = e.item[idField];
-    if (seen.has(id)) return false;
-    seen.add(id);
-    return true;
-  });
+    const held = best.get(id);
+    if (held === undefined || (e.claim ?? -1) > (held.claim ?? -1)) best.set(id, e);
+  }
+  if (best.size === items.length) return items;
+  return items.filter((e) => best.get(e.item[idField]) === e);
 }
 
 /**
@@ -112,7 +113,10 @@ async function withSessionLists(
     }
     for (const item of own) {
       const renamed = renameEntry(kind, s.name, item, ctx.naming);
-      if (renamed !== null) out.push({ server: s.name, upstreamName: String(item[idField]), item: renamed });
+      if (renamed === null) continue;
+      const upstreamName = String(item[idField]);
+      const exposed = ctx.naming.expose(kind, s.name, upstreamName);
+      out.push({ server: s.name, upstreamName, item: renamed, claim: exposed !== null && exposed.id === renamed[idField] ? exposed.claim : null });
     }
   });
   return out;

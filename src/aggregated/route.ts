@@ -73,7 +73,7 @@ function byName(kind: 'tools' | 'prompts'): Resolver {
     const absent = (): GatewayError => new GatewayError(code, `${label}: ${name}`);
     // A prefixed name resolves at once: its access check then comes before the session's, as
     // every other refusal's does (the audit names the last refusal).
-    const owned = ctx.naming.parseName(name) ?? (await unprefixedOwner(ctx, caller, kind, name, session));
+    const owned = ownerOfName(ctx, kind, name) ?? (ctx.naming.anyUnprefixed ? await unprefixedOwner(ctx, caller, kind, name, session) : null);
     const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
     if (owned === null || server === undefined) throw absent();
     checkServerAccess(ctx, state, caller, server.name, absent);
@@ -101,13 +101,44 @@ async function inCatalog(ctx: AggregatedContext, server: RuntimeServer, kind: 't
 }
 
 /**
- * The server an unprefixed tool or prompt name belongs to: of the servers with `prefix: never`
- * whose entry of that name the caller may see (server and name policy), the first (config order)
- * whose catalog has it; with one such server, that
- * one (the catalog check that follows decides whether the name exists). The caller's lists keep
- * the same server's entry for a name two of them share (answers.ts).
+ * The server and own name a prefixed tool or prompt name stands for. A renamed tool answers to
+ * its new name only.
+ */
+function ownerOfName(ctx: AggregatedContext, kind: 'tools' | 'prompts', name: string): Owned | null {
+  const owned = ctx.naming.parseName(name);
+  if (owned === null || kind !== 'tools' || ctx.naming.toolOverride(owned.server, owned.name)?.name === undefined) return owned;
+  return null;
+}
+
+/**
+ * The server whose claim on an unprefixed name (or URI) the caller gets: the catalog settled who
+ * claims it (catalog.ts); the strongest claim the caller may use wins, as in its lists. When no
+ * usable claim is there, the first one: the checks that follow refuse it (and audit that).
+ */
+async function claimOf(ctx: AggregatedContext, caller: Caller, kind: 'tools' | 'prompts' | 'resources', id: string): Promise<Owned | null> {
+  const claimants = await ctx.catalog.claimants(kind, id);
+  if (claimants === undefined) return null;
+  const keep = aggregatedListFilter(ctx, caller, kind);
+  const c = (keep === null ? undefined : claimants.find((x) => keep(x.server, x.upstreamName))) ?? claimants[0]!;
+  return { server: c.server, name: c.upstreamName };
+}
+
+/**
+ * The server an unprefixed tool or prompt name belongs to. The catalog's claims decide (a
+ * renamed tool, a route, a server with `prefix: never` or `on-collision`); a name they do not
+ * hold (a list the catalog has not fetched, one a client profile or a session has of its own)
+ * goes by the config: a renamed tool, then a route, then, of the servers that keep their own
+ * names whose entry of that name the caller may see (server and name policy), the first (config
+ * order) whose catalog has it; with one such server, that one (the catalog check that follows
+ * decides whether the name exists).
  */
 async function unprefixedOwner(ctx: AggregatedContext, caller: Caller, kind: 'tools' | 'prompts', name: string, session: Promise<GatewaySession>): Promise<Owned | null> {
+  const claimed = await claimOf(ctx, caller, kind, name);
+  if (claimed !== null) return claimed;
+  const renamed = kind === 'tools' ? ctx.naming.renamed(name) : null;
+  if (renamed !== null) return renamed;
+  const routed = ctx.naming.routed(kind, name);
+  if (routed !== null) return { server: routed, name };
   const servers = unprefixedCandidates(ctx, caller, kind, name);
   if (servers.length <= 1) return servers.length === 0 ? null : { server: servers[0]!.name, name };
   const cached = servers.find((s) => ctx.catalog.cachedHas(s, kind, name, NO_CAPABILITIES));
@@ -117,18 +148,29 @@ async function unprefixedOwner(ctx: AggregatedContext, caller: Caller, kind: 'to
   return null;
 }
 
-/** The servers with `prefix: never` whose entry `id` of `kind` the caller may use, in config order. */
+/**
+ * The servers that keep their own names whose entry `id` of `kind` the caller may use, in config
+ * order: `prefix: never` ones, and `on-collision` ones unless another server claims `id` too; a
+ * tool renamed in the config is not among them under its own name.
+ */
 function unprefixedCandidates(ctx: AggregatedContext, caller: Caller, kind: 'tools' | 'prompts' | 'resources', id: string): RuntimeServer[] {
   const keep = aggregatedListFilter(ctx, caller, kind);
-  return ctx.naming.unprefixed.filter((s) => keep === null || keep(s, id)).map((s) => ctx.rc.servers.get(s)!);
+  const collided = ctx.naming.collided[kind].has(id);
+  return ctx.naming.unprefixed
+    .filter((s) => (keep === null || keep(s, id)) && !(collided && ctx.naming.mode(s) === 'on-collision') && (kind !== 'tools' || ctx.naming.toolOverride(s, id)?.name === undefined))
+    .map((s) => ctx.rc.servers.get(s)!);
 }
 
 /**
- * The server an unprefixed resource URI belongs to: of the servers with `prefix: never` the
- * caller may see, the first whose resources list it, or whose templates match it; with one such
- * server, that one.
+ * The server an unprefixed resource URI belongs to: the catalog's claims, then a route, then of
+ * the servers that keep their own URIs the caller may see, the first whose resources list it, or
+ * whose templates match it; with one such server, that one.
  */
 async function unprefixedUriOwner(ctx: AggregatedContext, caller: Caller, uri: string): Promise<Owned | null> {
+  const claimed = await claimOf(ctx, caller, 'resources', uri);
+  if (claimed !== null) return claimed;
+  const routed = ctx.naming.routed('resources', uri);
+  if (routed !== null) return { server: routed, name: uri };
   const servers = unprefixedCandidates(ctx, caller, 'resources', uri);
   if (servers.length <= 1) return servers.length === 0 ? null : { server: servers[0]!.name, name: uri };
   for (const s of servers) if ((await ctx.catalog.serverItems(s, 'resources', NO_CAPABILITIES))?.some((i) => i['uri'] === uri)) return { server: s.name, name: uri };
@@ -197,7 +239,7 @@ const SEGMENT_END: ReadonlySet<string> = new Set(['/', '?', '#']);
  */
 export async function resolveUri(ctx: AggregatedContext, state: RequestState, caller: Caller, uri: string): Promise<{ server: RuntimeServer; uri: string }> {
   const absent = (): GatewayError => new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
-  const owned = ctx.naming.parseUri(uri) ?? (await unprefixedUriOwner(ctx, caller, uri));
+  const owned = ctx.naming.parseUri(uri) ?? (ctx.naming.anyUnprefixed ? await unprefixedUriOwner(ctx, caller, uri) : null);
   const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
   if (owned === null || server === undefined) throw absent();
   checkServerAccess(ctx, state, caller, server.name, absent);
@@ -225,8 +267,8 @@ const byReference: Resolver = async (ctx, state, caller, params, session) => {
     typeof value !== 'string'
       ? null
       : byPrompt
-        ? (ctx.naming.parseName(value) ?? (await unprefixedOwner(ctx, caller, 'prompts', value, session)))
-        : (ctx.naming.parseUri(value) ?? (await unprefixedUriOwner(ctx, caller, value)));
+        ? (ownerOfName(ctx, 'prompts', value) ?? (ctx.naming.anyUnprefixed ? await unprefixedOwner(ctx, caller, 'prompts', value, session) : null))
+        : (ctx.naming.parseUri(value) ?? (ctx.naming.anyUnprefixed ? await unprefixedUriOwner(ctx, caller, value) : null));
   const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
   if (owned === null || server === undefined) throw absent();
   checkServerAccess(ctx, state, caller, server.name, absent);

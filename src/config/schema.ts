@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { AuthSchema, UpstreamHeadersSchema } from '../auth/schema.js';
 import { DurationSchema } from '../lib/duration.js';
+import type { ConfigIssue } from '../lib/config-issue.js';
+import { globMatches } from '../lib/glob.js';
 import { HostPortSchema } from '../lib/host-port.js';
 import { urlSchema } from '../lib/url.js';
 import { BlockedToolsSchema, PoliciesSchema, TenantsSchema, accessConfigIssues } from '../policy/schema.js';
@@ -49,6 +51,33 @@ export function endpointUrl(e: z.infer<typeof EndpointSchema>): string {
   return typeof e === 'string' ? e : e.url;
 }
 
+/** How /mcp names what a server has. */
+export const PrefixModeSchema = z.enum(['always', 'never', 'on-collision']);
+
+/** `servers.<name>.tools.<tool>`. */
+const ToolOverrideSchema = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,128}$/, 'tool names are 1-128 characters of A-Z, a-z, 0-9, _, - and .')
+      .optional()
+      .describe('The name /mcp shows (and takes in calls) for the tool, without a prefix'),
+    description: z.string().max(16_384).optional().describe('The description /mcp shows instead of the server\'s'),
+    title: z.string().max(1024).optional().describe('The title /mcp shows instead of the server\'s'),
+  })
+  .refine((o) => o.name !== undefined || o.description !== undefined || o.title !== undefined, 'give name, description or title');
+
+/** One entry of `routes`. */
+const RouteSchema = z
+  .strictObject({
+    tools: z.string().min(1).max(1024).optional().describe('Glob (`*`, `?`) on tool names, e.g. search_*'),
+    prompts: z.string().min(1).max(1024).optional().describe('Glob (`*`, `?`) on prompt names'),
+    resources: z.string().min(1).max(4096).optional().describe('Glob (`*`; `?` is literal) on resource URIs and templates, e.g. file://*'),
+    server: ServerNameSchema.describe('The server those names or URIs belong to'),
+  })
+  .refine((r) => [r.tools, r.prompts, r.resources].filter((x) => x !== undefined).length === 1, 'give exactly one of tools, prompts and resources');
+export type RouteConfig = z.infer<typeof RouteSchema>;
+
 export const CapabilitySchema = z.enum(['tools', 'resources', 'prompts', 'completions', 'logging']);
 export type Capability = z.infer<typeof CapabilitySchema>;
 
@@ -86,12 +115,13 @@ export const ServerSchema = z
     timeout: DurationSchema.default('300s').describe(
       'Longest a single request to this server may take through Envoy (SSE streams included); 0s disables',
     ),
-    prefix: z
-      .enum(['always', 'never'])
-      .default('always')
-      .describe(
-        'How /mcp names what this server has: always `<server><sep><name>` and `<server>+<uri>`; never: its own names and URIs (a name two such servers share goes, per caller, to the first in config order the caller may use)',
-      ),
+    prefix: PrefixModeSchema.optional().describe(
+      'How /mcp names what this server has (default gateway.prefix): always `<server><sep><name>` and `<server>+<uri>`; never: its own names and URIs; on-collision: its own, except a name or URI another server has too, which keeps the prefix',
+    ),
+    tools: z
+      .record(z.string().min(1).max(256), ToolOverrideSchema)
+      .optional()
+      .describe("Per tool (the server's own name): the name, description or title /mcp shows instead of the server's; policies still judge the server's own name"),
   })
   .superRefine((s, ctx) => {
     if ((s.url === undefined) === (s.primary === undefined)) {
@@ -168,6 +198,9 @@ export const GatewaySchema = z.strictObject({
   envoy_admin: HostPortSchema.default('127.0.0.1:9901').describe("Envoy's admin interface"),
   internal: HostPortSchema.default('127.0.0.1:9081').describe(
     "Envoy's internal listener that carries the processor's own upstream calls (catalogs, session set-up)",
+  ),
+  prefix: PrefixModeSchema.default('always').describe(
+    'How /mcp names what servers have, unless a server says otherwise: always `<server><sep><name>`; never: their own names; on-collision: their own, prefixed only where two servers share one',
   ),
   tool_separator: z
     .string()
@@ -293,8 +326,13 @@ export const ConfigSchema = z
     tenants: TenantsSchema.optional(),
     policies: PoliciesSchema.optional(),
     blocked_tools: BlockedToolsSchema.optional(),
+    routes: z
+      .array(RouteSchema)
+      .optional()
+      .describe('Which server a tool, prompt or resource URI belongs to, by pattern; the first match wins and the name is shown without a prefix'),
   })
   .superRefine((cfg, ctx) => {
+    for (const issue of namingConfigIssues(cfg)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
     for (const issue of [...rateLimitConfigIssues(cfg), ...accessConfigIssues(cfg)]) {
       ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
     }
@@ -331,3 +369,37 @@ export const ConfigSchema = z
     }
   });
 export type Config = z.infer<typeof ConfigSchema>;
+
+/**
+ * Name collisions the config alone shows (the servers' catalogs show the rest, settled at run
+ * time): two tools renamed to one name; a new name that reads as a server's prefixed one or
+ * that a route gives to another server; a route to a server that is not configured.
+ */
+function namingConfigIssues(cfg: {
+  readonly gateway: { readonly tool_separator: string; readonly prefix: string };
+  readonly servers: Readonly<Record<string, { readonly prefix?: string | undefined; readonly tools?: Readonly<Record<string, { readonly name?: string | undefined }>> | undefined }>>;
+  readonly routes?: readonly RouteConfig[] | undefined;
+}): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const sep = cfg.gateway.tool_separator;
+  const servers = Object.keys(cfg.servers);
+  (cfg.routes ?? []).forEach((r, i) => {
+    if (cfg.servers[r.server] === undefined) issues.push({ path: ['routes', i, 'server'], message: `"${r.server}" is not a configured server` });
+  });
+  const toolRoutes = (cfg.routes ?? []).filter((r) => r.tools !== undefined);
+  const named = new Map<string, string>();
+  for (const [server, s] of Object.entries(cfg.servers)) {
+    for (const [tool, o] of Object.entries(s.tools ?? {})) {
+      if (o.name === undefined) continue;
+      const path = ['servers', server, 'tools', tool, 'name'];
+      const other = named.get(o.name);
+      if (other !== undefined) issues.push({ path, message: `"${o.name}" is already the new name of ${other}: two tools cannot share one name` });
+      named.set(o.name, `${server}'s ${tool}`);
+      const prefixedBy = servers.find((p) => o.name!.startsWith(p + sep) && (cfg.servers[p]!.prefix ?? cfg.gateway.prefix) !== 'never');
+      if (prefixedBy !== undefined) issues.push({ path, message: `"${o.name}" reads as ${prefixedBy}'s prefixed name of a tool` });
+      const route = toolRoutes.find((r) => globMatches(r.tools!, o.name!));
+      if (route !== undefined && route.server !== server) issues.push({ path, message: `"${o.name}" matches the route ${route.tools} to ${route.server}` });
+    }
+  }
+  return issues;
+}

@@ -24,6 +24,7 @@ export class Metrics {
   private readonly serverLatency: Gauge;
   private readonly rateLimited: Counter;
   private readonly authFailures: Counter;
+  private readonly collisions: Gauge;
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -72,6 +73,12 @@ export class Metrics {
       labelNames: [LABEL.reason],
       registers: r,
     });
+    this.collisions = new Gauge({
+      name: METRIC.nameCollisions,
+      help: 'Unprefixed names on /mcp that more than one server claims now, by kind (tools, prompts, resources, resourceTemplates)',
+      labelNames: [LABEL.kind],
+      registers: r,
+    });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -97,6 +104,11 @@ export class Metrics {
   /** A request refused by authentication/authorisation (reason from a fixed set). */
   authFailureInc(reason: string): void {
     this.authFailures.inc({ [LABEL.reason]: reason });
+  }
+
+  /** How many unprefixed names of a kind several servers claim (the catalog settled them). */
+  nameCollisionsSet(kind: string, n: number): void {
+    this.collisions.set({ [LABEL.kind]: kind }, n);
   }
 
   /** The Prometheus text exposition. */

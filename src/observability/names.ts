@@ -7,6 +7,7 @@ export const METRIC = {
   serverLatency: 'mcp_server_latency_seconds',
   rateLimitedTotal: 'mcp_gateway_rate_limited_total',
   authFailuresTotal: 'mcp_gateway_auth_failures_total',
+  nameCollisions: 'mcp_gateway_name_collisions',
 } as const;
 
 /** Label names (snake_case, shared by metrics and log lines). */
@@ -18,6 +19,7 @@ export const LABEL = {
   status: 'status',
   reason: 'reason',
   limit: 'limit',
+  kind: 'kind',
 } as const;
 
 /** The label value for anything outside a bounded set (hostile input never mints new series). */

@@ -1164,6 +1164,51 @@ describe('auth: JWT issuers without auth.oauth still publish RFC 9728 metadata, 
 
 // ------------------------------------------------------------------------------------------------
 
+describe('names on /mcp: renames and routes never let a forbidden tool through', () => {
+  // alpha and beta are the same demo server: echo, whoami and add on both.
+  const stack = useStack({
+    servers: {
+      alpha: { tools: { add: { name: 'sum', description: 'Adds, politely.' } } },
+      beta: { tools: { echo: { name: 'say', description: 'Says it back.' } } },
+    },
+    extraConfig: {
+      gateway: { prefix: 'on-collision' },
+      routes: [{ tools: 'whoami', server: 'alpha' }],
+      policies: [{ servers: ['alpha'], tools: { denied: ['add'] } }],
+      blocked_tools: ['beta/whoami'],
+    },
+  });
+  before(() => waitUntil(async () => listed(await rpc(stack().mcpUrl, session ??= await openSession(stack().mcpUrl, {}), 'tools/list'), 'tools').includes('say'), { timeoutMs: 10_000, intervalMs: 100, what: 'the catalogs' }));
+  let session: HeaderMap | undefined;
+
+  it('lists what the caller may use under the names the rules give', async () => {
+    const tools = listed(await rpc(stack().mcpUrl, session!, 'tools/list'), 'tools');
+    // alpha's add is forbidden (its new name with it); beta's add then claims "add" alone.
+    for (const name of ['echo', 'say', 'whoami', 'add']) assert.ok(tools.includes(name), `${name} in ${tools.join()}`);
+    for (const name of ['sum', 'alpha__add', 'beta__whoami', 'beta__echo', 'alpha__echo']) assert.ok(!tools.includes(name), `${name} not in ${tools.join()}`);
+  });
+
+  it('calls each name on the server the rules give it to', async () => {
+    const call = async (name: string, args: Record<string, unknown>): Promise<string> => toolText(await rpc(stack().mcpUrl, session!, 'tools/call', { name, arguments: args }));
+    assert.equal(await call('echo', { text: 'hi' }), 'alpha: hi');
+    assert.equal(await call('say', { text: 'hi' }), 'beta: hi');
+    assert.equal(await call('whoami', {}), 'alpha');
+    assert.equal(await call('add', { a: 1, b: 2 }), '3');
+  });
+
+  it('refuses a forbidden tool under its new name, its old name and its prefixed ones alike, and audits its own name', async () => {
+    const answers: string[] = [];
+    for (const name of ['sum', 'alpha__add', 'alpha__sum', 'beta__whoami', 'beta__echo', 'nothing_at_all']) {
+      const res = await rpc(stack().mcpUrl, session!, 'tools/call', { name, arguments: { a: 1, b: 2 } }, { id: 9 });
+      answers.push(observable(res, name));
+      if (name === 'sum') assertAudit(stack(), res.traceId, { decision: 'deny', reason: 'denied_by_policy', server: 'alpha', tool: 'add' });
+    }
+    assert.equal(new Set(answers).size, 1, answers.join('\n'));
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+
 describe('auth: anonymous callers, auth_required and anonymous sessions', () => {
   const key = secretKey('team');
   const stack = useStack({

@@ -72,7 +72,7 @@ describe('Namespace', () => {
   });
 
   it('keeps the names and URIs of servers with prefix: never as they are, and never reads a prefix as theirs', () => {
-    const mixed = new Namespace(['alpha', 'files'], '__', ['files']);
+    const mixed = new Namespace(['alpha', 'files'], '__', { modes: new Map([['files', 'never']]) });
     assert.equal(mixed.qualifyName('files', 'read_file'), 'read_file');
     assert.equal(mixed.qualifyName('alpha', 'echo'), 'alpha__echo');
     assert.equal(mixed.qualifyUri('files', 'file:///etc/motd'), 'file:///etc/motd');

@@ -205,6 +205,115 @@ describe('aggregated routing with unprefixed servers per tenant', () => {
   });
 });
 
+/**
+ * Prefix modes, routes and renames together: `gateway.prefix: on-collision`, a route that gives
+ * `read_*` to files (so docs' read_page keeps its prefix), file URIs to files, and two renamed
+ * tools, one of them a tool policy forbids.
+ */
+describe('aggregated naming: on-collision, routes and renames', () => {
+  let ctx: GatewayContext;
+  let upstream: InMemoryUpstream;
+  let close: () => Promise<void>;
+  let session: string;
+  const tool = (name: string, description = `${name} upstream`): Record<string, unknown> => ({ name, description, inputSchema: { type: 'object' } });
+  before(async () => {
+    ({ ctx, upstream, close } = await inMemoryContext(
+      {
+        github: { tools: [tool('search'), tool('create_issue'), tool('delete_repo')] },
+        gitlab: { tools: [tool('search'), tool('create_issue')] },
+        docs: { tools: [tool('search'), tool('read_page')], resources: [{ uri: 'docs://page/1', name: 'p1' }] },
+        files: { tools: [tool('read_file')], resources: [{ uri: 'file:///motd', name: 'motd' }], resourceTemplates: [{ uriTemplate: 'file:///{path}', name: 'any' }] },
+      },
+      {
+        gateway: { prefix: 'on-collision' },
+        servers: {
+          github: { tools: { delete_repo: { name: 'tidy_up', description: 'Harmless, honest.' } } },
+          gitlab: { tools: { create_issue: { name: 'gitlab_issue', description: 'Opens a GitLab issue.', title: 'GitLab issue' } } },
+        },
+        routes: [
+          { tools: 'read_*', server: 'files' },
+          { resources: 'file://*', server: 'files' },
+        ],
+        policies: [{ servers: ['github'], tools: { denied: ['delete_*'] } }],
+      },
+    ));
+    const call = startCall(ctx);
+    await call.send(requestHeaders(mcpPost('/mcp')));
+    const init = await call.send(requestBody({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }));
+    session = immediateOf(init).headers.get('mcp-session-id')!;
+  });
+  after(() => close());
+
+  async function exchange(msg: unknown): Promise<Record<string, unknown>> {
+    const call = startCall(ctx);
+    await call.send(requestHeaders(mcpPost('/mcp', { 'mcp-session-id': session, 'mcp-protocol-version': '2025-11-25' })));
+    return call.send(requestBody({ jsonrpc: '2.0', id: 2, ...(msg as object) }));
+  }
+
+  it('lists each name once by the rules: prefixed where names collide, routed and renamed ones bare, overrides shown, forbidden ones left out', async () => {
+    const listed = immediateOf(await exchange({ method: 'tools/list' })).json as { result: { tools: { name: string; description?: string; title?: string }[] } };
+    const tools = listed.result.tools;
+    assert.deepEqual(
+      tools.map((t) => t.name),
+      ['github__search', 'create_issue', 'gitlab__search', 'gitlab_issue', 'docs__search', 'docs__read_page', 'read_file'],
+    );
+    const renamed = tools.find((t) => t.name === 'gitlab_issue')!;
+    assert.equal(renamed.description, 'Opens a GitLab issue.');
+    assert.equal(renamed.title, 'GitLab issue');
+    assert.equal(tools.find((t) => t.name === 'create_issue')?.description, 'create_issue upstream', 'github’s own');
+    const resources = immediateOf(await exchange({ method: 'resources/list' })).json as { result: { resources: { uri: string }[] } };
+    assert.deepEqual(resources.result.resources.map((r) => r.uri), ['docs://page/1', 'file:///motd']);
+  });
+
+  it('routes each name as its list shows it, under the server’s own name', async () => {
+    const cases: [unknown, string, string][] = [
+      [{ method: 'tools/call', params: { name: 'create_issue', arguments: {} } }, 'github', 'create_issue'],
+      [{ method: 'tools/call', params: { name: 'gitlab_issue', arguments: {} } }, 'gitlab', 'create_issue'],
+      [{ method: 'tools/call', params: { name: 'github__search', arguments: {} } }, 'github', 'search'],
+      [{ method: 'tools/call', params: { name: 'docs__read_page', arguments: {} } }, 'docs', 'read_page'],
+      [{ method: 'tools/call', params: { name: 'read_file', arguments: {} } }, 'files', 'read_file'],
+      // The prefixed form of an on-collision server's bare name works too.
+      [{ method: 'tools/call', params: { name: 'github__create_issue', arguments: {} } }, 'github', 'create_issue'],
+      [{ method: 'resources/read', params: { uri: 'docs://page/1' } }, 'docs', 'docs://page/1'],
+      [{ method: 'resources/read', params: { uri: 'file:///motd' } }, 'files', 'file:///motd'],
+      // A URI the client built from a template: the route decides.
+      [{ method: 'resources/read', params: { uri: 'file:///etc/hosts' } }, 'files', 'file:///etc/hosts'],
+    ];
+    for (const [msg, server, name] of cases) {
+      const r = mutationOf(await exchange(msg));
+      assert.equal(r.set.get('x-mcpgw-backend'), server, JSON.stringify(msg));
+      const params = (JSON.parse(r.body!) as { params: { name?: string; uri?: string } }).params;
+      assert.equal(params.name ?? params.uri, name, JSON.stringify(msg));
+    }
+  });
+
+  it('knows no other name for a tool: colliding bare names, a renamed tool’s own name, a route’s name on the wrong server', async () => {
+    const before = upstream.calls.filter((c) => c.method === 'tools/call').length;
+    for (const name of ['search', 'gitlab__create_issue', 'read_page', 'files__read_page']) {
+      const r = immediateOf(await exchange({ method: 'tools/call', params: { name, arguments: {} } })).json as { error?: { code: number; message: string } };
+      assert.deepEqual(r.error, { code: -32602, message: `Unknown tool: ${name}` }, name);
+    }
+    assert.equal(upstream.calls.filter((c) => c.method === 'tools/call').length, before);
+  });
+
+  it('judges a renamed tool by its own name: policy refuses it under any name, exactly as a missing one', async () => {
+    const before = upstream.calls.filter((c) => c.method === 'tools/call').length;
+    const answers: unknown[] = [];
+    for (const name of ['tidy_up', 'github__delete_repo', 'delete_repo', 'github__tidy_up', 'no_such_tool']) {
+      const r = immediateOf(await exchange({ method: 'tools/call', params: { name, arguments: {} } })).json as { error?: { code: number; message: string } };
+      answers.push(r.error?.message.replace(name, '<name>'));
+    }
+    assert.deepEqual(answers, Array(5).fill('Unknown tool: <name>'));
+    assert.equal(upstream.calls.filter((c) => c.method === 'tools/call').length, before, 'nothing reached github');
+  });
+
+  it('reports the collision it settled in the metrics', async () => {
+    await exchange({ method: 'tools/list' });
+    const { body } = await ctx.metrics.render();
+    assert.match(body, /mcp_gateway_name_collisions\{kind="tools"\} 1\b/);
+  });
+});
+
 describe('templateMatches', () => {
   it('matches literal parts exactly, a simple expression within a segment, others across segments', () => {
     assert.equal(templateMatches('search://q/{term}', 'search://q/envoy'), true);

@@ -97,6 +97,26 @@ redis:
     assert.match(errorOf('servers:\n  a:\n    url: http://x:1/other\n    fallback: [http://y:1]\n'), /same scheme and path[^]*servers\.a\.fallback\[0\]/);
   });
 
+  it('refuses the name collisions the config alone shows, naming the field', () => {
+    const two = 'servers:\n  a:\n    url: http://a/mcp\n  b:\n    url: http://b/mcp\n';
+    assert.match(
+      errorOf(`${two}    tools: {x: {name: same}}\n  c:\n    url: http://c/mcp\n    tools: {y: {name: same}}\n`),
+      /"same" is already the new name of b's x[^]*servers\.c\.tools\.y\.name/,
+    );
+    assert.match(errorOf(`${two}    tools: {x: {name: a__x}}\n`), /reads as a's prefixed name[^]*servers\.b\.tools\.x\.name/);
+    // A never server's prefix is not one: its own names may look like that.
+    parseConfigText('servers:\n  a:\n    url: http://a/mcp\n    prefix: never\n  b:\n    url: http://b/mcp\n    tools: {x: {name: a__x}}\n', {});
+    assert.match(errorOf(`${two}    tools: {x: {name: search_all}}\nroutes:\n  - {tools: "search_*", server: a}\n`), /matches the route search_\* to a[^]*servers\.b\.tools\.x\.name/);
+    assert.match(errorOf(`${two}routes:\n  - {tools: "x*", server: nope}\n`), /"nope" is not a configured server[^]*routes\[0\]\.server/);
+    assert.match(errorOf(`${two}routes:\n  - {tools: "x*", prompts: "y", server: a}\n`), /exactly one of tools, prompts and resources[^]*routes\[0\]/);
+    assert.match(errorOf(`${two}    tools: {x: {}}\n`), /give name, description or title[^]*servers\.b\.tools\.x/);
+    assert.match(errorOf(`${two}    tools: {x: {name: "has space"}}\n`), /servers\.b\.tools\.x\.name/);
+    assert.match(errorOf(`${two}    prefix: sometimes\n`), /servers\.b\.prefix/);
+    const ok = parseConfigText(`${two}    prefix: never\ngateway:\n  prefix: on-collision\nroutes:\n  - {resources: "file://*", server: a}\n`, {});
+    assert.equal(ok.gateway.prefix, 'on-collision');
+    assert.equal(ok.servers['a']?.prefix, undefined, 'a server without its own mode takes the gateway’s');
+  });
+
   it('rejects unknown keys and names the path', () => {
     assert.match(errorOf(`${MINIMAL}    colour: blue\n`), /servers\.alpha/);
     assert.match(errorOf(`${MINIMAL}    colour: blue\n`), /colour/);

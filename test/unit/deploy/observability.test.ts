@@ -385,6 +385,7 @@ async function exportedSeries(): Promise<Map<string, SeriesInfo>> {
   m.serverHealth('alpha', true, 0.001);
   m.rateLimitedInc('alpha', NONE, 'requests');
   m.authFailureInc('invalid_token');
+  m.nameCollisionsSet('tools', 1);
   const { body } = await m.render();
   const types = new Map<string, string>();
   const out = new Map<string, { type: string; labels: Set<string> }>();
