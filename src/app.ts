@@ -137,6 +137,7 @@ export async function createContext(
   let disconnect = (): void => {};
   let relay: ReplicaRelay | null = null;
   const limitsConfigured =
+    config.gateway.rate_limit !== 'off' ||
     config.rate_limits !== undefined ||
     Object.values(config.servers).some((s) => s.rate_limit !== undefined) ||
     Object.values(config.tenants ?? {}).some((t) => t.quotas?.requests_per_day !== undefined);

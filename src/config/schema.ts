@@ -208,6 +208,12 @@ export const GatewaySchema = z.strictObject({
     .default('__')
     .describe('Joins server and tool/prompt names on /mcp: <server><sep><name>'),
   page_size: z.number().int().min(1).max(10_000).default(100).describe('Entries per page of aggregated lists'),
+  rate_limit: z
+    .union([RateShorthandSchema, z.literal('off')])
+    .default('3000/min')
+    .describe(
+      "Each client's limit on what the gateway answers itself on /mcp (initialize, lists, server/discover, subscriptions): a rate shorthand such as 600/min, or off. Requests that reach a server spend that server's limits instead",
+    ),
   max_body_bytes: z
     .number()
     .int()

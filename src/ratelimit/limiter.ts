@@ -5,6 +5,8 @@ import type { BatchDecision, Decision, LimitCheck, LimiterStore } from './store.
 
 /** The parts of the loaded config the limiter reads (structural: `Config` fits once it has these keys). */
 export interface LimiterConfigView {
+  /** `gateway.rate_limit`: each client's limit on what the gateway answers itself (`off`: none). */
+  readonly gateway?: { readonly rate_limit?: string | undefined } | undefined;
   readonly servers: Readonly<Record<string, { readonly rate_limit?: string | undefined }>>;
   readonly rate_limits?: RateLimitsConfig | undefined;
   readonly tenants?:
@@ -130,9 +132,9 @@ function compileLimit(
  * Which limits a request spends from:
  * - to a known server: that server's limit (`servers.<name>.rate_limit` or
  *   `rate_limits.<name>`), and for `tools/call` the first `rate_limits.<name>.tools` entry whose
- *   glob matches the tool name;
- * - on /mcp but not routed to one server (`initialize`, `tools/list`, …): every server's limit,
- *   since an aggregated request may reach any of them;
+ *   glob matches the tool name; so a server's limit counts exactly what reaches that server;
+ * - on /mcp but answered by the gateway (`initialize`, the lists, …): the gateway's own limit
+ *   (`gateway.rate_limit`, per client);
  * - with a tenant that has `quotas.requests_per_day`: that quota.
  * All of them pass or none is spent (one atomic store call).
  *
@@ -149,10 +151,11 @@ export class Limiter {
   private constructor(
     private readonly store: LimiterStore | null,
     private readonly servers: ReadonlyMap<string, ServerLimits>,
-    private readonly serverWide: readonly CompiledLimit[],
+    /** The gateway's own limit on what it answers itself; null when off. */
+    private readonly own: CompiledLimit | null,
     private readonly quotas: ReadonlyMap<string, CompiledQuota>,
   ) {
-    this.enabled = servers.size > 0 || quotas.size > 0;
+    this.enabled = servers.size > 0 || quotas.size > 0 || own !== null;
   }
 
   /**
@@ -181,7 +184,13 @@ export class Limiter {
       });
       if (server !== null || tools.length > 0) servers.set(name, { server, tools });
     }
-    const serverWide = [...servers.values()].flatMap((l) => (l.server === null ? [] : [l.server]));
+    const ownRate = cfg.gateway?.rate_limit;
+    let own: CompiledLimit | null = null;
+    if (ownRate !== undefined && ownRate !== 'off') {
+      const p = parseRateShorthand(ownRate);
+      // `~` is in no server name: the gateway's buckets never share a key with a server's.
+      own = compileLimit({ count: p.count, periodMs: p.periodMs, burst: p.burst }, p.unit, 'client', 'rl:~gateway:', 'the gateway\'s own answers');
+    }
 
     const quotas = new Map<string, CompiledQuota>();
     for (const [tenant, t] of Object.entries(cfg.tenants ?? {})) {
@@ -195,7 +204,7 @@ export class Limiter {
       });
     }
 
-    const limiter = new Limiter(store, servers, serverWide, quotas);
+    const limiter = new Limiter(store, servers, own, quotas);
     if (limiter.enabled && store === null) throw new Error('rate limits are configured but no limiter store was given');
     return limiter;
   }
@@ -214,8 +223,8 @@ export class Limiter {
           if (hit !== undefined) applied.push(this.bucket(hit.limit, req));
         }
       }
-    } else {
-      for (const l of this.serverWide) applied.push(this.bucket(l, req));
+    } else if (this.own !== null) {
+      applied.push(this.bucket(this.own, req));
     }
     if (req.tenant !== null) {
       const q = this.quotas.get(req.tenant);

@@ -290,7 +290,11 @@ interface FeatureInputs {
 
 /** The gateway config of one variant: (c)'s config plus that variant's feature. */
 function variantConfig(variant: Variant, gateway: Record<string, string>, upstreamUrl: string, f: FeatureInputs): Record<string, unknown> {
-  const raw: Record<string, unknown> = { gateway, servers: { [SERVER]: { url: upstreamUrl } } };
+  // The gateway's own per-client limit is on by default; one load generator would spend it in a
+  // second, so the core path is measured without it and the limit variants carry it (never
+  // triggering), like the server limit.
+  const ownLimit = variant === 'limit' || variant === 'redis' ? '1000000/min' : 'off';
+  const raw: Record<string, unknown> = { gateway: { ...gateway, rate_limit: ownLimit }, servers: { [SERVER]: { url: upstreamUrl } } };
   switch (variant) {
     case 'gateway':
       break;

@@ -20,16 +20,21 @@ describe('rate limits (in-memory store): burst, 429 and headers', () => {
     servers: { alpha: {} },
     extraConfig: { rate_limits: { alpha: { requests_per_minute: 1, burst_size: 6, by: 'ip' } } },
   });
+  let sid = '';
 
   it('lets burst_size calls through at once and refuses the next with 429, Retry-After and the limit named', async () => {
-    const init = await rawInitialize(stack().mcpUrl); // initialize counts against every server-wide limit
-    const sid = init.sessionId!;
+    // initialize (and the tools/list a client sends next) are the gateway's to answer: they spend
+    // the gateway's own limit, not alpha's.
+    const init = await rawInitialize(stack().mcpUrl);
+    sid = init.sessionId!;
+    const list = await rawRequest(stack().mcpUrl, { headers: { 'mcp-session-id': sid }, body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
+    assert.equal(list.status, 200);
     const results = await Promise.all(Array.from({ length: 9 }, (_, i) => call(stack().mcpUrl, sid, 100 + i, 'alpha__echo')));
     const ok = results.filter((r) => r.status === 200);
     const limited = results.filter((r) => r.status === 429);
-    // burst 6: initialize + notifications/initialized (notifications are free) + 5 calls.
-    assert.equal(ok.length, 5, results.map((r) => r.status).join(','));
-    assert.equal(limited.length, 4);
+    // burst 6: six calls, whatever the client did before them.
+    assert.equal(ok.length, 6, results.map((r) => r.status).join(','));
+    assert.equal(limited.length, 3);
     const r = limited[0]!;
     const retryAfter = Number(r.headers.get('retry-after'));
     assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
@@ -47,34 +52,43 @@ describe('rate limits (in-memory store): burst, 429 and headers', () => {
     const text = await (await fetch(`${stack().adminUrl}/metrics`)).text();
     const line = text.split('\n').find((l) => l.startsWith('mcp_gateway_rate_limited_total{') && l.includes('server="alpha"'));
     assert.ok(line, text.split('\n').filter((l) => l.includes('rate_limited')).join('\n'));
-    assert.equal(Number(line.split(' ').pop()), 4);
+    assert.equal(Number(line.split(' ').pop()), 3);
   });
 
   it('keys per-IP limits on the address Envoy saw, not on a client-sent X-Forwarded-For', async () => {
     const spoofed = await rawRequest(stack().mcpUrl, {
-      headers: { 'x-forwarded-for': '203.0.113.7' },
-      body: { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } },
+      headers: { 'x-forwarded-for': '203.0.113.7', 'mcp-session-id': sid },
+      body: { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'alpha__echo', arguments: { text: 'x' } } },
     });
     assert.equal(spoofed.status, 429);
   });
 });
 
-describe('rate limits: gateway-answered methods are limited too', () => {
-  const stack = useStack({ servers: { beta: { rate_limit: '4/min' } } });
+describe('rate limits: a server’s limit counts what reaches it; the gateway’s own answers have theirs', () => {
+  const stack = useStack({ servers: { beta: { rate_limit: '5/min' } }, extraConfig: { gateway: { rate_limit: '4/min' } } });
 
-  it('looping on tools/list does not escape the limit', async () => {
+  it('servers.<name>.rate_limit: 5/min lets a client make 5 calls after its initialize and tools/list', async () => {
     const init = await rawInitialize(stack().mcpUrl);
     const sid = init.sessionId!;
-    let status = 0;
-    let n = 0;
-    for (; n < 20 && status !== 429; n++) {
-      const r = await rawRequest(stack().mcpUrl, { headers: { 'mcp-session-id': sid }, body: { jsonrpc: '2.0', id: n, method: 'tools/list' } });
-      status = r.status;
-    }
-    assert.equal(status, 429, 'tools/list was refused once the server-wide budget was spent');
-    assert.ok(n <= 5, `refused after ${n} lists (beta allows 4 per minute)`);
+    const list = await rawRequest(stack().mcpUrl, { headers: { 'mcp-session-id': sid }, body: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
+    assert.equal(list.status, 200);
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await call(stack().mcpUrl, sid, 10 + i, 'beta__echo')).status);
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429]);
   });
 
+  it('looping on tools/list does not escape the gateway’s own limit, and that limit is named', async () => {
+    const init = await rawInitialize(stack().mcpUrl);
+    const sid = init.sessionId!;
+    let last: Awaited<ReturnType<typeof rawRequest>> | undefined;
+    let n = 0;
+    for (; n < 20 && last?.status !== 429; n++) {
+      last = await rawRequest(stack().mcpUrl, { headers: { 'mcp-session-id': sid }, body: { jsonrpc: '2.0', id: n, method: 'tools/list' } });
+    }
+    assert.equal(last?.status, 429, 'tools/list was refused once the gateway budget was spent');
+    assert.ok(n <= 4, `refused after ${n} lists (4 per minute for this caller, its initializes included)`);
+    assert.match((last!.json as { error: { message: string } }).error.message, /the gateway's own answers: 4 requests per minute per client/);
+  });
 });
 
 describe('rate limits: per-tool limits', () => {

@@ -106,16 +106,24 @@ describe('Limiter', () => {
     assert.equal(o.headers['RateLimit-Remaining'], '8');
   });
 
-  it('charges every server-wide limit for aggregated requests and limits initialize and lists', async () => {
+  it('charges what the gateway answers itself to its own per-client limit, never to a server’s', async () => {
     const clock = fakeClock();
-    const l = Limiter.compile(CONFIG, new MemoryLimiterStore(clock.now));
-    const init = await l.check(req({ server: null, method: 'initialize', userId: 'u1' }));
+    const l = Limiter.compile({ ...CONFIG, gateway: { rate_limit: '3/min' } }, new MemoryLimiterStore(clock.now));
+    const init = await l.check(req({ server: null, method: 'initialize' }));
     assert.equal(init.allowed, true);
-    assert.equal(init.headers['RateLimit-Policy'], '3;w=60, 10;w=10');
-    await l.check(req({ server: null, method: 'tools/list', userId: 'u1' }));
-    await l.check(req({ server: null, method: 'prompts/list', userId: 'u1' }));
-    const d = await denied(l, req({ server: null, method: 'resources/list', userId: 'u1' }));
-    assert.match(d.limit, /server "github"/);
+    assert.equal(init.headers['RateLimit-Policy'], '3;w=60');
+    await l.check(req({ server: null, method: 'tools/list' }));
+    await l.check(req({ server: null, method: 'prompts/list' }));
+    const d = await denied(l, req({ server: null, method: 'resources/list' }));
+    assert.equal(d.limit, "the gateway's own answers: 3 requests per minute per client (burst 3)");
+    // github's 3/min is whole: the aggregated requests took nothing from it.
+    for (let i = 0; i < 3; i++) assert.equal((await l.check(req())).allowed, true, `call ${i} to github`);
+    await denied(l, req());
+    // Another client has a budget of its own.
+    assert.equal((await l.check(req({ server: null, method: 'tools/list', clientId: 'c2' }))).allowed, true);
+    // `off`: nothing limits them (and with nothing else configured the limiter does nothing).
+    const off = Limiter.compile({ servers: { a: {} }, gateway: { rate_limit: 'off' } }, null);
+    assert.equal(off.enabled, false);
   });
 
   it('never limits ping or notifications', async () => {

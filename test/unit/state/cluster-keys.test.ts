@@ -126,6 +126,7 @@ describe('the gateway on a real Redis Cluster', { timeout: 60_000 }, () => {
     const store = new RedisLimiterStore(client, { keyPrefix: 'cl:', onError: 'fail-closed', clock: () => t });
     const limiter = Limiter.compile(
       {
+        gateway: { rate_limit: '600/min' },
         servers: { alpha: {}, beta: {} },
         rate_limits: {
           alpha: { by: 'client', requests_per_minute: 1, burst_size: 5, tools: [{ match: 'slow', requests_per_minute: 1, burst_size: 2, by: 'ip' }] },
@@ -136,8 +137,8 @@ describe('the gateway on a real Redis Cluster', { timeout: 60_000 }, () => {
       store,
     );
     const req = { server: 'alpha', tool: 'fast', method: 'tools/call', clientId: 'c1', ip: '10.1.1.1', userId: null, tenant: null };
-    // Server and tool limit of one caller, and an unrouted request spending from every server's
-    // limit: one script each.
+    // Server and tool limit of one caller, and a request the gateway answers itself spending from
+    // the gateway's own limit: one script each.
     assert.equal((await limiter.check(req)).allowed, true);
     assert.equal((await limiter.check({ ...req, server: null, tool: null, method: 'tools/list' })).allowed, true);
     assert.equal(calls.filter((c) => c.command === 'evalsha').length, 2);
