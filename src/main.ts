@@ -2,6 +2,7 @@
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { hashKeyCommand } from './auth/hash-key-cli.js';
+import { catalogReport } from './aggregated/catalog-report.js';
 import { run } from './app.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import { renderEnvoyBootstrap } from './envoy/bootstrap.js';
@@ -14,7 +15,9 @@ commands:
   serve --config FILE [--grpc HOST:PORT] [--admin HOST:PORT] [--log-level LEVEL]
                                                                run a processor replica (LEVEL overrides logging.level)
   envoy-config --config FILE                                   print the Envoy bootstrap YAML
-  validate --config FILE                                       check a config file
+  validate --config FILE [--catalogs]                          check a config file; with --catalogs also read every
+                                                               server's lists and report the names /mcp would show
+                                                               and their collisions (exit 1 if a server cannot be read)
   hash-key [--key KEY | --generate]                            print the SHA-256 form of an API key (reads stdin)
 `;
 
@@ -28,6 +31,7 @@ async function main(argv: string[]): Promise<number> {
       grpc: { type: 'string' },
       admin: { type: 'string' },
       'log-level': { type: 'string' },
+      catalogs: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -44,7 +48,11 @@ async function main(argv: string[]): Promise<number> {
     case 'validate': {
       const config = await loadConfigFile(values.config);
       process.stdout.write(`${values.config}: ok (${Object.keys(config.servers).length} servers)\n`);
-      return 0;
+      if (values.catalogs !== true) return 0;
+      const report = await catalogReport(config, { baseDir: dirname(resolve(values.config)), timeoutMs: 10_000 });
+      process.stdout.write(report.text);
+      process.stdout.write(`${report.collisions} name collision(s), settled as shown; ${report.unreadable} server(s) not read\n`);
+      return report.unreadable === 0 ? 0 : 1;
     }
     case 'envoy-config': {
       const config = await loadConfigFile(values.config);

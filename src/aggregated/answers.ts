@@ -10,7 +10,7 @@ import type { Caller, RequestState } from '../request/state.js';
 import { clientMetadataText, sessionOwner } from '../sessions/limits.js';
 import type { GatewaySession } from '../sessions/store.js';
 import type { ClientProfile } from '../upstream/profiles.js';
-import { renameEntry, type MergedEntry } from './catalog.js';
+import { renameEntry, type MergedEntry } from './merge.js';
 import { AskStream, clientAnswer } from './asks.js';
 import type { AggregatedContext } from './context.js';
 import { parseEventId } from './event-ids.js';

@@ -4,7 +4,8 @@ import { isObject, type JsonObject } from '../mcp/message.js';
 import { CATALOG_KINDS, KIND_INFO, readAllPages, type CatalogKind } from '../mcp/protocol.js';
 import type { ControlSessions } from '../upstream/control.js';
 import { ClientProfiles, NO_CAPABILITIES, type ClientProfile } from '../upstream/profiles.js';
-import { CLAIM, type Claim, type Namespace } from './naming.js';
+import { mergeEntries, type Claimant, type Collision, type Merge, type MergedEntry } from './merge.js';
+import type { Namespace } from './naming.js';
 
 const MAX_PAGES = 1000;
 
@@ -25,32 +26,8 @@ interface ServerLists {
   refreshing: Partial<Record<CatalogKind, Promise<void>>>;
 }
 
-/** One entry of an aggregated list: its server, the name the upstream knows, and the renamed entry. */
-export interface MergedEntry {
-  readonly server: string;
-  readonly upstreamName: string;
-  readonly item: JsonObject;
-  /** How strongly it claims its unprefixed name (null: shown prefixed). */
-  readonly claim?: Claim | null;
-}
-
-/** A server's claim on an unprefixed name: of several, the strongest a caller may use is the one it gets. */
-export interface Claimant {
-  readonly server: string;
-  readonly upstreamName: string;
-}
-
 /** What the catalog reports when the servers' names collide, each time that set changes. */
 export type CollisionReport = (kind: CatalogKind, collisions: readonly Collision[]) => void;
-
-/** One name several servers claim: who gets it (for callers that may use it) and who does not. */
-export interface Collision {
-  readonly name: string;
-  /** In the order callers get them: the first one a caller may use wins. */
-  readonly claimants: readonly string[];
-  /** `on-collision` servers whose entry keeps its prefix because of it. */
-  readonly prefixed: readonly string[];
-}
 
 /** The aggregated view of one kind, in server order, already renamed for the aggregated endpoint. */
 export interface MergedList {
@@ -136,32 +113,20 @@ export class Catalog {
     const mergedKey = `${kind}\n${profile.key}`;
     const cached = this.merged.get(mergedKey);
     if (cached !== undefined && cached.version === version) return cached;
-    let items: MergedEntry[] = [];
-    const idField = KIND_INFO[kind].idField;
     let freshUntil = Infinity;
-    perServer.forEach((entry, i) => {
-      if (entry === null) return;
-      if (entry.offered) freshUntil = Math.min(freshUntil, entry.ttlMs === null ? entry.fetchedAt : entry.fetchedAt + this.ttlOf(kind, entry));
-      const server = this.rc.serverList[i]!.name;
-      for (const item of entry.items) {
-        const upstreamName = item[idField];
-        const exposed = typeof upstreamName === 'string' ? this.naming.expose(kind, server, upstreamName) : null;
-        if (exposed === null) {
-          this.log.warn({ server, kind, name: item['name'] ?? item['uri'] }, 'catalog entry left out: name would break the tool-name rules');
-          continue;
-        }
-        if (exposed.claim !== null && this.readsAsPrefixed(kind, exposed.id)) {
-          // Calls would go to the server the prefix names: listing it here would show one
-          // server's entry for another's tool.
-          this.log.warn({ server, kind, name: exposed.id }, 'catalog entry left out: its unprefixed name reads as another server\'s prefixed one');
-          continue;
-        }
-        items.push({ server, upstreamName: upstreamName as string, item: shownEntry(kind, server, item, exposed.id, this.naming), claim: exposed.claim });
-      }
+    perServer.forEach((entry) => {
+      if (entry !== null && entry.offered) freshUntil = Math.min(freshUntil, entry.ttlMs === null ? entry.fetchedAt : entry.fetchedAt + this.ttlOf(kind, entry));
     });
-    const settled = this.settleCollisions(kind, items);
-    items = settled.items;
-    const merged: MergedList = { version, items, freshUntil: freshUntil === Infinity ? 0 : freshUntil, claims: settled.claims };
+    const m = mergeEntries(kind, perServer.map((e, i) => (e === null ? null : { server: this.rc.serverList[i]!.name, items: e.items })), this.naming);
+    for (const l of m.leftOut) {
+      this.log.warn(
+        { server: l.server, kind, name: l.name },
+        l.why === 'invalid_name' ? 'catalog entry left out: name would break the tool-name rules' : "catalog entry left out: its unprefixed name reads as another server's prefixed one",
+      );
+    }
+    // The collisions every client's names follow are those of the catalog every client gets.
+    if (profile === NO_CAPABILITIES) this.noteCollisions(kind, m);
+    const merged: MergedList = { version, items: m.items, freshUntil: freshUntil === Infinity ? 0 : freshUntil, claims: m.claims };
     this.merged.set(mergedKey, merged);
     return merged;
   }
@@ -247,63 +212,19 @@ export class Catalog {
     });
   }
 
-  /**
-   * Settles the unprefixed names several servers claim: an `on-collision` entry among them goes
-   * back to its prefixed form; the others keep the name, strongest claim first (a rename, then a
-   * route, then `prefix: never`; ties in config order), and each caller gets the first it may use.
-   * Reports the collisions (logged once each time they change, and to the metrics).
-   */
-  private settleCollisions(kind: CatalogKind, items: MergedEntry[]): { items: MergedEntry[]; claims: Map<string, Claimant[]> } {
-    const byName = new Map<string, number[]>();
-    const idField = KIND_INFO[kind].idField;
-    items.forEach((e, i) => {
-      if (e.claim === null || e.claim === undefined) return;
-      const id = String(e.item[idField]);
-      const at = byName.get(id);
-      if (at === undefined) byName.set(id, [i]);
-      else at.push(i);
-    });
-    const collisions: Collision[] = [];
-    const collided = new Set<string>();
-    const claims = new Map<string, Claimant[]>();
-    const out = items.slice();
-    for (const [id, at] of byName) {
-      if (at.length === 1) {
-        const e = items[at[0]!]!;
-        claims.set(id, [{ server: e.server, upstreamName: e.upstreamName }]);
-        continue;
-      }
-      collided.add(id);
-      const prefixed: string[] = [];
-      const kept: MergedEntry[] = [];
-      for (const i of at) {
-        const e = items[i]!;
-        if (e.claim !== CLAIM.onCollision) {
-          kept.push(e);
-          continue;
-        }
-        prefixed.push(e.server);
-        const full = this.naming.prefixed(kind, e.server, e.upstreamName);
-        out[i] = full === null ? (null as unknown as MergedEntry) : { ...e, item: shownEntry(kind, e.server, items[i]!.item, full, this.naming, e.upstreamName), claim: null };
-      }
-      // Stable: equal claims stay in config order.
-      kept.sort((a, b) => (b.claim ?? 0) - (a.claim ?? 0));
-      if (kept.length > 0) claims.set(id, kept.map((e) => ({ server: e.server, upstreamName: e.upstreamName })));
-      collisions.push({ name: id, claimants: kept.map((e) => e.server), prefixed });
+  /** Hands the settled collisions to the naming, and reports them (logged and metered) when they changed. */
+  private noteCollisions(kind: CatalogKind, m: Merge): void {
+    this.naming.noteCollisions(kind, m.collided);
+    const key = JSON.stringify(m.collisions);
+    if (this.reported.get(kind) === key) return;
+    this.reported.set(kind, key);
+    for (const c of m.collisions) {
+      this.log.warn(
+        { kind, name: c.name, servers: c.claimants, winner: c.claimants[0] ?? null, prefixed: c.prefixed, event: 'name_collision' },
+        'servers share an unprefixed name: each caller gets the first of them it may use; on-collision servers keep their prefix',
+      );
     }
-    this.naming.noteCollisions(kind, collided);
-    const key = JSON.stringify(collisions);
-    if (this.reported.get(kind) !== key) {
-      this.reported.set(kind, key);
-      for (const c of collisions) {
-        this.log.warn(
-          { kind, name: c.name, servers: c.claimants, winner: c.claimants[0] ?? null, prefixed: c.prefixed, event: 'name_collision' },
-          'servers share an unprefixed name: each caller gets the first of them it may use; on-collision servers keep their prefix',
-        );
-      }
-      this.onCollisions(kind, collisions);
-    }
-    return { items: out.filter((e) => e !== null), claims };
+    this.onCollisions(kind, m.collisions);
   }
 
   /** The last collisions reported, per kind (as JSON), so each change is reported once. */
@@ -312,11 +233,6 @@ export class Catalog {
   /** The servers claiming an unprefixed name in the default catalog, strongest first; undefined when none does. */
   async claimants(kind: CatalogKind, id: string, profile: ClientProfile = NO_CAPABILITIES): Promise<readonly Claimant[] | undefined> {
     return (await this.list(kind, profile)).claims.get(id);
-  }
-
-  /** Whether an unprefixed name or URI has the form of another server's prefixed one. */
-  private readsAsPrefixed(kind: CatalogKind, id: string): boolean {
-    return kind === 'tools' || kind === 'prompts' ? this.naming.parseName(id) !== null : this.naming.parseUri(id) !== null;
   }
 
   /** How long an entry is fresh: the configured TTL, or less when the server said less. */
@@ -379,27 +295,3 @@ export class Catalog {
     st.lists[kind] = { items, fetchedAt: this.now(), ttlMs: hints.ttlMs, offered: true };
   }
 }
-
-/** An upstream's list entry in its aggregated form (null: its name would break the tool-name rules). */
-export function renameEntry(kind: CatalogKind, server: string, item: JsonObject, ns: Namespace): JsonObject | null {
-  const id = item[KIND_INFO[kind].idField];
-  if (typeof id !== 'string') return null;
-  const exposed = ns.expose(kind, server, id);
-  if (exposed === null) return null;
-  // An on-collision name another server claims too keeps its prefix here as in the merged list.
-  const shown = exposed.claim === CLAIM.onCollision && ns.collided[kind].has(exposed.id) ? ns.prefixed(kind, server, id) : exposed.id;
-  return shown === null ? null : shownEntry(kind, server, item, shown, ns);
-}
-
-/** An entry as `/mcp` shows it: its name or URI `shown`, and a tool's configured description and title. */
-function shownEntry(kind: CatalogKind, server: string, item: JsonObject, shown: string, ns: Namespace, upstreamName?: string): JsonObject {
-  const idField = KIND_INFO[kind].idField;
-  const out: JsonObject = { ...item, [idField]: shown };
-  if (kind === 'tools') {
-    const o = ns.toolOverride(server, upstreamName ?? String(item[idField]));
-    if (o?.description !== undefined) out['description'] = o.description;
-    if (o?.title !== undefined) out['title'] = o.title;
-  }
-  return out;
-}
-

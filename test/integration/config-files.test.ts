@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { after, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { loadConfigFile } from '../../src/config/load.js';
 import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { startDemoServer } from '../fixtures/mcp-servers/demo-server.js';
 import { validateEnvoyConfig } from '../support/envoy.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -45,6 +46,18 @@ function readText(file: string): string {
 function runCli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, FS_HOST: 'fs.internal' } });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The CLI as a child process, without blocking this process (its servers must keep answering). */
+function runCliAsync(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
 }
 
 describe('config files in the repository', () => {
@@ -87,6 +100,32 @@ describe('mcp-gateway CLI', () => {
     assert.match(r.stderr, /servers\.alpha\.rate_limit/);
     assert.match(r.stderr, /servers\.beta/);
     assert.match(r.stderr, /ur/);
+  });
+
+  it('validate --catalogs reads every server and reports the names /mcp would show, its collisions and the servers it could not read', async () => {
+    const alpha = await startDemoServer({ name: 'alpha' });
+    const beta = await startDemoServer({ name: 'beta' });
+    try {
+      const file = join(dir, 'catalogs.yaml');
+      const servers = `servers:\n  alpha:\n    url: ${alpha.url}\n  beta:\n    url: ${beta.url}\n    tools: {echo: {name: beta_echo}}\n`;
+      writeFileSync(file, `gateway:\n  prefix: on-collision\n${servers}`);
+      const r = await runCliAsync('validate', '--config', file, '--catalogs');
+      assert.equal(r.status, 0, r.stderr + r.stdout);
+      const tools = r.stdout.split('\n').find((l) => l.startsWith('tools: '))!.slice('tools: '.length).split(', ');
+      // beta's echo is renamed, so alpha's keeps its bare name; whoami both have: both prefixed.
+      for (const name of ['echo', 'beta_echo', 'alpha__whoami', 'beta__whoami']) assert.ok(tools.includes(name), `${name} in ${tools.join()}`);
+      assert.ok(!tools.includes('whoami') && !tools.includes('beta__echo'));
+      assert.match(r.stdout, /collision: tools "whoami": no server keeps it unprefixed; prefixed instead: alpha, beta/);
+      assert.match(r.stdout, /name collision\(s\), settled as shown; 0 server\(s\) not read/);
+
+      writeFileSync(file, `${servers}  gone:\n    url: http://127.0.0.1:1/mcp\n`);
+      const unreadable = await runCliAsync('validate', '--config', file, '--catalogs');
+      assert.equal(unreadable.status, 1, unreadable.stdout);
+      assert.match(unreadable.stdout, /server gone: catalog not read/);
+      assert.match(unreadable.stdout, /1 server\(s\) not read/);
+    } finally {
+      await Promise.all([alpha.close(), beta.close()]);
+    }
   });
 
   it('validate explains a missing file and a missing --config', () => {
