@@ -1,15 +1,16 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { Catalog } from './aggregated/catalog.js';
+import type { AggregatedContext } from './aggregated/context.js';
 import { Namespace } from './aggregated/naming.js';
 import { Authenticator } from './auth/identity.js';
 import { resolveUpstreamCredentials } from './auth/upstream-credentials.js';
 import { AccessControl } from './policy/access.js';
 import { TenantDirectory } from './policy/tenants.js';
-import { compileConfig } from './config/runtime.js';
+import { compileConfig, viewRuntime } from './config/runtime.js';
 import { durationMs } from './lib/duration.js';
 import { splitHostPort, withPort } from './lib/host-port.js';
-import type { Config } from './config/schema.js';
+import { viewConfig, type Config } from './config/schema.js';
 import { startExtProcServer } from './extproc/server.js';
 import { HealthState } from './extproc/health.js';
 import { PROCESSOR_DRAIN_MS, PROCESSOR_SHUTDOWN_GRACE_MS } from './envoy/contract.js';
@@ -89,7 +90,7 @@ export async function createContext(
   const rc = compileConfig(config);
   const credentials = await resolveUpstreamCredentials(config.servers, { baseDir: configDir });
   const auth = await Authenticator.create(config.auth, {
-    endpointPaths: ['/mcp', ...rc.passthroughPaths.keys()],
+    endpointPaths: ['/mcp', ...rc.passthroughPaths.keys(), ...rc.viewPaths.keys()],
     onJwksEvent: (e) => log.info({ jwks: e }, 'jwks'),
   });
   void auth.warm().catch((err: unknown) => log.warn({ err: String(err) }, 'JWKS warm-up failed; keys are fetched on first use'));
@@ -176,7 +177,10 @@ export async function createContext(
   const naming = Namespace.fromConfig(config);
   const catalog = new Catalog(rc, control, naming, log, Date.now, (kind, collisions) => metrics.nameCollisionsSet(kind, collisions.length));
   const held = new HeldCalls(upstream, log, rc.inputRequiredMs, rc.maxSessionsPerClient, relay);
+  const views = new Map<string, AggregatedContext>();
   const context: GatewayContext = {
+    views,
+    sessionScope: null,
     rc,
     sessions,
     catalog,
@@ -197,6 +201,12 @@ export async function createContext(
     limiter,
     guard,
   };
+  // Each virtual server: /mcp's context over its own servers, named its way, with sessions of its own.
+  for (const view of rc.viewPaths.values()) {
+    const viewRc = viewRuntime(rc, view);
+    const viewNaming = Namespace.fromConfig(viewConfig(config, view.name), config.virtual_servers![view.name]!);
+    views.set(view.path, { ...context, rc: viewRc, naming: viewNaming, catalog: catalog.view(viewRc, viewNaming), sessionScope: `v-${view.name}` });
+  }
   return {
     context,
     control,

@@ -2,6 +2,7 @@ import type { AggregatedContext } from './aggregated/context.js';
 import { aggregatedEndpoint } from './aggregated/endpoint.js';
 import { passthroughEndpoint, type PassthroughContext } from './passthrough/endpoint.js';
 import { admit, authenticate } from './request/admit.js';
+import { checkViewAccess } from './request/guard.js';
 import { CONTINUE, respondError, type BodyDecider, type BodyRewriter, type ContinueDecision, type Decision, type RespondDecision, type ResponseStep } from './request/decision.js';
 import type { EndpointHandler } from './request/endpoint.js';
 import { decidedAtBody, withLimitHeaders } from './request/mutations.js';
@@ -26,7 +27,10 @@ function sweepPhases(): void {
 }
 
 /** Everything the request path shares: what both endpoints and the shared stages need. */
-export interface GatewayContext extends AggregatedContext, PassthroughContext {}
+export interface GatewayContext extends AggregatedContext, PassthroughContext {
+  /** Each virtual server's context, by its path: `/mcp`'s, over its own servers and names. */
+  readonly views: ReadonlyMap<string, AggregatedContext>;
+}
 
 /** What the exchange may ask of the ext_proc stream besides replies. */
 export interface StreamControl {
@@ -81,7 +85,13 @@ export class Exchange {
       if (to.endpoint === 'answered') return to.decision;
       state.endpoint = to.endpoint;
       state.caller = await authenticate(this.ctx, state, to.endpoint === 'passthrough' ? to.server.name : null);
-      this.endpoint = to.endpoint === 'aggregated' ? aggregatedEndpoint(this.ctx, state) : passthroughEndpoint(this.ctx, state, to.server);
+      if (to.endpoint === 'passthrough') this.endpoint = passthroughEndpoint(this.ctx, state, to.server);
+      else if (to.view === null) this.endpoint = aggregatedEndpoint(this.ctx, state);
+      else {
+        // A virtual server: its own access rules, then /mcp's behaviour over its own servers and names.
+        checkViewAccess(this.ctx, state, state.caller, to.view);
+        this.endpoint = aggregatedEndpoint(this.ctx.views.get(to.view.path)!, state);
+      }
       return this.endpoint.requestHeaders(endOfStream);
     });
     if (d.kind === 'stream') {

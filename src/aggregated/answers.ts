@@ -5,7 +5,7 @@ import { GATEWAY_INFO, KIND_INFO, LIST_KINDS, negotiateVersion, type CatalogKind
 import { EVENT_STREAM_HEADERS, respondAccepted, respondResult, type RespondDecision, type StreamDecision } from '../request/decision.js';
 import { aggregatedListFilter, checkSessionOwner, serverVisible, sessionSubject } from '../request/guard.js';
 import { clientIp } from '../request/limit.js';
-import { gatewaySessionHeader } from '../request/mutations.js';
+import { sessionHeader, storeSessionId } from './session-scope.js';
 import type { Caller, RequestState } from '../request/state.js';
 import { clientMetadataText, sessionOwner } from '../sessions/limits.js';
 import type { GatewaySession } from '../sessions/store.js';
@@ -150,7 +150,7 @@ export async function initialize(ctx: AggregatedContext, state: RequestState, ca
   return respondResult(
     id,
     { protocolVersion, capabilities: offer.capabilities, serverInfo: GATEWAY_INFO, ...offer.instructions },
-    [gatewaySessionHeader(session.id)],
+    [sessionHeader(ctx, session.id)],
     'mcpgw_initialize',
   );
 }
@@ -167,9 +167,10 @@ export async function serversOffer(ctx: AggregatedContext, caller: Caller): Prom
 
 /** The client's session, from its header; unknown, expired and other callers' sessions are all "not found". */
 export async function requireSession(ctx: AggregatedContext, state: RequestState): Promise<GatewaySession> {
-  const id = state.headers.get(SESSION_HEADER);
-  if (id === undefined || id === '') throw new GatewayError('GW_ERR_SESSION_MISSING');
-  const session = await ctx.sessions.get(id);
+  const given = state.headers.get(SESSION_HEADER);
+  if (given === undefined || given === '') throw new GatewayError('GW_ERR_SESSION_MISSING');
+  const id = storeSessionId(ctx, given);
+  const session = id === null ? null : await ctx.sessions.get(id);
   if (session === null) throw new GatewayError('GW_ERR_SESSION_UNKNOWN');
   checkSessionOwner(ctx, state, state.caller!, session.identity, null);
   return session;
@@ -206,7 +207,7 @@ export async function openServerStream(ctx: AggregatedContext, state: RequestSta
   return {
     kind: 'stream',
     status: 200,
-    headers: [...EVENT_STREAM_HEADERS, gatewaySessionHeader(session.id)],
+    headers: [...EVENT_STREAM_HEADERS, sessionHeader(ctx, session.id)],
     body,
   };
 }

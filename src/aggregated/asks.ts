@@ -6,7 +6,7 @@ import { inputCapabilities, MULTI_ROUND_TRIP, routingHeaders, withEnvelope, type
 import { MCP_METHOD_HEADER, MCP_NAME_HEADER } from '../mcp/headers.js';
 import { sseEventText } from '../mcp/sse.js';
 import { EVENT_STREAM_HEADERS, respondAccepted, type LocalStream, type RespondDecision, type StreamSink } from '../request/decision.js';
-import { gatewaySessionHeader } from '../request/mutations.js';
+import { sessionHeader } from './session-scope.js';
 import { clientError } from '../request/outcome.js';
 import type { RequestState } from '../request/state.js';
 import { parseClientMetadata } from '../sessions/limits.js';
@@ -88,7 +88,7 @@ export async function askingCall(
   const call = { session: session.id, server: server.name, protocolVersion: upstream.protocolVersion, method: requestMethod, params, clientId };
   const step = await callRound(ctx, client, server, call, null, undefined);
   const fwd = forwarded(session, server, upstream, requestMethod);
-  const headers = [gatewaySessionHeader(session.id)];
+  const headers = [sessionHeader(ctx, session.id)];
   if (step.kind === 'answer') {
     return { kind: 'respond', status: 200, headers: [...headers, { key: 'content-type', value: 'application/json' }], body: answerText(ctx, state, fwd, step.data), details: 'mcpgw_held_call' };
   }

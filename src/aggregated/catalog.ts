@@ -43,6 +43,21 @@ export interface MergedList {
   readonly claims: ReadonlyMap<string, readonly Claimant[]>;
 }
 
+/** The part of a catalog its views share. */
+interface CatalogCore {
+  readonly state: Map<string, Map<string, ServerLists>>;
+  readonly profiles: ClientProfiles;
+  excluded: ReadonlySet<string>;
+  readonly views: Catalog[];
+}
+
+/** A profile pushed out of the bounded set: its catalog and the gateway's sessions for it go. */
+function dropProfile(state: Map<string, Map<string, ServerLists>>, views: readonly Catalog[], control: ControlSessions, profile: ClientProfile): void {
+  for (const lists of state.values()) lists.delete(profile.key);
+  for (const v of views) v.forgetProfile(profile);
+  control.dropProfile(profile);
+}
+
 /** How many client profiles get a catalog of their own (each costs a session and lists per server). */
 const MAX_PROFILES = 16;
 
@@ -55,13 +70,10 @@ const MAX_PROFILES = 16;
  * one catalog per distinct capability set, not one list call per client.
  */
 export class Catalog {
-  /** By server, then profile key. */
-  private readonly state = new Map<string, Map<string, ServerLists>>();
   /** By `<kind>\n<profile key>`. */
   private readonly merged = new Map<string, MergedList>();
-  readonly profiles: ClientProfiles;
-  /** Servers the health monitor currently reports unhealthy. */
-  private excluded: ReadonlySet<string> = new Set();
+  /** What every view of the catalog shares: the fetched lists, the profiles, the health exclusions. */
+  private readonly core: CatalogCore;
 
   constructor(
     private readonly rc: RuntimeConfig,
@@ -71,9 +83,44 @@ export class Catalog {
     private readonly now: () => number = Date.now,
     /** Told of the servers' name collisions whenever they change. */
     private readonly onCollisions: CollisionReport = () => {},
+    core?: CatalogCore,
   ) {
-    for (const s of rc.serverList) this.state.set(s.name, new Map());
-    this.profiles = new ClientProfiles(MAX_PROFILES, (p) => this.dropProfile(p));
+    if (core === undefined) {
+      const state = new Map<string, Map<string, ServerLists>>();
+      for (const s of rc.serverList) state.set(s.name, new Map());
+      const views: Catalog[] = [];
+      core = { state, views, excluded: new Set(), profiles: new ClientProfiles(MAX_PROFILES, (p) => dropProfile(state, views, control, p)) };
+    }
+    this.core = core;
+    core.views.push(this);
+  }
+
+  /**
+   * The same catalog as a virtual server sees it: only its servers (`rc`), named its way
+   * (`naming`). The servers' lists are fetched and kept once, for every view.
+   */
+  view(rc: RuntimeConfig, naming: Namespace, onCollisions: CollisionReport = () => {}): Catalog {
+    return new Catalog(rc, this.control, naming, this.log, this.now, onCollisions, this.core);
+  }
+
+  /** Client profiles with a catalog of their own (shared by every view). */
+  get profiles(): ClientProfiles {
+    return this.core.profiles;
+  }
+
+  /** The fetched lists by server, then profile key (shared by every view). */
+  private get state(): Map<string, Map<string, ServerLists>> {
+    return this.core.state;
+  }
+
+  /** Servers the health monitor currently reports unhealthy. */
+  private get excluded(): ReadonlySet<string> {
+    return this.core.excluded;
+  }
+
+  /** Drops one profile's merged lists (its fetched ones went with it). */
+  forgetProfile(profile: ClientProfile): void {
+    for (const kind of CATALOG_KINDS) this.merged.delete(`${kind}\n${profile.key}`);
   }
 
   /** How long a client may keep a merged list by its servers' cache hints (0: no longer than now). */
@@ -165,7 +212,7 @@ export class Catalog {
   /** Sets the servers to leave out of lists (health monitor); a server coming back is refetched. */
   setExcluded(servers: ReadonlySet<string>): void {
     for (const name of this.excluded) if (!servers.has(name)) this.invalidate(name);
-    this.excluded = servers;
+    this.core.excluded = servers;
   }
 
   /** One server's entries of `kind` as the upstream names them (null: down or unknown). */
@@ -198,12 +245,6 @@ export class Catalog {
     }
   }
 
-  /** A profile pushed out of the bounded set: its catalog and the gateway's sessions for it go. */
-  private dropProfile(profile: ClientProfile): void {
-    for (const lists of this.state.values()) lists.delete(profile.key);
-    for (const kind of CATALOG_KINDS) this.merged.delete(`${kind}\n${profile.key}`);
-    this.control.dropProfile(profile);
-  }
 
   /** Fetches every catalog now (start-up warm-up); never throws. */
   async warmUp(): Promise<void> {

@@ -26,4 +26,9 @@ export interface AggregatedContext extends RequestContext {
   readonly held: HeldCalls;
   /** The server→client streams this replica serves. */
   readonly streams: ServerStreams;
+  /**
+   * What the session ids of this endpoint start with (`<scope>.`): a virtual server's, so that its
+   * sessions are unknown on every other endpoint and theirs on it; null on `/mcp`.
+   */
+  readonly sessionScope: string | null;
 }

@@ -68,6 +68,8 @@ export function mergeEntries(kind: CatalogKind, perServer: readonly ({ readonly 
     const server = entry.server;
     for (const item of entry.items) {
       const upstreamName = item[idField];
+      // Not among what this endpoint shows (a virtual server's selection): not a name at all here.
+      if (typeof upstreamName === 'string' && !naming.selected(kind, server, upstreamName)) continue;
       const exposed = typeof upstreamName === 'string' ? naming.expose(kind, server, upstreamName) : null;
       if (exposed === null) {
         leftOut.push({ server, name: upstreamName, why: 'invalid_name' });
@@ -123,7 +125,7 @@ function readsAsPrefixed(naming: Namespace, kind: CatalogKind, id: string): bool
 /** An upstream's list entry in its aggregated form (null: its name would break the tool-name rules). */
 export function renameEntry(kind: CatalogKind, server: string, item: JsonObject, ns: Namespace): JsonObject | null {
   const id = item[KIND_INFO[kind].idField];
-  if (typeof id !== 'string') return null;
+  if (typeof id !== 'string' || !ns.selected(kind, server, id)) return null;
   const exposed = ns.expose(kind, server, id);
   if (exposed === null) return null;
   // An on-collision name another server claims too keeps its prefix here as in the merged list.

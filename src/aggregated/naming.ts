@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.js';
-import { GlobSet } from '../lib/glob.js';
+import { GlobSet, globMatches } from '../lib/glob.js';
 import { ExactId, type JsonRpcId } from '../mcp/message.js';
 
 /** SEP-986: tool (and, by our choice, prompt) names on the aggregated endpoint. */
@@ -47,6 +47,24 @@ export interface NamingOptions {
   readonly tools?: ReadonlyMap<string, ReadonlyMap<string, ToolOverride>>;
   /** `routes`, in order: the first that matches decides. */
   readonly routes?: readonly NameRoute[];
+  /** What a virtual server shows (absent: everything of its servers). */
+  readonly selection?: Selection;
+}
+
+/**
+ * A virtual server's choice of entries: globs on the server's own tool and prompt names, or on
+ * `<server-glob>/<name-glob>`; globs (`*`) on resource URIs and templates. Absent kinds: all.
+ */
+export interface Selection {
+  readonly tools?: readonly string[] | undefined;
+  readonly prompts?: readonly string[] | undefined;
+  readonly resources?: readonly string[] | undefined;
+}
+
+/** One selection pattern: a name glob, for the servers a server glob matches (null: all). */
+interface Selector {
+  readonly server: string | null;
+  readonly name: string;
 }
 
 const SERVER_REQUEST_ID_PREFIX = 'mcpgw:';
@@ -88,6 +106,7 @@ export class Namespace {
   readonly unprefixed: readonly string[];
   /** Whether any name may be exposed without a prefix (false: every name is prefixed, nothing to look up). */
   readonly anyUnprefixed: boolean;
+  private readonly selectors: Readonly<Record<'tools' | 'prompts' | 'resources', readonly Selector[] | null>>;
 
   constructor(
     serverNames: Iterable<string>,
@@ -114,10 +133,33 @@ export class Namespace {
     };
     this.routeTargets = { tools: of('tools').map((r) => r.server), prompts: of('prompts').map((r) => r.server), resources: of('resources').map((r) => r.server) };
     this.anyUnprefixed = this.unprefixed.length > 0 || renames.size > 0 || this.routeList.length > 0;
+    const sel = opts.selection ?? {};
+    // Tool and prompt names hold no `/` (the tool-name rules), so the first one splits off a server glob.
+    const named = (patterns: readonly string[] | undefined): Selector[] | null =>
+      patterns === undefined
+        ? null
+        : patterns.map((p) => {
+            const slash = p.indexOf('/');
+            return slash < 0 ? { server: null, name: p } : { server: p.slice(0, slash), name: p.slice(slash + 1) };
+          });
+    this.selectors = {
+      tools: named(sel.tools),
+      prompts: named(sel.prompts),
+      resources: sel.resources === undefined ? null : sel.resources.map((p) => ({ server: null, name: p })),
+    };
+  }
+
+  /** Whether a server's entry (its own name or URI) is among what this endpoint shows. */
+  selected(kind: NamedKind, server: string, id: string): boolean {
+    const k = kind === 'resourceTemplates' ? 'resources' : kind;
+    const selectors = this.selectors[k];
+    if (selectors === null) return true;
+    const q = k !== 'resources';
+    return selectors.some((x) => (x.server === null || globMatches(x.server, server)) && globMatches(x.name, id, { questionMark: q }));
   }
 
   /** The naming a config asks for. */
-  static fromConfig(config: Config): Namespace {
+  static fromConfig(config: Config, selection?: Selection): Namespace {
     const modes = new Map<string, PrefixMode>();
     const tools = new Map<string, ReadonlyMap<string, ToolOverride>>();
     for (const [name, s] of Object.entries(config.servers)) {
@@ -131,7 +173,7 @@ export class Namespace {
           ? { kind: 'prompts', pattern: r.prompts, server: r.server }
           : { kind: 'resources', pattern: r.resources!, server: r.server },
     );
-    return new Namespace(Object.keys(config.servers), config.gateway.tool_separator, { modes, tools, routes });
+    return new Namespace(Object.keys(config.servers), config.gateway.tool_separator, { modes, tools, routes, ...(selection === undefined ? {} : { selection }) });
   }
 
   /** A server's prefix mode. */

@@ -6,7 +6,8 @@ import { DROP_EVENT, isEventStream, isJson, messageRewriter } from '../mcp/sse.j
 import { SESSION_HEADER } from '../mcp/headers.js';
 import { forgotSession, LOG_LEVELS } from '../mcp/protocol.js';
 import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
-import { gatewaySessionHeader, replaceBody, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
+import { replaceBody, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
+import { sessionHeader } from './session-scope.js';
 import { sessionSubject } from '../request/guard.js';
 import { NO_CAPABILITIES } from '../upstream/profiles.js';
 import { envoyFailure } from '../request/outcome.js';
@@ -50,7 +51,7 @@ async function responseStep(ctx: AggregatedContext, state: RequestState, fwd: Fo
   const status = Number(headers.get(':status') ?? '0');
   if (status === 404 && fwd.upstream.sessionId !== null) return { decision: await replayWithNewSession(ctx, state, fwd), body: null };
 
-  const setHeaders = clientSessionHeaders(fwd);
+  const setHeaders = clientSessionHeaders(ctx, fwd);
   const ct = headers.get('content-type') ?? '';
   if (status === 400 && fwd.upstream.sessionId !== null && isJson(ct)) {
     // Some servers answer a session they forgot with 400: the body tells, so Envoy holds it back.
@@ -82,8 +83,8 @@ function eventIds(fwd: Forwarded): (id: string) => string {
 }
 
 /** The session header a client gets: the gateway's session; none for a sessionless (2026-07-28) client. */
-function clientSessionHeaders(fwd: Forwarded): HeaderSet[] {
-  return fwd.modern === null ? [gatewaySessionHeader(fwd.session.id)] : [];
+function clientSessionHeaders(ctx: AggregatedContext, fwd: Forwarded): HeaderSet[] {
+  return fwd.modern === null ? [sessionHeader(ctx, fwd.session.id)] : [];
 }
 
 /**
@@ -207,7 +208,7 @@ function bindInBackground(ctx: AggregatedContext, state: RequestState, fwd: Forw
  * 2026-07-28 client reads, renamed like any routed answer.
  */
 export function heldAnswer(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, data: string): RespondDecision {
-  const headers = [...clientSessionHeaders(fwd), { key: 'content-type', value: 'application/json' }];
+  const headers = [...clientSessionHeaders(ctx, fwd), { key: 'content-type', value: 'application/json' }];
   return { kind: 'respond', status: 200, headers, body: answerText(ctx, state, fwd, data), details: 'mcpgw_held_call' };
 }
 
@@ -252,7 +253,7 @@ async function replayWithNewSession(ctx: AggregatedContext, state: RequestState,
     if (rewriter !== null) body = rewriter.push(Buffer.from(body), true).toString('utf8');
     await bindTasks(ctx, state, fwd, created);
   }
-  const headers = clientSessionHeaders(fwd);
+  const headers = clientSessionHeaders(ctx, fwd);
   if (reply.contentType !== '') headers.push({ key: 'content-type', value: reply.contentType });
   return { kind: 'respond', status: reply.status, headers, body, details: 'mcpgw_upstream_session_renewed' };
 }

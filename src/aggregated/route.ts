@@ -75,7 +75,7 @@ function byName(kind: 'tools' | 'prompts'): Resolver {
     // every other refusal's does (the audit names the last refusal).
     const owned = ownerOfName(ctx, kind, name) ?? (ctx.naming.anyUnprefixed ? await unprefixedOwner(ctx, caller, kind, name, session) : null);
     const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
-    if (owned === null || server === undefined) throw absent();
+    if (owned === null || server === undefined || !ctx.naming.selected(kind, server.name, owned.name)) throw absent();
     checkServerAccess(ctx, state, caller, server.name, absent);
     checkNameAccess(ctx, state, caller, kind, server.name, owned.name, absent);
     if (!(await inCatalog(ctx, server, kind, owned.name, session))) throw absent();
@@ -241,7 +241,7 @@ export async function resolveUri(ctx: AggregatedContext, state: RequestState, ca
   const absent = (): GatewayError => new GatewayError('GW_ERR_RESOURCE_UNKNOWN', `Resource not found: ${uri}`, { data: { uri } });
   const owned = ctx.naming.parseUri(uri) ?? (ctx.naming.anyUnprefixed ? await unprefixedUriOwner(ctx, caller, uri) : null);
   const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
-  if (owned === null || server === undefined) throw absent();
+  if (owned === null || server === undefined || !ctx.naming.selected('resources', server.name, owned.name)) throw absent();
   checkServerAccess(ctx, state, caller, server.name, absent);
   checkNameAccess(ctx, state, caller, 'resources', server.name, owned.name, absent);
   return { server, uri: owned.name };
@@ -270,7 +270,7 @@ const byReference: Resolver = async (ctx, state, caller, params, session) => {
         ? (ownerOfName(ctx, 'prompts', value) ?? (ctx.naming.anyUnprefixed ? await unprefixedOwner(ctx, caller, 'prompts', value, session) : null))
         : (ctx.naming.parseUri(value) ?? (ctx.naming.anyUnprefixed ? await unprefixedUriOwner(ctx, caller, value) : null));
   const server = owned === null ? undefined : ctx.rc.servers.get(owned.server);
-  if (owned === null || server === undefined) throw absent();
+  if (owned === null || server === undefined || !ctx.naming.selected(byPrompt ? 'prompts' : 'resourceTemplates', server.name, owned.name)) throw absent();
   checkServerAccess(ctx, state, caller, server.name, absent);
   checkNameAccess(ctx, state, caller, byPrompt ? 'prompts' : 'resourceTemplates', server.name, owned.name, absent);
   return { server, params: { ...params, ref: { ...ref, [key]: owned.name } }, tool: null };

@@ -2,7 +2,7 @@ import { durationMs } from '../lib/duration.js';
 import { GlobSet } from '../lib/glob.js';
 import { authorityHost, isLoopbackHostPort } from '../lib/host-port.js';
 import type { CatalogKind } from '../mcp/protocol.js';
-import type { Capability, Config, ServerConfig } from './schema.js';
+import { viewServers, type Capability, type Config, type ServerConfig } from './schema.js';
 
 /** One upstream server, compiled for the hot path. */
 export interface RuntimeServer {
@@ -63,6 +63,26 @@ export interface RuntimeConfig {
   readonly originAllowed: (origin: string) => boolean;
   /** null: any Host is accepted. */
   readonly hostAllowed: ((host: string) => boolean) | null;
+  /** `virtual_servers`, by the path of each (`/v/<name>/mcp`). */
+  readonly viewPaths: ReadonlyMap<string, RuntimeView>;
+}
+
+/** One virtual server (`virtual_servers.<name>`), compiled. */
+export interface RuntimeView {
+  readonly name: string;
+  readonly path: string;
+  /** Its servers, in config order. */
+  readonly servers: readonly string[];
+  readonly authRequired: boolean;
+  /** Client ids or groups allowed (null: any). */
+  readonly allowedClients: ReadonlySet<string> | null;
+  /** Tenants allowed (null: any). */
+  readonly tenants: ReadonlySet<string> | null;
+}
+
+/** The path of a virtual server's endpoint. */
+export function viewPath(name: string): string {
+  return `/v/${name}/mcp`;
 }
 
 /** The path clients use for the aggregated endpoint. */
@@ -131,7 +151,26 @@ export function compileConfig(config: Config): RuntimeConfig {
     internalBaseUrl: `http://${config.gateway.internal}`,
     originAllowed: (o: string) => origins.test(o),
     hostAllowed: hosts === null ? null : (h: string) => hosts.test(authorityHost(h)),
+    viewPaths: new Map(
+      Object.entries(config.virtual_servers ?? {}).map(([name, v]) => [
+        viewPath(name),
+        Object.freeze({
+          name,
+          path: viewPath(name),
+          servers: viewServers(config, v),
+          authRequired: v.auth_required,
+          allowedClients: v.allowed_clients === undefined ? null : new Set(v.allowed_clients),
+          tenants: v.tenants === undefined ? null : new Set(v.tenants),
+        }),
+      ]),
+    ),
   });
+}
+
+/** The runtime config as a virtual server sees it: only its servers. */
+export function viewRuntime(rc: RuntimeConfig, view: RuntimeView): RuntimeConfig {
+  const servers = new Map(view.servers.map((s) => [s, rc.servers.get(s)!] as const));
+  return Object.freeze({ ...rc, servers, serverList: [...servers.values()] });
 }
 
 /** How long Envoy waits on the processor per ext_proc message: one rule, read by both sides. */

@@ -78,6 +78,34 @@ const RouteSchema = z
   .refine((r) => [r.tools, r.prompts, r.resources].filter((x) => x !== undefined).length === 1, 'give exactly one of tools, prompts and resources');
 export type RouteConfig = z.infer<typeof RouteSchema>;
 
+/** A list of globs on names, or on `<server-glob>/<name-glob>`. */
+const SelectionSchema = z.array(z.string().min(1).max(1024)).min(1);
+
+/** `virtual_servers.<name>`: a curated endpoint `/v/<name>/mcp`. */
+const VirtualServerSchema = z.strictObject({
+  servers: z
+    .array(z.string().min(1).max(256))
+    .min(1)
+    .describe('The servers it draws from: names or globs (`*`, `?`)'),
+  tools: SelectionSchema.optional().describe(
+    "Tools it shows and takes calls of: globs on the server's own tool name, or `<server-glob>/<tool-glob>`; absent: all of its servers' tools",
+  ),
+  prompts: SelectionSchema.optional().describe("Prompts it shows, as `tools` does for tools; absent: all"),
+  resources: SelectionSchema.optional().describe('Resources it shows and reads: globs (`*`) on their URIs and templates; absent: all'),
+  prefix: PrefixModeSchema.optional().describe("How it names what its servers have (default: each server's prefix, else gateway.prefix)"),
+  tool_overrides: z
+    .record(ServerNameSchema, z.record(z.string().min(1).max(256), ToolOverrideSchema))
+    .optional()
+    .describe("Per server and tool (its own name): the name, description or title this endpoint shows, over servers.<name>.tools"),
+  auth_required: z.boolean().default(false).describe('Only authenticated callers may use it'),
+  allowed_clients: z
+    .array(z.string().min(1))
+    .optional()
+    .describe('Client ids or groups allowed to use it; unauthenticated callers never match'),
+  tenants: z.array(z.string().min(1)).optional().describe('Tenants allowed to use it (absent: every tenant); others get 404'),
+});
+export type VirtualServerConfig = z.infer<typeof VirtualServerSchema>;
+
 export const CapabilitySchema = z.enum(['tools', 'resources', 'prompts', 'completions', 'logging']);
 export type Capability = z.infer<typeof CapabilitySchema>;
 
@@ -332,6 +360,10 @@ export const ConfigSchema = z
     tenants: TenantsSchema.optional(),
     policies: PoliciesSchema.optional(),
     blocked_tools: BlockedToolsSchema.optional(),
+    virtual_servers: z
+      .record(ServerNameSchema, VirtualServerSchema)
+      .optional()
+      .describe('Named endpoints /v/<name>/mcp, each a curated subset of the servers and their tools, with access rules of its own'),
     routes: z
       .array(RouteSchema)
       .optional()
@@ -339,6 +371,7 @@ export const ConfigSchema = z
   })
   .superRefine((cfg, ctx) => {
     for (const issue of namingConfigIssues(cfg)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+    for (const issue of virtualServerIssues(cfg)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
     for (const issue of [...rateLimitConfigIssues(cfg), ...accessConfigIssues(cfg)]) {
       ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
     }
@@ -408,4 +441,54 @@ function namingConfigIssues(cfg: {
     }
   }
   return issues;
+}
+
+/** The servers a virtual server draws from, in config order. */
+export function viewServers(cfg: { readonly servers: Readonly<Record<string, unknown>> }, view: { readonly servers: readonly string[] }): string[] {
+  return Object.keys(cfg.servers).filter((s) => view.servers.some((g) => globMatches(g, s)));
+}
+
+/**
+ * A virtual server draws from at least one configured server, overrides only tools of its own
+ * servers, names only configured tenants, and shows no two tools under one name.
+ */
+function virtualServerIssues(cfg: Config): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  if (cfg.virtual_servers === undefined) return issues;
+  const global = new Set(namingConfigIssues(cfg).map((i) => JSON.stringify(i)));
+  for (const [name, v] of Object.entries(cfg.virtual_servers ?? {})) {
+    const servers = viewServers(cfg, v);
+    if (servers.length === 0) issues.push({ path: ['virtual_servers', name, 'servers'], message: 'matches no configured server' });
+    for (const server of Object.keys(v.tool_overrides ?? {})) {
+      if (!servers.includes(server)) issues.push({ path: ['virtual_servers', name, 'tool_overrides', server], message: `"${server}" is not one of this virtual server's servers` });
+    }
+    v.tenants?.forEach((t, i) => {
+      if (cfg.tenants?.[t] === undefined) issues.push({ path: ['virtual_servers', name, 'tenants', i], message: `"${t}" is not a configured tenant` });
+    });
+    // Its tools as it names them (the servers' own overrides with its own over them): a clash the
+    // config already has is reported once, at the servers.
+    for (const issue of namingConfigIssues(viewConfig(cfg, name))) {
+      const [section, server, , tool, field] = issue.path;
+      if (section !== 'servers' || global.has(JSON.stringify(issue))) continue;
+      issues.push({ path: ['virtual_servers', name, 'tool_overrides', server!, tool!, field!], message: issue.message });
+    }
+  }
+  return issues;
+}
+
+/**
+ * The config as one virtual server sees it: only its servers, each with its prefix mode (the
+ * virtual server's, else the server's own) and its tool overrides (the virtual server's over the
+ * server's), and only the routes to its servers.
+ */
+export function viewConfig(cfg: Config, name: string): Config {
+  const v = cfg.virtual_servers![name]!;
+  const servers: Record<string, ServerConfig> = {};
+  for (const s of viewServers(cfg, v)) {
+    const own = cfg.servers[s]!;
+    const tools: Record<string, { name?: string | undefined; description?: string | undefined; title?: string | undefined }> = { ...(own.tools ?? {}) };
+    for (const [tool, o] of Object.entries(v.tool_overrides?.[s] ?? {})) tools[tool] = { ...(tools[tool] ?? {}), ...o };
+    servers[s] = { ...own, prefix: v.prefix ?? own.prefix, ...(Object.keys(tools).length === 0 ? {} : { tools }) };
+  }
+  return { ...cfg, servers, routes: (cfg.routes ?? []).filter((r) => servers[r.server] !== undefined) };
 }

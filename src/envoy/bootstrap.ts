@@ -99,26 +99,34 @@ export function renderEnvoyBootstrap(config: Config): string {
   const perRoute = (s: RuntimeServer): Record<string, unknown> => (affinity ? affinityPerRoute(s) : {});
   const affinityFilters = affinity ? [statefulSessionFilter()] : [];
 
+  // The aggregated endpoints: /mcp, and each virtual server's /v/<name>/mcp over its servers.
+  const aggregated = [
+    { path: AGGREGATED_PATH, suffix: '', servers: new Set(rc.servers.keys()) },
+    ...[...rc.viewPaths.values()].map((v) => ({ path: v.path, suffix: `_v_${v.name}`, servers: new Set(v.servers) })),
+  ];
   const clientRoutes: Record<string, unknown>[] = [];
   for (const s of rc.serverList) {
     // /mcp POSTs are decided at their body: the processor names the server in route metadata
     // and the route sets the upstream headers from it (the initial match is `mcp_post` below;
     // Envoy picks this route again once the processor clears the route cache).
-    clientRoutes.push(
-      withPerFilter(
-        {
-          name: `${s.name}_aggregated`,
-          match: {
-            path: AGGREGATED_PATH,
-            dynamic_metadata: [{ filter: ROUTE_METADATA_NAMESPACE, path: [{ key: ROUTE_METADATA_KEYS.backend }], value: { string_match: { exact: s.name } } }],
+    for (const a of aggregated) {
+      if (!a.servers.has(s.name)) continue;
+      clientRoutes.push(
+        withPerFilter(
+          {
+            name: `${s.name}_aggregated${a.suffix}`,
+            match: {
+              path: a.path,
+              dynamic_metadata: [{ filter: ROUTE_METADATA_NAMESPACE, path: [{ key: ROUTE_METADATA_KEYS.backend }], value: { string_match: { exact: s.name } } }],
+            },
+            route: upstreamRoute(s),
+            metadata: routeMetadata(s),
           },
-          route: upstreamRoute(s),
-          metadata: routeMetadata(s),
-        },
-        perRoute(s),
-        headersFromRouteMetadata(s, true),
-      ),
-    );
+          perRoute(s),
+          headersFromRouteMetadata(s, true),
+        ),
+      );
+    }
     // The server→client GET stream lives as long as the session: only idleness ends it, and not
     // the server's request timeout but gateway.stream_idle_timeout.
     const longLived = { ...upstreamRoute(s), timeout: '0s', idle_timeout: streamIdle };
@@ -179,39 +187,41 @@ export function renderEnvoyBootstrap(config: Config): string {
       ),
     );
   }
-  // A 2026-07-28 subscriptions/listen POST on /mcp: the processor holds it until its body is in and
-  // then streams the answer itself, so the route is never used. Chosen by the Mcp-Method header,
-  // which the processor checks against the body (a request whose body is another method is refused).
-  clientRoutes.push(
-    withPerFilter(
-      {
-        name: 'mcp_listen',
-        match: {
-          path: AGGREGATED_PATH,
-          headers: [
-            { name: ':method', string_match: { exact: 'POST' } },
-            { name: MCP_METHOD_HEADER, string_match: { exact: 'subscriptions/listen' } },
-          ],
+  for (const a of aggregated) {
+    // A 2026-07-28 subscriptions/listen POST on /mcp: the processor holds it until its body is in and
+    // then streams the answer itself, so the route is never used. Chosen by the Mcp-Method header,
+    // which the processor checks against the body (a request whose body is another method is refused).
+    clientRoutes.push(
+      withPerFilter(
+        {
+          name: `mcp_listen${a.suffix}`,
+          match: {
+            path: a.path,
+            headers: [
+              { name: ':method', string_match: { exact: 'POST' } },
+              { name: MCP_METHOD_HEADER, string_match: { exact: 'subscriptions/listen' } },
+            ],
+          },
+          direct_response: {
+            status: 500,
+            body: { inline_string: errorBody(null, -32603, 'Internal error: stream was not served') },
+          },
         },
-        direct_response: {
-          status: 500,
-          body: { inline_string: errorBody(null, -32603, 'Internal error: stream was not served') },
-        },
+        extProcMode(HELD_FOR_STREAM),
+      ),
+    );
+    // The processor routes or answers every /mcp POST with a body; one without a body never reaches
+    // it (there is no body to send), and lands here.
+    clientRoutes.push({
+      name: `mcp_post${a.suffix}`,
+      match: { path: a.path, headers: [{ name: ':method', string_match: { exact: 'POST' } }] },
+      direct_response: {
+        status: ERROR_TABLE.GW_ERR_PARSE.http,
+        body: { inline_string: errorBody(null, ERROR_TABLE.GW_ERR_PARSE.jsonrpc, 'Parse error: empty body') },
       },
-      extProcMode(HELD_FOR_STREAM),
-    ),
-  );
-  // The processor routes or answers every /mcp POST with a body; one without a body never reaches
-  // it (there is no body to send), and lands here.
-  clientRoutes.push({
-    name: 'mcp_post',
-    match: { path: AGGREGATED_PATH, headers: [{ name: ':method', string_match: { exact: 'POST' } }] },
-    direct_response: {
-      status: ERROR_TABLE.GW_ERR_PARSE.http,
-      body: { inline_string: errorBody(null, ERROR_TABLE.GW_ERR_PARSE.jsonrpc, 'Parse error: empty body') },
-    },
-    response_headers_to_add: [{ header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
-  });
+      response_headers_to_add: [{ header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
+    });
+  }
   // CONNECT has no path, so no other route matches it; without this one ext_proc would wait for
   // the end of a body that is the tunnel itself, and the client would get no answer. Envoy refuses
   // the tunnel (`upgrade_failed`, mapped to 405 in localReplyMappers) before the response here.
@@ -230,19 +240,21 @@ export function renderEnvoyBootstrap(config: Config): string {
   );
   // The server→client stream on /mcp: the processor streams it itself (a streamed immediate
   // response, which Envoy takes only with no request body sent), so the route is never used.
-  clientRoutes.push(
-    withPerFilter(
-      {
-        name: 'mcp_stream',
-        match: { path: AGGREGATED_PATH, headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
-        direct_response: {
-          status: 500,
-          body: { inline_string: errorBody(null, -32603, 'Internal error: stream was not served') },
+  for (const a of aggregated) {
+    clientRoutes.push(
+      withPerFilter(
+        {
+          name: `mcp_stream${a.suffix}`,
+          match: { path: a.path, headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
+          direct_response: {
+            status: 500,
+            body: { inline_string: errorBody(null, -32603, 'Internal error: stream was not served') },
+          },
         },
-      },
-      extProcMode(STREAMED_AT_HEADERS),
-    ),
-  );
+        extProcMode(STREAMED_AT_HEADERS),
+      ),
+    );
+  }
   // Everything else is answered by the processor at its headers (other methods on /mcp, unknown
   // paths, RFC 9728 metadata); this answer only fires on a bug.
   clientRoutes.push(

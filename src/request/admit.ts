@@ -1,6 +1,6 @@
 import { authFailureOf, type Identity } from '../auth/identity.js';
 import { requestTarget } from '../auth/resource-metadata.js';
-import type { RuntimeServer } from '../config/runtime.js';
+import type { RuntimeServer, RuntimeView } from '../config/runtime.js';
 import { AGGREGATED_PATH } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { RequestContext } from './context.js';
@@ -10,7 +10,7 @@ import type { Caller, Headers, RequestState } from './state.js';
 
 /** Where an admitted request goes. */
 export type Destination =
-  | { readonly endpoint: 'aggregated' }
+  | { readonly endpoint: 'aggregated'; readonly view: RuntimeView | null }
   | { readonly endpoint: 'passthrough'; readonly server: RuntimeServer }
   /** Answered at once (public documents such as RFC 9728 metadata). */
   | { readonly endpoint: 'answered'; readonly decision: RespondDecision };
@@ -28,9 +28,11 @@ export function admit(ctx: RequestContext, headers: Headers, method: string): De
   const rawPath = headers.get(':path') ?? '/';
   const q = rawPath.indexOf('?');
   const path = q < 0 ? rawPath : rawPath.slice(0, q);
-  if (path === AGGREGATED_PATH) return { endpoint: 'aggregated' };
+  if (path === AGGREGATED_PATH) return { endpoint: 'aggregated', view: null };
   const server = rc.passthroughPaths.get(path);
   if (server !== undefined) return { endpoint: 'passthrough', server };
+  const view = rc.viewPaths.get(path);
+  if (view !== undefined) return { endpoint: 'aggregated', view };
   // RFC 9728 protected-resource metadata is public: served before authentication.
   const meta = ctx.guard.auth.resource?.respond(path, method, requestTarget(headers).origin) ?? null;
   if (meta !== null) {

@@ -1,4 +1,5 @@
 import { isAuthenticated, sessionBoundTo, type AuthFailure, type Identity } from '../auth/identity.js';
+import type { RuntimeView } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { isObject, parseJson, stringifyJson } from '../mcp/message.js';
 import { KIND_INFO, type CatalogKind } from '../mcp/protocol.js';
@@ -86,9 +87,34 @@ export function checkServerAccess(ctx: RequestContext, state: RequestState, call
   throw new GatewayError('GW_ERR_HTTP_NOT_FOUND', 'Not Found');
 }
 
+/**
+ * A virtual server's own access rules: its tenants (another tenant's caller finds nothing there:
+ * 404), `auth_required` (401 with the challenge) and `allowed_clients` (by id or group; 401 for
+ * anonymous callers, 403 for others). Audited and metered as every refusal is.
+ */
+export function checkViewAccess(ctx: RequestContext, state: RequestState, caller: Caller, view: RuntimeView): void {
+  const who = caller.identity;
+  const authenticated = isAuthenticated(who);
+  let reason: string | null = null;
+  let status = 0;
+  if (view.tenants !== null && !view.tenants.has(caller.tenant.name)) [reason, status] = ['view_not_in_tenant', 404];
+  else if (view.authRequired && !authenticated) [reason, status] = ['auth_required', 401];
+  else if (view.allowedClients !== null) {
+    const allowed = view.allowedClients;
+    if (!authenticated || who.clientId === null) [reason, status] = ['client_not_allowed', 401];
+    else if (!allowed.has(who.clientId) && !who.groups.some((g) => allowed.has(g))) [reason, status] = ['client_not_allowed', 403];
+  }
+  if (reason === null) return;
+  deny(ctx, state, who, reason, null);
+  if (status === 401) throw ctx.guard.auth.challenge(undefined, {}, state.headers);
+  if (status === 403) throw new GatewayError('GW_ERR_AUTH_FORBIDDEN', `Forbidden: no access to ${view.path}`);
+  throw new GatewayError('GW_ERR_HTTP_NOT_FOUND', 'Not Found');
+}
+
 /** Whether the caller may see and use a server on /mcp (lists leave out the ones it may not). */
 export function serverVisible(ctx: RequestContext, caller: Caller, server: string): boolean {
-  return ctx.guard.tenants.serverAccess(caller.identity, caller.tenant, server).allowed;
+  // A virtual server's context knows only its own servers.
+  return ctx.rc.servers.has(server) && ctx.guard.tenants.serverAccess(caller.identity, caller.tenant, server).allowed;
 }
 
 /** Per-name policy for one entity of one server, on the name the upstream knows it by (null: no rules). */

@@ -117,6 +117,22 @@ redis:
     assert.equal(ok.servers['a']?.prefix, undefined, 'a server without its own mode takes the gateway’s');
   });
 
+  it('checks virtual servers against the servers, tenants and names they use, naming the field', () => {
+    const two = 'servers:\n  a:\n    url: http://a/mcp\n  b:\n    url: http://b/mcp\n';
+    assert.match(errorOf(`${two}virtual_servers:\n  v:\n    servers: [nope*]\n`), /matches no configured server[^]*virtual_servers\.v\.servers/);
+    assert.match(errorOf(`${two}virtual_servers:\n  v:\n    servers: [a]\n    tool_overrides: {b: {x: {name: y}}}\n`), /not one of this virtual server's servers[^]*virtual_servers\.v\.tool_overrides\.b/);
+    assert.match(errorOf(`${two}virtual_servers:\n  v:\n    servers: [a]\n    tenants: [acme]\n`), /"acme" is not a configured tenant[^]*virtual_servers\.v\.tenants\[0\]/);
+    // Two tools under one name within the virtual server: its overrides clash with a server's own.
+    assert.match(
+      errorOf(`${two}    tools: {x: {name: same}}\nvirtual_servers:\n  v:\n    servers: ['*']\n    tool_overrides: {a: {y: {name: same}}}\n`),
+      /"same" is already the new name[^]*virtual_servers\.v\.tool_overrides\.\w\.\w\.name/,
+    );
+    assert.match(errorOf(`${two}virtual_servers:\n  Bad:\n    servers: [a]\n`), /virtual_servers/);
+    const ok = parseConfigText(`${two}virtual_servers:\n  v:\n    servers: ['*']\n    tools: [a/echo, 'b/*']\n`, {});
+    assert.deepEqual([...compileConfig(ok).viewPaths.keys()], ['/v/v/mcp']);
+    assert.deepEqual(compileConfig(ok).viewPaths.get('/v/v/mcp')?.servers, ['a', 'b']);
+  });
+
   it('rejects unknown keys and names the path', () => {
     assert.match(errorOf(`${MINIMAL}    colour: blue\n`), /servers\.alpha/);
     assert.match(errorOf(`${MINIMAL}    colour: blue\n`), /colour/);
