@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
 import type { GatewayContext } from '../../../src/exchange.js';
 import { immediateOf, mcpPost, mutationOf, requestBody, requestHeaders, startCall } from '../../support/fake-call.js';
 import { inMemoryContext, type InMemoryUpstream } from '../../support/in-memory-upstream.js';
@@ -216,6 +217,9 @@ describe('aggregated naming: on-collision, routes and renames', () => {
   let close: () => Promise<void>;
   let session: string;
   const tool = (name: string, description = `${name} upstream`): Record<string, unknown> => ({ name, description, inputSchema: { type: 'object' } });
+  /** The processor's log lines, as JSON. */
+  const logged: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) });
   before(async () => {
     ({ ctx, upstream, close } = await inMemoryContext(
       {
@@ -236,6 +240,7 @@ describe('aggregated naming: on-collision, routes and renames', () => {
         ],
         policies: [{ servers: ['github'], tools: { denied: ['delete_*'] } }],
       },
+      log,
     ));
     const call = startCall(ctx);
     await call.send(requestHeaders(mcpPost('/mcp')));
@@ -307,10 +312,16 @@ describe('aggregated naming: on-collision, routes and renames', () => {
     assert.equal(upstream.calls.filter((c) => c.method === 'tools/call').length, before, 'nothing reached github');
   });
 
-  it('reports the collision it settled in the metrics', async () => {
+  it('reports the collision it settled once, in the log and the metrics', async () => {
+    await exchange({ method: 'tools/list' });
     await exchange({ method: 'tools/list' });
     const { body } = await ctx.metrics.render();
     assert.match(body, /mcp_gateway_name_collisions\{kind="tools"\} 1\b/);
+    const lines = logged.filter((l) => l['event'] === 'name_collision');
+    assert.deepEqual(
+      lines.map((l) => ({ kind: l['kind'], name: l['name'], servers: l['servers'], prefixed: l['prefixed'] })),
+      [{ kind: 'tools', name: 'search', servers: [], prefixed: ['github', 'gitlab', 'docs'] }],
+    );
   });
 });
 
