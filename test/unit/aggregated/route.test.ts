@@ -87,6 +87,16 @@ describe('aggregated routing', () => {
   });
 });
 
+/** Each message went to its server, carrying the server's own name (or URI). */
+async function assertRoutedTo(exchange: (msg: unknown) => Promise<Record<string, unknown>>, cases: readonly (readonly [unknown, string, string])[]): Promise<void> {
+  for (const [msg, server, name] of cases) {
+    const r = mutationOf(await exchange(msg));
+    assert.equal(r.set.get('x-mcpgw-backend'), server, JSON.stringify(msg));
+    const params = (JSON.parse(r.body!) as { params: { name?: string; uri?: string } }).params;
+    assert.equal(params.name ?? params.uri, name, JSON.stringify(msg));
+  }
+}
+
 /** Servers that keep their own names on /mcp (`prefix: never`) beside one that is prefixed. */
 describe('aggregated routing with unprefixed servers', () => {
   let ctx: GatewayContext;
@@ -131,12 +141,7 @@ describe('aggregated routing with unprefixed servers', () => {
       [{ method: 'resources/read', params: { uri: 'file:///motd' } }, 'files', 'file:///motd'],
       [{ method: 'resources/read', params: { uri: 'search://q/envoy' } }, 'search', 'search://q/envoy'],
     ];
-    for (const [msg, server, name] of cases) {
-      const r = mutationOf(await exchange({ jsonrpc: '2.0', id: 3, ...(msg as object) }));
-      assert.equal(r.set.get('x-mcpgw-backend'), server, JSON.stringify(msg));
-      const params = (JSON.parse(r.body!) as { params: { name?: string; uri?: string } }).params;
-      assert.equal(params.name ?? params.uri, name);
-    }
+    await assertRoutedTo((msg) => exchange({ jsonrpc: '2.0', id: 3, ...(msg as object) }), cases);
   });
 
   it('answers a name or URI no server has as unknown, and never reads a prefix as an unprefixed server’s', async () => {
@@ -284,12 +289,7 @@ describe('aggregated naming: on-collision, routes and renames', () => {
       // A URI the client built from a template: the route decides.
       [{ method: 'resources/read', params: { uri: 'file:///etc/hosts' } }, 'files', 'file:///etc/hosts'],
     ];
-    for (const [msg, server, name] of cases) {
-      const r = mutationOf(await exchange(msg));
-      assert.equal(r.set.get('x-mcpgw-backend'), server, JSON.stringify(msg));
-      const params = (JSON.parse(r.body!) as { params: { name?: string; uri?: string } }).params;
-      assert.equal(params.name ?? params.uri, name, JSON.stringify(msg));
-    }
+    await assertRoutedTo(exchange, cases);
   });
 
   it('knows no other name for a tool: colliding bare names, a renamed tool’s own name, a route’s name on the wrong server', async () => {

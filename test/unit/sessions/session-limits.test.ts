@@ -324,10 +324,11 @@ describe('RedisSessionStore limits', () => {
   });
 });
 
-describe('questions put to clients (asks), in either store', () => {
+/** A Redis server for one describe and two clients of it (two replicas' connections). */
+function twoRedisClients(): { readonly a: Redis; readonly b: Redis } {
   let server: RedisServer;
-  let ca: Redis;
-  let cb: Redis;
+  let a: Redis | undefined;
+  let b: Redis | undefined;
   before(async () => {
     server = await RedisServer.start();
     const client = async (): Promise<Redis> => {
@@ -335,14 +336,26 @@ describe('questions put to clients (asks), in either store', () => {
       assert.ok(await waitForRedis(c, 5000));
       return c;
     };
-    ca = await client();
-    cb = await client();
+    a = await client();
+    b = await client();
   });
   after(async () => {
-    ca?.disconnect();
-    cb?.disconnect();
+    a?.disconnect();
+    b?.disconnect();
     await server?.stop();
   });
+  return {
+    get a() {
+      return a!;
+    },
+    get b() {
+      return b!;
+    },
+  };
+}
+
+describe('questions put to clients (asks), in either store', () => {
+  const redis = twoRedisClients();
 
   /** One store's view and another's (the same one in memory; two replicas on Redis), and how to let time pass. */
   async function check(writer: SessionStore, reader: SessionStore, expire: () => Promise<void>): Promise<void> {
@@ -377,9 +390,9 @@ describe('questions put to clients (asks), in either store', () => {
 
   it('on Redis, across replicas', async () => {
     const mk = (c: Redis) => new RedisSessionStore(c, { keyPrefix: 'asks:', idleMs: IDLE_MS, sweepIntervalMs: 0 });
-    const [a, b] = [mk(ca), mk(cb)];
+    const [a, b] = [mk(redis.a), mk(redis.b)];
     try {
-      await check(a, b, () => waitUntil(async () => (await ca.exists('asks:ask:q2')) === 0, { timeoutMs: 5_000, what: 'the key to expire' }));
+      await check(a, b, () => waitUntil(async () => (await redis.a.exists('asks:ask:q2')) === 0, { timeoutMs: 5_000, what: 'the key to expire' }));
     } finally {
       a.close();
       b.close();
@@ -388,24 +401,7 @@ describe('questions put to clients (asks), in either store', () => {
 });
 
 describe('resource subscriptions a session keeps for sessionless servers, in either store', () => {
-  let server: RedisServer;
-  let ca: Redis;
-  let cb: Redis;
-  before(async () => {
-    server = await RedisServer.start();
-    const client = async (): Promise<Redis> => {
-      const c = createRedisClient({ target: { mode: 'single', url: server.url }, commandTimeoutMs: 1000 }) as Redis;
-      assert.ok(await waitForRedis(c, 5000));
-      return c;
-    };
-    ca = await client();
-    cb = await client();
-  });
-  after(async () => {
-    ca?.disconnect();
-    cb?.disconnect();
-    await server?.stop();
-  });
+  const redis = twoRedisClients();
 
   const uris = (s: GatewaySession | null): Record<string, string[]> => Object.fromEntries([...(s?.subscriptions ?? [])].map(([k, v]) => [k, [...v].sort()]));
 
@@ -440,7 +436,7 @@ describe('resource subscriptions a session keeps for sessionless servers, in eit
 
   it('on Redis, across replicas', async () => {
     const mk = (c: Redis) => new RedisSessionStore(c, { keyPrefix: 'subs:', idleMs: IDLE_MS, sweepIntervalMs: 0 });
-    const [a, b] = [mk(ca), mk(cb)];
+    const [a, b] = [mk(redis.a), mk(redis.b)];
     try {
       await check(a, b);
     } finally {
