@@ -14,7 +14,8 @@ import { renameEntry, type MergedEntry } from './merge.js';
 import { AskStream, clientAnswer } from './asks.js';
 import type { AggregatedContext } from './context.js';
 import { parseEventId } from './event-ids.js';
-import { forward, inflightKeyOf, type Routed } from './route.js';
+import type { Routed } from './forwarded.js';
+import { forward, inflightKeyOf } from './route.js';
 import { listTasks } from './tasks.js';
 
 /**

@@ -15,7 +15,7 @@ import { findResponse, UpstreamBadReply } from '../upstream/client.js';
 import type { AggregatedContext } from './context.js';
 import { askEventId } from './event-ids.js';
 import { answerText } from './response.js';
-import type { Forwarded, Routed } from './route.js';
+import type { Forwarded, Routed } from './forwarded.js';
 import { pause } from './server-stream.js';
 
 /**

@@ -10,7 +10,7 @@ import type { RequestState } from '../request/state.js';
 import { deleteSession, openServerStream } from './answers.js';
 import type { AggregatedContext } from './context.js';
 import { aggregatedResponse } from './response.js';
-import type { Forwarded } from './route.js';
+import type { Forwarded } from './forwarded.js';
 import { routerFor } from './router.js';
 
 const ALLOW = { allow: 'GET, POST, DELETE' };

@@ -10,7 +10,7 @@ import { isHeldState, type HeldIdentity, type Leg } from '../upstream/held-calls
 import { callerOwner } from './bridge.js';
 import type { AggregatedContext } from './context.js';
 import { heldAnswer } from './response.js';
-import type { Routed } from './route.js';
+import type { Routed } from './forwarded.js';
 
 /**
  * A 2026-07-28 client's request to a session-based server, when that server may ask the client

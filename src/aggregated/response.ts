@@ -15,7 +15,7 @@ import { requestId, type Headers, type RequestState } from '../request/state.js'
 import type { AggregatedContext } from './context.js';
 import { postEventId } from './event-ids.js';
 import { rewriteUpstreamMessage, type RewriteEffects } from './rewrite.js';
-import type { Forwarded, ModernCall } from './route.js';
+import type { Forwarded, ModernCall } from './forwarded.js';
 
 /**
  * Largest upstream message (SSE event or JSON body) held for renaming; larger ones stream

@@ -2,7 +2,7 @@ import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../mcp/message.js';
 import { isModernVersion, MODERN_PROTOCOL_VERSIONS, routingHeaders, withEnvelope, withoutInputCapabilities, type ClientEnvelope } from '../mcp/modern.js';
-import { respondAccepted, type Decision } from '../request/decision.js';
+import { respondAccepted } from '../request/decision.js';
 import { aggregatedListFilter, checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
 import { routeToServer, withTraceMeta, type UpstreamTarget } from '../request/mutations.js';
@@ -13,41 +13,8 @@ import type { AggregatedContext } from './context.js';
 import { askingCall, asksClient, sessionClient } from './asks.js';
 import { holdCall, holdsCall } from './held.js';
 import { keepSubscription, keepsSubscription } from './subscriptions.js';
+import type { Forwarded, Routed } from './forwarded.js';
 import type { Owned } from './naming.js';
-
-/** A request the aggregated endpoint sent upstream: what its response phases need to know. */
-export interface Forwarded {
-  readonly session: GatewaySession;
-  readonly server: RuntimeServer;
-  readonly upstream: UpstreamSession;
-  /** The body sent upstream (kept for the one replay after an upstream forgets its session). */
-  readonly body: string;
-  /** The JSON-RPC method of a forwarded request (null for notifications and client answers). */
-  readonly requestMethod: string | null;
-  /** A task-augmented call: the upstream answers with a task, bound to the caller before the client sees its id. */
-  readonly createsTask: boolean;
-  /** Entry in the in-flight map, released when the request ends. */
-  readonly inflightKey: string | null;
-  /** Set for a 2026-07-28 client's request: its answer takes that revision's shape. */
-  readonly modern: ModernCall | null;
-}
-
-/** What the answer to a 2026-07-28 client's request needs to know of it. */
-export interface ModernCall {
-  /** The level the client asked log messages for (`_meta`); null: none are sent to it. */
-  readonly logLevel: string | null;
-  /** The client's request id, restored on the answer. */
-  readonly clientId: JsonRpcId;
-  /** The id the request carried upstream: unique, as callers share a bridge session. */
-  readonly upstreamId: JsonRpcId;
-}
-
-/** The outcome of a message's request phase on the aggregated endpoint. */
-export interface Routed {
-  readonly decision: Decision;
-  /** Set when the message goes upstream. */
-  readonly forwarded: Forwarded | null;
-}
 
 /** Where a routed request goes, with its params in the upstream's own names. */
 interface Resolved {

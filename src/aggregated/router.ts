@@ -1,7 +1,7 @@
 import type { JsonRpcMessage } from '../mcp/message.js';
 import type { RequestState } from '../request/state.js';
 import type { AggregatedContext } from './context.js';
-import type { Routed } from './route.js';
+import type { Routed } from './forwarded.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { PROTOCOL_VERSION_HEADER } from '../mcp/headers.js';
 import { claimsModern, isModernVersion, mayBeModern } from '../mcp/modern.js';

@@ -4,7 +4,8 @@ import { limitRequest } from '../request/limit.js';
 import type { RequestState } from '../request/state.js';
 import { ANSWERS, clientResponse, initialize, notification, requireSession } from './answers.js';
 import type { AggregatedContext } from './context.js';
-import { isRouted, routeRequest, type Routed } from './route.js';
+import type { Routed } from './forwarded.js';
+import { isRouted, routeRequest } from './route.js';
 
 /**
  * The aggregated endpoint for the session-based MCP revisions (2024-11-05 to 2025-11-25):

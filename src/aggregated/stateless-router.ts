@@ -8,7 +8,8 @@ import type { RequestState } from '../request/state.js';
 import { listResult, serversOffer } from './answers.js';
 import type { AggregatedContext } from './context.js';
 import { openListen } from './listen.js';
-import { routeRequest, type Routed } from './route.js';
+import type { Routed } from './forwarded.js';
+import { routeRequest } from './route.js';
 
 /**
  * The aggregated endpoint for MCP 2026-07-28: no session, no handshake. Each request carries its
