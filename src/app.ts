@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { Catalog } from './aggregated/catalog.js';
 import type { AggregatedContext } from './aggregated/context.js';
 import { Namespace } from './aggregated/naming.js';
+import { ToolCallTransforms } from './filters/transform.js';
 import { Authenticator } from './auth/identity.js';
 import { resolveUpstreamCredentials } from './auth/upstream-credentials.js';
 import { AccessControl } from './policy/access.js';
@@ -198,6 +199,7 @@ export async function createContext(
     logArguments: config.logging.arguments,
     knownTool: (server, tool) => catalog.knows(server, 'tools', tool),
     reportUnreachable: (server) => catalog.reportUnavailable(server),
+    transforms: ToolCallTransforms.compile(config.filters, config.servers),
     limiter,
     guard,
   };

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { AuthSchema, UpstreamHeadersSchema } from '../auth/schema.js';
 import { DurationSchema } from '../lib/duration.js';
 import type { ConfigIssue } from '../lib/config-issue.js';
+import { FiltersSchema } from '../filters/schema.js';
 import { globMatches } from '../lib/glob.js';
 import { HostPortSchema } from '../lib/host-port.js';
 import { urlSchema } from '../lib/url.js';
@@ -146,6 +147,7 @@ export const ServerSchema = z
     prefix: PrefixModeSchema.optional().describe(
       'How /mcp names what this server has (default gateway.prefix): always `<server><sep><name>` and `<server>+<uri>`; never: its own names and URIs; on-collision: its own, except a name or URI another server has too, which keeps the prefix',
     ),
+    filters: FiltersSchema.optional().describe('Filters on tool calls to this server (each of context and defaults replaces the global one)'),
     tools: z
       .record(z.string().min(1).max(256), ToolOverrideSchema)
       .optional()
@@ -360,6 +362,7 @@ export const ConfigSchema = z
     tenants: TenantsSchema.optional(),
     policies: PoliciesSchema.optional(),
     blocked_tools: BlockedToolsSchema.optional(),
+    filters: FiltersSchema.optional().describe('Filters on tool calls to every server, unless a server has its own'),
     virtual_servers: z
       .record(ServerNameSchema, VirtualServerSchema)
       .optional()

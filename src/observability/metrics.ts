@@ -25,6 +25,7 @@ export class Metrics {
   private readonly rateLimited: Counter;
   private readonly authFailures: Counter;
   private readonly collisions: Gauge;
+  private readonly filterDecisions: Counter;
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -79,6 +80,12 @@ export class Metrics {
       labelNames: [LABEL.kind],
       registers: r,
     });
+    this.filterDecisions = new Counter({
+      name: METRIC.filterDecisionsTotal,
+      help: 'Decisions of the filters on requests (context, defaults), by server and what was done',
+      labelNames: [LABEL.filter, LABEL.server, LABEL.action],
+      registers: r,
+    });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -109,6 +116,11 @@ export class Metrics {
   /** How many unprefixed names of a kind several servers claim (the catalog settled them). */
   nameCollisionsSet(kind: string, n: number): void {
     this.collisions.set({ [LABEL.kind]: kind }, n);
+  }
+
+  /** One decision of a filter (filter and action from fixed sets, server a configured name). */
+  filterDecisionInc(filter: string, server: string, action: string): void {
+    this.filterDecisions.inc({ [LABEL.filter]: filter, [LABEL.server]: server, [LABEL.action]: action });
   }
 
   /** The Prometheus text exposition. */

@@ -8,6 +8,7 @@ export const METRIC = {
   rateLimitedTotal: 'mcp_gateway_rate_limited_total',
   authFailuresTotal: 'mcp_gateway_auth_failures_total',
   nameCollisions: 'mcp_gateway_name_collisions',
+  filterDecisionsTotal: 'mcp_gateway_filter_decisions_total',
 } as const;
 
 /** Label names (snake_case, shared by metrics and log lines). */
@@ -20,6 +21,8 @@ export const LABEL = {
   reason: 'reason',
   limit: 'limit',
   kind: 'kind',
+  filter: 'filter',
+  action: 'action',
 } as const;
 
 /** The label value for anything outside a bounded set (hostile input never mints new series). */

@@ -25,6 +25,8 @@ export interface OperationRecord {
   /** The access decision that let it through (decision, reason, auth method, target), when audited. */
   readonly access?: Readonly<Record<string, string | null>>;
   readonly arguments?: unknown;
+  /** What the filters did to the request (`<filter>:<action>`). */
+  readonly filters?: readonly string[];
 }
 
 /**
@@ -68,6 +70,7 @@ export class OperationObserver {
     if (op.access !== undefined) Object.assign(line, op.access);
     if (op.errorCode !== null) line['error_code'] = op.errorCode;
     if (op.arguments !== undefined) line['arguments'] = op.arguments;
+    if (op.filters !== undefined) line['filters'] = op.filters;
     const level = op.status === 'error' && (op.httpStatus ?? 0) >= 500 ? 'warn' : 'info';
     this.log[level](line, 'mcp operation');
   }

@@ -6,6 +6,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { OperationObserver } from '../observability/operations.js';
 import type { AccessControl } from '../policy/access.js';
 import type { TenantDirectory } from '../policy/tenants.js';
+import type { ToolCallTransforms } from '../filters/transform.js';
 import type { Limiter } from '../ratelimit/limiter.js';
 
 /** Identity, tenancy and access policy, compiled once per config. */
@@ -39,4 +40,6 @@ export interface RequestContext {
   readonly knownTool: (server: string, tool: string) => boolean;
   /** A routed request found a server unreachable: stop offering it until it answers again. */
   readonly reportUnreachable: (server: RuntimeServer) => void;
+  /** The transformation stage's filters on tool calls, per server. */
+  readonly transforms: ToolCallTransforms;
 }

@@ -52,6 +52,8 @@ export interface RequestState {
   allowed: AuditRecord | null;
   /** An access decision refused the request (it has its own audit line). */
   refused: boolean;
+  /** What the filters did to the request (`<filter>:<action>`), for its operation line; null: nothing. */
+  filters: string[] | null;
   /** How the operation ended, for the record. */
   status: OperationStatus;
   errorCode: string | number | null;
@@ -86,6 +88,7 @@ export function newRequestState(headers: Headers, trace: TraceContext, startedAt
     limitHeaders: null,
     allowed: null,
     refused: false,
+    filters: null,
     status: 'success',
     errorCode: null,
     httpStatus: null,

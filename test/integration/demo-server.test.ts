@@ -71,7 +71,7 @@ async function rawPost(url: string, body: unknown, sessionId?: string): Promise<
 }
 
 /** The tools every demo server has, sorted. */
-const DOCUMENTED_TOOLS = ['add', 'big', 'echo', 'elicit', 'fail', 'headers', 'interview', 'link', 'log', 'sample', 'slow_progress', 'trace', 'whoami'];
+const DOCUMENTED_TOOLS = ['add', 'arguments', 'big', 'echo', 'elicit', 'fail', 'headers', 'interview', 'link', 'log', 'sample', 'slow_progress', 'trace', 'whoami'];
 
 describe('demo MCP server', { timeout: 60_000 }, () => {
   let alpha: DemoServer;

@@ -386,6 +386,7 @@ async function exportedSeries(): Promise<Map<string, SeriesInfo>> {
   m.rateLimitedInc('alpha', NONE, 'requests');
   m.authFailureInc('invalid_token');
   m.nameCollisionsSet('tools', 1);
+  m.filterDecisionInc('context', 'alpha', 'added');
   const { body } = await m.render();
   const types = new Map<string, string>();
   const out = new Map<string, { type: string; labels: Set<string> }>();

@@ -1,0 +1,64 @@
+import { z } from 'zod';
+
+/**
+ * Configuration of the filters on tool calls (`filters:` globally, `servers.<name>.filters:` per
+ * server; a server's own `context` or `defaults` replaces the global one). Off unless configured.
+ */
+
+/** What `_context` can carry about the call. */
+export const CONTEXT_FIELDS = ['client_id', 'tenant', 'groups', 'trace_id', 'timestamp', 'request_id'] as const;
+export type ContextField = (typeof CONTEXT_FIELDS)[number];
+
+/** Placeholders a default argument's string may hold, as `{{name}}`. */
+export const TEMPLATE_NAMES = ['client_id', 'tenant', 'trace_id', 'timestamp', 'request_id', 'server', 'tool'] as const;
+
+const ToolGlobsSchema = z.array(z.string().min(1).max(256)).min(1);
+
+const ContextSchema = z
+  .strictObject({
+    tools: ToolGlobsSchema.default(['*']).describe("The tools it is added to: globs on the server's own tool name"),
+    field: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'an argument name: letters, digits and _, not starting with a digit')
+      .default('_context')
+      .describe('The argument that carries it'),
+    include: z
+      .array(z.enum(CONTEXT_FIELDS))
+      .min(1)
+      .default(['client_id', 'timestamp', 'trace_id'])
+      .describe(
+        'What it carries: client_id, tenant, groups, trace_id, timestamp (ms since the epoch), request_id (the span id of this call in _meta.traceparent)',
+      ),
+    overwrite: z
+      .boolean()
+      .default(false)
+      .describe("Replace the argument when the client sent one of that name (otherwise the client's stands)"),
+  })
+  .describe('Adds the call context to tool call arguments, as the seed\'s transformation gateway does');
+
+const DefaultsSchema = z
+  .strictObject({
+    tools: ToolGlobsSchema.default(['*']).describe("The tools they apply to: globs on the server's own tool name"),
+    arguments: z
+      .record(z.string().min(1).max(128), z.unknown())
+      .refine((a) => Object.keys(a).length > 0, 'give at least one argument')
+      .describe(`Argument values (JSON); strings may hold {{${TEMPLATE_NAMES.join('}}, {{')}}}`),
+    overwrite: z.boolean().default(false).describe("Replace an argument the client sent (otherwise only missing ones are set)"),
+  })
+  .superRefine((d, ctx) => {
+    for (const [name, value] of Object.entries(d.arguments)) {
+      for (const m of JSON.stringify(value ?? null).matchAll(/\{\{([^}]*)\}\}/g)) {
+        if (!(TEMPLATE_NAMES as readonly string[]).includes(m[1]!)) {
+          ctx.addIssue({ code: 'custom', path: ['arguments', name], message: `unknown placeholder {{${m[1]}}}: use ${TEMPLATE_NAMES.map((n) => `{{${n}}}`).join(', ')}` });
+        }
+      }
+    }
+  });
+
+export const FiltersSchema = z
+  .strictObject({
+    context: ContextSchema.optional(),
+    defaults: z.array(DefaultsSchema).min(1).optional().describe('Argument defaults, each for the tools its globs match; all that match apply, in order'),
+  })
+  .describe('Filters on tool calls: context injection and argument defaults');
+export type FiltersConfig = z.infer<typeof FiltersSchema>;

@@ -1,0 +1,103 @@
+/**
+ * The transformation filters on tool calls, through a real Envoy: the seed's `_context` and
+ * argument defaults, on `/mcp` and on passthrough, each decision on the operation line and in
+ * `mcp_gateway_filter_decisions_total`.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { sha256Hex } from '../../src/auth/api-keys.js';
+import { connectClient } from '../support/mcp-client.js';
+import { waitUntil } from '../support/proc.js';
+import { useStack } from '../support/stack.js';
+
+const KEY = 'filters-test-key-0123456789';
+const auth = { 'x-api-key': KEY };
+
+function argsOf(result: object): Record<string, any> {
+  const text = (((result as { content?: unknown }).content ?? []) as { text?: string }[]).map((c) => c.text ?? '').join('');
+  return JSON.parse(text) as Record<string, any>;
+}
+
+describe('filters: context injection and argument defaults on tool calls', () => {
+  const stack = useStack({
+    // alpha: the global filters; beta: its own context in place of the global one, the global defaults.
+    servers: { alpha: {}, beta: { filters: { context: { include: ['client_id', 'tenant', 'groups', 'request_id'], overwrite: true } } } },
+    extraConfig: {
+      auth: { api_keys: [{ id: 'ci-bot', key_sha256: sha256Hex(KEY), tenant: 'acme', groups: ['staff'] }] },
+      tenants: { acme: { servers: ['*'], namespace: 'acme' } },
+      filters: {
+        context: { tools: ['arguments'] },
+        defaults: [{ tools: ['argu*'], arguments: { limit: 10, requester: '{{client_id}} via {{server}}' } }],
+      },
+    },
+  });
+  before(() =>
+    waitUntil(
+      async () => {
+        const c = await connectClient(stack().mcpUrl, { headers: auth });
+        try {
+          return (await c.client.listTools()).tools.some((t) => t.name === 'beta__arguments');
+        } finally {
+          await c.close({ terminate: true });
+        }
+      },
+      { timeoutMs: 10_000, intervalMs: 100, what: 'the catalogs' },
+    ),
+  );
+
+  it('adds the seed’s _context and the defaults on /mcp, keeping what the client sent', async () => {
+    const c = await connectClient(stack().mcpUrl, { headers: auth });
+    try {
+      const before = Date.now();
+      const got = argsOf(await c.client.callTool({ name: 'alpha__arguments', arguments: { text: 'hi', limit: 5 } }));
+      assert.equal(got['text'], 'hi');
+      assert.equal(got['limit'], 5, 'the client’s own value stands');
+      assert.equal(got['requester'], 'ci-bot via alpha');
+      const ctx = got['_context'] as Record<string, unknown>;
+      assert.deepEqual(Object.keys(ctx).sort(), ['client_id', 'timestamp', 'trace_id']);
+      assert.equal(ctx['client_id'], 'ci-bot');
+      assert.match(String(ctx['trace_id']), /^[0-9a-f]{32}$/);
+      assert.ok(Number(ctx['timestamp']) >= before && Number(ctx['timestamp']) <= Date.now());
+      // Another tool of alpha: no filter matches it, its arguments go as they are.
+      assert.equal((await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'as is' } })).isError ?? false, false);
+    } finally {
+      await c.close({ terminate: true });
+    }
+  });
+
+  it('applies a server’s own context on passthrough too, replacing a forged one when told to', async () => {
+    const c = await connectClient(stack().serverUrl('beta'), { headers: auth });
+    try {
+      const got = argsOf(await c.client.callTool({ name: 'arguments', arguments: { _context: { client_id: 'forged' } } }));
+      assert.equal(got['requester'], 'ci-bot via beta', 'the global defaults still apply to beta');
+      const ctx = got['_context'] as Record<string, unknown>;
+      assert.equal(ctx['client_id'], 'ci-bot');
+      assert.equal(ctx['tenant'], 'acme');
+      assert.deepEqual(ctx['groups'], ['staff']);
+      assert.match(String(ctx['request_id']), /^[0-9a-f]{16}$/);
+    } finally {
+      await c.close({ terminate: true });
+    }
+  });
+
+  it('meters every decision and writes it on the operation line', async () => {
+    const text = await (await fetch(`${stack().adminUrl}/metrics`)).text();
+    const value = (filter: string, server: string, action: string): number =>
+      Number(
+        text
+          .split('\n')
+          .find((l) => l.startsWith('mcp_gateway_filter_decisions_total{') && l.includes(`filter="${filter}"`) && l.includes(`server="${server}"`) && l.includes(`action="${action}"`))
+          ?.split(' ')
+          .pop() ?? 0,
+      );
+    assert.ok(value('context', 'alpha', 'added') >= 1);
+    assert.ok(value('defaults', 'alpha', 'kept') >= 1);
+    assert.ok(value('defaults', 'alpha', 'added') >= 1);
+    assert.ok(value('context', 'beta', 'replaced') >= 1);
+    const lines = stack()
+      .processorLogLines()
+      .filter((l) => l['msg'] === 'mcp operation' && l['tool'] === 'arguments');
+    assert.ok(lines.some((l) => JSON.stringify(l['filters']) === JSON.stringify(['defaults:kept', 'defaults:added', 'context:added'])), JSON.stringify(lines.map((l) => l['filters'])));
+    assert.ok(lines.some((l) => JSON.stringify(l['filters']) === JSON.stringify(['defaults:added', 'defaults:added', 'context:replaced'])));
+  });
+});
