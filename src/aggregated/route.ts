@@ -6,7 +6,7 @@ import { respondAccepted } from '../request/decision.js';
 import { aggregatedListFilter, checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
 import { routeToServer, withTraceMeta, type UpstreamTarget } from '../request/mutations.js';
-import { transformToolCall } from '../request/transform.js';
+import { prepareToolCall } from '../request/transform.js';
 import type { Caller, RequestState } from '../request/state.js';
 import type { GatewaySession, UpstreamSession } from '../sessions/store.js';
 import { NO_CAPABILITIES } from '../upstream/profiles.js';
@@ -303,7 +303,7 @@ export async function routeRequest(
   const resolved = limited.value;
   const inflightKey = inflightKeyOf(session, msg.id);
   ctx.inflight.set(inflightKey, resolved.server.name);
-  const params = resolved.tool === null ? resolved.params : transformToolCall(ctx, state, resolved.server.name, resolved.tool, resolved.params);
+  const params = resolved.tool === null ? resolved.params : await prepareToolCall(ctx, state, resolved.server.name, resolved.tool, resolved.params);
   const message = { ...msg.raw, params: withTraceMeta(state, params) };
   const createsTask = msg.method === 'tools/call' && isObject(resolved.params['task']);
   try {

@@ -55,10 +55,17 @@ const DefaultsSchema = z
     }
   });
 
+const ValidateSchema = z
+  .strictObject({
+    tools: ToolGlobsSchema.default(['*']).describe("The tools whose arguments are checked: globs on the server's own tool name"),
+  })
+  .describe("Checks tool call arguments against the tool's inputSchema before the server sees them; a failure is -32602 naming the failing path");
+
 export const FiltersSchema = z
   .strictObject({
     context: ContextSchema.optional(),
+    validate: ValidateSchema.optional(),
     defaults: z.array(DefaultsSchema).min(1).optional().describe('Argument defaults, each for the tools its globs match; all that match apply, in order'),
   })
-  .describe('Filters on tool calls: context injection and argument defaults');
+  .describe('Filters on tool calls: context injection, argument defaults, argument validation');
 export type FiltersConfig = z.infer<typeof FiltersSchema>;

@@ -73,7 +73,7 @@ export class ToolCallTransforms {
    * The arguments a call to `facts.server`'s tool goes with, and what was decided; null when no
    * filter applies (the arguments go as the client sent them).
    */
-  apply(args: unknown, facts: CallFacts): { readonly arguments: JsonObject; readonly decisions: readonly FilterDecision[] } | null {
+  apply(args: unknown, facts: CallFacts): { readonly arguments: JsonObject; readonly decisions: readonly FilterDecision[]; readonly contextField: string | null } | null {
     const f = this.byServer.get(facts.server);
     if (f === undefined) return null;
     const out: JsonObject = isObject(args) ? { ...args } : {};
@@ -92,8 +92,12 @@ export class ToolCallTransforms {
       for (const [name, value] of d.arguments) set('defaults', name, fill(value, facts), d.overwrite);
     }
     const c = f.context;
-    if (c !== null && c.tools.test(facts.tool)) set('context', c.field, contextOf(c.include, facts), c.overwrite);
-    return decisions.length === 0 ? null : { arguments: out, decisions };
+    let contextField: string | null = null;
+    if (c !== null && c.tools.test(facts.tool)) {
+      set('context', c.field, contextOf(c.include, facts), c.overwrite);
+      if (decisions.at(-1)!.action !== 'kept') contextField = c.field;
+    }
+    return decisions.length === 0 ? null : { arguments: out, decisions, contextField };
   }
 }
 

@@ -12,7 +12,7 @@ import type { EndpointHandler } from '../request/endpoint.js';
 import { checkNameAccess, checkServerAccess, checkSessionOwner, filterListMessage, filtersLists, sessionSubject } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
 import { passthroughRequest, replaceBody, rewriteResponseBody, withTraceMeta } from '../request/mutations.js';
-import { transformToolCall } from '../request/transform.js';
+import { prepareToolCall } from '../request/transform.js';
 import { envoyFailure } from '../request/outcome.js';
 import { requestId, type Caller, type Headers, type RequestState } from '../request/state.js';
 import type { SessionStore } from '../sessions/store.js';
@@ -59,7 +59,7 @@ export function passthroughEndpoint(ctx: PassthroughContext, state: RequestState
       if (msg.method === 'tools/call' && typeof msg.params?.['name'] === 'string') state.tool = msg.params['name'];
       filteredList = checkPolicy(ctx, state, caller, server, msg.method, msg.params);
       state.limitHeaders = await limitRequest(ctx, state, { server: server.name, tool: state.tool, method: msg.method });
-      const params = state.tool === null || msg.params === undefined ? msg.params : transformToolCall(ctx, state, server.name, state.tool, msg.params);
+      const params = state.tool === null || msg.params === undefined ? msg.params : await prepareToolCall(ctx, state, server.name, state.tool, msg.params);
       return replaceBody(stringifyJson({ ...msg.raw, params: withTraceMeta(state, params) }));
     },
 

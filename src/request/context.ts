@@ -7,6 +7,7 @@ import type { OperationObserver } from '../observability/operations.js';
 import type { AccessControl } from '../policy/access.js';
 import type { TenantDirectory } from '../policy/tenants.js';
 import type { ToolCallTransforms } from '../filters/transform.js';
+import type { ArgumentValidation } from '../filters/validate.js';
 import type { Limiter } from '../ratelimit/limiter.js';
 
 /** Identity, tenancy and access policy, compiled once per config. */
@@ -42,4 +43,8 @@ export interface RequestContext {
   readonly reportUnreachable: (server: RuntimeServer) => void;
   /** The transformation stage's filters on tool calls, per server. */
   readonly transforms: ToolCallTransforms;
+  /** Which tool calls have their arguments checked against the tool's inputSchema. */
+  readonly validation: ArgumentValidation;
+  /** A server's tool's `inputSchema` from the catalog every client gets (null: not known). */
+  readonly toolSchema: (server: string, tool: string) => Promise<unknown>;
 }

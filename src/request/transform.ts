@@ -1,16 +1,35 @@
-import type { JsonObject } from '../mcp/message.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import { isObject, type JsonObject } from '../mcp/message.js';
 import type { RequestContext } from './context.js';
 import { upstreamTraceparent } from './mutations.js';
 import type { RequestState } from './state.js';
 
 /**
- * The transformation stage on a `tools/call` going to a server: context injection and argument
- * defaults (filters/transform.ts). Each decision is metered and written on the operation line.
- * Without filters configured for the server it returns the params untouched.
+ * The filter stages on a `tools/call` going to a server: context injection and argument defaults
+ * (filters/transform.ts), then argument validation (filters/validate.ts) of what the server
+ * would get. Each decision is metered and written on the operation line. Without filters
+ * configured for the server the params go untouched and nothing is looked up.
  */
-export function transformToolCall(ctx: RequestContext, state: RequestState, server: string, tool: string, params: JsonObject): JsonObject {
+export async function prepareToolCall(ctx: RequestContext, state: RequestState, server: string, tool: string, params: JsonObject): Promise<JsonObject> {
+  const transformed = transform(ctx, state, server, tool, params);
+  if (ctx.validation.checks(server, tool)) {
+    const args = isObject(transformed.params['arguments']) ? transformed.params['arguments'] : {};
+    // The context the gateway added is its own, not the client's to get right.
+    const checked = transformed.contextField === null ? args : withoutKey(args, transformed.contextField);
+    const failure = ctx.validation.check(await ctx.toolSchema(server, tool), checked);
+    decided(ctx, state, server, 'validate', failure === null ? 'passed' : 'refused');
+    if (failure !== null) {
+      throw new GatewayError('GW_ERR_PARAMS_INVALID', `Invalid params: arguments${failure.path === '/' ? '' : failure.path} ${failure.message}`, {
+        data: { path: failure.path, reason: failure.message },
+      });
+    }
+  }
+  return transformed.params;
+}
+
+function transform(ctx: RequestContext, state: RequestState, server: string, tool: string, params: JsonObject): { params: JsonObject; contextField: string | null } {
   const t = ctx.transforms;
-  if (!t.enabled) return params;
+  if (!t.enabled) return { params, contextField: null };
   const caller = state.caller!;
   const done = t.apply(params['arguments'], {
     server,
@@ -22,11 +41,18 @@ export function transformToolCall(ctx: RequestContext, state: RequestState, serv
     requestId: () => upstreamTraceparent(state).split('-')[2] ?? '',
     now: Date.now(),
   });
-  if (done === null) return params;
-  for (const d of done.decisions) {
-    ctx.metrics.filterDecisionInc(d.filter, server, d.action);
-    (state.filters ??= []).push(`${d.filter}:${d.action}`);
-  }
-  return { ...params, arguments: done.arguments };
+  if (done === null) return { params, contextField: null };
+  for (const d of done.decisions) decided(ctx, state, server, d.filter, d.action);
+  return { params: { ...params, arguments: done.arguments }, contextField: done.contextField };
 }
 
+/** One filter decision: metered, and kept for the operation line. */
+function decided(ctx: RequestContext, state: RequestState, server: string, filter: string, action: string): void {
+  ctx.metrics.filterDecisionInc(filter, server, action);
+  (state.filters ??= []).push(`${filter}:${action}`);
+}
+
+function withoutKey(o: JsonObject, key: string): JsonObject {
+  const { [key]: _dropped, ...rest } = o;
+  return rest;
+}

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { sha256Hex } from '../../src/auth/api-keys.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { connectClient } from '../support/mcp-client.js';
 import { waitUntil } from '../support/proc.js';
 import { useStack } from '../support/stack.js';
@@ -99,5 +100,47 @@ describe('filters: context injection and argument defaults on tool calls', () =>
       .filter((l) => l['msg'] === 'mcp operation' && l['tool'] === 'arguments');
     assert.ok(lines.some((l) => JSON.stringify(l['filters']) === JSON.stringify(['defaults:kept', 'defaults:added', 'context:added'])), JSON.stringify(lines.map((l) => l['filters'])));
     assert.ok(lines.some((l) => JSON.stringify(l['filters']) === JSON.stringify(['defaults:added', 'defaults:added', 'context:replaced'])));
+  });
+});
+
+describe('filters: argument validation against the tool’s inputSchema', () => {
+  const stack = useStack({
+    servers: { alpha: {} },
+    // add is checked; the context the gateway adds to it is its own, not the client's to get right.
+    extraConfig: { filters: { validate: { tools: ['add'] }, context: { tools: ['add'] } } },
+  });
+
+  it('refuses bad arguments with -32602 naming the failing path, before the server sees them', async () => {
+    const c = await connectClient(stack().mcpUrl);
+    try {
+      await waitUntil(async () => (await c.client.listTools()).tools.some((t) => t.name === 'alpha__add'), { timeoutMs: 10_000, intervalMs: 100, what: 'the catalog' });
+      const ok = await c.client.callTool({ name: 'alpha__add', arguments: { a: 1, b: 2 } });
+      assert.equal(((ok.content as { text: string }[])[0]!).text, '3');
+      for (const [args, path] of [
+        [{ a: 'one', b: 2 }, '/a'],
+        [{ a: 1 }, '/b'],
+      ] as const) {
+        const err: unknown = await c.client.callTool({ name: 'alpha__add', arguments: args }).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof McpError, String(err));
+        assert.equal(err.code, -32602);
+        assert.match(err.message, new RegExp(`Invalid params: arguments${path} must`));
+        assert.deepEqual((err.data as { path: string }).path, path);
+      }
+      // Not a checked tool: echo's arguments go as sent (the server answers for itself).
+      const echo = await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'fine' } });
+      assert.equal(((echo.content as { text: string }[])[0]!).text, 'alpha: fine');
+    } finally {
+      await c.close({ terminate: true });
+    }
+    const lines = stack()
+      .processorLogLines()
+      .filter((l) => l['msg'] === 'mcp operation' && l['tool'] === 'add');
+    assert.deepEqual(
+      lines.map((l) => JSON.stringify(l['filters'])).sort(),
+      [JSON.stringify(['context:added', 'validate:passed']), ...Array(2).fill(JSON.stringify(['context:added', 'validate:refused']))].sort(),
+    );
   });
 });

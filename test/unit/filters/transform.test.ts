@@ -33,6 +33,7 @@ describe('tool call transforms', () => {
     assert.deepEqual(transforms({ context: {} }).apply({ sql: 'x' }, FACTS), {
       arguments: { sql: 'x', _context: { client_id: 'ci-bot', timestamp: FACTS.now, trace_id: FACTS.traceId } },
       decisions: [{ filter: 'context', action: 'added' }],
+      contextField: '_context',
     });
     const all = transforms({ context: { field: 'ctx', include: ['tenant', 'groups', 'request_id'] } }).apply(undefined, FACTS);
     assert.deepEqual(all?.arguments, { ctx: { tenant: 'acme', groups: ['staff'], request_id: '00f067aa0ba902b7' } });
