@@ -4,6 +4,7 @@ import { Catalog } from './aggregated/catalog.js';
 import type { AggregatedContext } from './aggregated/context.js';
 import { Namespace } from './aggregated/naming.js';
 import { ToolCallTransforms } from './filters/transform.js';
+import { PiiFilters } from './filters/pii.js';
 import { ArgumentValidation } from './filters/validate.js';
 import { Authenticator } from './auth/identity.js';
 import { resolveUpstreamCredentials } from './auth/upstream-credentials.js';
@@ -202,6 +203,7 @@ export async function createContext(
     reportUnreachable: (server) => catalog.reportUnavailable(server),
     transforms: ToolCallTransforms.compile(config.filters, config.servers),
     validation: ArgumentValidation.compile(config.filters, config.servers),
+    pii: PiiFilters.compile(config.filters, config.servers),
     toolSchema: (server, tool) => catalog.toolSchema(server, tool),
     limiter,
     guard,

@@ -7,6 +7,8 @@ import { SESSION_HEADER } from '../mcp/headers.js';
 import { forgotSession, LOG_LEVELS } from '../mcp/protocol.js';
 import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
 import { replaceBody, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
+import { scanValue } from '../filters/pii.js';
+import { piiDecided } from '../request/transform.js';
 import { sessionHeader } from './session-scope.js';
 import { sessionSubject } from '../request/guard.js';
 import { NO_CAPABILITIES } from '../upstream/profiles.js';
@@ -180,8 +182,9 @@ function rewriteData(
   const answers = fwd.modern !== null ? msg['id'] === fwd.modern.upstreamId : sent?.kind === 'request' && idKey(msg['id']) === idKey(sent.id);
   if (msg['method'] === undefined && answers) observeResponse(state, msg);
   const effects: RewriteEffects = {};
+  const filtered = answers && state.tool !== null && filterResult(ctx, state, fwd, msg);
   const reshaped = fwd.modern !== null && toModernShape(msg, fwd.requestMethod, fwd.modern);
-  const changed = rewriteUpstreamMessage(msg, fwd.server.name, fwd.requestMethod, ctx.naming, effects) || reshaped;
+  const changed = rewriteUpstreamMessage(msg, fwd.server.name, fwd.requestMethod, ctx.naming, effects) || reshaped || filtered;
   if (effects.listChanged !== undefined) ctx.sessionLists.listChanged(fwd.session, fwd.server.name, effects.listChanged);
   if (effects.linked !== undefined) {
     const listed =
@@ -197,6 +200,26 @@ function rewriteData(
     // Too deeply nested to write again: the upstream's own bytes go on unchanged.
     return null;
   }
+}
+
+/**
+ * The PII filter on a tool call's result (in place): findings redacted, or the result withheld
+ * for an error naming the rule (never the value), or only recorded. Whether anything changed.
+ */
+function filterResult(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, msg: JsonObject): boolean {
+  const pii = ctx.pii.for(fwd.server.name, state.tool!, 'results');
+  if (pii === null || !isObject(msg['result'])) return false;
+  const scan = scanValue(msg['result'], pii.rules, pii.action === 'redact');
+  if (scan.found.length === 0) return false;
+  piiDecided(ctx, state, fwd.server.name, pii.action, scan.found);
+  if (pii.action === 'log') return false;
+  if (pii.action === 'redact') {
+    msg['result'] = scan.value;
+    return true;
+  }
+  delete msg['result'];
+  msg['error'] = { code: -32000, message: `Result withheld: it holds ${scan.found.join(', ')} data, which the gateway does not pass on (filter pii)`, data: { filter: 'pii', rules: scan.found } };
+  return true;
 }
 
 function bindInBackground(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, upstreamTaskId: string): void {

@@ -303,6 +303,7 @@ export async function routeRequest(
   const resolved = limited.value;
   const inflightKey = inflightKeyOf(session, msg.id);
   ctx.inflight.set(inflightKey, resolved.server.name);
+  state.server = resolved.server.name;
   const params = resolved.tool === null ? resolved.params : await prepareToolCall(ctx, state, resolved.server.name, resolved.tool, resolved.params);
   const message = { ...msg.raw, params: withTraceMeta(state, params) };
   const createsTask = msg.method === 'tools/call' && isObject(resolved.params['task']);

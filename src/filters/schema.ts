@@ -61,9 +61,27 @@ const ValidateSchema = z
   })
   .describe("Checks tool call arguments against the tool's inputSchema before the server sees them; a failure is -32602 naming the failing path");
 
+const PiiSchema = z
+  .strictObject({
+    tools: ToolGlobsSchema.default(['*']).describe("The tools whose calls are scanned: globs on the server's own tool name"),
+    detect: z
+      .array(z.enum(['email', 'phone', 'card', 'ssn', 'iban', 'secret']))
+      .min(1)
+      .default(['email', 'phone', 'card', 'ssn', 'iban', 'secret'])
+      .describe('What to look for: email addresses, phone numbers, payment cards (Luhn), US SSNs, IBANs (mod 97), API keys and tokens'),
+    action: z
+      .enum(['redact', 'block', 'log'])
+      .default('redact')
+      .describe('redact: replace each finding with [REDACTED:<rule>]; block: refuse the message with an error naming the rule; log: only record it'),
+    arguments: z.boolean().default(true).describe('Scan tools/call arguments'),
+    results: z.boolean().default(true).describe('Scan tools/call results on /mcp'),
+  })
+  .describe('PII and secret filtering on tool calls');
+
 export const FiltersSchema = z
   .strictObject({
     context: ContextSchema.optional(),
+    pii: PiiSchema.optional(),
     validate: ValidateSchema.optional(),
     defaults: z.array(DefaultsSchema).min(1).optional().describe('Argument defaults, each for the tools its globs match; all that match apply, in order'),
   })

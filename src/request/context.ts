@@ -7,6 +7,7 @@ import type { OperationObserver } from '../observability/operations.js';
 import type { AccessControl } from '../policy/access.js';
 import type { TenantDirectory } from '../policy/tenants.js';
 import type { ToolCallTransforms } from '../filters/transform.js';
+import type { PiiFilters } from '../filters/pii.js';
 import type { ArgumentValidation } from '../filters/validate.js';
 import type { Limiter } from '../ratelimit/limiter.js';
 
@@ -43,6 +44,8 @@ export interface RequestContext {
   readonly reportUnreachable: (server: RuntimeServer) => void;
   /** The transformation stage's filters on tool calls, per server. */
   readonly transforms: ToolCallTransforms;
+  /** The PII and secret filter of each server. */
+  readonly pii: PiiFilters;
   /** Which tool calls have their arguments checked against the tool's inputSchema. */
   readonly validation: ArgumentValidation;
   /** A server's tool's `inputSchema` from the catalog every client gets (null: not known). */

@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors/gateway-error.js';
+import { scanValue, type PiiAction } from '../filters/pii.js';
 import { isObject, type JsonObject } from '../mcp/message.js';
 import type { RequestContext } from './context.js';
 import { upstreamTraceparent } from './mutations.js';
@@ -10,7 +11,9 @@ import type { RequestState } from './state.js';
  * would get. Each decision is metered and written on the operation line. Without filters
  * configured for the server the params go untouched and nothing is looked up.
  */
-export async function prepareToolCall(ctx: RequestContext, state: RequestState, server: string, tool: string, params: JsonObject): Promise<JsonObject> {
+export async function prepareToolCall(ctx: RequestContext, state: RequestState, server: string, tool: string, given: JsonObject): Promise<JsonObject> {
+  // The client's own arguments are scanned, before the gateway adds anything of its own.
+  const params = scanArguments(ctx, state, server, tool, given);
   const transformed = transform(ctx, state, server, tool, params);
   if (ctx.validation.checks(server, tool)) {
     const args = isObject(transformed.params['arguments']) ? transformed.params['arguments'] : {};
@@ -44,6 +47,28 @@ function transform(ctx: RequestContext, state: RequestState, server: string, too
   if (done === null) return { params, contextField: null };
   for (const d of done.decisions) decided(ctx, state, server, d.filter, d.action);
   return { params: { ...params, arguments: done.arguments }, contextField: done.contextField };
+}
+
+/** The PII filter on a call's arguments: redacted, refused (naming the rule, never the value) or recorded. */
+function scanArguments(ctx: RequestContext, state: RequestState, server: string, tool: string, params: JsonObject): JsonObject {
+  const pii = ctx.pii.for(server, tool, 'arguments');
+  if (pii === null) return params;
+  const scan = scanValue(params['arguments'], pii.rules, pii.action === 'redact');
+  if (scan.found.length === 0) return params;
+  piiDecided(ctx, state, server, pii.action, scan.found);
+  if (pii.action === 'block') {
+    throw new GatewayError('GW_ERR_PARAMS_INVALID', `Invalid params: the arguments hold ${scan.found.join(', ')} data, which the gateway does not pass on (filter pii)`, {
+      data: { filter: 'pii', rules: scan.found },
+    });
+  }
+  return pii.action === 'redact' ? { ...params, arguments: scan.value } : params;
+}
+
+/** A PII finding: metered per action, and on the operation line with its rules. */
+export function piiDecided(ctx: RequestContext, state: RequestState, server: string, action: PiiAction, rules: readonly string[]): void {
+  const done = action === 'redact' ? 'redacted' : action === 'block' ? 'blocked' : 'logged';
+  ctx.metrics.filterDecisionInc('pii', server, done);
+  (state.filters ??= []).push(`pii:${done}:${rules.join('+')}`);
 }
 
 /** One filter decision: metered, and kept for the operation line. */

@@ -144,3 +144,60 @@ describe('filters: argument validation against the tool’s inputSchema', () => 
     );
   });
 });
+
+describe('filters: PII and secrets in tool calls', () => {
+  const stack = useStack({
+    servers: {
+      // alpha redacts (arguments and results); delta redacts results only; beta refuses; gamma only records.
+      alpha: { filters: { pii: {} } },
+      delta: { filters: { pii: { arguments: false } } },
+      beta: { filters: { pii: { action: 'block', detect: ['email', 'secret'] } } },
+      gamma: { filters: { pii: { action: 'log' } } },
+    },
+  });
+  const text = (r: object): string => ((r as { content: { text: string }[] }).content[0]!).text;
+
+  it('redacts what the client sends and what the server answers, with typed placeholders', async () => {
+    const c = await connectClient(stack().mcpUrl);
+    try {
+      await waitUntil(async () => (await c.client.listTools()).tools.some((t) => t.name === 'gamma__echo'), { timeoutMs: 10_000, intervalMs: 100, what: 'the catalog' });
+      // The server sees the redacted argument, and echoes it back.
+      assert.equal(text(await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'mail jane@example.com, card 4111 1111 1111 1111' } })), 'alpha: mail [REDACTED:email], card [REDACTED:card]');
+      const args = JSON.parse(text(await c.client.callTool({ name: 'alpha__arguments', arguments: { text: 'AKIAIOSFODNN7EXAMPLE' } }))) as { text: string };
+      assert.equal(args.text, '[REDACTED:secret]');
+      // What the server answers is scanned on its own: delta gets the address, its answer does not.
+      assert.equal(text(await c.client.callTool({ name: 'delta__echo', arguments: { text: 'jane@example.com' } })), 'delta: [REDACTED:email]');
+    } finally {
+      await c.close({ terminate: true });
+    }
+  });
+
+  it('refuses a call whose arguments hold what the rules block, naming the rule and never the value', async () => {
+    const c = await connectClient(stack().mcpUrl);
+    try {
+      const err: unknown = await c.client.callTool({ name: 'beta__echo', arguments: { text: 'key ghp_' + 'a'.repeat(36) } }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof McpError, String(err));
+      assert.equal(err.code, -32602);
+      assert.match(err.message, /hold secret data, which the gateway does not pass on \(filter pii\)/);
+      assert.ok(!err.message.includes('ghp_'), 'the value is never echoed');
+      // A phone number is not among beta's rules: it passes.
+      assert.equal(text(await c.client.callTool({ name: 'beta__echo', arguments: { text: 'call +44 20 7946 0958' } })), 'beta: call +44 20 7946 0958');
+      // log: passes untouched, but is recorded.
+      assert.equal(text(await c.client.callTool({ name: 'gamma__echo', arguments: { text: 'jane@example.com' } })), 'gamma: jane@example.com');
+    } finally {
+      await c.close({ terminate: true });
+    }
+    const recorded = stack()
+      .processorLogLines()
+      .filter((l) => l['msg'] === 'mcp operation' && Array.isArray(l['filters']))
+      .map((l) => `${String(l['server'])} ${JSON.stringify(l['filters'])}`);
+    // alpha: its arguments redacted, the echoed placeholders no finding; gamma: the argument and the echo.
+    const expectations = ['beta ["pii:blocked:secret"]', 'gamma ["pii:logged:email","pii:logged:email"]', 'alpha ["pii:redacted:email+card"]', 'alpha ["pii:redacted:secret"]', 'delta ["pii:redacted:email"]'];
+    for (const expected of expectations) {
+      assert.ok(recorded.includes(expected), `${expected} in ${recorded.join(' | ')}`);
+    }
+  });
+});
