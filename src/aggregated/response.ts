@@ -207,8 +207,10 @@ function rewriteData(
  * for an error naming the rule (never the value), or only recorded. Whether anything changed.
  */
 function filterResult(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, msg: JsonObject): boolean {
+  if (!isObject(msg['result'])) return false;
+  if (ctx.validation.checksResults(fwd.server.name, state.tool!) && checkStructured(ctx, state, fwd, msg)) return true;
   const pii = ctx.pii.for(fwd.server.name, state.tool!, 'results');
-  if (pii === null || !isObject(msg['result'])) return false;
+  if (pii === null) return false;
   const scan = scanValue(msg['result'], pii.rules, pii.action === 'redact');
   if (scan.found.length === 0) return false;
   piiDecided(ctx, state, fwd.server.name, pii.action, scan.found);
@@ -219,6 +221,27 @@ function filterResult(ctx: AggregatedContext, state: RequestState, fwd: Forwarde
   }
   delete msg['result'];
   msg['error'] = { code: -32000, message: `Result withheld: it holds ${scan.found.join(', ')} data, which the gateway does not pass on (filter pii)`, data: { filter: 'pii', rules: scan.found } };
+  return true;
+}
+
+/**
+ * A tool result's structuredContent against the tool's outputSchema (the catalog every client
+ * gets): one that fails is withheld for an error naming the path. Whether it was withheld.
+ */
+function checkStructured(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, msg: JsonObject): boolean {
+  const result = msg['result'] as JsonObject;
+  if (!('structuredContent' in result)) return false;
+  const tool = ctx.catalog.cachedItems(fwd.server.name, 'tools', NO_CAPABILITIES)?.find((t) => t['name'] === state.tool);
+  const failure = ctx.validation.check(tool?.['outputSchema'], result['structuredContent']);
+  ctx.metrics.filterDecisionInc('validate', fwd.server.name, failure === null ? 'result_passed' : 'result_refused');
+  (state.filters ??= []).push(failure === null ? 'validate:result_passed' : 'validate:result_refused');
+  if (failure === null) return false;
+  delete msg['result'];
+  msg['error'] = {
+    code: -32000,
+    message: `Result withheld: structuredContent${failure.path === '/' ? '' : failure.path} ${failure.message} (the tool's outputSchema)`,
+    data: { filter: 'validate', path: failure.path },
+  };
   return true;
 }
 

@@ -58,6 +58,10 @@ const DefaultsSchema = z
 const ValidateSchema = z
   .strictObject({
     tools: ToolGlobsSchema.default(['*']).describe("The tools whose arguments are checked: globs on the server's own tool name"),
+    structured_content: z
+      .boolean()
+      .default(false)
+      .describe("Also check those tools' structuredContent against their outputSchema on /mcp; a result that fails is withheld for an error naming the path"),
   })
   .describe("Checks tool call arguments against the tool's inputSchema before the server sees them; a failure is -32602 naming the failing path");
 

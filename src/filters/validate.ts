@@ -23,35 +23,41 @@ export interface ArgumentFailure {
 const DRAFT_07 = /^https?:\/\/json-schema\.org\/draft-07\/schema#?$/;
 
 export class ArgumentValidation {
-  /** Per server: the tools whose arguments are checked. */
-  private readonly byServer: ReadonlyMap<string, GlobSet>;
+  /** Per server: the tools whose arguments are checked, and whether their structured results are. */
+  private readonly byServer: ReadonlyMap<string, { readonly tools: GlobSet; readonly results: boolean }>;
   private readonly modern = new Ajv2020({ strict: false, allErrors: false, validateFormats: false });
   private readonly draft07 = new Ajv({ strict: false, allErrors: false, validateFormats: false });
   /** Compiled validators by schema object (null: not checkable here). */
   private readonly compiled = new WeakMap<JsonObject, ValidateFunction | null>();
 
-  private constructor(byServer: ReadonlyMap<string, GlobSet>) {
+  private constructor(byServer: ReadonlyMap<string, { readonly tools: GlobSet; readonly results: boolean }>) {
     this.byServer = byServer;
     this.modern.removeKeyword('pattern');
     this.draft07.removeKeyword('pattern');
   }
 
   static compile(global: FiltersConfig | undefined, servers: Readonly<Record<string, { readonly filters?: FiltersConfig | undefined }>>): ArgumentValidation {
-    const byServer = new Map<string, GlobSet>();
+    const byServer = new Map<string, { tools: GlobSet; results: boolean }>();
     for (const [name, s] of Object.entries(servers)) {
       const v = s.filters?.validate ?? global?.validate;
-      if (v !== undefined) byServer.set(name, new GlobSet(v.tools));
+      if (v !== undefined) byServer.set(name, { tools: new GlobSet(v.tools), results: v.structured_content });
     }
     return new ArgumentValidation(byServer);
   }
 
   /** Whether a server's calls of this tool are checked. */
   checks(server: string, tool: string): boolean {
-    return this.byServer.get(server)?.test(tool) ?? false;
+    return this.byServer.get(server)?.tools.test(tool) ?? false;
   }
 
-  /** Checks arguments against a tool's `inputSchema`; null when they pass (or cannot be checked here). */
-  check(schema: unknown, args: JsonObject): ArgumentFailure | null {
+  /** Whether a server's results of this tool have their structuredContent checked. */
+  checksResults(server: string, tool: string): boolean {
+    const v = this.byServer.get(server);
+    return v !== undefined && v.results && v.tools.test(tool);
+  }
+
+  /** Checks arguments (or a structuredContent) against a tool's schema; null when they pass (or cannot be checked here). */
+  check(schema: unknown, args: unknown): ArgumentFailure | null {
     if (!isObject(schema)) return null;
     const validate = this.validatorFor(schema);
     if (validate === null || validate(args)) return null;

@@ -81,3 +81,47 @@ describe('aggregated responses', () => {
     assert.notEqual(next.upstreamSession, upstreamSession);
   });
 });
+
+/** A tool's structuredContent against its outputSchema (`filters.validate.structured_content`). */
+describe('aggregated responses: structured results checked against the outputSchema', () => {
+  let ctx: GatewayContext;
+  let close: () => Promise<void>;
+  let session: string;
+  const outputSchema = { type: 'object', properties: { value: { type: 'number' }, unit: { type: 'string' } }, required: ['value'] };
+  before(async () => {
+    ({ ctx, close } = await inMemoryContext(
+      { alpha: { tools: [{ name: 'measure', inputSchema: { type: 'object' }, outputSchema }, { name: 'free', inputSchema: { type: 'object' } }] } },
+      { filters: { validate: { structured_content: true } } },
+    ));
+    const call = startCall(ctx);
+    await call.send(requestHeaders(mcpPost('/mcp')));
+    const init = await call.send(requestBody({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }));
+    session = immediateOf(init).headers.get('mcp-session-id')!;
+  });
+  after(() => close());
+
+  async function answer(tool: string, id: number, result: Record<string, unknown>): Promise<Record<string, any>> {
+    const call = startCall(ctx);
+    await call.send(requestHeaders(mcpPost('/mcp', { 'mcp-session-id': session })));
+    const fwd = mutationOf(await call.send(requestBody({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: `alpha__${tool}`, arguments: {} } })));
+    await call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json', 'mcp-session-id': fwd.set.get('mcp-session-id')! }));
+    const body = JSON.stringify({ jsonrpc: '2.0', id, result });
+    const out = mutationOf(await call.send(responseBody(body, true))).body ?? body;
+    return JSON.parse(out) as Record<string, any>;
+  }
+
+  it('passes a result that matches, and withholds one that does not for an error naming the path', async () => {
+    const good = await answer('measure', 2, { content: [], structuredContent: { value: 3, unit: 'm' } });
+    assert.deepEqual(good['result'].structuredContent, { value: 3, unit: 'm' });
+    const bad = await answer('measure', 3, { content: [], structuredContent: { value: 'three' } });
+    assert.equal(bad['result'], undefined);
+    assert.deepEqual(bad['error'], {
+      code: -32000,
+      message: "Result withheld: structuredContent/value must be number (the tool's outputSchema)",
+      data: { filter: 'validate', path: '/value' },
+    });
+    // A tool without an outputSchema: nothing to check its structuredContent against.
+    const free = await answer('free', 4, { content: [], structuredContent: { anything: true } });
+    assert.deepEqual(free['result'].structuredContent, { anything: true });
+  });
+});
