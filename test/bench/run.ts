@@ -14,8 +14,10 @@
  *   (j) tools/list (c)'s gateway answering the aggregated tools/list from its catalog
  *   (k) native     Envoy's own MCP filters (envoy.filters.http.mcp + mcp_router) instead of the
  *                  processor, aggregating the one server (so its tool keeps its name: echo)
+ *   (l) + filters  as (c), with the filters on echo: _context injection, argument validation and
+ *                  PII redaction of arguments and results
  *
- * (c)/(d)/(j) share one processor and Envoy; (e), (f), (g), (h) and (i) each get their own processor and
+ * (c)/(d)/(j) share one processor and Envoy; (e), (f), (g), (h), (i) and (l) each get their own processor and
  * Envoy, configured like (c)'s plus the one feature, so the difference to (c) is that feature.
  * The upstream, the processors, the Envoys and redis-server run as child processes; the load
  * generator (and the JWKS endpoint of (f)) run here. CPU time per process comes from
@@ -52,16 +54,16 @@ const GOAL_P50_DELTA_MS = 0.5;
 const GOAL_THROUGHPUT_PERCENT = 60;
 const SERVER = 'alpha';
 const READY_TIMEOUT_MS = 30_000;
-const ALL_TARGETS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k'] as const;
+const ALL_TARGETS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l'] as const;
 type TargetKey = (typeof ALL_TARGETS)[number];
 /** Targets served through a gateway (Envoy + ext_proc processor). */
-const GATEWAY_TARGETS: readonly TargetKey[] = ['c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'];
+const GATEWAY_TARGETS: readonly TargetKey[] = ['c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'l'];
 /** Targets compared with (b), Envoy without the processor. */
 const VERSUS_PLAIN: readonly TargetKey[] = [...GATEWAY_TARGETS, 'k'];
 /** The goal for (j): the catalog answers tools/list at least this many times faster than (c) calls a tool. */
 const GOAL_LIST_FACTOR = 5;
 /** Targets that are (c) plus one feature; compared with (c). */
-const FEATURE_TARGETS: readonly TargetKey[] = ['e', 'f', 'g', 'h'];
+const FEATURE_TARGETS: readonly TargetKey[] = ['e', 'f', 'g', 'h', 'l'];
 /** The rate limit of (g) and (h): the schema's maximum, so it never triggers during a run. */
 const NEVER_TRIGGERING_LIMIT = { requests_per_minute: 1_000_000, burst_size: 1_000_000, by: 'client' } as const;
 
@@ -218,7 +220,7 @@ function withRuntime(yamlText: string, runtime: Record<string, string | number |
 // ------------------------------------------------------------------------------------- setup
 
 /** One gateway: a processor and its Envoy, configured as (c) plus at most one feature. */
-type Variant = 'gateway' | 'apikey' | 'jwt' | 'limit' | 'redis' | 'json';
+type Variant = 'gateway' | 'apikey' | 'jwt' | 'limit' | 'redis' | 'json' | 'filters';
 
 const VARIANTS: ReadonlyArray<{ readonly variant: Variant; readonly serves: readonly TargetKey[] }> = [
   { variant: 'gateway', serves: ['c', 'd', 'j'] },
@@ -227,6 +229,7 @@ const VARIANTS: ReadonlyArray<{ readonly variant: Variant; readonly serves: read
   { variant: 'limit', serves: ['g'] },
   { variant: 'redis', serves: ['h'] },
   { variant: 'json', serves: ['i'] },
+  { variant: 'filters', serves: ['l'] },
 ];
 
 interface GatewayStack {
@@ -317,6 +320,9 @@ function variantConfig(variant: Variant, gateway: Record<string, string>, upstre
       if (f.jsonUpstreamUrl === null) throw new Error('no JSON upstream');
       raw['servers'] = { [SERVER]: { url: f.jsonUpstreamUrl } };
       break;
+    case 'filters':
+      raw['filters'] = { context: { tools: ['echo'] }, validate: { tools: ['echo'] }, pii: { tools: ['echo'] } };
+      break;
   }
   return raw;
 }
@@ -333,6 +339,7 @@ const TARGET_LABELS: Readonly<Record<TargetKey, string>> = {
   i: 'gateway /mcp, upstream answers JSON',
   j: 'gateway /mcp tools/list (catalog)',
   k: "Envoy's native MCP router (C++)",
+  l: 'gateway /mcp + filters (context, validate, PII)',
 };
 
 async function startGateway(
@@ -504,6 +511,9 @@ async function startStack(s: Settings, stack: Stack, log: (m: string) => void): 
       case 'json':
         aggregated('i', 'json');
         break;
+      case 'filters':
+        aggregated('l', 'filters');
+        break;
     }
   }
   for (const key of FEATURE_TARGETS) {
@@ -529,11 +539,32 @@ async function checkFeature(key: TargetKey, spec: TargetSpec): Promise<void> {
     signal: AbortSignal.timeout(10_000),
   });
   await res.arrayBuffer();
+  if (key === 'l') {
+    await checkFilters(spec);
+    return;
+  }
   if (key === 'e' || key === 'f') {
     if (res.status !== 401) throw new Error(`(${key}) ${spec.label}: a request without credentials got HTTP ${res.status}, not 401; auth is not enforced`);
   } else if (res.status !== 200 || res.headers.get('ratelimit-policy') === null) {
     throw new Error(`(${key}) ${spec.label}: initialize got HTTP ${res.status}${res.status === 200 ? ' without RateLimit-Policy' : ''}; the rate limit is not applied`);
   }
+}
+
+/** (l) must really filter: an e-mail address sent to echo comes back redacted. */
+async function checkFilters(spec: TargetSpec): Promise<void> {
+  const post = async (body: unknown, session: string | null): Promise<Response> =>
+    fetch(spec.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': PROTOCOL_VERSION, ...(session === null ? {} : { 'mcp-session-id': session }) },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
+    });
+  const init = await post({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'mcp-gateway-bench-check', version: '1.0.0' } } }, null);
+  await init.arrayBuffer();
+  const session = init.headers.get('mcp-session-id');
+  const call = await post({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: spec.tool, arguments: { text: 'bench@example.com' } } }, session);
+  const text = await call.text();
+  if (!text.includes('[REDACTED:email]')) throw new Error(`(l) ${spec.label}: an e-mail address came back unredacted (HTTP ${call.status}); the filters are not applied`);
 }
 
 // ------------------------------------------------------------------------------------- measuring
