@@ -230,7 +230,7 @@ describe('aggregated naming: on-collision, routes and renames', () => {
       {
         github: { tools: [tool('search'), tool('create_issue'), tool('delete_repo')] },
         gitlab: { tools: [tool('search'), tool('create_issue')] },
-        docs: { tools: [tool('search'), tool('read_page')], resources: [{ uri: 'docs://page/1', name: 'p1' }] },
+        docs: { tools: [tool('search'), tool('read_page')], resources: [{ uri: 'docs://page/1', name: 'p1' }], resourceTemplates: [{ uriTemplate: 'docs://page/{n}', name: 'page' }] },
         files: { tools: [tool('read_file')], resources: [{ uri: 'file:///motd', name: 'motd' }], resourceTemplates: [{ uriTemplate: 'file:///{path}', name: 'any' }] },
       },
       {
@@ -288,6 +288,8 @@ describe('aggregated naming: on-collision, routes and renames', () => {
       [{ method: 'resources/read', params: { uri: 'file:///motd' } }, 'files', 'file:///motd'],
       // A URI the client built from a template: the route decides.
       [{ method: 'resources/read', params: { uri: 'file:///etc/hosts' } }, 'files', 'file:///etc/hosts'],
+      // Without a route: the on-collision server whose template matches it (no other lists it).
+      [{ method: 'resources/read', params: { uri: 'docs://page/7' } }, 'docs', 'docs://page/7'],
     ];
     await assertRoutedTo(exchange, cases);
   });
