@@ -211,7 +211,7 @@ function filterResult(ctx: AggregatedContext, state: RequestState, fwd: Forwarde
   if (ctx.validation.checksResults(fwd.server.name, state.tool!) && checkStructured(ctx, state, fwd, msg)) return true;
   const pii = ctx.pii.for(fwd.server.name, state.tool!, 'results');
   if (pii === null) return false;
-  const scan = scanValue(msg['result'], pii.rules, pii.action === 'redact');
+  const scan = scanValue(msg['result'], pii.rules, pii.action === 'redact', pii.custom);
   if (scan.found.length === 0) return false;
   piiDecided(ctx, state, fwd.server.name, pii.action, scan.found);
   if (pii.action === 'log') return false;

@@ -1,4 +1,5 @@
 import { GlobSet } from '../lib/glob.js';
+import { LinearRegex } from '../lib/linear-regex.js';
 import { isObject } from '../mcp/message.js';
 import type { FiltersConfig } from './schema.js';
 
@@ -83,13 +84,19 @@ function phoneDigits(m: string): boolean {
 export interface PiiScan {
   /** The value with findings redacted (the same value when nothing was, or the action is not redact). */
   readonly value: unknown;
-  /** The rules that matched, each once, in detector order. */
-  readonly found: readonly PiiRule[];
+  /** The rules that matched, each once: built-in ones in detector order, then custom ones. */
+  readonly found: readonly string[];
 }
 
-/** Scans one string with the given detectors; redacts when asked. */
-export function scanText(text: string, rules: ReadonlySet<PiiRule>, redact: boolean): { text: string; found: Set<PiiRule> } {
-  const found = new Set<PiiRule>();
+/** An operator's own rule: a name and a pattern run by the linear-time engine. */
+export interface CustomRule {
+  readonly name: string;
+  readonly re: LinearRegex;
+}
+
+/** Scans one string with the given detectors (and custom rules); redacts when asked. */
+export function scanText(text: string, rules: ReadonlySet<PiiRule>, redact: boolean, custom: readonly CustomRule[] = []): { text: string; found: Set<string> } {
+  const found = new Set<string>();
   let out = text.length > MAX_SCANNED ? text.slice(0, MAX_SCANNED) : text;
   const tail = text.length > MAX_SCANNED ? text.slice(MAX_SCANNED) : '';
   for (const d of DETECTORS) {
@@ -101,15 +108,28 @@ export function scanText(text: string, rules: ReadonlySet<PiiRule>, redact: bool
       return redact ? `[REDACTED:${d.rule}]` : m;
     });
   }
+  for (const rule of custom) {
+    const spans = rule.re.spans(out).filter((s) => s.end > s.start);
+    if (spans.length === 0) continue;
+    found.add(rule.name);
+    if (!redact) continue;
+    let rebuilt = '';
+    let at = 0;
+    for (const s of spans) {
+      rebuilt += `${out.slice(at, s.start)}[REDACTED:${rule.name}]`;
+      at = s.end;
+    }
+    out = rebuilt + out.slice(at);
+  }
   return { text: redact ? out + tail : text, found };
 }
 
 /** Scans every string (and object key's value) of a JSON value, to MAX_DEPTH. */
-export function scanValue(value: unknown, rules: ReadonlySet<PiiRule>, redact: boolean): PiiScan {
-  const found = new Set<PiiRule>();
+export function scanValue(value: unknown, rules: ReadonlySet<PiiRule>, redact: boolean, custom: readonly CustomRule[] = []): PiiScan {
+  const found = new Set<string>();
   const walk = (v: unknown, depth: number): unknown => {
     if (typeof v === 'string') {
-      const r = scanText(v, rules, redact);
+      const r = scanText(v, rules, redact, custom);
       for (const f of r.found) found.add(f);
       return r.text;
     }
@@ -136,12 +156,13 @@ export function scanValue(value: unknown, rules: ReadonlySet<PiiRule>, redact: b
     return v;
   };
   const scanned = walk(value, 0);
-  return { value: scanned, found: PII_RULES.filter((r) => found.has(r)) };
+  return { value: scanned, found: [...PII_RULES.filter((r) => found.has(r)), ...custom.map((c) => c.name).filter((n) => found.has(n))] };
 }
 
 interface ServerPii {
   readonly tools: GlobSet;
   readonly rules: ReadonlySet<PiiRule>;
+  readonly custom: readonly CustomRule[];
   readonly action: PiiAction;
   readonly arguments: boolean;
   readonly results: boolean;
@@ -156,7 +177,8 @@ export class PiiFilters {
     for (const [name, s] of Object.entries(servers)) {
       const p = s.filters?.pii ?? global?.pii;
       if (p === undefined) continue;
-      byServer.set(name, { tools: new GlobSet(p.tools), rules: new Set(p.detect), action: p.action, arguments: p.arguments, results: p.results });
+      const custom = (p.custom ?? []).map((c) => ({ name: c.name, re: new LinearRegex(c.pattern) }));
+      byServer.set(name, { tools: new GlobSet(p.tools), rules: new Set(p.detect), custom, action: p.action, arguments: p.arguments, results: p.results });
     }
     return new PiiFilters(byServer);
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LinearRegex } from '../lib/linear-regex.js';
 
 /**
  * Configuration of the filters on tool calls (`filters:` globally, `servers.<name>.filters:` per
@@ -77,6 +78,23 @@ const PiiSchema = z
       .enum(['redact', 'block', 'log'])
       .default('redact')
       .describe('redact: replace each finding with [REDACTED:<rule>]; block: refuse the message with an error naming the rule; log: only record it'),
+    custom: z
+      .array(
+        z
+          .strictObject({
+            name: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, 'a rule name: a-z, 0-9 and _, starting with a letter').describe('The rule name findings are reported and redacted as'),
+            pattern: z.string().min(1).max(4096).describe('A regular expression (JavaScript syntax without backreferences, lookaround or lazy quantifiers), run in linear time'),
+          })
+          .superRefine((c, ctx) => {
+            try {
+              new LinearRegex(c.pattern);
+            } catch (err) {
+              ctx.addIssue({ code: 'custom', path: ['pattern'], message: (err as Error).message });
+            }
+          }),
+      )
+      .optional()
+      .describe('Rules of your own beside the built-in ones, each a name and a pattern'),
     arguments: z.boolean().default(true).describe('Scan tools/call arguments'),
     results: z.boolean().default(true).describe('Scan tools/call results on /mcp'),
   })

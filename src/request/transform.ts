@@ -53,7 +53,7 @@ function transform(ctx: RequestContext, state: RequestState, server: string, too
 function scanArguments(ctx: RequestContext, state: RequestState, server: string, tool: string, params: JsonObject): JsonObject {
   const pii = ctx.pii.for(server, tool, 'arguments');
   if (pii === null) return params;
-  const scan = scanValue(params['arguments'], pii.rules, pii.action === 'redact');
+  const scan = scanValue(params['arguments'], pii.rules, pii.action === 'redact', pii.custom);
   if (scan.found.length === 0) return params;
   piiDecided(ctx, state, server, pii.action, scan.found);
   if (pii.action === 'block') {

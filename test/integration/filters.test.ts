@@ -149,7 +149,7 @@ describe('filters: PII and secrets in tool calls', () => {
   const stack = useStack({
     servers: {
       // alpha redacts (arguments and results); delta redacts results only; beta refuses; gamma only records.
-      alpha: { filters: { pii: {} } },
+      alpha: { filters: { pii: { custom: [{ name: 'employee_id', pattern: 'EMP-\\d{6}' }] } } },
       delta: { filters: { pii: { arguments: false } } },
       beta: { filters: { pii: { action: 'block', detect: ['email', 'secret'] } } },
       gamma: { filters: { pii: { action: 'log' } } },
@@ -165,6 +165,8 @@ describe('filters: PII and secrets in tool calls', () => {
       assert.equal(text(await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'mail jane@example.com, card 4111 1111 1111 1111' } })), 'alpha: mail [REDACTED:email], card [REDACTED:card]');
       const args = JSON.parse(text(await c.client.callTool({ name: 'alpha__arguments', arguments: { text: 'AKIAIOSFODNN7EXAMPLE' } }))) as { text: string };
       assert.equal(args.text, '[REDACTED:secret]');
+      // An operator's own rule, by its name.
+      assert.equal(text(await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'ask EMP-123456' } })), 'alpha: ask [REDACTED:employee_id]');
       // What the server answers is scanned on its own: delta gets the address, its answer does not.
       assert.equal(text(await c.client.callTool({ name: 'delta__echo', arguments: { text: 'jane@example.com' } })), 'delta: [REDACTED:email]');
     } finally {
@@ -195,7 +197,7 @@ describe('filters: PII and secrets in tool calls', () => {
       .filter((l) => l['msg'] === 'mcp operation' && Array.isArray(l['filters']))
       .map((l) => `${String(l['server'])} ${JSON.stringify(l['filters'])}`);
     // alpha: its arguments redacted, the echoed placeholders no finding; gamma: the argument and the echo.
-    const expectations = ['beta ["pii:blocked:secret"]', 'gamma ["pii:logged:email","pii:logged:email"]', 'alpha ["pii:redacted:email+card"]', 'alpha ["pii:redacted:secret"]', 'delta ["pii:redacted:email"]'];
+    const expectations = ['beta ["pii:blocked:secret"]', 'gamma ["pii:logged:email","pii:logged:email"]', 'alpha ["pii:redacted:email+card"]', 'alpha ["pii:redacted:secret"]', 'alpha ["pii:redacted:employee_id"]', 'delta ["pii:redacted:email"]'];
     for (const expected of expectations) {
       assert.ok(recorded.includes(expected), `${expected} in ${recorded.join(' | ')}`);
     }

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PII_RULES, scanText, scanValue, type PiiRule } from '../../../src/filters/pii.js';
+import { LinearRegex } from '../../../src/lib/linear-regex.js';
 
 const ALL: ReadonlySet<PiiRule> = new Set(PII_RULES);
-const found = (text: string): PiiRule[] => [...scanText(text, ALL, false).found];
+const found = (text: string): string[] => [...scanText(text, ALL, false).found];
 const redacted = (text: string): string => scanText(text, ALL, true).text;
 
 describe('PII and secret detection', () => {
@@ -43,6 +44,17 @@ describe('PII and secret detection', () => {
     assert.deepEqual(scan.value, { content: [{ type: 'text', text: 'reach me at [REDACTED:email]' }], structuredContent: { card: '[REDACTED:card]' } });
     assert.deepEqual(scan.found, ['email', 'card']);
     assert.deepEqual(scanValue('jane@example.com', new Set<PiiRule>(['card']), true).found, [], 'only the rules asked for');
+  });
+
+  it('runs an operator’s own rules beside the built-in ones, redacting and reporting them by name', () => {
+    const custom = [{ name: 'employee_id', re: new LinearRegex('EMP-\\d{6}') }, { name: 'hostile', re: new LinearRegex('(a+)+$') }];
+    const scan = scanValue({ note: 'EMP-123456 wrote to jane@example.com about EMP-654321' }, ALL, true, custom);
+    assert.deepEqual(scan.value, { note: '[REDACTED:employee_id] wrote to [REDACTED:email] about [REDACTED:employee_id]' });
+    assert.deepEqual(scan.found, ['email', 'employee_id']);
+    // The hostile custom pattern on the input that makes JavaScript's engine backtrack: no time.
+    const started = performance.now();
+    assert.deepEqual(scanValue(`${'a'.repeat(50_000)}!`, ALL, true, custom).found, []);
+    assert.ok(performance.now() - started < 1500);
   });
 
   it('takes time linear in hostile input (no backtracking blow-up)', () => {

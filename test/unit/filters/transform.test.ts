@@ -86,5 +86,6 @@ describe('tool call transforms', () => {
     assert.match(err(`${base}filters:\n  defaults:\n    - arguments: {who: "{{user}}"}\n`), /unknown placeholder \{\{user\}\}[^]*filters\.defaults\[0\]\.arguments\.who/);
     assert.match(err(`${base}    filters:\n      context: {field: "1bad"}\n`), /servers\.db\.filters\.context\.field/);
     assert.match(err(`${base}filters:\n  context: {include: [password]}\n`), /filters\.context\.include/);
+    assert.match(err(`${base}filters:\n  pii: {custom: [{name: twice, pattern: '(a)\\1'}]}\n`), /not supported[^]*filters\.pii\.custom\[0\]\.pattern/);
   });
 });
