@@ -74,6 +74,8 @@ export class Catalog {
   private readonly merged = new Map<string, MergedList>();
   /** What every view of the catalog shares: the fetched lists, the profiles, the health exclusions. */
   private readonly core: CatalogCore;
+  /** The last collisions reported, per kind (as JSON), so each change is reported once. */
+  private readonly reported = new Map<CatalogKind, string>();
 
   constructor(
     private readonly rc: RuntimeConfig,
@@ -252,7 +254,6 @@ export class Catalog {
     }
   }
 
-
   /** Fetches every catalog now (start-up warm-up); never throws. */
   async warmUp(): Promise<void> {
     await this.control.warmUp(async () => {
@@ -274,9 +275,6 @@ export class Catalog {
     }
     this.onCollisions(kind, m.collisions);
   }
-
-  /** The last collisions reported, per kind (as JSON), so each change is reported once. */
-  private readonly reported = new Map<CatalogKind, string>();
 
   /** The servers claiming an unprefixed name in the default catalog, strongest first; undefined when none does. */
   async claimants(kind: CatalogKind, id: string, profile: ClientProfile = NO_CAPABILITIES): Promise<readonly Claimant[] | undefined> {

@@ -1,9 +1,7 @@
 import type { Config } from '../config/schema.js';
 import { GlobSet, globMatches } from '../lib/glob.js';
 import { ExactId, type JsonRpcId } from '../mcp/message.js';
-
-/** SEP-986: tool (and, by our choice, prompt) names on the aggregated endpoint. */
-export const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+import { TOOL_NAME } from '../mcp/protocol.js';
 
 /** How `/mcp` names what one server has (`servers.<name>.prefix`, default `gateway.prefix`). */
 export type PrefixMode = 'always' | 'never' | 'on-collision';
@@ -232,11 +230,6 @@ export class Namespace {
       return TOOL_NAME.test(full) ? full : null;
     }
     return `${server}+${id}`;
-  }
-
-  /** The aggregated name for an upstream tool or prompt as its server's mode has it, or null if it would be invalid. */
-  qualifyName(server: string, name: string): string | null {
-    return this.expose('tools', server, name)?.id ?? null;
   }
 
   /**

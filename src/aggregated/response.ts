@@ -7,8 +7,7 @@ import { SESSION_HEADER } from '../mcp/headers.js';
 import { forgotSession, LOG_LEVELS } from '../mcp/protocol.js';
 import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
 import { replaceBody, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
-import { scanValue } from '../filters/pii.js';
-import { piiDecided } from '../request/transform.js';
+import { filterToolResult } from '../request/transform.js';
 import { sessionHeader } from './session-scope.js';
 import { sessionSubject } from '../request/guard.js';
 import { NO_CAPABILITIES } from '../upstream/profiles.js';
@@ -182,7 +181,7 @@ function rewriteData(
   const answers = fwd.modern !== null ? msg['id'] === fwd.modern.upstreamId : sent?.kind === 'request' && idKey(msg['id']) === idKey(sent.id);
   if (msg['method'] === undefined && answers) observeResponse(state, msg);
   const effects: RewriteEffects = {};
-  const filtered = answers && state.tool !== null && filterResult(ctx, state, fwd, msg);
+  const filtered = answers && state.tool !== null && filterToolResult(ctx, state, fwd.server.name, state.tool, msg, () => outputSchemaOf(ctx, fwd.server.name, state.tool!));
   const reshaped = fwd.modern !== null && toModernShape(msg, fwd.requestMethod, fwd.modern);
   const changed = rewriteUpstreamMessage(msg, fwd.server.name, fwd.requestMethod, ctx.naming, effects) || reshaped || filtered;
   if (effects.listChanged !== undefined) ctx.sessionLists.listChanged(fwd.session, fwd.server.name, effects.listChanged);
@@ -202,47 +201,9 @@ function rewriteData(
   }
 }
 
-/**
- * The PII filter on a tool call's result (in place): findings redacted, or the result withheld
- * for an error naming the rule (never the value), or only recorded. Whether anything changed.
- */
-function filterResult(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, msg: JsonObject): boolean {
-  if (!isObject(msg['result'])) return false;
-  if (ctx.validation.checksResults(fwd.server.name, state.tool!) && checkStructured(ctx, state, fwd, msg)) return true;
-  const pii = ctx.pii.for(fwd.server.name, state.tool!, 'results');
-  if (pii === null) return false;
-  const scan = scanValue(msg['result'], pii.rules, pii.action === 'redact', pii.custom);
-  if (scan.found.length === 0) return false;
-  piiDecided(ctx, state, fwd.server.name, pii.action, scan.found);
-  if (pii.action === 'log') return false;
-  if (pii.action === 'redact') {
-    msg['result'] = scan.value;
-    return true;
-  }
-  delete msg['result'];
-  msg['error'] = { code: -32000, message: `Result withheld: it holds ${scan.found.join(', ')} data, which the gateway does not pass on (filter pii)`, data: { filter: 'pii', rules: scan.found } };
-  return true;
-}
-
-/**
- * A tool result's structuredContent against the tool's outputSchema (the catalog every client
- * gets): one that fails is withheld for an error naming the path. Whether it was withheld.
- */
-function checkStructured(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, msg: JsonObject): boolean {
-  const result = msg['result'] as JsonObject;
-  if (!('structuredContent' in result)) return false;
-  const tool = ctx.catalog.cachedItems(fwd.server.name, 'tools', NO_CAPABILITIES)?.find((t) => t['name'] === state.tool);
-  const failure = ctx.validation.check(tool?.['outputSchema'], result['structuredContent']);
-  ctx.metrics.filterDecisionInc('validate', fwd.server.name, failure === null ? 'result_passed' : 'result_refused');
-  (state.filters ??= []).push(failure === null ? 'validate:result_passed' : 'validate:result_refused');
-  if (failure === null) return false;
-  delete msg['result'];
-  msg['error'] = {
-    code: -32000,
-    message: `Result withheld: structuredContent${failure.path === '/' ? '' : failure.path} ${failure.message} (the tool's outputSchema)`,
-    data: { filter: 'validate', path: failure.path },
-  };
-  return true;
+/** A server's tool's `outputSchema` in the catalog every client gets (cached; no I/O). */
+function outputSchemaOf(ctx: AggregatedContext, server: string, tool: string): unknown {
+  return ctx.catalog.cachedItems(server, 'tools', NO_CAPABILITIES)?.find((t) => t['name'] === tool)?.['outputSchema'];
 }
 
 function bindInBackground(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, upstreamTaskId: string): void {

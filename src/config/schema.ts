@@ -3,6 +3,7 @@ import { AuthSchema, UpstreamHeadersSchema } from '../auth/schema.js';
 import { DurationSchema } from '../lib/duration.js';
 import type { ConfigIssue } from '../lib/config-issue.js';
 import { FiltersSchema } from '../filters/schema.js';
+import { TOOL_NAME } from '../mcp/protocol.js';
 import { globMatches } from '../lib/glob.js';
 import { HostPortSchema } from '../lib/host-port.js';
 import { urlSchema } from '../lib/url.js';
@@ -60,7 +61,7 @@ const ToolOverrideSchema = z
   .strictObject({
     name: z
       .string()
-      .regex(/^[A-Za-z0-9_.-]{1,128}$/, 'tool names are 1-128 characters of A-Z, a-z, 0-9, _, - and .')
+      .regex(TOOL_NAME, 'tool names are 1-128 characters of A-Z, a-z, 0-9, _, - and .')
       .optional()
       .describe('The name /mcp shows (and takes in calls) for the tool, without a prefix'),
     description: z.string().max(16_384).optional().describe('The description /mcp shows instead of the server\'s'),

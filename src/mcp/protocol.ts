@@ -40,6 +40,9 @@ export function forgotSession(status: number, body: string): boolean {
 }
 
 /** MCP log levels, least severe first. */
+/** SEP-986: tool names (and, by the gateway's choice, prompt names on `/mcp`). */
+export const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+
 export const LOG_LEVELS: readonly string[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
 
 /** Catalog kinds the gateway aggregates. */

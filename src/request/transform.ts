@@ -49,6 +49,42 @@ function transform(ctx: RequestContext, state: RequestState, server: string, too
   return { params: { ...params, arguments: done.arguments }, contextField: done.contextField };
 }
 
+/**
+ * The filter stages on a tool call's answer (the message, changed in place): its structuredContent
+ * checked against the tool's outputSchema, then the PII filter. A result that fails either is
+ * withheld for an error naming the path or the rule, never the value. Whether the message changed.
+ */
+export function filterToolResult(ctx: RequestContext, state: RequestState, server: string, tool: string, msg: JsonObject, outputSchema: () => unknown): boolean {
+  const result = msg['result'];
+  if (!isObject(result)) return false;
+  if (ctx.validation.checksResults(server, tool) && 'structuredContent' in result) {
+    const failure = ctx.validation.check(outputSchema(), result['structuredContent']);
+    decided(ctx, state, server, 'validate', failure === null ? 'result_passed' : 'result_refused');
+    if (failure !== null) {
+      const where = `structuredContent${failure.path === '/' ? '' : failure.path}`;
+      return withhold(msg, `Result withheld: ${where} ${failure.message} (the tool's outputSchema)`, { filter: 'validate', path: failure.path });
+    }
+  }
+  const pii = ctx.pii.for(server, tool, 'results');
+  if (pii === null) return false;
+  const scan = scanValue(result, pii.rules, pii.action === 'redact', pii.custom);
+  if (scan.found.length === 0) return false;
+  piiDecided(ctx, state, server, pii.action, scan.found);
+  if (pii.action === 'log') return false;
+  if (pii.action === 'block') {
+    return withhold(msg, `Result withheld: it holds ${scan.found.join(', ')} data, which the gateway does not pass on (filter pii)`, { filter: 'pii', rules: scan.found });
+  }
+  msg['result'] = scan.value;
+  return true;
+}
+
+/** Replaces a message's result with a JSON-RPC error (the gateway's own code for a server's answer it will not pass on). */
+function withhold(msg: JsonObject, message: string, data: JsonObject): true {
+  delete msg['result'];
+  msg['error'] = { code: -32000, message, data };
+  return true;
+}
+
 /** The PII filter on a call's arguments: redacted, refused (naming the rule, never the value) or recorded. */
 function scanArguments(ctx: RequestContext, state: RequestState, server: string, tool: string, params: JsonObject): JsonObject {
   const pii = ctx.pii.for(server, tool, 'arguments');
@@ -65,7 +101,7 @@ function scanArguments(ctx: RequestContext, state: RequestState, server: string,
 }
 
 /** A PII finding: metered per action, and on the operation line with its rules. */
-export function piiDecided(ctx: RequestContext, state: RequestState, server: string, action: PiiAction, rules: readonly string[]): void {
+function piiDecided(ctx: RequestContext, state: RequestState, server: string, action: PiiAction, rules: readonly string[]): void {
   const done = action === 'redact' ? 'redacted' : action === 'block' ? 'blocked' : 'logged';
   ctx.metrics.filterDecisionInc('pii', server, done);
   (state.filters ??= []).push(`pii:${done}:${rules.join('+')}`);

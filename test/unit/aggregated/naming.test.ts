@@ -12,18 +12,18 @@ describe('Namespace', () => {
       ['beta', 'a__b'],
       ['beta', 'x.y-z'],
     ] as const) {
-      const q = ns.qualifyName(server, name);
+      const q = ns.expose('tools', server, name)?.id ?? null;
       assert.ok(q !== null);
       assert.deepEqual(ns.parseName(q), { server, name });
     }
   });
 
   it('never exposes a name outside the spec tool-name rules', () => {
-    assert.equal(ns.qualifyName('alpha', 'has space'), null);
-    assert.equal(ns.qualifyName('alpha', 'slash/name'), null);
-    assert.equal(ns.qualifyName('alpha', 'é'), null);
-    assert.equal(ns.qualifyName('alpha', 'x'.repeat(128 - 'alpha__'.length)), `alpha__${'x'.repeat(121)}`);
-    assert.equal(ns.qualifyName('alpha', 'x'.repeat(129 - 'alpha__'.length)), null);
+    assert.equal(ns.expose('tools', 'alpha', 'has space')?.id ?? null, null);
+    assert.equal(ns.expose('tools', 'alpha', 'slash/name')?.id ?? null, null);
+    assert.equal(ns.expose('tools', 'alpha', 'é')?.id ?? null, null);
+    assert.equal(ns.expose('tools', 'alpha', 'x'.repeat(128 - 'alpha__'.length))?.id ?? null, `alpha__${'x'.repeat(121)}`);
+    assert.equal(ns.expose('tools', 'alpha', 'x'.repeat(129 - 'alpha__'.length))?.id ?? null, null);
   });
 
   it('rejects names that do not resolve to a configured server', () => {
@@ -73,15 +73,15 @@ describe('Namespace', () => {
 
   it('keeps the names and URIs of servers with prefix: never as they are, and never reads a prefix as theirs', () => {
     const mixed = new Namespace(['alpha', 'files'], '__', { modes: new Map([['files', 'never']]) });
-    assert.equal(mixed.qualifyName('files', 'read_file'), 'read_file');
-    assert.equal(mixed.qualifyName('alpha', 'echo'), 'alpha__echo');
+    assert.equal(mixed.expose('tools', 'files', 'read_file')?.id ?? null, 'read_file');
+    assert.equal(mixed.expose('tools', 'alpha', 'echo')?.id ?? null, 'alpha__echo');
     assert.equal(mixed.qualifyUri('files', 'file:///etc/motd'), 'file:///etc/motd');
     assert.equal(mixed.qualifyUri('alpha', 'demo://x'), 'alpha+demo://x');
     assert.deepEqual(mixed.parseName('alpha__echo'), { server: 'alpha', name: 'echo' });
     // An unprefixed server's name is found through its catalog, not parsed.
     assert.equal(mixed.parseName('files__read_file'), null);
     assert.equal(mixed.parseUri('files+file:///etc/motd'), null);
-    assert.equal(mixed.qualifyName('files', 'bad name'), null, 'the tool-name rules still hold');
+    assert.equal(mixed.expose('tools', 'files', 'bad name')?.id ?? null, null, 'the tool-name rules still hold');
     assert.deepEqual(mixed.unprefixed, ['files']);
     // Task ids stay namespaced for every server: they are the gateway's to keep apart.
     assert.deepEqual(mixed.parseTaskId(mixed.qualifyTaskId('files', 't1')), { server: 'files', name: 't1' });
