@@ -1,3 +1,4 @@
+import { pathOf } from '../lib/url.js';
 import type { OAuthResourceConfig } from './schema.js';
 
 /** RFC 9728's well-known path prefix. */
@@ -168,9 +169,7 @@ const AUTHORITY = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
  * Envoy at the edge sets from the connection; else `:scheme`), the authority, and the path.
  */
 export function requestTarget(headers: ReadonlyMap<string, string>): RequestTarget {
-  const rawPath = headers.get(':path') ?? '/';
-  const q = rawPath.indexOf('?');
-  const path = q < 0 ? rawPath : rawPath.slice(0, q);
+  const path = pathOf(headers.get(':path') ?? '/');
   const scheme = (headers.get('x-forwarded-proto') ?? headers.get(':scheme') ?? '').toLowerCase();
   const authority = headers.get(':authority') ?? '';
   const origin = (scheme === 'http' || scheme === 'https') && AUTHORITY.test(authority) ? `${scheme}://${authority.toLowerCase()}` : null;

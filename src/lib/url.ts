@@ -15,3 +15,9 @@ export function urlSchema(accept: (u: URL) => boolean, message: string): z.ZodSt
     return u.hostname !== '' && accept(u);
   }, message);
 }
+
+/** A request's `:path` without its query string: what routes and endpoints are told apart by. */
+export function pathOf(rawPath: string): string {
+  const q = rawPath.indexOf('?');
+  return q < 0 ? rawPath : rawPath.slice(0, q);
+}

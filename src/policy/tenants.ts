@@ -50,6 +50,26 @@ export type ServerAccess =
 const ALLOWED: ServerAccess = Object.freeze({ allowed: true, reason: 'allowed' });
 
 /**
+ * The identity rules a server (or a virtual server) may set: `auth_required`, and `allowed_clients`
+ * naming client ids or groups. Null when they let the caller in; else why not, 401 when
+ * authenticating could help, 403 when it could not.
+ */
+export function identityRefusal(
+  identity: Identity,
+  authRequired: boolean,
+  allowedClients: ReadonlySet<string> | null,
+): { reason: 'auth_required' | 'client_not_allowed'; status: 401 | 403 } | null {
+  const authenticated = isAuthenticated(identity);
+  if (authRequired && !authenticated) return { reason: 'auth_required', status: 401 };
+  if (allowedClients === null) return null;
+  // Anonymous callers never match an allow list, whatever it contains.
+  if (!authenticated || identity.clientId === null) return { reason: 'client_not_allowed', status: 401 };
+  // An entry names a client id or a group the client is in.
+  if (!allowedClients.has(identity.clientId) && !identity.groups.some((g) => allowedClients.has(g))) return { reason: 'client_not_allowed', status: 403 };
+  return null;
+}
+
+/**
  * Tenants, and which servers a caller sees within one. Build once per config (with the same
  * AccessControl the policy checks use).
  */
@@ -108,16 +128,8 @@ export class TenantDirectory {
       const reason = membership.reason === 'unknown_tenant' ? 'unknown_tenant' : 'server_not_in_tenant';
       return { allowed: false, reason, status: 404 };
     }
-    const authenticated = isAuthenticated(identity);
-    if (rules.authRequired && !authenticated) return { allowed: false, reason: 'auth_required', status: 401 };
-    if (rules.allowedClients !== null) {
-      // Anonymous callers never match an allow list, whatever it contains.
-      if (!authenticated || identity.clientId === null) return { allowed: false, reason: 'client_not_allowed', status: 401 };
-      // An entry names a client id or a group the client is in.
-      const allowed = rules.allowedClients;
-      if (!allowed.has(identity.clientId) && !identity.groups.some((g) => allowed.has(g))) return { allowed: false, reason: 'client_not_allowed', status: 403 };
-    }
-    return ALLOWED;
+    const refusal = identityRefusal(identity, rules.authRequired, rules.allowedClients);
+    return refusal === null ? ALLOWED : { allowed: false, ...refusal };
   }
 
   /** Names of the servers the caller sees and reaches, in configuration order. */

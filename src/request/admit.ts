@@ -1,5 +1,6 @@
 import { authFailureOf, type Identity } from '../auth/identity.js';
 import { requestTarget } from '../auth/resource-metadata.js';
+import { pathOf } from '../lib/url.js';
 import type { RuntimeServer, RuntimeView } from '../config/runtime.js';
 import { AGGREGATED_PATH } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
@@ -25,9 +26,7 @@ export function admit(ctx: RequestContext, headers: Headers, method: string): De
   const origin = headers.get('origin');
   if (origin !== undefined && !rc.originAllowed(origin)) throw new GatewayError('GW_ERR_HTTP_BAD_ORIGIN');
 
-  const rawPath = headers.get(':path') ?? '/';
-  const q = rawPath.indexOf('?');
-  const path = q < 0 ? rawPath : rawPath.slice(0, q);
+  const path = pathOf(headers.get(':path') ?? '/');
   if (path === AGGREGATED_PATH) return { endpoint: 'aggregated', view: null };
   const server = rc.passthroughPaths.get(path);
   if (server !== undefined) return { endpoint: 'passthrough', server };

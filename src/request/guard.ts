@@ -5,6 +5,7 @@ import { isObject, parseJson, stringifyJson } from '../mcp/message.js';
 import { KIND_INFO, type CatalogKind } from '../mcp/protocol.js';
 import type { AccessDecision } from '../policy/access.js';
 import { auditRecord, authFailureRecord, type AuditRecord, type AuditTarget } from '../policy/audit.js';
+import { identityRefusal } from '../policy/tenants.js';
 import type { RequestContext } from './context.js';
 import { rpcMethod, type Caller, type RequestState } from './state.js';
 
@@ -94,17 +95,12 @@ export function checkServerAccess(ctx: RequestContext, state: RequestState, call
  */
 export function checkViewAccess(ctx: RequestContext, state: RequestState, caller: Caller, view: RuntimeView): void {
   const who = caller.identity;
-  const authenticated = isAuthenticated(who);
-  let reason: string | null = null;
-  let status = 0;
-  if (view.tenants !== null && !view.tenants.has(caller.tenant.name)) [reason, status] = ['view_not_in_tenant', 404];
-  else if (view.authRequired && !authenticated) [reason, status] = ['auth_required', 401];
-  else if (view.allowedClients !== null) {
-    const allowed = view.allowedClients;
-    if (!authenticated || who.clientId === null) [reason, status] = ['client_not_allowed', 401];
-    else if (!allowed.has(who.clientId) && !who.groups.some((g) => allowed.has(g))) [reason, status] = ['client_not_allowed', 403];
-  }
-  if (reason === null) return;
+  const refusal =
+    view.tenants !== null && !view.tenants.has(caller.tenant.name)
+      ? { reason: 'view_not_in_tenant', status: 404 }
+      : identityRefusal(who, view.authRequired, view.allowedClients);
+  if (refusal === null) return;
+  const { reason, status } = refusal;
   deny(ctx, state, who, reason, null);
   if (status === 401) throw ctx.guard.auth.challenge(undefined, {}, state.headers);
   if (status === 403) throw new GatewayError('GW_ERR_AUTH_FORBIDDEN', `Forbidden: no access to ${view.path}`);
