@@ -103,29 +103,32 @@ export class ToolCallTransforms {
 
 function contextOf(include: readonly ContextField[], f: CallFacts): JsonObject {
   const out: JsonObject = {};
-  for (const field of include) {
-    switch (field) {
-      case 'client_id':
-        out['client_id'] = f.clientId;
-        break;
-      case 'tenant':
-        out['tenant'] = f.tenant;
-        break;
-      case 'groups':
-        out['groups'] = [...f.groups];
-        break;
-      case 'trace_id':
-        out['trace_id'] = f.traceId;
-        break;
-      case 'timestamp':
-        out['timestamp'] = f.now;
-        break;
-      case 'request_id':
-        out['request_id'] = f.requestId();
-        break;
-    }
-  }
+  for (const field of include) out[field] = factOf(field, f);
   return out;
+}
+
+/** One fact about the call, by the name `include` and the placeholders use (undefined: no such fact). */
+function factOf(name: string, f: CallFacts): unknown {
+  switch (name) {
+    case 'client_id':
+      return f.clientId;
+    case 'tenant':
+      return f.tenant;
+    case 'groups':
+      return [...f.groups];
+    case 'trace_id':
+      return f.traceId;
+    case 'timestamp':
+      return f.now;
+    case 'request_id':
+      return f.requestId();
+    case 'server':
+      return f.server;
+    case 'tool':
+      return f.tool;
+    default:
+      return undefined;
+  }
 }
 
 /** A default's value with its `{{placeholders}}` filled in (strings only, at any depth). */
@@ -137,22 +140,6 @@ function fill(value: unknown, f: CallFacts): unknown {
 }
 
 function placeholder(name: string, f: CallFacts): string {
-  switch (name) {
-    case 'client_id':
-      return f.clientId ?? '';
-    case 'tenant':
-      return f.tenant ?? '';
-    case 'trace_id':
-      return f.traceId;
-    case 'timestamp':
-      return String(f.now);
-    case 'request_id':
-      return f.requestId();
-    case 'server':
-      return f.server;
-    case 'tool':
-      return f.tool;
-    default:
-      return '';
-  }
+  const v = factOf(name, f);
+  return v === null || v === undefined ? '' : String(v);
 }
