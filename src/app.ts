@@ -26,7 +26,11 @@ import { Limiter } from './ratelimit/limiter.js';
 import { redisTimeoutMs } from './state/schema.js';
 import { MemoryLimiterStore, RedisLimiterStore } from './ratelimit/store.js';
 import { RedisSessionStore } from './sessions/redis-store.js';
-import { createRedisClient, describeRedisTarget, redisConnectionOptions, waitForRedis } from './state/redis.js';
+import { createRedisClient, describeRedisTarget, redisConnectionOptions, waitForRedis, type RedisClient } from './state/redis.js';
+import { AnswerCache } from './cache/answers.js';
+import { pinStore } from './filters/pin-store.js';
+import { ToolPinning } from './filters/pins.js';
+import { MemoryAnswerStore, RedisAnswerStore } from './cache/store.js';
 import type { GatewaySession, SessionStore } from './sessions/store.js';
 import { UpstreamClient } from './upstream/client.js';
 import { ControlSessions } from './upstream/control.js';
@@ -109,15 +113,6 @@ export async function createContext(
     config.policies !== undefined ||
     config.blocked_tools !== undefined ||
     Object.values(config.servers).some((s) => s.auth_required || s.allowed_clients !== undefined);
-  const guard = {
-    auth,
-    access,
-    credentials,
-    tenants: new TenantDirectory(config.tenants, rc.serverList, access),
-    filtersNames: (config.policies?.length ?? 0) > 0 || (config.blocked_tools?.length ?? 0) > 0,
-    auditing,
-    foldsAllowed: auditing && config.logging.operations,
-  };
   const upstream = makeUpstream(rc.internalBaseUrl, rc.upstreamTimeoutMs, (s) => credentials.headersFor(s));
   const upstreamSessionsRef: { current: UpstreamSessions | null } = { current: null };
   const streams = new ServerStreams();
@@ -140,6 +135,7 @@ export async function createContext(
   let limiter: Limiter;
   let disconnect = (): void => {};
   let relay: ReplicaRelay | null = null;
+  let redisClient: RedisClient | null = null;
   const limitsConfigured =
     config.gateway.rate_limit !== 'off' ||
     config.rate_limits !== undefined ||
@@ -150,6 +146,7 @@ export async function createContext(
     const connection = redisConnectionOptions(config.redis, redisTimeoutMs(config.redis));
     const target = describeRedisTarget(connection.target);
     const client = createRedisClient(connection);
+    redisClient = client;
     if (!(await waitForRedis(client, 2000))) log.warn({ redis: target }, 'redis is not answering yet; starting degraded');
     sessions = new RedisSessionStore(client, { keyPrefix: config.redis.key_prefix, idleMs: rc.sessionIdleMs, ...limits, log, target });
     limiter = Limiter.compile(
@@ -173,12 +170,37 @@ export async function createContext(
     sessions = new MemorySessionStore({ idleMs: rc.sessionIdleMs, ...limits });
     limiter = Limiter.compile(config, limitsConfigured ? new MemoryLimiterStore() : null);
   }
+  const shared = redisClient;
+  // Answers are kept where the config says; in Redis by default when there is one.
+  const answers = AnswerCache.compile(config, (c) =>
+    shared !== null && c.store !== 'memory' ? new RedisAnswerStore(shared, config.redis!.key_prefix, log) : new MemoryAnswerStore(c.max_entries, c.max_bytes),
+  );
+  const pins = ToolPinning.compile(
+    config.filters,
+    config.servers,
+    config.gateway.tool_separator,
+    () => pinStore(config, configDir, shared),
+    log,
+    { drift: (server, action) => metrics.toolDriftInc(server, action), flagged: (server, flag, n) => metrics.toolsFlaggedSet(server, flag, n) },
+  );
+  await pins?.start();
+  const guard = {
+    auth,
+    access,
+    credentials,
+    tenants: new TenantDirectory(config.tenants, rc.serverList, access),
+    filtersNames: (config.policies?.length ?? 0) > 0 || (config.blocked_tools?.length ?? 0) > 0 || pins?.enforces === true,
+    pins,
+    auditing,
+    foldsAllowed: auditing && config.logging.operations,
+  };
   const upstreamSessions = new UpstreamSessions(upstream, sessions, log);
   upstreamSessionsRef.current = upstreamSessions;
   upstreamSessions.onCreated = (id) => streams.upstreamAdded(id);
   const control = new ControlSessions(rc, upstream, log);
   const naming = Namespace.fromConfig(config);
   const catalog = new Catalog(rc, control, naming, log, Date.now, (kind, collisions) => metrics.nameCollisionsSet(kind, collisions.length));
+  if (pins !== null) catalog.screenTools((server, tools, everyClient) => pins.screen(server, tools, everyClient));
   const held = new HeldCalls(upstream, log, rc.inputRequiredMs, rc.maxSessionsPerClient, relay);
   const views = new Map<string, AggregatedContext>();
   const context: GatewayContext = {
@@ -205,6 +227,7 @@ export async function createContext(
     validation: ArgumentValidation.compile(config.filters, config.servers),
     pii: PiiFilters.compile(config.filters, config.servers),
     toolSchema: (server, tool) => catalog.toolSchema(server, tool),
+    answers,
     limiter,
     guard,
   };
@@ -229,6 +252,7 @@ export async function createContext(
       await control.close();
       sessions.close();
       limiter.close();
+      pins?.close();
       disconnect();
     },
   };

@@ -2,6 +2,7 @@
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { hashKeyCommand } from './auth/hash-key-cli.js';
+import { pinsCommand } from './filters/pins-cli.js';
 import { catalogReport } from './aggregated/catalog-report.js';
 import { run } from './app.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
@@ -19,11 +20,15 @@ commands:
                                                                server's lists and report the names /mcp would show
                                                                and their collisions (exit 1 if a server cannot be read)
   hash-key [--key KEY | --generate]                            print the SHA-256 form of an API key (reads stdin)
+  pins list --config FILE [--json]                             the pinned tools, and changed ones waiting for approval
+  pins approve --config FILE (SERVER/TOOL[@FINGERPRINT]... | --all)
+                                                               approve the changed definition of pinned tools
 `;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'hash-key') return hashKeyCommand(rest, process.stdin);
+  if (command === 'pins') return pinsCommand(rest);
   const { values } = parseArgs({
     args: rest,
     options: {

@@ -253,5 +253,5 @@ async function ask(ctx: AggregatedContext, call: Omit<AskRecord, 'keys'>, inputR
 
 /** The call as the response rewriting sees it. */
 function forwarded(session: GatewaySession, server: RuntimeServer, upstream: UpstreamSession, requestMethod: string): Forwarded {
-  return { session, server, upstream, body: '', requestMethod, inflightKey: null, createsTask: false, modern: null };
+  return { session, server, upstream, body: '', requestMethod, inflightKey: null, createsTask: false, modern: null, fill: null };
 }

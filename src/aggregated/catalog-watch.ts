@@ -1,10 +1,14 @@
+import { invalidateAnswers } from '../cache/answers.js';
 import type { RuntimeServer } from '../config/runtime.js';
 import { isObject, parseJsonObject, type JsonObject } from '../mcp/message.js';
 import { isModernVersion } from '../mcp/modern.js';
-import type { ControlSessions } from '../upstream/control.js';
+import type { ControlSessions, OpenedSession } from '../upstream/control.js';
 import type { AggregatedContext } from './context.js';
 import { LIST_CHANGED } from './rewrite.js';
 import { pause, readUpstreamStream } from './server-stream.js';
+
+/** Most resources one gateway session with a server subscribes to for the answer cache. */
+const MAX_WATCHED_RESOURCES = 10_000;
 
 /** Waits between attempts to (re)open a server's stream: from the first to the most. */
 const RETRY_FIRST_MS = 500;
@@ -20,6 +24,8 @@ const HEALTHY_MS = 5_000;
  */
 export class CatalogWatch {
   private readonly abort = new AbortController();
+  /** The resources each gateway session with a server is subscribed to (for cached reads). */
+  private readonly subscribed = new WeakMap<OpenedSession, Set<string>>();
 
   constructor(
     private readonly ctx: AggregatedContext,
@@ -28,6 +34,28 @@ export class CatalogWatch {
 
   start(): void {
     for (const server of this.ctx.rc.serverList) void this.follow(server);
+    this.ctx.answers.onResourceKept = (server, uri) => this.watchResource(server, uri);
+  }
+
+  /**
+   * A read of this resource is cached: the gateway's own session with the server subscribes to
+   * it (once per session), so its `notifications/resources/updated` reaches the stream followed
+   * here and drops the cached reads. Servers without resource subscriptions, and those of the
+   * sessionless revision, are not asked: their cached reads live out their ttl.
+   */
+  private watchResource(name: string, uri: string): void {
+    const server = this.ctx.rc.servers.get(name);
+    const session = server === undefined ? null : this.control.current(server);
+    if (server === undefined || session === null || isModernVersion(session.protocolVersion)) return;
+    if (!subscribes(session.capabilities)) return;
+    let uris = this.subscribed.get(session);
+    if (uris === undefined) this.subscribed.set(session, (uris = new Set()));
+    if (uris.has(uri) || uris.size >= MAX_WATCHED_RESOURCES) return;
+    uris.add(uri);
+    this.ctx.upstream.call(server, 'resources/subscribe', { uri }, { sessionId: session.sessionId, protocolVersion: session.protocolVersion }).catch((err: unknown) => {
+      uris.delete(uri);
+      this.ctx.log.debug({ server: name, err }, 'resource subscription for the answer cache refused');
+    });
   }
 
   close(): void {
@@ -42,7 +70,7 @@ export class CatalogWatch {
       // (a failure here would take the server out of the catalog for its pause).
       const session = this.control.current(server);
       if (session !== null) {
-        if (!announcesChanges(session.capabilities)) return;
+        if (!announcesChanges(session.capabilities) && !(this.ctx.answers.caches(server.name, 'resources/read') && subscribes(session.capabilities))) return;
         const opened = performance.now();
         const outcome = await readUpstreamStream(
           this.ctx,
@@ -57,8 +85,10 @@ export class CatalogWatch {
           // the last stream broke) went unheard. Treat every announced list as changed once.
           () => {
             for (const [method, kind] of LIST_CHANGED) {
-              if (announces(session.capabilities, kind)) this.changed(server, method, kind);
+              if (announces(session.capabilities, kind)) this.changed(server, method, kind, 'resync');
             }
+            // Resources read and cached meanwhile may have changed unheard too.
+            if (!announces(session.capabilities, 'resources')) invalidateAnswers(this.ctx, server.name, { listChanged: 'resources' }, 'resync');
           },
           // A sessionless server's stream carries what its subscriptions/listen asks for.
           isModernVersion(session.protocolVersion) ? changesFilter(session.capabilities) : undefined,
@@ -79,12 +109,17 @@ export class CatalogWatch {
     if (msg === null || typeof msg['method'] !== 'string') return;
     const kind = LIST_CHANGED.get(msg['method']);
     if (kind !== undefined) this.changed(server, msg['method'], kind);
+    const params = msg['params'];
+    if (msg['method'] === 'notifications/resources/updated' && isObject(params) && typeof params['uri'] === 'string') {
+      invalidateAnswers(this.ctx, server.name, { resourceUpdated: params['uri'] });
+    }
   }
 
   /** Drops the server's catalog entry of `kind` and tells the clients that would not hear it otherwise. */
-  private changed(server: RuntimeServer, method: string, kind: 'tools' | 'prompts' | 'resources'): void {
+  private changed(server: RuntimeServer, method: string, kind: 'tools' | 'prompts' | 'resources', reason?: 'resync'): void {
     this.ctx.catalog.invalidate(server.name, kind);
     if (kind === 'resources') this.ctx.catalog.invalidate(server.name, 'resourceTemplates');
+    invalidateAnswers(this.ctx, server.name, { listChanged: kind }, reason);
     this.ctx.streams.listChanged(server.name, method);
   }
 }
@@ -93,6 +128,12 @@ export class CatalogWatch {
 function announces(caps: JsonObject, kind: string): boolean {
   const c = caps[kind];
   return isObject(c) && c['listChanged'] === true;
+}
+
+/** Whether a server's capabilities offer resource subscriptions. */
+function subscribes(caps: JsonObject): boolean {
+  const c = caps['resources'];
+  return isObject(c) && c['subscribe'] === true;
 }
 
 /** The subscriptions/listen filter for every list change a server announces. */

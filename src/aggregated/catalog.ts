@@ -49,7 +49,12 @@ interface CatalogCore {
   readonly profiles: ClientProfiles;
   excluded: ReadonlySet<string>;
   readonly views: Catalog[];
+  /** Told of each server's tools as fetched, before they are served (tool pinning). */
+  screen: ToolScreen | null;
 }
+
+/** Looks at a server's tools as fetched (`everyClient`: the list every client gets). */
+export type ToolScreen = (server: string, tools: readonly JsonObject[], everyClient: boolean) => Promise<void>;
 
 /** A profile pushed out of the bounded set: its catalog and the gateway's sessions for it go. */
 function dropProfile(state: Map<string, Map<string, ServerLists>>, views: readonly Catalog[], control: ControlSessions, profile: ClientProfile): void {
@@ -91,7 +96,7 @@ export class Catalog {
       const state = new Map<string, Map<string, ServerLists>>();
       for (const s of rc.serverList) state.set(s.name, new Map());
       const views: Catalog[] = [];
-      core = { state, views, excluded: new Set(), profiles: new ClientProfiles(MAX_PROFILES, (p) => dropProfile(state, views, control, p)) };
+      core = { state, views, excluded: new Set(), screen: null, profiles: new ClientProfiles(MAX_PROFILES, (p) => dropProfile(state, views, control, p)) };
     }
     this.core = core;
     core.views.push(this);
@@ -103,6 +108,11 @@ export class Catalog {
    */
   view(rc: RuntimeConfig, naming: Namespace, onCollisions: CollisionReport = () => {}): Catalog {
     return new Catalog(rc, this.control, naming, this.log, this.now, onCollisions, this.core);
+  }
+
+  /** Has every server's tools looked at as fetched, before any client is served them (every view). */
+  screenTools(screen: ToolScreen): void {
+    this.core.screen = screen;
   }
 
   /** Client profiles with a catalog of their own (shared by every view). */
@@ -338,6 +348,7 @@ export class Catalog {
     const hints = { ttlMs: null as number | null };
     const items = await readAllPages(kind, MAX_PAGES, (params) => this.control.call(server, info.method, params, profile), hints);
     if (items === null) return;
+    if (kind === 'tools' && this.core.screen !== null) await this.core.screen(server.name, items, profile === NO_CAPABILITIES);
     st.lists[kind] = { items, fetchedAt: this.now(), ttlMs: hints.ttlMs, offered: true };
   }
 }

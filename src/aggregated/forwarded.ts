@@ -1,3 +1,4 @@
+import type { CachePlan } from '../cache/answers.js';
 import type { RuntimeServer } from '../config/runtime.js';
 import type { JsonRpcId } from '../mcp/message.js';
 import type { Decision } from '../request/decision.js';
@@ -23,6 +24,15 @@ export interface Forwarded {
   readonly inflightKey: string | null;
   /** Set for a 2026-07-28 client's request: its answer takes that revision's shape. */
   readonly modern: ModernCall | null;
+  /** Set when the answer is to be cached (a miss of the answer cache). */
+  readonly fill: CacheFill | null;
+}
+
+/** Where a routed request's answer is kept, and what its server said about keeping it. */
+export interface CacheFill {
+  readonly plan: CachePlan;
+  /** The server's Cache-Control header, once its answer's headers came. */
+  cacheControl: string | null;
 }
 
 /** What the answer to a 2026-07-28 client's request needs to know of it. */

@@ -9,7 +9,7 @@ import { UpstreamSessionGone } from '../upstream/client.js';
 import { isHeldState, type HeldIdentity, type Leg } from '../upstream/held-calls.js';
 import { callerOwner } from './bridge.js';
 import type { AggregatedContext } from './context.js';
-import { heldAnswer } from './response.js';
+import { localAnswer } from './response.js';
 import type { Routed } from './forwarded.js';
 
 /**
@@ -71,6 +71,7 @@ export async function holdCall(
     inflightKey: null,
     createsTask: false,
     modern: { logLevel: client.logLevel ?? null, clientId, upstreamId: leg.upstreamId },
+    fill: null,
   };
-  return { decision: heldAnswer(ctx, state, fwd, leg.data), forwarded: null };
+  return { decision: localAnswer(ctx, state, fwd, leg.data, 'mcpgw_held_call'), forwarded: null };
 }

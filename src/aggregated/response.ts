@@ -8,6 +8,7 @@ import { forgotSession, LOG_LEVELS } from '../mcp/protocol.js';
 import { CONTINUE, type Decision, type HeaderSet, type RespondDecision, type ResponseStep } from '../request/decision.js';
 import { replaceBody, rewriteResponseBody, setResponseHeaders } from '../request/mutations.js';
 import { filterToolResult } from '../request/transform.js';
+import { invalidateAnswers } from '../cache/answers.js';
 import { sessionHeader } from './session-scope.js';
 import { sessionSubject } from '../request/guard.js';
 import { NO_CAPABILITIES } from '../upstream/profiles.js';
@@ -16,7 +17,7 @@ import { requestId, type Headers, type RequestState } from '../request/state.js'
 import type { AggregatedContext } from './context.js';
 import { postEventId } from './event-ids.js';
 import { rewriteUpstreamMessage, type RewriteEffects } from './rewrite.js';
-import type { Forwarded, ModernCall } from './forwarded.js';
+import type { CacheFill, Forwarded, ModernCall } from './forwarded.js';
 
 /**
  * Largest upstream message (SSE event or JSON body) held for renaming; larger ones stream
@@ -54,6 +55,8 @@ async function responseStep(ctx: AggregatedContext, state: RequestState, fwd: Fo
 
   const setHeaders = clientSessionHeaders(ctx, fwd);
   const ct = headers.get('content-type') ?? '';
+  // An event stream's Cache-Control speaks of the stream (no proxy may buffer it), a JSON body's of the answer.
+  if (fwd.fill !== null && isJson(ct)) fwd.fill.cacheControl = headers.get('cache-control') ?? null;
   if (status === 400 && fwd.upstream.sessionId !== null && isJson(ct)) {
     // Some servers answer a session they forgot with 400: the body tells, so Envoy holds it back.
     const decide = async (body: Buffer): Promise<Decision> =>
@@ -180,11 +183,13 @@ function rewriteData(
   const sent = state.message;
   const answers = fwd.modern !== null ? msg['id'] === fwd.modern.upstreamId : sent?.kind === 'request' && idKey(msg['id']) === idKey(sent.id);
   if (msg['method'] === undefined && answers) observeResponse(state, msg);
+  if (answers && fwd.fill !== null && isObject(msg['result'])) keepAnswer(ctx, state, fwd.fill, msg['result']);
   const effects: RewriteEffects = {};
   const filtered = answers && state.tool !== null && filterToolResult(ctx, state, fwd.server.name, state.tool, msg, () => outputSchemaOf(ctx, fwd.server.name, state.tool!));
   const reshaped = fwd.modern !== null && toModernShape(msg, fwd.requestMethod, fwd.modern);
   const changed = rewriteUpstreamMessage(msg, fwd.server.name, fwd.requestMethod, ctx.naming, effects) || reshaped || filtered;
   if (effects.listChanged !== undefined) ctx.sessionLists.listChanged(fwd.session, fwd.server.name, effects.listChanged);
+  if (effects.listChanged !== undefined || effects.resourceUpdated !== undefined) invalidateAnswers(ctx, fwd.server.name, effects);
   if (effects.linked !== undefined) {
     const listed =
       ctx.catalog.cachedItems(fwd.server.name, 'resources', ctx.catalog.profiles.of(fwd.session.clientMetadata)) ??
@@ -201,6 +206,17 @@ function rewriteData(
   }
 }
 
+/** A server's result to a request whose answers are cached, kept as the server sent it (before any rename or filter). */
+function keepAnswer(ctx: AggregatedContext, state: RequestState, fill: CacheFill, result: JsonObject): void {
+  let text: string;
+  try {
+    text = stringifyJson(result);
+  } catch {
+    return;
+  }
+  if (ctx.answers.keep(fill.plan, result, text, fill.cacheControl)) state.cache = 'filled';
+}
+
 /** A server's tool's `outputSchema` in the catalog every client gets (cached; no I/O). */
 function outputSchemaOf(ctx: AggregatedContext, server: string, tool: string): unknown {
   return ctx.catalog.cachedItems(server, 'tools', NO_CAPABILITIES)?.find((t) => t['name'] === tool)?.['outputSchema'];
@@ -211,12 +227,12 @@ function bindInBackground(ctx: AggregatedContext, state: RequestState, fwd: Forw
 }
 
 /**
- * The answer a held call (upstream/held-calls.ts) got from its server, in the shape the
- * 2026-07-28 client reads, renamed like any routed answer.
+ * An answer the gateway has in hand (a held call's, upstream/held-calls.ts, or a cached one) as
+ * the client reads it, renamed and shaped like any routed answer.
  */
-export function heldAnswer(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, data: string): RespondDecision {
+export function localAnswer(ctx: AggregatedContext, state: RequestState, fwd: Forwarded, data: string, details: string): RespondDecision {
   const headers = [...clientSessionHeaders(ctx, fwd), { key: 'content-type', value: 'application/json' }];
-  return { kind: 'respond', status: 200, headers, body: answerText(ctx, state, fwd, data), details: 'mcpgw_held_call' };
+  return { kind: 'respond', status: 200, headers, body: answerText(ctx, state, fwd, data), details };
 }
 
 /** An upstream's JSON-RPC response to a call the gateway made itself, as the client reads it (renamed, and reshaped for its revision). */

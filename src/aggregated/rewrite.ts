@@ -19,6 +19,8 @@ export interface RewriteEffects {
   taskCreated?: string;
   /** The upstream's URIs of the resources a result links or embeds. */
   linked?: string[];
+  /** The upstream said one of its resources changed (its own URI). */
+  resourceUpdated?: string;
 }
 
 /**
@@ -48,6 +50,7 @@ export function rewriteUpstreamMessage(
     const changed = LIST_CHANGED.get(method);
     if (changed !== undefined) effects.listChanged = changed;
     if (method === 'notifications/resources/updated' && isObject(params) && typeof params['uri'] === 'string') {
+      effects.resourceUpdated = params['uri'];
       params['uri'] = ns.qualifyUri(server, params['uri']);
       return true;
     }

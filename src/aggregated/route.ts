@@ -2,7 +2,7 @@ import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { idKey, isObject, stringifyJson, type JsonObject, type JsonRpcId, type JsonRpcMessage } from '../mcp/message.js';
 import { isModernVersion, MODERN_PROTOCOL_VERSIONS, routingHeaders, withEnvelope, withoutInputCapabilities, type ClientEnvelope } from '../mcp/modern.js';
-import { respondAccepted } from '../request/decision.js';
+import { respondAccepted, type RespondDecision } from '../request/decision.js';
 import { aggregatedListFilter, checkBoundOwner, checkNameAccess, checkServerAccess } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
 import { routeToServer, withTraceMeta, type UpstreamTarget } from '../request/mutations.js';
@@ -14,7 +14,9 @@ import type { AggregatedContext } from './context.js';
 import { askingCall, asksClient, sessionClient } from './asks.js';
 import { holdCall, holdsCall } from './held.js';
 import { keepSubscription, keepsSubscription } from './subscriptions.js';
-import type { Forwarded, Routed } from './forwarded.js';
+import type { CacheFill, Forwarded, ModernCall, Routed } from './forwarded.js';
+import { localAnswer } from './response.js';
+import type { CachePlan } from '../cache/answers.js';
 import type { Owned } from './naming.js';
 
 /** Where a routed request goes, with its params in the upstream's own names. */
@@ -291,6 +293,7 @@ export async function routeRequest(
   state: RequestState,
   sessionLookup: Promise<GatewaySession>,
   msg: Extract<JsonRpcMessage, { kind: 'request' }>,
+  modern: ModernCall | null = null,
 ): Promise<Routed> {
   const [found, limited] = await Promise.allSettled([sessionLookup, resolveAndLimit(ctx, state, msg, sessionLookup)]);
   if (found.status === 'rejected') {
@@ -305,10 +308,20 @@ export async function routeRequest(
   ctx.inflight.set(inflightKey, resolved.server.name);
   state.server = resolved.server.name;
   const params = resolved.tool === null ? resolved.params : await prepareToolCall(ctx, state, resolved.server.name, resolved.tool, resolved.params);
-  const message = { ...msg.raw, params: withTraceMeta(state, params) };
   const createsTask = msg.method === 'tools/call' && isObject(resolved.params['task']);
+  // Looked up once the request passed everything a request to the server passes.
+  const plan = createsTask ? null : cachePlan(ctx, state, resolved, msg.method);
+  if (plan !== null) {
+    const cached = await ctx.answers.get(plan);
+    cacheLookedUp(ctx, state, resolved.server.name, msg.method, cached !== null);
+    if (cached !== null) {
+      ctx.inflight.delete(inflightKey);
+      return { decision: cachedAnswer(ctx, state, session, resolved.server, msg, cached, modern), forwarded: null };
+    }
+  }
+  const message = { ...msg.raw, params: withTraceMeta(state, params) };
   try {
-    const routed = await forward(ctx, state, session, resolved.server, message, msg.method, inflightKey, createsTask);
+    const routed = await forward(ctx, state, session, resolved.server, message, msg.method, inflightKey, { createsTask, modern, fill: plan === null ? null : { plan, cacheControl: null } });
     // Answered here (a held call): nothing is in flight any more.
     if (routed.forwarded === null) ctx.inflight.delete(inflightKey);
     return routed;
@@ -358,8 +371,9 @@ export async function forward(
   message: JsonObject,
   requestMethod: string | null,
   inflightKey: string | null,
-  createsTask = false,
+  opts: ForwardOptions = {},
 ): Promise<Routed> {
+  const { createsTask = false, modern = null, fill = null } = opts;
   state.server = server.name;
   // A 2026-07-28 client's request goes to a server that speaks that revision as it is (no
   // session); to any other, in the client's (or its bridge's) upstream session.
@@ -394,5 +408,59 @@ export async function forward(
     target = { ...target, routing: routingHeaders(requestMethod, params) };
   }
   const decision = routeToServer(ctx, state, target, body);
-  return { decision, forwarded: { session, server, upstream, body, requestMethod, inflightKey, createsTask, modern: null } };
+  return { decision, forwarded: { session, server, upstream, body, requestMethod, inflightKey, createsTask, modern, fill } };
+}
+
+/** What a routed request's answer is shaped and kept by, beyond where it goes. */
+interface ForwardOptions {
+  /** A task-augmented call: the task in its answer is bound to the caller. */
+  readonly createsTask?: boolean;
+  /** A 2026-07-28 client's request. */
+  readonly modern?: ModernCall | null;
+  /** The cache its answer is kept in. */
+  readonly fill?: CacheFill | null;
+}
+
+/** Where a routed request's answer would be cached, when its server's answers to it are (no I/O). */
+function cachePlan(ctx: AggregatedContext, state: RequestState, resolved: Resolved, method: string): CachePlan | null {
+  if (!ctx.answers.caches(resolved.server.name, method)) return null;
+  const caller = state.caller!;
+  return ctx.answers.plan(resolved.server.name, method, resolved.tool, resolved.params, {
+    subject: caller.identity.subject,
+    tenant: caller.tenant.implicit ? null : caller.tenant.name,
+  });
+}
+
+/** A cache lookup: metered, and on the operation line. */
+function cacheLookedUp(ctx: AggregatedContext, state: RequestState, server: string, method: string, hit: boolean): void {
+  const result = hit ? 'hit' : 'miss';
+  state.cache = result;
+  ctx.metrics.cacheLookupInc(server, method, result);
+}
+
+/**
+ * A cached result answers the request: in the shape an answer from the server would reach this
+ * client (renamed, filtered, in its revision's shape), without anything going upstream.
+ */
+function cachedAnswer(
+  ctx: AggregatedContext,
+  state: RequestState,
+  session: GatewaySession,
+  server: RuntimeServer,
+  msg: Extract<JsonRpcMessage, { kind: 'request' }>,
+  result: string,
+  modern: ModernCall | null,
+): RespondDecision {
+  const fwd: Forwarded = {
+    session,
+    server,
+    upstream: { sessionId: null, protocolVersion: '' },
+    body: '',
+    requestMethod: msg.method,
+    inflightKey: null,
+    createsTask: false,
+    modern,
+    fill: null,
+  };
+  return localAnswer(ctx, state, fwd, `{"jsonrpc":"2.0","id":${stringifyJson(msg.id)},"result":${result}}`, 'mcpgw_cached');
 }

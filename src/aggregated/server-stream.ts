@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { invalidateAnswers } from '../cache/answers.js';
 import type { RuntimeServer } from '../config/runtime.js';
 import { isObject, parseJsonObject, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { isModernVersion, MODERN_PROTOCOL_VERSIONS, SUBSCRIPTION_ID_META } from '../mcp/modern.js';
@@ -231,6 +232,7 @@ abstract class Closable implements LocalStream {
     const effects: RewriteEffects = {};
     const changed = rewriteUpstreamMessage(msg, server, requestMethod, this.ctx.naming, effects);
     if (effects.listChanged !== undefined) this.ctx.sessionLists.listChanged(session, server, effects.listChanged);
+    if (effects.listChanged !== undefined || effects.resourceUpdated !== undefined) invalidateAnswers(this.ctx, server, effects);
     if (!changed) return data;
     try {
       return stringifyJson(msg);
@@ -378,7 +380,9 @@ class FanIn extends Closable {
       if (Object.keys(meta).length === 0) delete params['_meta'];
       else params['_meta'] = meta;
     }
-    rewriteUpstreamMessage(msg, server, null, this.ctx.naming, {});
+    const effects: RewriteEffects = {};
+    rewriteUpstreamMessage(msg, server, null, this.ctx.naming, effects);
+    invalidateAnswers(this.ctx, server, effects);
     this.send(sseEventText(this.positions.size > 0 ? fanInEventId(this.positions) : null, stringifyJson(msg)));
   }
 

@@ -79,16 +79,14 @@ export async function routeStateless(ctx: AggregatedContext, state: RequestState
     const upstreamId = `mcpgw-bridge-${++bridgeRequests}`;
     // A server of this revision is told about the client itself, not the bridge session.
     state.modernClient = { capabilities: envelope.capabilities, clientInfo: envelope.clientInfo ?? ANONYMOUS_CLIENT_INFO, logLevel: envelope.logLevel };
-    let routed: Routed;
+    const modern = { logLevel: envelope.logLevel, clientId: msg.id, upstreamId };
     try {
-      routed = await routeRequest(ctx, state, ctx.bridge.current(state, state.caller!, envelope), inSessionRevision(msg, upstreamId));
+      return await routeRequest(ctx, state, ctx.bridge.current(state, state.caller!, envelope), inSessionRevision(msg, upstreamId), modern);
     } catch (err) {
       // This revision names a missing resource with -32602 (-32002 is retired).
       if (err instanceof GatewayError && err.code === 'GW_ERR_RESOURCE_UNKNOWN') throw new GatewayError('GW_ERR_PARAMS_INVALID', err.message, { data: err.data });
       throw err;
     }
-    const modern = { logLevel: envelope.logLevel, clientId: msg.id, upstreamId };
-    return routed.forwarded === null ? routed : { ...routed, forwarded: { ...routed.forwarded, modern } };
   }
   state.limitHeaders = await limitRequest(ctx, state, { server: null, tool: null, method: msg.method });
   const answer = ANSWERS.get(msg.method);

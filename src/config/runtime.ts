@@ -110,7 +110,14 @@ export function compileConfig(config: Config): RuntimeConfig {
       allowedClients: s.allowed_clients === undefined ? null : new Set(s.allowed_clients),
       timeoutMs,
       replayTimeoutMs: timeoutMs > 0 ? timeoutMs : UNBOUNDED_REPLAY_MS,
-      openPassthrough: !guarded && !s.auth_required && s.allowed_clients === undefined && s.rate_limit === undefined && config.rate_limits?.[name] === undefined,
+      openPassthrough:
+        !guarded &&
+        !s.auth_required &&
+        s.allowed_clients === undefined &&
+        s.rate_limit === undefined &&
+        config.rate_limits?.[name] === undefined &&
+        // Withheld tools are left out of the server's own lists too.
+        (s.filters?.pinning ?? config.filters?.pinning)?.action !== 'enforce',
       source: s,
     });
     servers.set(name, server);
@@ -123,7 +130,7 @@ export function compileConfig(config: Config): RuntimeConfig {
     config.gateway.allowed_hosts ?? (isLoopbackHostPort(config.gateway.listen) ? LOOPBACK_HOSTS : null);
   const hosts = hostPatterns === null ? null : new GlobSet(hostPatterns, { caseInsensitive: true, questionMark: false });
 
-  const ttl = (k: keyof Config['cache']): number => config.cache[k].ttl * 1000;
+  const ttl = (k: 'tools/list' | 'prompts/list' | 'resources/list' | 'resources/templates/list'): number => config.cache[k].ttl * 1000;
   const upstreamTimeoutMs = durationMs(config.gateway.upstream_timeout);
   const longestReplayMs = Math.max(0, ...[...servers.values()].map((s) => s.replayTimeoutMs));
   return Object.freeze({

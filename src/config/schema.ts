@@ -1,8 +1,9 @@
 import { z } from 'zod';
+import { CacheSchema, ServerCacheSchema } from '../cache/schema.js';
 import { AuthSchema, UpstreamHeadersSchema } from '../auth/schema.js';
 import { DurationSchema } from '../lib/duration.js';
 import type { ConfigIssue } from '../lib/config-issue.js';
-import { FiltersSchema } from '../filters/schema.js';
+import { FiltersSchema, PinsSchema } from '../filters/schema.js';
 import { TOOL_NAME } from '../mcp/protocol.js';
 import { globMatches } from '../lib/glob.js';
 import { HostPortSchema } from '../lib/host-port.js';
@@ -149,6 +150,7 @@ export const ServerSchema = z
       'How /mcp names what this server has (default gateway.prefix): always `<server><sep><name>` and `<server>+<uri>`; never: its own names and URIs; on-collision: its own, except a name or URI another server has too, which keeps the prefix',
     ),
     filters: FiltersSchema.optional().describe('Filters on tool calls to this server (each of context and defaults replaces the global one)'),
+    cache: ServerCacheSchema.optional(),
     tools: z
       .record(z.string().min(1).max(256), ToolOverrideSchema)
       .optional()
@@ -182,19 +184,6 @@ export const ServerSchema = z
     ...(s.fallback === undefined ? {} : { fallback: s.fallback.map((f) => (typeof f === 'string' ? withDefaultPath(f) : { ...f, url: withDefaultPath(f.url) })) }),
   }));
 export type ServerConfig = z.infer<typeof ServerSchema>;
-
-const ListCacheSchema = z.strictObject({
-  ttl: z.number().int().min(0).max(86_400).describe('Seconds an upstream catalog is served before it is refetched'),
-});
-
-export const CacheSchema = z
-  .strictObject({
-    'tools/list': ListCacheSchema.default({ ttl: 60 }),
-    'prompts/list': ListCacheSchema.default({ ttl: 60 }),
-    'resources/list': ListCacheSchema.default({ ttl: 60 }),
-    'resources/templates/list': ListCacheSchema.default({ ttl: 60 }),
-  })
-  .describe('How long upstream catalogs are cached by the processor');
 
 /** `gateway.tls`: the certificate Envoy serves and, for mTLS, the CA client certificates must chain to. */
 export const GatewayTlsSchema = z
@@ -364,6 +353,7 @@ export const ConfigSchema = z
     policies: PoliciesSchema.optional(),
     blocked_tools: BlockedToolsSchema.optional(),
     filters: FiltersSchema.optional().describe('Filters on tool calls to every server, unless a server has its own'),
+    pins: PinsSchema.optional(),
     virtual_servers: z
       .record(ServerNameSchema, VirtualServerSchema)
       .optional()
@@ -386,6 +376,12 @@ export const ConfigSchema = z
         message:
           'several processor replicas need `redis`: Envoy sends each request to any replica, and without shared state a session (and its limits) lives in one replica only, so most requests would find no session. Set redis (url, cluster or sentinel), or list one processor',
       });
+    }
+    if (cfg.pins?.store === 'redis' && cfg.redis === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['pins', 'store'], message: 'store: redis needs `redis` configured (url, cluster or sentinel)' });
+    }
+    if (cfg.cache.store === 'redis' && cfg.redis === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['cache', 'store'], message: 'store: redis needs `redis` configured (url, cluster or sentinel)' });
     }
     if (cfg.gateway.max_sessions_per_client > cfg.gateway.max_sessions) {
       ctx.addIssue({

@@ -100,12 +100,34 @@ const PiiSchema = z
   })
   .describe('PII and secret filtering on tool calls');
 
+const PinningSchema = z
+  .strictObject({
+    tools: ToolGlobsSchema.default(['*']).describe("The tools that are pinned: globs on the server's own tool name"),
+    action: z
+      .enum(['warn', 'enforce'])
+      .default('warn')
+      .describe('warn: a changed definition is logged and metered; enforce: the tool is also withheld from lists and calls until its new fingerprint is approved'),
+  })
+  .describe('Fingerprints each tool definition when first seen and detects later changes at catalog refresh');
+
 export const FiltersSchema = z
   .strictObject({
     context: ContextSchema.optional(),
+    pinning: PinningSchema.optional(),
     pii: PiiSchema.optional(),
     validate: ValidateSchema.optional(),
     defaults: z.array(DefaultsSchema).min(1).optional().describe('Argument defaults, each for the tools its globs match; all that match apply, in order'),
   })
   .describe('Filters on tool calls: context injection, argument defaults, argument validation');
 export type FiltersConfig = z.infer<typeof FiltersSchema>;
+
+/** `pins:`: where tool pins are kept (the gateway's and `mcp-gateway pins`'s). */
+export const PinsSchema = z
+  .strictObject({
+    store: z
+      .enum(['file', 'redis'])
+      .optional()
+      .describe('file (the default without redis) or redis (the default with it: every replica shares the pins)'),
+    file: z.string().min(1).default('pins.json').describe("The pins file of the file store, relative to the config file's directory"),
+  })
+  .describe('Where tool pins are kept');

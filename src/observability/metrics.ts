@@ -26,6 +26,10 @@ export class Metrics {
   private readonly authFailures: Counter;
   private readonly collisions: Gauge;
   private readonly filterDecisions: Counter;
+  private readonly cacheLookups: Counter;
+  private readonly cacheInvalidations: Counter;
+  private readonly toolDrift: Counter;
+  private readonly toolsFlagged: Gauge;
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -86,6 +90,30 @@ export class Metrics {
       labelNames: [LABEL.filter, LABEL.server, LABEL.action],
       registers: r,
     });
+    this.cacheLookups = new Counter({
+      name: METRIC.cacheLookupsTotal,
+      help: 'Lookups in the answer cache (resources/read, prompts/get, cached tools/call) by server, method and result (hit, miss)',
+      labelNames: [LABEL.server, LABEL.method, LABEL.result],
+      registers: r,
+    });
+    this.cacheInvalidations = new Counter({
+      name: METRIC.cacheInvalidationsTotal,
+      help: "Cached answers dropped at a server's word, by server and reason (resource_updated, list_changed, resync: the gateway started to listen to the server again and may have missed changes)",
+      labelNames: [LABEL.server, LABEL.reason],
+      registers: r,
+    });
+    this.toolDrift = new Counter({
+      name: METRIC.toolDriftTotal,
+      help: 'Tool definitions seen to differ from their pin, by server and action (warned, withheld until approved)',
+      labelNames: [LABEL.server, LABEL.action],
+      registers: r,
+    });
+    this.toolsFlagged = new Gauge({
+      name: METRIC.toolsFlagged,
+      help: "Tools flagged now, by server and flag (pending_approval: changed since pinned; shadowing: its description names another server's tools)",
+      labelNames: [LABEL.server, LABEL.flag],
+      registers: r,
+    });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -121,6 +149,26 @@ export class Metrics {
   /** One decision of a filter (filter and action from fixed sets, server a configured name). */
   filterDecisionInc(filter: string, server: string, action: string): void {
     this.filterDecisions.inc({ [LABEL.filter]: filter, [LABEL.server]: server, [LABEL.action]: action });
+  }
+
+  /** One answer-cache lookup (server a configured name, method one of the cached ones). */
+  cacheLookupInc(server: string, method: string, result: 'hit' | 'miss'): void {
+    this.cacheLookups.inc({ [LABEL.server]: server, [LABEL.method]: method, [LABEL.result]: result });
+  }
+
+  /** Cached answers dropped because a server said they changed. */
+  cacheInvalidationInc(server: string, reason: string): void {
+    this.cacheInvalidations.inc({ [LABEL.server]: server, [LABEL.reason]: reason });
+  }
+
+  /** A tool definition that differs from its pin. */
+  toolDriftInc(server: string, action: 'warned' | 'withheld'): void {
+    this.toolDrift.inc({ [LABEL.server]: server, [LABEL.action]: action });
+  }
+
+  /** How many of a server's tools carry a flag now. */
+  toolsFlaggedSet(server: string, flag: string, n: number): void {
+    this.toolsFlagged.set({ [LABEL.server]: server, [LABEL.flag]: flag }, n);
   }
 
   /** The Prometheus text exposition. */

@@ -9,6 +9,10 @@ export const METRIC = {
   authFailuresTotal: 'mcp_gateway_auth_failures_total',
   nameCollisions: 'mcp_gateway_name_collisions',
   filterDecisionsTotal: 'mcp_gateway_filter_decisions_total',
+  cacheLookupsTotal: 'mcp_gateway_cache_lookups_total',
+  cacheInvalidationsTotal: 'mcp_gateway_cache_invalidations_total',
+  toolDriftTotal: 'mcp_gateway_tool_drift_total',
+  toolsFlagged: 'mcp_gateway_tools_flagged',
 } as const;
 
 /** Label names (snake_case, shared by metrics and log lines). */
@@ -23,6 +27,8 @@ export const LABEL = {
   kind: 'kind',
   filter: 'filter',
   action: 'action',
+  result: 'result',
+  flag: 'flag',
 } as const;
 
 /** The label value for anything outside a bounded set (hostile input never mints new series). */

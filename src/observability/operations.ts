@@ -27,6 +27,8 @@ export interface OperationRecord {
   readonly arguments?: unknown;
   /** What the filters did to the request (`<filter>:<action>`). */
   readonly filters?: readonly string[];
+  /** What the answer cache did (hit, miss, filled). */
+  readonly cache?: string;
 }
 
 /**
@@ -71,6 +73,7 @@ export class OperationObserver {
     if (op.errorCode !== null) line['error_code'] = op.errorCode;
     if (op.arguments !== undefined) line['arguments'] = op.arguments;
     if (op.filters !== undefined) line['filters'] = op.filters;
+    if (op.cache !== undefined) line['cache'] = op.cache;
     const level = op.status === 'error' && (op.httpStatus ?? 0) >= 500 ? 'warn' : 'info';
     this.log[level](line, 'mcp operation');
   }

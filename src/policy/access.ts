@@ -25,7 +25,8 @@ export type AccessReason =
   | 'denied_by_policy'
   | 'not_in_allow_list'
   | 'suspicious_name'
-  | 'suspicious_uri';
+  | 'suspicious_uri'
+  | 'pending_approval';
 
 /** One access decision. Refusals of tools, prompts and URIs must look to the client like "not found". */
 export interface AccessDecision {

@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import type { AnswerCache } from '../cache/answers.js';
+import type { ToolPinning } from '../filters/pins.js';
 import type { Authenticator } from '../auth/identity.js';
 import type { UpstreamCredentials } from '../auth/upstream-credentials.js';
 import type { RuntimeConfig, RuntimeServer } from '../config/runtime.js';
@@ -17,8 +19,10 @@ export interface Guard {
   readonly tenants: TenantDirectory;
   readonly access: AccessControl;
   readonly credentials: UpstreamCredentials;
-  /** Whether per-name rules (policies, blocked_tools) exist, so lists need filtering per caller. */
+  /** Whether per-name rules (policies, blocked_tools, enforced tool pins) exist, so lists need filtering per caller. */
   readonly filtersNames: boolean;
+  /** Tool pinning, when configured: tools whose changed definition waits for approval are withheld. */
+  readonly pins: ToolPinning | null;
   /** Whether access decisions are written as audit lines (any identity or policy feature configured). */
   readonly auditing: boolean;
   /**
@@ -48,6 +52,8 @@ export interface RequestContext {
   readonly pii: PiiFilters;
   /** Which tool calls have their arguments checked against the tool's inputSchema. */
   readonly validation: ArgumentValidation;
+  /** Which answers of servers are cached, and the cache. */
+  readonly answers: AnswerCache;
   /** A server's tool's `inputSchema` from the catalog every client gets (null: not known). */
   readonly toolSchema: (server: string, tool: string) => Promise<unknown>;
 }

@@ -113,6 +113,8 @@ export function serverVisible(ctx: RequestContext, caller: Caller, server: strin
   return ctx.rc.servers.has(server) && ctx.guard.tenants.serverAccess(caller.identity, caller.tenant, server).allowed;
 }
 
+const PENDING_APPROVAL: AccessDecision = Object.freeze({ allowed: false, reason: 'pending_approval', detail: 'its definition changed since it was pinned' });
+
 /** Per-name policy for one entity of one server, on the name the upstream knows it by (null: no rules). */
 function nameDecision(ctx: RequestContext, caller: Caller, kind: CatalogKind, server: string, upstreamName: string): AccessDecision | null {
   const guard = ctx.guard;
@@ -120,6 +122,8 @@ function nameDecision(ctx: RequestContext, caller: Caller, kind: CatalogKind, se
   const tenant = caller.tenant.name;
   switch (kind) {
     case 'tools':
+      // A tool whose definition changed since it was pinned is nobody's until approved.
+      if (guard.pins?.withheld(server, upstreamName) === true) return PENDING_APPROVAL;
       return guard.access.canUseTool(tenant, server, upstreamName);
     case 'prompts':
       return guard.access.canUsePrompt(tenant, server, upstreamName);

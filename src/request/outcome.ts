@@ -104,6 +104,7 @@ export function recordOperation(ctx: RequestContext, state: RequestState, now: n
     ...(state.allowed === null ? {} : { access: allowedFields(state.allowed) }),
     ...(ctx.logArguments && msg?.kind === 'request' && method === 'tools/call' ? { arguments: msg.params?.['arguments'] } : {}),
     ...(state.filters === null ? {} : { filters: state.filters }),
+    ...(state.cache === null ? {} : { cache: state.cache }),
   });
 }
 

@@ -54,6 +54,8 @@ export interface RequestState {
   refused: boolean;
   /** What the filters did to the request (`<filter>:<action>`), for its operation line; null: nothing. */
   filters: string[] | null;
+  /** What the answer cache did (hit, miss, or filled with the server's answer); null: not cached. */
+  cache: 'hit' | 'miss' | 'filled' | null;
   /** How the operation ended, for the record. */
   status: OperationStatus;
   errorCode: string | number | null;
@@ -89,6 +91,7 @@ export function newRequestState(headers: Headers, trace: TraceContext, startedAt
     allowed: null,
     refused: false,
     filters: null,
+    cache: null,
     status: 'success',
     errorCode: null,
     httpStatus: null,

@@ -36,6 +36,8 @@ export interface TargetSpec {
    * once per worker when the worker is created.
    */
   readonly headersFor?: (worker: number) => Readonly<Record<string, string>>;
+  /** Every call of a worker sends the same arguments (so an answer cache serves all but its first). */
+  readonly sameArguments?: boolean;
 }
 
 interface Reply {
@@ -144,7 +146,7 @@ class Worker {
   async call(): Promise<string | null> {
     const id = this.nextId++;
     if (this.target.listExpects !== undefined) return this.list(id, this.target.listExpects);
-    const text = `w${this.index}-${id}`;
+    const text = this.target.sameArguments === true ? `w${this.index}` : `w${this.index}-${id}`;
     const body = `${this.callPrefix}${JSON.stringify(this.target.tool)},"arguments":{"text":"${text}"}},"id":${id}}`;
     let reply: Reply;
     try {

@@ -16,8 +16,10 @@
  *                  processor, aggregating the one server (so its tool keeps its name: echo)
  *   (l) + filters  as (c), with the filters on echo: _context injection, argument validation and
  *                  PII redaction of arguments and results
+ *   (m) cache hit  as (c), with echo's results cached and every worker sending the same arguments
+ *                  each time: after a worker's first call, every call is answered from the cache
  *
- * (c)/(d)/(j) share one processor and Envoy; (e), (f), (g), (h), (i) and (l) each get their own processor and
+ * (c)/(d)/(j) share one processor and Envoy; (e), (f), (g), (h), (i), (l) and (m) each get their own processor and
  * Envoy, configured like (c)'s plus the one feature, so the difference to (c) is that feature.
  * The upstream, the processors, the Envoys and redis-server run as child processes; the load
  * generator (and the JWKS endpoint of (f)) run here. CPU time per process comes from
@@ -54,16 +56,16 @@ const GOAL_P50_DELTA_MS = 0.5;
 const GOAL_THROUGHPUT_PERCENT = 60;
 const SERVER = 'alpha';
 const READY_TIMEOUT_MS = 30_000;
-const ALL_TARGETS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l'] as const;
+const ALL_TARGETS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm'] as const;
 type TargetKey = (typeof ALL_TARGETS)[number];
 /** Targets served through a gateway (Envoy + ext_proc processor). */
-const GATEWAY_TARGETS: readonly TargetKey[] = ['c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'l'];
+const GATEWAY_TARGETS: readonly TargetKey[] = ['c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'l', 'm'];
 /** Targets compared with (b), Envoy without the processor. */
 const VERSUS_PLAIN: readonly TargetKey[] = [...GATEWAY_TARGETS, 'k'];
 /** The goal for (j): the catalog answers tools/list at least this many times faster than (c) calls a tool. */
 const GOAL_LIST_FACTOR = 5;
 /** Targets that are (c) plus one feature; compared with (c). */
-const FEATURE_TARGETS: readonly TargetKey[] = ['e', 'f', 'g', 'h', 'l'];
+const FEATURE_TARGETS: readonly TargetKey[] = ['e', 'f', 'g', 'h', 'l', 'm'];
 /** The rate limit of (g) and (h): the schema's maximum, so it never triggers during a run. */
 const NEVER_TRIGGERING_LIMIT = { requests_per_minute: 1_000_000, burst_size: 1_000_000, by: 'client' } as const;
 
@@ -102,7 +104,7 @@ const USAGE = `usage: npm run bench [-- options]   (or: node dist/test/bench/run
                         every two rounds (unloaded: min(N, 4) rounds)
       --warmup N        unmeasured calls per target first           [BENCH_WARMUP, default 2000; quick 50]
       --unloaded N      unloaded: calls per target, concurrency 1   [BENCH_UNLOADED, default 1500; quick 50; 0 = skip]
-      --targets LIST    subset of a,b,c,d,e,f,g,h,i,j,k             [BENCH_TARGETS, default all]
+      --targets LIST    subset of a,b,c,d,e,f,g,h,i,j,k,l,m         [BENCH_TARGETS, default all]
                         (h needs redis-server on PATH; without it the
                         default run leaves (h) out)
       --json PATH       results file                                [BENCH_JSON, default dist/bench-results.json]
@@ -220,7 +222,7 @@ function withRuntime(yamlText: string, runtime: Record<string, string | number |
 // ------------------------------------------------------------------------------------- setup
 
 /** One gateway: a processor and its Envoy, configured as (c) plus at most one feature. */
-type Variant = 'gateway' | 'apikey' | 'jwt' | 'limit' | 'redis' | 'json' | 'filters';
+type Variant = 'gateway' | 'apikey' | 'jwt' | 'limit' | 'redis' | 'json' | 'filters' | 'cache';
 
 const VARIANTS: ReadonlyArray<{ readonly variant: Variant; readonly serves: readonly TargetKey[] }> = [
   { variant: 'gateway', serves: ['c', 'd', 'j'] },
@@ -230,6 +232,7 @@ const VARIANTS: ReadonlyArray<{ readonly variant: Variant; readonly serves: read
   { variant: 'redis', serves: ['h'] },
   { variant: 'json', serves: ['i'] },
   { variant: 'filters', serves: ['l'] },
+  { variant: 'cache', serves: ['m'] },
 ];
 
 interface GatewayStack {
@@ -323,6 +326,9 @@ function variantConfig(variant: Variant, gateway: Record<string, string>, upstre
     case 'filters':
       raw['filters'] = { context: { tools: ['echo'] }, validate: { tools: ['echo'] }, pii: { tools: ['echo'] } };
       break;
+    case 'cache':
+      raw['cache'] = { 'tools/call': { tools: ['echo'], ttl: 3600, vary: ['arguments'] } };
+      break;
   }
   return raw;
 }
@@ -340,6 +346,7 @@ const TARGET_LABELS: Readonly<Record<TargetKey, string>> = {
   j: 'gateway /mcp tools/list (catalog)',
   k: "Envoy's native MCP router (C++)",
   l: 'gateway /mcp + filters (context, validate, PII)',
+  m: 'gateway /mcp, answer-cache hit',
 };
 
 async function startGateway(
@@ -514,6 +521,10 @@ async function startStack(s: Settings, stack: Stack, log: (m: string) => void): 
       case 'filters':
         aggregated('l', 'filters');
         break;
+      case 'cache':
+        aggregated('m', 'cache');
+        stack.specs.set('m', { ...stack.specs.get('m')!, sameArguments: true });
+        break;
     }
   }
   for (const key of FEATURE_TARGETS) {
@@ -539,8 +550,8 @@ async function checkFeature(key: TargetKey, spec: TargetSpec): Promise<void> {
     signal: AbortSignal.timeout(10_000),
   });
   await res.arrayBuffer();
-  if (key === 'l') {
-    await checkFilters(spec);
+  if (key === 'l' || key === 'm') {
+    await (key === 'l' ? checkFilters(spec) : checkCached(spec));
     return;
   }
   if (key === 'e' || key === 'f') {
@@ -552,6 +563,25 @@ async function checkFeature(key: TargetKey, spec: TargetSpec): Promise<void> {
 
 /** (l) must really filter: an e-mail address sent to echo comes back redacted. */
 async function checkFilters(spec: TargetSpec): Promise<void> {
+  const text = await (await checkCalls(spec, 1, 'bench@example.com'))[0]!.text();
+  if (!text.includes('[REDACTED:email]')) throw new Error(`(l) ${spec.label}: an e-mail address came back unredacted; the filters are not applied`);
+}
+
+/**
+ * (m) must really hit: the demo server answers tools/call with an event stream, so a second
+ * identical call answered with JSON came from the processor's cache.
+ */
+async function checkCached(spec: TargetSpec): Promise<void> {
+  const [first, second] = await checkCalls(spec, 2, 'bench-cache-check');
+  const types = [first!.headers.get('content-type') ?? '', second!.headers.get('content-type') ?? ''];
+  await Promise.all([first!.text(), second!.text()]);
+  if (!types[0]!.startsWith('text/event-stream') || !types[1]!.startsWith('application/json')) {
+    throw new Error(`(m) ${spec.label}: two identical calls were answered as ${types.join(' then ')}; the second is not a cache hit`);
+  }
+}
+
+/** `n` identical tools/call of the target's tool in one new session, one after the other. */
+async function checkCalls(spec: TargetSpec, n: number, text: string): Promise<Response[]> {
   const post = async (body: unknown, session: string | null): Promise<Response> =>
     fetch(spec.url, {
       method: 'POST',
@@ -562,9 +592,13 @@ async function checkFilters(spec: TargetSpec): Promise<void> {
   const init = await post({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'mcp-gateway-bench-check', version: '1.0.0' } } }, null);
   await init.arrayBuffer();
   const session = init.headers.get('mcp-session-id');
-  const call = await post({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: spec.tool, arguments: { text: 'bench@example.com' } } }, session);
-  const text = await call.text();
-  if (!text.includes('[REDACTED:email]')) throw new Error(`(l) ${spec.label}: an e-mail address came back unredacted (HTTP ${call.status}); the filters are not applied`);
+  const calls: Response[] = [];
+  for (let id = 1; id <= n; id++) {
+    const call = await post({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: spec.tool, arguments: { text } } }, session);
+    // Read before the next call, kept for the caller.
+    calls.push(new Response(await call.arrayBuffer(), { status: call.status, headers: call.headers }));
+  }
+  return calls;
 }
 
 // ------------------------------------------------------------------------------------- measuring

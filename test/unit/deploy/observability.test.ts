@@ -387,6 +387,10 @@ async function exportedSeries(): Promise<Map<string, SeriesInfo>> {
   m.authFailureInc('invalid_token');
   m.nameCollisionsSet('tools', 1);
   m.filterDecisionInc('context', 'alpha', 'added');
+  m.cacheLookupInc('alpha', 'resources/read', 'hit');
+  m.cacheInvalidationInc('alpha', 'resource_updated');
+  m.toolDriftInc('alpha', 'withheld');
+  m.toolsFlaggedSet('alpha', 'shadowing', 1);
   const { body } = await m.render();
   const types = new Map<string, string>();
   const out = new Map<string, { type: string; labels: Set<string> }>();
