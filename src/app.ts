@@ -226,7 +226,7 @@ export async function createContext(
     transforms: ToolCallTransforms.compile(config.filters, config.servers),
     validation: ArgumentValidation.compile(config.filters, config.servers),
     pii: PiiFilters.compile(config.filters, config.servers),
-    toolSchema: (server, tool) => catalog.toolSchema(server, tool),
+    toolSchema: (server, tool, which) => catalog.toolSchema(server, tool, which),
     answers,
     limiter,
     guard,

@@ -227,11 +227,11 @@ export class Catalog {
     this.core.excluded = servers;
   }
 
-  /** A server's tool's `inputSchema` in the catalog every client gets (null: no such tool, or down). */
-  async toolSchema(server: string, tool: string): Promise<unknown> {
+  /** A server's tool's `inputSchema` (or `outputSchema`) in the catalog every client gets (null: no such tool, or down). */
+  async toolSchema(server: string, tool: string, which: 'inputSchema' | 'outputSchema' = 'inputSchema'): Promise<unknown> {
     const s = this.rc.servers.get(server);
     if (s === undefined) return null;
-    return (await this.serverItems(s, 'tools', NO_CAPABILITIES))?.find((i) => i['name'] === tool)?.['inputSchema'] ?? null;
+    return (await this.serverItems(s, 'tools', NO_CAPABILITIES))?.find((i) => i['name'] === tool)?.[which] ?? null;
   }
 
   /** One server's entries of `kind` as the upstream names them (null: down or unknown). */

@@ -116,8 +116,10 @@ export function compileConfig(config: Config): RuntimeConfig {
         s.allowed_clients === undefined &&
         s.rate_limit === undefined &&
         config.rate_limits?.[name] === undefined &&
-        // Withheld tools are left out of the server's own lists too.
-        (s.filters?.pinning ?? config.filters?.pinning)?.action !== 'enforce',
+        // Withheld tools are left out of the server's own lists too, and results are filtered there as on /mcp.
+        (s.filters?.pinning ?? config.filters?.pinning)?.action !== 'enforce' &&
+        (s.filters?.pii ?? config.filters?.pii)?.results !== true &&
+        (s.filters?.validate ?? config.filters?.validate)?.structured_content !== true,
       source: s,
     });
     servers.set(name, server);

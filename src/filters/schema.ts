@@ -62,7 +62,7 @@ const ValidateSchema = z
     structured_content: z
       .boolean()
       .default(false)
-      .describe("Also check those tools' structuredContent against their outputSchema on /mcp; a result that fails is withheld for an error naming the path"),
+      .describe("Also check those tools' structuredContent against their outputSchema; a result that fails is withheld for an error naming the path"),
   })
   .describe("Checks tool call arguments against the tool's inputSchema before the server sees them; a failure is -32602 naming the failing path");
 
@@ -96,7 +96,7 @@ const PiiSchema = z
       .optional()
       .describe('Rules of your own beside the built-in ones, each a name and a pattern'),
     arguments: z.boolean().default(true).describe('Scan tools/call arguments'),
-    results: z.boolean().default(true).describe('Scan tools/call results on /mcp'),
+    results: z.boolean().default(true).describe('Scan tools/call results'),
   })
   .describe('PII and secret filtering on tool calls');
 

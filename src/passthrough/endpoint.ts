@@ -2,7 +2,7 @@ import type { RuntimeServer } from '../config/runtime.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { ERROR_TABLE } from '../errors/codes.js';
 import { MCP_METHOD_HEADER, routingHeaderMismatch, SESSION_HEADER } from '../mcp/headers.js';
-import { errorBody, parseMessage, stringifyJson, type JsonObject } from '../mcp/message.js';
+import { errorBody, idKey, parseJsonObject, parseMessage, stringifyJson, type JsonObject } from '../mcp/message.js';
 import { LIST_KINDS, type CatalogKind } from '../mcp/protocol.js';
 import { messageRewriter } from '../mcp/sse.js';
 import { checkPostBody } from '../request/admit.js';
@@ -12,7 +12,7 @@ import type { EndpointHandler } from '../request/endpoint.js';
 import { checkNameAccess, checkServerAccess, checkSessionOwner, filterListMessage, filtersLists, sessionSubject } from '../request/guard.js';
 import { limitRequest } from '../request/limit.js';
 import { passthroughRequest, replaceBody, rewriteResponseBody, withTraceMeta } from '../request/mutations.js';
-import { prepareToolCall } from '../request/transform.js';
+import { filterToolResult, prepareToolCall } from '../request/transform.js';
 import { envoyFailure } from '../request/outcome.js';
 import { requestId, type Caller, type Headers, type RequestState } from '../request/state.js';
 import type { SessionStore } from '../sessions/store.js';
@@ -31,6 +31,8 @@ export function passthroughEndpoint(ctx: PassthroughContext, state: RequestState
   const caller = state.caller!;
   /** A list request whose response policy must filter. */
   let filteredList: CatalogKind | null = null;
+  /** A tool call whose result the filters look at: the tool, and its outputSchema (when results are checked). */
+  let filteredResult: { tool: string; outputSchema: unknown } | null = null;
   return {
     seesResponse: !server.openPassthrough,
 
@@ -60,6 +62,10 @@ export function passthroughEndpoint(ctx: PassthroughContext, state: RequestState
       filteredList = checkPolicy(ctx, state, caller, server, msg.method, msg.params);
       state.limitHeaders = await limitRequest(ctx, state, { server: server.name, tool: state.tool, method: msg.method });
       const params = state.tool === null || msg.params === undefined ? msg.params : await prepareToolCall(ctx, state, server.name, state.tool, msg.params);
+      if (state.tool !== null && filtersResults(ctx, server.name, state.tool)) {
+        const checked = ctx.validation.checksResults(server.name, state.tool);
+        filteredResult = { tool: state.tool, outputSchema: checked ? await ctx.toolSchema(server.name, state.tool, 'outputSchema') : null };
+      }
       return replaceBody(stringifyJson({ ...msg.raw, params: withTraceMeta(state, params) }));
     },
 
@@ -67,6 +73,7 @@ export function passthroughEndpoint(ctx: PassthroughContext, state: RequestState
       const failure = envoyFailure(ctx, server, headers);
       if (failure !== null) throw failure;
       await bindSession(ctx, state, caller, server, headers);
+      if (filteredResult !== null) return filterResult(ctx, state, server, filteredResult.tool, filteredResult.outputSchema, headers);
       return filteredList === null ? { decision: CONTINUE, body: null } : filterList(ctx, state, caller, server, filteredList, headers);
     },
 
@@ -115,18 +122,43 @@ function checkPolicy(ctx: RequestContext, state: RequestState, caller: Caller, s
   return null;
 }
 
+/** Whether a tool's results on passthrough go through the filters (PII on results, the structuredContent check). */
+function filtersResults(ctx: RequestContext, server: string, tool: string): boolean {
+  return ctx.pii.for(server, tool, 'results') !== null || ctx.validation.checksResults(server, tool);
+}
+
+/**
+ * A tool call's answer, through the same filters as on `/mcp` (each message whole, JSON or SSE,
+ * whatever the chunks it came in). It fails closed: an answer too large to hold and scan whole
+ * becomes a JSON-RPC error, never an unscanned result.
+ */
+function filterResult(ctx: RequestContext, state: RequestState, server: RuntimeServer, tool: string, outputSchema: unknown, headers: Headers): ResponseStep {
+  const id = requestId(state);
+  const scan = (data: string): string | null => {
+    const msg = parseJsonObject(data);
+    if (msg === null || msg['method'] !== undefined || idKey(msg['id']) !== idKey(id)) return null;
+    return filterToolResult(ctx, state, server.name, tool, msg, () => outputSchema) ? stringifyJson(msg) : null;
+  };
+  const body = messageRewriter(headers.get('content-type') ?? '', scan, ctx.rc.maxBufferedResponseBytes, tooLarge(ctx, state, server, 'an answer'));
+  return body === null ? { decision: CONTINUE, body: null } : { decision: rewriteResponseBody([]), body };
+}
+
+/** The error that replaces an upstream message too large to hold and check (`what`: a list, an answer). */
+function tooLarge(ctx: RequestContext, state: RequestState, server: RuntimeServer, what: string): () => string {
+  return () => {
+    const e = ERROR_TABLE.GW_ERR_UPSTREAM_TOO_LARGE;
+    state.status = 'error';
+    state.errorCode = 'GW_ERR_UPSTREAM_TOO_LARGE';
+    return errorBody(requestId(state), e.jsonrpc, `${e.message}: ${server.name} sent ${what} over ${ctx.rc.maxBufferedResponseBytes} bytes`);
+  };
+}
+
 /**
  * A list response leaves out what the caller may not use. It fails closed: a response too large
  * to hold and check whole becomes a JSON-RPC error for the list request, never an unfiltered list.
  */
 function filterList(ctx: RequestContext, state: RequestState, caller: Caller, server: RuntimeServer, kind: CatalogKind, headers: Headers): ResponseStep {
-  const limit = ctx.rc.maxBufferedResponseBytes;
-  const tooLarge = ERROR_TABLE.GW_ERR_UPSTREAM_TOO_LARGE;
-  const refuse = (): string => {
-    state.status = 'error';
-    state.errorCode = 'GW_ERR_UPSTREAM_TOO_LARGE';
-    return errorBody(requestId(state), tooLarge.jsonrpc, `${tooLarge.message}: ${server.name} sent a list over ${limit} bytes`);
-  };
-  const body = messageRewriter(headers.get('content-type') ?? '', (d) => filterListMessage(ctx, caller, server.name, kind, d), limit, refuse);
+  const filter = (d: string): string | null => filterListMessage(ctx, caller, server.name, kind, d);
+  const body = messageRewriter(headers.get('content-type') ?? '', filter, ctx.rc.maxBufferedResponseBytes, tooLarge(ctx, state, server, 'a list'));
   return body === null ? { decision: CONTINUE, body: null } : { decision: rewriteResponseBody([]), body };
 }

@@ -54,6 +54,6 @@ export interface RequestContext {
   readonly validation: ArgumentValidation;
   /** Which answers of servers are cached, and the cache. */
   readonly answers: AnswerCache;
-  /** A server's tool's `inputSchema` from the catalog every client gets (null: not known). */
-  readonly toolSchema: (server: string, tool: string) => Promise<unknown>;
+  /** A server's tool's `inputSchema` (or `outputSchema`) from the catalog every client gets (null: not known). */
+  readonly toolSchema: (server: string, tool: string, which?: 'inputSchema' | 'outputSchema') => Promise<unknown>;
 }

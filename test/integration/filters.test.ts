@@ -174,6 +174,22 @@ describe('filters: PII and secrets in tool calls', () => {
     }
   });
 
+  it('scans results on passthrough as on /mcp', async () => {
+    const c = await connectClient(stack().serverUrl('delta'));
+    try {
+      assert.equal(text(await c.client.callTool({ name: 'echo', arguments: { text: 'write to jane@example.com' } })), 'delta: write to [REDACTED:email]');
+    } finally {
+      await c.close({ terminate: true });
+    }
+    const b = await connectClient(stack().serverUrl('beta'));
+    try {
+      // beta blocks: its arguments are refused before the server sees them, on passthrough too.
+      await assert.rejects(b.client.callTool({ name: 'echo', arguments: { text: 'jane@example.com' } }), /hold email data/);
+    } finally {
+      await b.close({ terminate: true });
+    }
+  });
+
   it('refuses a call whose arguments hold what the rules block, naming the rule and never the value', async () => {
     const c = await connectClient(stack().mcpUrl);
     try {
