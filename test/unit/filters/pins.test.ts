@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pino from 'pino';
 import { FiltersSchema } from '../../../src/filters/schema.js';
-import { FilePinStore, fingerprintTool, ToolPinning, type PinStore } from '../../../src/filters/pins.js';
+import { FilePinStore, fingerprintTool, RedisPinStore, ToolPinning, type PinStore } from '../../../src/filters/pins.js';
+import { createRedisClient, redisConnectionOptions, waitForRedis } from '../../../src/state/redis.js';
+import { RedisServer } from '../../support/redis.js';
 import { pinsCommand } from '../../../src/filters/pins-cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mcpgw-pins-'));
@@ -132,5 +134,38 @@ describe('tool pinning', () => {
       ['direct', ['alpha__echo']],
     ]);
     p.close();
+  });
+});
+
+describe('tool pins in Redis', () => {
+  it('pins once across writers, and a running pinning follows another writer’s approval', async () => {
+    const redis = await RedisServer.start();
+    const client = createRedisClient(redisConnectionOptions({ url: redis.url } as never, 1000));
+    try {
+      assert.ok(await waitForRedis(client, 5000));
+      const first = new RedisPinStore(client, 'p1:', 50);
+      const second = new RedisPinStore(client, 'p1:', 50);
+      const a = await first.pinFirst('alpha/echo', { fingerprint: 'sha256:a', parts: {}, pinned_at: 't1' });
+      const b = await second.pinFirst('alpha/echo', { fingerprint: 'sha256:b', parts: {}, pinned_at: 't2' });
+      assert.equal(a.fingerprint, 'sha256:a');
+      assert.equal(b.fingerprint, 'sha256:a', 'the second writer gets the first pin');
+      assert.deepEqual([...(await second.load()).keys()], ['alpha/echo']);
+
+      const { p } = pinning({ pinning: { action: 'enforce' } }, new RedisPinStore(client, 'p2:', 50));
+      await p.start();
+      await p.screen('alpha', [ECHO]);
+      await p.screen('alpha', [{ ...ECHO, description: 'changed' }]);
+      assert.equal(p.withheld('alpha', 'echo'), true);
+      const operator = new RedisPinStore(client, 'p2:');
+      const rec = (await operator.load()).get('alpha/echo')!;
+      await operator.put('alpha/echo', { fingerprint: rec.pending!.fingerprint, parts: rec.pending!.parts, pinned_at: 'now' });
+      const deadline = Date.now() + 5_000;
+      while (p.withheld('alpha', 'echo') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(p.withheld('alpha', 'echo'), false);
+      p.close();
+    } finally {
+      client.disconnect();
+      await redis.stop();
+    }
   });
 });
