@@ -4,8 +4,8 @@ import { parseArgs } from 'node:util';
 import { hashKeyCommand } from './auth/hash-key-cli.js';
 import { pinsCommand } from './filters/pins-cli.js';
 import { catalogReport } from './aggregated/catalog-report.js';
-import { run } from './app.js';
-import { ConfigError, loadConfigFile } from './config/load.js';
+import { configHash, run } from './app.js';
+import { ConfigError, loadConfigFile, parseConfigText, readConfigText } from './config/load.js';
 import { renderEnvoyBootstrap } from './envoy/bootstrap.js';
 import { unsupportedNode } from './lib/node-version.js';
 import { createLogger } from './observability/logger.js';
@@ -70,12 +70,16 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`mcp-gateway serve: ${unsupported}\n`);
         return 1;
       }
-      const config = await loadConfigFile(values.config);
+      const text = await readConfigText(values.config);
+      const config = parseConfigText(text);
       const log = createLogger(values['log-level'] ?? config.logging.level);
       const gw = await run({
         config,
         logger: log,
         configDir: dirname(resolve(values.config)),
+        // Watched: a changed file (a ConfigMap update included) is reloaded, as on SIGHUP.
+        configFile: resolve(values.config),
+        configHash: configHash(text),
         ...(values.grpc === undefined ? {} : { grpc: values.grpc }),
         ...(values.admin === undefined ? {} : { admin: values.admin }),
       });
@@ -89,8 +93,8 @@ async function main(argv: string[]): Promise<number> {
         };
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);
-        // A reload signal must never take the processor down; the config is read at start only.
-        process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: the config is read at start; restart the processor to change it'));
+        // Reload the config file now (a bad one is refused and logged; the processor stays up).
+        process.on('SIGHUP', () => void gw.reload());
       });
       await gw.drain();
       await gw.close();

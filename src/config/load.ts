@@ -53,11 +53,14 @@ export function parseConfigText(text: string, env: NodeJS.ProcessEnv = process.e
 
 /** Reads and validates a config file. */
 export async function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
-  let text: string;
+  return parseConfigText(await readConfigText(path), env);
+}
+
+/** A config file's text; a file that cannot be read is a ConfigError naming it. */
+export async function readConfigText(path: string): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (err) {
     throw new ConfigError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  return parseConfigText(text, env);
 }

@@ -30,6 +30,10 @@ export class Metrics {
   private readonly cacheInvalidations: Counter;
   private readonly toolDrift: Counter;
   private readonly toolsFlagged: Gauge;
+  private readonly configInfo: Gauge;
+  private readonly configLoadedAt: Gauge;
+  private readonly configReloads: Counter;
+  private readonly configReloadFailures: Counter;
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -114,6 +118,14 @@ export class Metrics {
       labelNames: [LABEL.server, LABEL.flag],
       registers: r,
     });
+    this.configInfo = new Gauge({ name: METRIC.configInfo, help: 'The config in force: 1 for its hash (sha256 of the config file)', labelNames: [LABEL.hash], registers: r });
+    this.configLoadedAt = new Gauge({ name: METRIC.configLoadedTimestamp, help: 'When the config in force was loaded (Unix time, seconds)', registers: r });
+    this.configReloads = new Counter({ name: METRIC.configReloadsTotal, help: 'Configs reloaded and swapped in while running', registers: r });
+    this.configReloadFailures = new Counter({
+      name: METRIC.configReloadFailuresTotal,
+      help: 'Config reloads refused (invalid config, unreadable file or credentials); the config in force stayed',
+      registers: r,
+    });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -169,6 +181,18 @@ export class Metrics {
   /** How many of a server's tools carry a flag now. */
   toolsFlaggedSet(server: string, flag: string, n: number): void {
     this.toolsFlagged.set({ [LABEL.server]: server, [LABEL.flag]: flag }, n);
+  }
+
+  /** A config is in force from now on. */
+  configLoaded(hash: string, loadedAtMs: number): void {
+    this.configInfo.reset();
+    this.configInfo.set({ [LABEL.hash]: hash }, 1);
+    this.configLoadedAt.set(loadedAtMs / 1000);
+  }
+
+  /** A reload was applied, or refused. */
+  configReloadInc(result: 'applied' | 'refused'): void {
+    (result === 'applied' ? this.configReloads : this.configReloadFailures).inc();
   }
 
   /** The Prometheus text exposition. */

@@ -13,6 +13,10 @@ export const METRIC = {
   cacheInvalidationsTotal: 'mcp_gateway_cache_invalidations_total',
   toolDriftTotal: 'mcp_gateway_tool_drift_total',
   toolsFlagged: 'mcp_gateway_tools_flagged',
+  configInfo: 'mcp_gateway_config_info',
+  configLoadedTimestamp: 'mcp_gateway_config_loaded_timestamp_seconds',
+  configReloadsTotal: 'mcp_gateway_config_reloads_total',
+  configReloadFailuresTotal: 'mcp_gateway_config_reload_failures_total',
 } as const;
 
 /** Label names (snake_case, shared by metrics and log lines). */
@@ -29,6 +33,7 @@ export const LABEL = {
   action: 'action',
   result: 'result',
   flag: 'flag',
+  hash: 'hash',
 } as const;
 
 /** The label value for anything outside a bounded set (hostile input never mints new series). */

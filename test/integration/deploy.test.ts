@@ -159,7 +159,9 @@ describe('deploy/: every YAML file', () => {
     const used = new Set<string>();
     used.add(join(COMPOSE, 'docker-compose.yml'));
     for (const v of composeFile().services.envoy.volumes.concat(composeFile().services.processor.volumes) as string[]) {
-      used.add(join(COMPOSE, v.split(':')[0]!));
+      // The processor mounts the directory for its gateway.yaml (so a replaced file is followed).
+      const src = v.split(':')[0]!;
+      used.add(join(COMPOSE, src === './' ? 'gateway.yaml' : src));
     }
     for (const k of [K8S, ISTIO]) for (const f of kustomizationFiles(k)) used.add(f);
     const unused = files.filter((f) => !used.has(f)).map(rel);
@@ -238,8 +240,13 @@ describe('deploy/compose', () => {
   });
 
   it('mounts envoy.yaml where Envoy reads it and gateway.yaml where the processor reads it', () => {
-    const mountOf = (s: J, file: string): string | undefined =>
-      ((s.volumes ?? []) as string[]).map((v) => v.split(':')).find(([src]) => src === `./${file}`)?.[1];
+    // A file mounted itself, or through its directory (`./`).
+    const mountOf = (s: J, file: string): string | undefined => {
+      const mounts = ((s.volumes ?? []) as string[]).map((v) => v.split(':'));
+      const own = mounts.find(([src]) => src === `./${file}`)?.[1];
+      const dir = mounts.find(([src]) => src === './')?.[1];
+      return own ?? (dir === undefined ? undefined : posix.join(dir, file));
+    };
     const envoyArgs = services.envoy.command as string[];
     assert.equal(mountOf(services.envoy, 'envoy.yaml'), envoyArgs[envoyArgs.indexOf('-c') + 1]);
     const procArgs = services.processor.command as string[];
@@ -414,15 +421,20 @@ describe('deploy/kubernetes', () => {
     assert.equal(kustomization.apiVersion, 'kustomize.config.k8s.io/v1beta1');
   });
 
-  it('runs Envoy and the processor as two containers of one Pod, both reading the generated ConfigMap', () => {
+  it('runs Envoy and the processor as two containers of one Pod, each reading its generated ConfigMap', () => {
     assert.deepEqual((pod.spec.containers as J[]).map((c) => c.name).sort(), ['envoy', 'processor']);
     assert.equal(pod.spec.hostNetwork, undefined, 'the Pod network namespace is shared by its containers');
-    const gen = (kustomization.configMapGenerator as J[]).find((x) => x.name === 'mcp-gateway-config');
-    assert.deepEqual([...gen.files].sort(), ['envoy.yaml', 'gateway.yaml']);
-    const fileFrom = (c: J, key: string): string => {
+    const gens = kustomization.configMapGenerator as J[];
+    const map = { 'gateway.yaml': 'mcp-gateway-processor-config', 'envoy.yaml': 'mcp-gateway-envoy-config' } as const;
+    assert.deepEqual(gens.find((x) => x.name === map['gateway.yaml']).files, ['gateway.yaml']);
+    assert.deepEqual(gens.find((x) => x.name === map['envoy.yaml']).files, ['envoy.yaml']);
+    // The processor's ConfigMap keeps its name: a change reaches the running processor, which reloads it.
+    assert.equal(gens.find((x) => x.name === map['gateway.yaml']).options?.disableNameSuffixHash, true);
+    const fileFrom = (c: J, key: 'gateway.yaml' | 'envoy.yaml'): string => {
       for (const m of c.volumeMounts as J[]) {
         const vol = (pod.spec.volumes as J[]).find((v) => v.name === m.name);
-        const item = vol?.configMap?.name === 'mcp-gateway-config' ? (vol.configMap.items as J[]).find((i) => i.key === key) : undefined;
+        assert.equal(vol?.configMap?.items?.some((i: J) => i.path.includes('/')) ?? false, false, 'no subPath-like mounts: a projected ConfigMap only updates whole volumes');
+        const item = vol?.configMap?.name === map[key] ? (vol.configMap.items as J[]).find((i) => i.key === key) : undefined;
         if (item !== undefined) return posix.join(m.mountPath, item.path);
       }
       assert.fail(`${c.name} does not mount ${key}`);
@@ -516,12 +528,16 @@ describe('deploy/kubernetes', () => {
     const r = spawnSync(bin, ['kustomize', K8S], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const built = parseAllDocuments(r.stdout).map((d) => d.toJS() as J);
-    const cm = built.find((o) => o.kind === 'ConfigMap');
-    assert.match(cm.metadata.name, /^mcp-gateway-config-[a-z0-9]+$/);
-    assert.equal(cm.data['gateway.yaml'], read(join(K8S, 'gateway.yaml')));
-    assert.equal(cm.data['envoy.yaml'], read(join(K8S, 'envoy.yaml')));
+    const maps = built.filter((o) => o.kind === 'ConfigMap');
+    const processorMap = maps.find((o) => o.data?.['gateway.yaml'] !== undefined);
+    const envoyMap = maps.find((o) => o.data?.['envoy.yaml'] !== undefined);
+    assert.equal(processorMap.metadata.name, 'mcp-gateway-processor-config');
+    assert.match(envoyMap.metadata.name, /^mcp-gateway-envoy-config-[a-z0-9]+$/);
+    assert.equal(processorMap.data['gateway.yaml'], read(join(K8S, 'gateway.yaml')));
+    assert.equal(envoyMap.data['envoy.yaml'], read(join(K8S, 'envoy.yaml')));
     const dep = built.find((o) => o.kind === 'Deployment' && o.metadata.name === 'mcp-gateway');
-    for (const v of dep.spec.template.spec.volumes as J[]) if (v.configMap !== undefined) assert.equal(v.configMap.name, cm.metadata.name);
+    const names = (dep.spec.template.spec.volumes as J[]).filter((v) => v.configMap !== undefined).map((v) => v.configMap.name).sort();
+    assert.deepEqual(names, [envoyMap.metadata.name, processorMap.metadata.name].sort());
     for (const o of built) if (o.kind !== 'Namespace') assert.equal(o.metadata.namespace, 'mcp-gateway', `${o.kind} ${o.metadata.name}`);
   });
 });

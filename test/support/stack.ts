@@ -125,6 +125,9 @@ export interface Stack {
   readonly demo: Record<string, DemoServerHandle>;
   /** The validated config the processor and Envoy run with. */
   readonly config: Config;
+  /** With `processor: 'child'`: the config file it serves (and watches), and its pid; null in-process. */
+  readonly configPath: string | null;
+  processorPid(): number | null;
   /** The rendered Envoy bootstrap YAML. */
   readonly envoyYaml: string;
   /** Envoy output, processor output (child mode), upstream state, config: paste into a bug report. */
@@ -344,6 +347,8 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
   let actualGrpc = grpcAddress;
   let actualAdmin = cfg.gateway.admin;
   let stopProcessor: () => Promise<void> = async () => undefined;
+  let childConfigPath: string | null = null;
+  let childPid: number | null = null;
 
   const startProcessor = async (): Promise<void> => {
     if (processorRunning) return;
@@ -362,6 +367,7 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
     } else {
       const configPath = join(tmpDir as string, 'gateway.yaml');
       writeFileSync(configPath, toYaml(cfg));
+      childConfigPath = configPath;
       const child = trackChild(
         // Without an explicit level the child logs at the config's own logging.level.
         spawn(process.execPath, [MAIN_JS, 'serve', '--config', configPath, ...(explicitLogLevel ? ['--log-level', logLevel] : [])], {
@@ -369,6 +375,7 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
         }),
       );
       processorOutput.attach(child);
+      childPid = child.pid ?? null;
       child.on('exit', (code, signal) => {
         processorRunning = false;
         note(`processor pid ${child.pid ?? '?'} exited (${signal ?? String(code)})`);
@@ -475,6 +482,8 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
     },
     demo,
     config: cfg,
+    configPath: childConfigPath,
+    processorPid: () => (processorRunning ? childPid : null),
     envoyYaml,
     logs,
     processorLogLines: () =>

@@ -391,6 +391,9 @@ async function exportedSeries(): Promise<Map<string, SeriesInfo>> {
   m.cacheInvalidationInc('alpha', 'resource_updated');
   m.toolDriftInc('alpha', 'withheld');
   m.toolsFlaggedSet('alpha', 'shadowing', 1);
+  m.configLoaded('sha256:0123456789abcdef', Date.now());
+  m.configReloadInc('applied');
+  m.configReloadInc('refused');
   const { body } = await m.render();
   const types = new Map<string, string>();
   const out = new Map<string, { type: string; labels: Set<string> }>();
