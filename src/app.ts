@@ -19,6 +19,7 @@ import { viewConfig, type Config } from './config/schema.js';
 import { parseConfigText, readConfigText } from './config/load.js';
 import { startExtProcServer } from './extproc/server.js';
 import { renderEnvoyBootstrap } from './envoy/bootstrap.js';
+import { XdsServer } from './envoy/xds.js';
 import { HealthState } from './extproc/health.js';
 import { PROCESSOR_DRAIN_MS, PROCESSOR_SHUTDOWN_GRACE_MS } from './envoy/contract.js';
 import { createLogger } from './observability/logger.js';
@@ -383,7 +384,9 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
   const grpcWanted = opts.grpc ?? (Array.isArray(processors) ? processors[0]! : processors);
   const serving = new HealthState();
   // Each request reads the config in force once, when it starts, and keeps it to its end.
-  const { server: grpcServer, address: grpcAddress } = await startExtProcServer(grpcWanted, () => now.loaded.context, log, serving);
+  // Envoy's configuration, for an Envoy that takes it from the processor (envoy-config without --static).
+  const xds = new XdsServer(opts.config, log, metrics);
+  const { server: grpcServer, address: grpcAddress } = await startExtProcServer(grpcWanted, () => now.loaded.context, log, serving, [xds.service()]);
   const drainMs = opts.drainMs ?? (Array.isArray(processors) && processors.length > 1 ? PROCESSOR_DRAIN_MS : 0);
 
   const admin = createServer((req, res) => {
@@ -445,9 +448,15 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
     const added = newRc.serverList.filter((s) => !oldRc.servers.has(s.name)).map((s) => s.name);
     const removed = oldRc.serverList.filter((s) => !newRc.servers.has(s.name));
     const restartKeys = RESTART_KEYS.filter((k) => JSON.stringify(k.of(oldRc.source)) !== JSON.stringify(k.of(next))).map((k) => k.key);
-    // Envoy runs from a bootstrap made of the config: one that differs now must be regenerated.
-    const envoyStale = renderEnvoyBootstrap(oldRc.source) !== renderEnvoyBootstrap(next);
+    // An Envoy that runs from a bootstrap made of the config (not from the processor's xDS) must be
+    // given a new one when it would differ.
+    const envoyStale = xds.connected === 0 && renderEnvoyBootstrap(oldRc.source) !== renderEnvoyBootstrap(next);
+    // Envoys that take their configuration from the processor first get what either config routes
+    // to (a new server's cluster and routes are there before anything is sent to it); what only
+    // the config before needed goes once its requests are done.
+    await xds.setConfig(withServersOf(next, oldRc.source));
     now = begin(loaded, hash);
+    xds.setConfig(next);
     before.health.stop();
     before.watch.close();
     startWatching(now, 2_000);
@@ -463,6 +472,7 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
           await Promise.all([...loaded.shared.sessions.localSessions()].map((s) => before.loaded.context.upstreamSessions.terminateAll(gone, s)));
         }
         await before.loaded.retire();
+        await xds.setConfig(now.loaded.context.rc.source);
       })
       .catch((err: unknown) => log.warn({ err: String(err) }, 'a replaced config did not end cleanly'));
     retiring.add(retired);
@@ -577,6 +587,12 @@ const RESTART_KEYS: ReadonlyArray<{ readonly key: string; readonly of: (c: Confi
   { key: 'cache.store', of: (c) => [c.cache.store, c.cache.max_entries, c.cache.max_bytes] },
   { key: 'logging.level', of: (c) => c.logging.level },
 ];
+
+/** A config with the servers of another one it does not have (for Envoy's side of a swap). */
+function withServersOf(config: Config, other: Config): Config {
+  const missing = Object.entries(other.servers).filter(([name]) => !(name in config.servers));
+  return missing.length === 0 ? config : { ...config, servers: { ...Object.fromEntries(missing), ...config.servers } };
+}
 
 /** The hash a loaded config is known by (`/readyz`, `mcp_gateway_config_info`). */
 export function configHash(text: string): string {

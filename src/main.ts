@@ -6,7 +6,7 @@ import { pinsCommand } from './filters/pins-cli.js';
 import { catalogReport } from './aggregated/catalog-report.js';
 import { configHash, run } from './app.js';
 import { ConfigError, loadConfigFile, parseConfigText, readConfigText } from './config/load.js';
-import { renderEnvoyBootstrap } from './envoy/bootstrap.js';
+import { renderEnvoyBootstrap, renderXdsBootstrap } from './envoy/bootstrap.js';
 import { unsupportedNode } from './lib/node-version.js';
 import { createLogger } from './observability/logger.js';
 
@@ -15,7 +15,9 @@ const USAGE = `usage: mcp-gateway <command> [options]
 commands:
   serve --config FILE [--grpc HOST:PORT] [--admin HOST:PORT] [--log-level LEVEL]
                                                                run a processor replica (LEVEL overrides logging.level)
-  envoy-config --config FILE                                   print the Envoy bootstrap YAML
+  envoy-config --config FILE [--static]                        print the Envoy bootstrap YAML: by default a small one that
+                                                               takes listeners, routes and clusters from the processor
+                                                               over xDS (live); --static: all of them in the file
   validate --config FILE [--catalogs]                          check a config file; with --catalogs also read every
                                                                server's lists and report the names /mcp would show
                                                                and their collisions (exit 1 if a server cannot be read)
@@ -37,6 +39,7 @@ async function main(argv: string[]): Promise<number> {
       admin: { type: 'string' },
       'log-level': { type: 'string' },
       catalogs: { type: 'boolean' },
+      static: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -61,7 +64,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'envoy-config': {
       const config = await loadConfigFile(values.config);
-      process.stdout.write(renderEnvoyBootstrap(config));
+      process.stdout.write(values.static === true ? renderEnvoyBootstrap(config) : renderXdsBootstrap(config));
       return 0;
     }
     case 'serve': {

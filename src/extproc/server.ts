@@ -257,6 +257,8 @@ export async function startExtProcServer(
   getContext: () => GatewayContext,
   log: Logger,
   health: HealthState,
+  /** More services on the same server (the xDS control plane). */
+  extra: readonly { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation }[] = [],
 ): Promise<{ server: grpc.Server; address: string }> {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
@@ -273,6 +275,7 @@ export async function startExtProcServer(
     Process: (call: ProcessCall) => handleProcessStream(call, getContext, log),
   });
   server.addService(loadHealthService(), health.handlers());
+  for (const s of extra) server.addService(s.definition, s.handlers);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });

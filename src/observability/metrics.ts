@@ -34,6 +34,8 @@ export class Metrics {
   private readonly configLoadedAt: Gauge;
   private readonly configReloads: Counter;
   private readonly configReloadFailures: Counter;
+  private readonly xdsStreams: Gauge;
+  private readonly xdsRejected: Counter;
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -126,6 +128,13 @@ export class Metrics {
       help: 'Config reloads refused (invalid config, unreadable file or credentials); the config in force stayed',
       registers: r,
     });
+    this.xdsStreams = new Gauge({ name: METRIC.xdsStreams, help: 'Envoys connected to this processor for their configuration (ADS streams)', registers: r });
+    this.xdsRejected = new Counter({
+      name: METRIC.xdsRejectedTotal,
+      help: 'Configurations sent to Envoy over xDS that it refused (it keeps the one before), by resource type',
+      labelNames: [LABEL.type],
+      registers: r,
+    });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -193,6 +202,16 @@ export class Metrics {
   /** A reload was applied, or refused. */
   configReloadInc(result: 'applied' | 'refused'): void {
     (result === 'applied' ? this.configReloads : this.configReloadFailures).inc();
+  }
+
+  /** How many Envoys take their configuration from this processor now. */
+  xdsStreamsSet(n: number): void {
+    this.xdsStreams.set(n);
+  }
+
+  /** Envoy refused a configuration sent (type: cluster, listener, route). */
+  xdsRejectedInc(type: string): void {
+    this.xdsRejected.inc({ [LABEL.type]: type });
   }
 
   /** The Prometheus text exposition. */

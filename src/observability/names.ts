@@ -17,6 +17,8 @@ export const METRIC = {
   configLoadedTimestamp: 'mcp_gateway_config_loaded_timestamp_seconds',
   configReloadsTotal: 'mcp_gateway_config_reloads_total',
   configReloadFailuresTotal: 'mcp_gateway_config_reload_failures_total',
+  xdsStreams: 'mcp_gateway_xds_streams',
+  xdsRejectedTotal: 'mcp_gateway_xds_rejected_total',
 } as const;
 
 /** Label names (snake_case, shared by metrics and log lines). */
@@ -34,6 +36,7 @@ export const LABEL = {
   result: 'result',
   flag: 'flag',
   hash: 'hash',
+  type: 'type',
 } as const;
 
 /** The label value for anything outside a bounded set (hostile input never mints new series). */

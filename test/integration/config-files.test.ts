@@ -137,8 +137,19 @@ describe('mcp-gateway CLI', () => {
     assert.match(noFlag.stderr, /--config FILE is required/);
   });
 
-  it('envoy-config prints a bootstrap with the processor replicas as ext_proc endpoints', () => {
+  it('envoy-config prints a bootstrap that takes the rest from the processor over xDS', () => {
     const r = runCli('envoy-config', '--config', join(root, 'test/fixtures/configs/full.yaml'));
+    assert.equal(r.status, 0, r.stderr);
+    const doc = parseYaml(r.stdout) as { static_resources: { clusters: { name: string; load_assignment: unknown }[]; listeners?: unknown }; dynamic_resources: Record<string, any> };
+    assert.deepEqual(doc.static_resources.clusters.map((c) => c.name), ['mcpgw_processor']);
+    assert.match(JSON.stringify(doc.static_resources.clusters[0]!.load_assignment), /19001.*19002/);
+    assert.equal(doc.static_resources.listeners, undefined);
+    assert.equal(doc.dynamic_resources['ads_config'].grpc_services[0].envoy_grpc.cluster_name, 'mcpgw_processor');
+    assert.deepEqual([doc.dynamic_resources['cds_config'], doc.dynamic_resources['lds_config']], [{ ads: {}, resource_api_version: 'V3' }, { ads: {}, resource_api_version: 'V3' }]);
+  });
+
+  it('envoy-config --static prints the whole bootstrap with the processor replicas as ext_proc endpoints', () => {
+    const r = runCli('envoy-config', '--static', '--config', join(root, 'test/fixtures/configs/full.yaml'));
     assert.equal(r.status, 0, r.stderr);
     const doc = parseYaml(r.stdout) as { static_resources: { clusters: { name: string; load_assignment: unknown }[]; listeners: { name: string }[] } };
     const proc = doc.static_resources.clusters.find((c) => c.name === 'mcpgw_processor');

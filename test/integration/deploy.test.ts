@@ -8,7 +8,8 @@
  *   selectors match, the security context is non-root with a read-only root filesystem;
  *   `kubectl kustomize` builds the kustomizations when kubectl is installed;
  * - the gateway configs pass our schema, and each committed envoy.yaml is exactly what
- *   renderEnvoyBootstrap produces for its gateway.yaml (so they cannot drift);
+ *   `envoy-config` prints for its gateway.yaml (the xDS bootstrap: so they cannot drift); the
+ *   resources the processor serves it are the full bootstrap's, checked below;
  * - a real Envoy (`envoy --mode validate`) accepts the committed envoy.yaml files and a bootstrap
  *   assembled from the Istio EnvoyFilter's patches (plus routes translated from the
  *   VirtualServices), and the EnvoyFilter's ext_proc filter equals what src/envoy/bootstrap.ts
@@ -28,7 +29,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { renderEnvoyBootstrap, renderXdsBootstrap } from '../../src/envoy/bootstrap.js';
 import { HEADERS_FIRST } from '../../src/envoy/routes.js';
 import { MCP_METHOD_HEADER } from '../../src/mcp/headers.js';
 import { localReplyMappers } from '../../src/envoy/local-replies.js';
@@ -113,7 +114,8 @@ function checkCommittedBootstrap(dir: string): Config {
   const first = text.slice(0, nl);
   assert.match(first, /^# Regenerate /, `${name}/envoy.yaml must start with its regenerate command`);
   assert.ok(first.includes(`f=${name}/envoy.yaml;`) && first.includes(`--config ${name}/gateway.yaml`), first);
-  const fresh = renderEnvoyBootstrap(config);
+  // Live mode: Envoy takes listeners, routes and clusters from the processor over xDS.
+  const fresh = renderXdsBootstrap(config);
   assert.ok(
     text.slice(nl + 1) === fresh,
     `${name}/envoy.yaml is stale: regenerate it with the command on its first line (from the repository root, after npm run build)`,

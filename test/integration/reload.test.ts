@@ -94,10 +94,15 @@ class Worker {
   }
 }
 
-describe('live config: reloads of the processor’s config file', () => {
+// Envoy from its full bootstrap (static), and from the processor over xDS (its listeners, routes
+// and clusters change with each reload: gamma's come and go).
+for (const envoyMode of ['static', 'xds'] as const)
+describe(`live config: reloads of the processor’s config file (Envoy ${envoyMode})`, () => {
   const stack = useStack({
     processor: 'child',
-    // Envoy knows gamma's routes throughout; whether gamma exists is the processor's config.
+    envoyMode,
+    // With a static Envoy, Envoy knows gamma's routes throughout and whether gamma exists is the
+    // processor's config; over xDS, Envoy's routes follow the processor's config.
     servers: { alpha: { headers: { 'x-upstream-token': 'first' } }, beta: {}, gamma: {} },
     extraConfig: { auth: { api_keys: [ann, bob] }, tenants: { acme: { servers: ['*'], namespace: 'acme' } }, policies: [{ tenant: 'acme', servers: ['*'], tools: { allowed: ['*'] } }] },
   });

@@ -39,11 +39,11 @@ import { after, afterEach, before, type TestContext } from 'node:test';
 import { stringify as toYaml } from 'yaml';
 import type { z } from 'zod';
 
-import { run } from '../../src/app.js';
+import { run, type ReloadOutcome } from '../../src/app.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config, GatewaySchema, ServerSchema } from '../../src/config/schema.js';
-import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
+import { renderEnvoyBootstrap, renderXdsBootstrap } from '../../src/envoy/bootstrap.js';
 import { startDemoServer, type DemoServerOptions } from '../fixtures/mcp-servers/demo-server.js';
 import { startEnvoy, type EnvoyHandle } from './envoy.js';
 import { freePorts } from './ports.js';
@@ -83,6 +83,8 @@ export interface StackOptions {
   /** Envoy `--log-level` / `--component-log-level`. */
   envoyLogLevel?: string;
   envoyComponentLogLevel?: string;
+  /** `xds`: Envoy takes its listeners, routes and clusters from the processor (default `static`: all in its bootstrap). */
+  envoyMode?: 'static' | 'xds';
   /** Bound on each readiness wait (default 20 s). */
   readyTimeoutMs?: number;
   /** After both are ready, check a request through Envoy gets an answer (default true). */
@@ -128,6 +130,8 @@ export interface Stack {
   /** With `processor: 'child'`: the config file it serves (and watches), and its pid; null in-process. */
   readonly configPath: string | null;
   processorPid(): number | null;
+  /** In-process: swaps a config in (as a reload of the config file does); a raw config is validated first. */
+  reload(raw: Record<string, unknown>): Promise<ReloadOutcome>;
   /** The rendered Envoy bootstrap YAML. */
   readonly envoyYaml: string;
   /** Envoy output, processor output (child mode), upstream state, config: paste into a bug report. */
@@ -348,6 +352,7 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
   let actualAdmin = cfg.gateway.admin;
   let stopProcessor: () => Promise<void> = async () => undefined;
   let childConfigPath: string | null = null;
+  let reloadProcessor: ((config: Config) => Promise<ReloadOutcome>) | null = null;
   let childPid: number | null = null;
 
   const startProcessor = async (): Promise<void> => {
@@ -356,6 +361,7 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
       // JSON lines into the in-memory buffer instead of stdout, so logs() has them.
       const logger = createLogger(logLevel, { write: (line: string) => processorOutput.push('stdout', line) });
       const handle = await run({ config: cfg, logLevel, logger });
+      reloadProcessor = (next) => handle.reload(next);
       actualGrpc = handle.grpcAddress;
       actualAdmin = handle.adminAddress;
       stopProcessor = async () => {
@@ -401,7 +407,7 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
 
   // --- envoy
   try {
-    envoyYaml = renderEnvoyBootstrap(cfg);
+    envoyYaml = opts.envoyMode === 'xds' ? renderXdsBootstrap(cfg) : renderEnvoyBootstrap(cfg);
     const started = await startEnvoy(envoyYaml, {
       readyTimeoutMs,
       onOutput: echoLine('envoy'),
@@ -484,6 +490,10 @@ async function startStackOnce(opts: StackOptions): Promise<Stack> {
     config: cfg,
     configPath: childConfigPath,
     processorPid: () => (processorRunning ? childPid : null),
+    reload: async (raw) => {
+      if (reloadProcessor === null) throw new Error('reload() needs the in-process processor; a child reloads its config file');
+      return reloadProcessor(parseConfig(raw));
+    },
     envoyYaml,
     logs,
     processorLogLines: () =>

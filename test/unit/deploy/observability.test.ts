@@ -394,6 +394,8 @@ async function exportedSeries(): Promise<Map<string, SeriesInfo>> {
   m.configLoaded('sha256:0123456789abcdef', Date.now());
   m.configReloadInc('applied');
   m.configReloadInc('refused');
+  m.xdsStreamsSet(1);
+  m.xdsRejectedInc('route');
   const { body } = await m.render();
   const types = new Map<string, string>();
   const out = new Map<string, { type: string; labels: Set<string> }>();
