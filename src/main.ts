@@ -2,9 +2,10 @@
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { hashKeyCommand } from './auth/hash-key-cli.js';
-import { pinsCommand } from './filters/pins-cli.js';
+import { pinsCommand } from './pins-cli.js';
 import { catalogReport } from './aggregated/catalog-report.js';
-import { configHash, run } from './app.js';
+import { run } from './app.js';
+import { configHash } from './live-config.js';
 import { ConfigError, loadConfigFile, parseConfigText, readConfigText } from './config/load.js';
 import { renderEnvoyBootstrap, renderXdsBootstrap } from './envoy/bootstrap.js';
 import { unsupportedNode } from './lib/node-version.js';

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import type { Config } from '../config/schema.js';
 import { GlobSet } from '../lib/glob.js';
 import { isObject, type JsonObject } from '../mcp/message.js';
 import type { AnswerMethod, CacheConfig, ServerCacheConfig, VaryKey } from './schema.js';
@@ -67,7 +66,10 @@ export class AnswerCache {
   /** No answer cache configured: nothing is looked up, nothing kept. */
   static readonly NONE = new AnswerCache(new Map(), null, 0);
 
-  static compile(config: Pick<Config, 'cache' | 'servers'>, store: (cfg: CacheConfig) => AnswerStore): AnswerCache {
+  static compile(
+    config: { readonly cache: CacheConfig; readonly servers: Readonly<Record<string, { readonly cache?: ServerCacheConfig | undefined }>> },
+    store: (cfg: CacheConfig) => AnswerStore,
+  ): AnswerCache {
     const rules = new Map<string, Map<string, Rule>>();
     for (const [server, s] of Object.entries(config.servers)) {
       const own = new Map<string, Rule>();

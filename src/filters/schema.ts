@@ -131,3 +131,4 @@ export const PinsSchema = z
     file: z.string().min(1).default('pins.json').describe("The pins file of the file store, relative to the config file's directory"),
   })
   .describe('Where tool pins are kept');
+export type PinsConfig = z.infer<typeof PinsSchema>;

@@ -14,7 +14,7 @@ import { McpServer, type RegisteredTool } from '@modelcontextprotocol/sdk/server
 import { stringify } from 'yaml';
 import { z } from 'zod';
 import { startMcpHttpHost, type HostedSessionState, type McpHttpHost } from '../fixtures/mcp-servers/mcp-http-host.js';
-import { connectClient } from '../support/mcp-client.js';
+import { connectClient, toolNames } from '../support/mcp-client.js';
 import { waitUntil } from '../support/proc.js';
 import { useStack, type Stack } from '../support/stack.js';
 
@@ -44,15 +44,6 @@ async function startRugServer(): Promise<{ host: McpHttpHost<RugSession>; setDes
       for (const s of host.sessions()) s.state.lookup.update({ description: d });
     },
   };
-}
-
-async function toolNames(url: string): Promise<string[]> {
-  const c = await connectClient(url);
-  try {
-    return (await c.client.listTools()).tools.map((t) => t.name);
-  } finally {
-    await c.close({ terminate: true });
-  }
 }
 
 async function metric(stack: Stack, name: string, ...parts: string[]): Promise<number> {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startDemoServer, type DemoServer } from '../fixtures/mcp-servers/demo-server.js';
-import { connectClient } from '../support/mcp-client.js';
+import { connectClient, toolNames } from '../support/mcp-client.js';
 import { waitUntil } from '../support/proc.js';
 import { useStack, type Stack } from '../support/stack.js';
 
@@ -19,15 +19,6 @@ async function dynamicNames(stack: Stack, kind: 'clusters' | 'listeners' | 'rout
   if (kind === 'clusters') return ((of('.ClustersConfigDump')['dynamic_active_clusters'] ?? []) as any[]).map((c) => c.cluster.name);
   if (kind === 'listeners') return ((of('.ListenersConfigDump')['dynamic_listeners'] ?? []) as any[]).map((l) => l.name);
   return ((of('.RoutesConfigDump')['dynamic_route_configs'] ?? []) as any[]).map((r) => r.route_config.name);
-}
-
-async function toolNames(url: string): Promise<string[]> {
-  const c = await connectClient(url);
-  try {
-    return (await c.client.listTools()).tools.map((t) => t.name);
-  } finally {
-    await c.close({ terminate: true });
-  }
 }
 
 async function echo(url: string, tool: string): Promise<string> {

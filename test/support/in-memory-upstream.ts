@@ -5,7 +5,7 @@
  * use real servers through Envoy instead.
  */
 import { pino, type Logger } from 'pino';
-import { createContext } from '../../src/app.js';
+import { createContext } from '../../src/context.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { RuntimeServer } from '../../src/config/runtime.js';
 import type { GatewayContext } from '../../src/exchange.js';

@@ -111,6 +111,16 @@ export async function connectClient(url: string, opts: ConnectClientOptions = {}
 // ---------------------------------------------------------------------------------------------
 // raw HTTP
 
+/** The tool names a fresh session on `url` lists (the session is ended after). */
+export async function toolNames(url: string, headers?: Record<string, string>): Promise<string[]> {
+  const c = await connectClient(url, headers === undefined ? {} : { headers });
+  try {
+    return (await c.client.listTools()).tools.map((t) => t.name);
+  } finally {
+    await c.close({ terminate: true });
+  }
+}
+
 export interface RawResponse {
   status: number;
   headers: Headers;

@@ -39,7 +39,8 @@ import { after, afterEach, before, type TestContext } from 'node:test';
 import { stringify as toYaml } from 'yaml';
 import type { z } from 'zod';
 
-import { run, type ReloadOutcome } from '../../src/app.js';
+import { run } from '../../src/app.js';
+import type { ReloadOutcome } from '../../src/live-config.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config, GatewaySchema, ServerSchema } from '../../src/config/schema.js';

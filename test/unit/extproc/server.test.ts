@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { createContext } from '../../../src/app.js';
+import { createContext } from '../../../src/context.js';
 import { parseConfig } from '../../../src/config/load.js';
 import { headerMap } from '../../../src/extproc/server.js';
 import { startCall, type FakeCall } from '../../support/fake-call.js';

@@ -8,7 +8,7 @@ import { FiltersSchema } from '../../../src/filters/schema.js';
 import { FilePinStore, fingerprintTool, RedisPinStore, ToolPinning, type PinStore } from '../../../src/filters/pins.js';
 import { createRedisClient, redisConnectionOptions, waitForRedis } from '../../../src/state/redis.js';
 import { RedisServer } from '../../support/redis.js';
-import { pinsCommand } from '../../../src/filters/pins-cli.js';
+import { pinsCommand } from '../../../src/pins-cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mcpgw-pins-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

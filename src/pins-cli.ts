@@ -1,10 +1,10 @@
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfigFile } from '../config/load.js';
-import { redisTimeoutMs } from '../state/schema.js';
-import { createRedisClient, describeRedisTarget, redisConnectionOptions, waitForRedis, type RedisClient } from '../state/redis.js';
-import { pinStore } from './pin-store.js';
-import { splitPinKey, type PinRecord, type PinStore } from './pins.js';
+import { loadConfigFile } from './config/load.js';
+import { redisTimeoutMs } from './state/schema.js';
+import { createRedisClient, describeRedisTarget, redisConnectionOptions, waitForRedis, type RedisClient } from './state/redis.js';
+import { pinStore } from './filters/pin-store.js';
+import { splitPinKey, type PinRecord, type PinStore } from './filters/pins.js';
 
 export const PINS_USAGE = `usage: mcp-gateway pins list --config FILE [--json]
        mcp-gateway pins approve --config FILE (SERVER/TOOL[@FINGERPRINT] ... | --all)

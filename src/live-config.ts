@@ -1,0 +1,294 @@
+import { createHash } from 'node:crypto';
+import { unwatchFile, watchFile } from 'node:fs';
+import type { Logger } from 'pino';
+import { CatalogWatch } from './aggregated/catalog-watch.js';
+import { parseConfigText, readConfigText } from './config/load.js';
+import type { RuntimeConfig } from './config/runtime.js';
+import type { Config } from './config/schema.js';
+import { createContext, type LoadedContext } from './context.js';
+import { renderEnvoyBootstrap } from './envoy/bootstrap.js';
+import type { XdsServer } from './envoy/xds.js';
+import type { GatewayContext } from './exchange.js';
+import { durationMs } from './lib/duration.js';
+import type { Metrics } from './observability/metrics.js';
+import { HealthMonitor } from './upstream/health.js';
+
+/**
+ * The config in force, and how a new one takes its place: read, validated and compiled whole,
+ * then swapped in for the next request while requests under way finish on the one they started
+ * with. Envoys that take their configuration from the processor (xds.ts) get what either config
+ * needs before the swap, and lose what only the old one needed once its requests are done.
+ */
+
+/** What a config reload did. */
+export type ReloadOutcome =
+  | {
+      readonly result: 'applied';
+      readonly hash: string;
+      readonly added: readonly string[];
+      readonly removed: readonly string[];
+      readonly restartKeys: readonly string[];
+      /** Envoy's bootstrap made from the new config differs from the old one's (Envoy not fed over xDS). */
+      readonly envoyStale: boolean;
+    }
+  | { readonly result: 'unchanged'; readonly hash: string }
+  | { readonly result: 'refused'; readonly error: string };
+
+/** One config in force: its context, the health checks and catalog watch over it, and which config it is. */
+interface InForce {
+  readonly loaded: LoadedContext;
+  readonly health: HealthMonitor;
+  readonly watch: CatalogWatch;
+  readonly hash: string;
+  readonly loadedAt: number;
+}
+
+export interface LiveConfigOptions {
+  readonly config: Config;
+  readonly configDir?: string;
+  /** The config file: reloaded when it changes (unless `watch` is false) and on `reload()`. */
+  readonly configFile?: string;
+  readonly watch?: boolean;
+  /** The hash of the config as read (of its file's text); default: of its parsed form. */
+  readonly configHash?: string;
+}
+
+export class LiveConfig {
+  private now: InForce;
+  private reloading: Promise<ReloadOutcome>;
+  private stopFileWatch: () => void = () => {};
+  private warm: NodeJS.Timeout | null = null;
+  private serving = false;
+
+  private constructor(
+    first: LoadedContext,
+    hash: string,
+    private readonly opts: LiveConfigOptions,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    private readonly xds: XdsServer,
+  ) {
+    this.now = this.begin(first, hash);
+    this.reloading = Promise.resolve({ result: 'unchanged', hash });
+  }
+
+  /** Loads the first config. */
+  static async open(opts: LiveConfigOptions, log: Logger, metrics: Metrics, xds: XdsServer): Promise<LiveConfig> {
+    const first = await createContext(opts.config, log, metrics, opts.configDir);
+    return new LiveConfig(first, opts.configHash ?? configHash(JSON.stringify(opts.config)), opts, log, metrics, xds);
+  }
+
+  /** The request path's context under the config in force. */
+  get context(): GatewayContext {
+    return this.now.loaded.context;
+  }
+
+  get health(): HealthMonitor {
+    return this.now.health;
+  }
+
+  /** Which config is in force, and since when (for /readyz). */
+  get describe(): string {
+    return `config ${this.now.hash} loaded ${new Date(this.now.loadedAt).toISOString()}`;
+  }
+
+  get hash(): string {
+    return this.now.hash;
+  }
+
+  /** The processor serves: warm the catalogs once Envoy can carry our calls, then start the checks; follow the config file. */
+  start(): void {
+    this.serving = true;
+    const first = this.now;
+    this.warm = setTimeout(() => this.watchServers(first, null), 200);
+    this.warm.unref();
+    if (this.opts.configFile !== undefined && this.opts.watch !== false) this.stopFileWatch = watchConfigFile(this.opts.configFile, () => void this.reload());
+  }
+
+  /**
+   * Loads the config again (the given one, or the config file) and swaps it in whole when it is
+   * valid; a bad one is refused and the config in force stays. Reloads run one at a time.
+   */
+  reload(given?: Config): Promise<ReloadOutcome> {
+    this.reloading = this.reloading.then(() => this.reloadOnce(given));
+    return this.reloading;
+  }
+
+  /** Stops following the config and the servers, and ends what this replica holds. */
+  async close(): Promise<void> {
+    this.serving = false;
+    this.stopFileWatch();
+    if (this.warm !== null) clearTimeout(this.warm);
+    this.now.health.stop();
+    this.now.watch.close();
+    await this.now.loaded.close();
+  }
+
+  /** Stops what follows the servers (health checks, catalog watch) before the processor stops. */
+  stopWatching(): void {
+    this.serving = false;
+    if (this.warm !== null) clearTimeout(this.warm);
+    this.now.health.stop();
+    this.now.watch.close();
+  }
+
+  private begin(loaded: LoadedContext, hash: string): InForce {
+    const { context, control } = loaded;
+    const hc = context.rc.source.health;
+    const health = new HealthMonitor(
+      context.rc,
+      control,
+      context.metrics,
+      this.log,
+      {
+        intervalMs: durationMs(hc.interval),
+        timeoutMs: durationMs(hc.timeout),
+        unhealthyThreshold: hc.unhealthy_threshold,
+        degradedLatencyMs: durationMs(hc.degraded_latency),
+      },
+      (unhealthy) => context.catalog.setExcluded(unhealthy),
+    );
+    const loadedAt = Date.now();
+    this.metrics.configLoaded(hash, loadedAt);
+    return { loaded, health, watch: new CatalogWatch(context, control), hash, loadedAt };
+  }
+
+  /** Health checks and the catalog watch of a config, once its catalogs are warm (or `warmMs` passed). */
+  private watchServers(f: InForce, warmMs: number | null): void {
+    const warmed = f.loaded.context.catalog.warmUp();
+    void (warmMs === null ? warmed : Promise.race([warmed, new Promise((r) => setTimeout(r, warmMs).unref())])).finally(() => {
+      if (!this.serving || this.now !== f) return;
+      f.health.start();
+      f.watch.start();
+    });
+  }
+
+  private async reloadOnce(given?: Config): Promise<ReloadOutcome> {
+    if (given !== undefined) return this.apply(given, configHash(JSON.stringify(given)));
+    if (this.opts.configFile === undefined) return { result: 'unchanged', hash: this.now.hash };
+    let text: string;
+    let next: Config;
+    try {
+      text = await readConfigText(this.opts.configFile);
+      next = parseConfigText(text);
+    } catch (err) {
+      return this.refused(err);
+    }
+    return this.apply(next, configHash(text));
+  }
+
+  private async apply(next: Config, hash: string): Promise<ReloadOutcome> {
+    if (hash === this.now.hash) return { result: 'unchanged', hash };
+    const before = this.now;
+    let loaded: LoadedContext;
+    try {
+      loaded = await createContext(next, this.log, this.metrics, this.opts.configDir, undefined, before.loaded.shared);
+    } catch (err) {
+      return this.refused(err);
+    }
+    const oldRc = before.loaded.context.rc;
+    const newRc = loaded.context.rc;
+    const added = newRc.serverList.filter((s) => !oldRc.servers.has(s.name)).map((s) => s.name);
+    const removed = oldRc.serverList.filter((s) => !newRc.servers.has(s.name));
+    const restartKeys = RESTART_KEYS.filter((k) => JSON.stringify(k.of(oldRc.source)) !== JSON.stringify(k.of(next))).map((k) => k.key);
+    // An Envoy that runs from a bootstrap made of the config (not from the processor's xDS) must be
+    // given a new one when it would differ.
+    const envoyStale = this.xds.connected === 0 && renderEnvoyBootstrap(oldRc.source) !== renderEnvoyBootstrap(next);
+    // Envoys that take their configuration from the processor first get what either config routes
+    // to (a new server's cluster and routes are there before anything is sent to it).
+    await this.xds.setConfig(withServersOf(next, oldRc.source));
+    this.now = this.begin(loaded, hash);
+    before.health.stop();
+    before.watch.close();
+    this.watchServers(this.now, 2_000);
+    this.retire(before, oldRc, removed);
+    this.metrics.configReloadInc('applied');
+    this.log.info(
+      {
+        event: 'config_reloaded',
+        config: hash,
+        servers_added: added,
+        servers_removed: removed.map((s) => s.name),
+        ...(restartKeys.length > 0 ? { restart_keys: restartKeys } : {}),
+        ...(envoyStale ? { envoy_stale: true } : {}),
+      },
+      [
+        'config reloaded',
+        ...(restartKeys.length > 0 ? ['some changed keys take effect only at the next start (restart_keys)'] : []),
+        ...(envoyStale ? ["Envoy's bootstrap made from this config differs from the one it runs: regenerate it (mcp-gateway envoy-config) and restart Envoy"] : []),
+      ].join('; '),
+    );
+    return { result: 'applied', hash, added, removed: removed.map((s) => s.name), restartKeys, envoyStale };
+  }
+
+  /**
+   * A replaced config's end, once the requests that started on it are done: the upstream
+   * sessions of servers no longer configured (the client sessions stay), what it owns, and in
+   * Envoy what only it needed.
+   */
+  private retire(before: InForce, oldRc: RuntimeConfig, removed: readonly RuntimeConfig['serverList'][number][]): void {
+    const grace = Math.min(oldRc.upstreamTimeoutMs + 5_000, 120_000);
+    new Promise<void>((resolve) => setTimeout(resolve, grace).unref())
+      .then(async () => {
+        // A server configured again meanwhile keeps its sessions.
+        const stillGone = removed.filter((s) => !this.now.loaded.context.rc.servers.has(s.name));
+        if (stillGone.length > 0) {
+          const gone = { ...oldRc, servers: new Map(stillGone.map((s) => [s.name, s])) } as RuntimeConfig;
+          await Promise.all([...before.loaded.shared.sessions.localSessions()].map((s) => before.loaded.context.upstreamSessions.terminateAll(gone, s)));
+        }
+        await before.loaded.retire();
+        await this.xds.setConfig(this.now.loaded.context.rc.source);
+      })
+      .catch((err: unknown) => this.log.warn({ err: String(err) }, 'a replaced config did not end cleanly'));
+  }
+
+  private refused(err: unknown): ReloadOutcome {
+    const error = err instanceof Error ? err.message : String(err);
+    this.metrics.configReloadInc('refused');
+    this.log.error({ event: 'config_reload_failed', error, config: this.now.hash }, 'config reload refused; the config in force stays');
+    return { result: 'refused', error };
+  }
+}
+
+/**
+ * Keys a running processor cannot change (its own listeners, and what its sessions, limits and
+ * Redis connections were opened with): a reload that changes them applies everything else and
+ * names them in its log line; they take effect at the next start.
+ */
+const RESTART_KEYS: ReadonlyArray<{ readonly key: string; readonly of: (c: Config) => unknown }> = [
+  { key: 'redis', of: (c) => c.redis },
+  { key: 'gateway.processor', of: (c) => c.gateway.processor },
+  { key: 'gateway.admin', of: (c) => c.gateway.admin },
+  { key: 'gateway.internal', of: (c) => c.gateway.internal },
+  { key: 'gateway.upstream_timeout', of: (c) => c.gateway.upstream_timeout },
+  { key: 'gateway.session_idle_timeout', of: (c) => c.gateway.session_idle_timeout },
+  { key: 'gateway.max_sessions', of: (c) => c.gateway.max_sessions },
+  { key: 'gateway.max_sessions_per_client', of: (c) => c.gateway.max_sessions_per_client },
+  { key: 'gateway.max_client_metadata_bytes', of: (c) => c.gateway.max_client_metadata_bytes },
+  { key: 'gateway.input_required_timeout', of: (c) => c.gateway.input_required_timeout },
+  { key: 'cache.store', of: (c) => [c.cache.store, c.cache.max_entries, c.cache.max_bytes] },
+  { key: 'logging.level', of: (c) => c.logging.level },
+];
+
+/** A config with the servers of another one it does not have (for Envoy's side of a swap). */
+function withServersOf(config: Config, other: Config): Config {
+  const missing = Object.entries(other.servers).filter(([name]) => !(name in config.servers));
+  return missing.length === 0 ? config : { ...config, servers: { ...Object.fromEntries(missing), ...config.servers } };
+}
+
+/** The hash a loaded config is known by (`/readyz`, `mcp_gateway_config_info`). */
+export function configHash(text: string): string {
+  return `sha256:${createHash('sha256').update(text).digest('hex').slice(0, 16)}`;
+}
+
+/**
+ * Calls `changed` when the config file may have changed: its stat is polled (a ConfigMap update
+ * swaps a symlink, which only polling the path sees reliably). Returns the stop.
+ */
+function watchConfigFile(path: string, changed: () => void): () => void {
+  const listener = (cur: { mtimeMs: number; ino: number; size: number }, prev: { mtimeMs: number; ino: number; size: number }): void => {
+    if (cur.mtimeMs !== prev.mtimeMs || cur.ino !== prev.ino || cur.size !== prev.size) changed();
+  };
+  watchFile(path, { interval: 500, persistent: false }, listener);
+  return () => unwatchFile(path, listener);
+}
