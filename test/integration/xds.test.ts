@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { startDemoServer, type DemoServer } from '../fixtures/mcp-servers/demo-server.js';
 import { connectClient, toolNames } from '../support/mcp-client.js';
 import { waitUntil } from '../support/proc.js';
+import { freePort } from '../support/ports.js';
 import { useStack, type Stack } from '../support/stack.js';
 
 /** Envoy's dynamic resources of one kind, by name, from its /config_dump. */
@@ -71,5 +72,20 @@ describe('xDS: Envoy takes its configuration from the processor', () => {
     await assert.rejects(echo(s.mcpUrl, 'delta__echo'), /Unknown tool: delta__echo/);
     await waitUntil(async () => !(await dynamicNames(s, 'clusters')).includes('mcp_delta'), { timeoutMs: 15_000, intervalMs: 100, what: 'mcp_delta gone from Envoy' });
     assert.equal(await echo(s.mcpUrl, 'alpha__echo'), 'alpha: hi');
+  });
+});
+
+describe('xDS: the listen side changes live', () => {
+  const stack = useStack({ servers: { alpha: {} }, envoyMode: 'xds', gateway: { upstream_timeout: '1s' } });
+  before(() => waitUntil(async () => (await toolNames(stack().mcpUrl)).includes('alpha__echo'), { timeoutMs: 10_000, intervalMs: 100, what: 'the catalog' }));
+
+  it('moves the client listener to another port without restarting Envoy', async () => {
+    const s = stack();
+    const port = await freePort();
+    const raw = structuredClone(s.config) as Record<string, any>;
+    raw['gateway']['listen'] = `127.0.0.1:${port}`;
+    assert.equal((await s.reload(raw)).result, 'applied');
+    await waitUntil(async () => (await toolNames(`http://127.0.0.1:${port}/mcp`).catch((): string[] => [])).includes('alpha__echo'), { timeoutMs: 10_000, intervalMs: 100, what: 'the new port' });
+    assert.equal(await echo(`http://127.0.0.1:${port}/mcp`, 'alpha__echo'), 'alpha: hi');
   });
 });
