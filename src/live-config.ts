@@ -59,6 +59,8 @@ export class LiveConfig {
   private stopFileWatch: () => void = () => {};
   private warm: NodeJS.Timeout | null = null;
   private serving = false;
+  /** Configs replaced whose requests may still run (until their grace ends). */
+  private readonly replaced = new Set<Config>();
 
   private constructor(
     first: LoadedContext,
@@ -110,8 +112,28 @@ export class LiveConfig {
    * valid; a bad one is refused and the config in force stays. Reloads run one at a time.
    */
   reload(given?: Config): Promise<ReloadOutcome> {
-    this.reloading = this.reloading.then(() => this.reloadOnce(given));
+    // A reload that fails for any reason is a refusal: the next one still runs, and nobody is left
+    // with a rejected promise (the file watch and SIGHUP do not wait for theirs).
+    this.reloading = this.reloading.then(() => this.reloadOnce(given)).catch((err: unknown) => this.refused(err));
     return this.reloading;
+  }
+
+  /** Pushes Envoy's configuration in the reload order (never beside a reload's own push). */
+  private pushEnvoy(): Promise<void> {
+    const push = this.reloading.then(() => this.xds.setConfig(this.envoyConfig()));
+    this.reloading = push.then(
+      () => ({ result: 'unchanged', hash: this.now.hash }) as const,
+      (err: unknown) => {
+        this.log.warn({ err: String(err) }, "xds: Envoy's configuration not pushed");
+        return { result: 'unchanged', hash: this.now.hash } as const;
+      },
+    );
+    return push;
+  }
+
+  /** What Envoy must have now: the config in force, and the servers of configs whose requests may still run. */
+  private envoyConfig(): Config {
+    return [...this.replaced].reduce((c, other) => withServersOf(c, other), this.now.loaded.context.rc.source);
   }
 
   /** Stops following the config and the servers, and ends what this replica holds. */
@@ -186,6 +208,16 @@ export class LiveConfig {
     } catch (err) {
       return this.refused(err);
     }
+    try {
+      return await this.swap(before, loaded, next, hash);
+    } catch (err) {
+      // Not swapped in: what the new config opened ends with it.
+      if (this.now.loaded === before.loaded) await loaded.retire().catch(() => {});
+      return this.refused(err);
+    }
+  }
+
+  private async swap(before: InForce, loaded: LoadedContext, next: Config, hash: string): Promise<ReloadOutcome> {
     const oldRc = before.loaded.context.rc;
     const newRc = loaded.context.rc;
     const added = newRc.serverList.filter((s) => !oldRc.servers.has(s.name)).map((s) => s.name);
@@ -195,8 +227,10 @@ export class LiveConfig {
     // given a new one when it would differ.
     const envoyStale = this.xds.connected === 0 && renderEnvoyBootstrap(oldRc.source) !== renderEnvoyBootstrap(next);
     // Envoys that take their configuration from the processor first get what either config routes
-    // to (a new server's cluster and routes are there before anything is sent to it).
-    await this.xds.setConfig(withServersOf(next, oldRc.source));
+    // to (a new server's cluster and routes are there before anything is sent to it), and what
+    // configs replaced before still need.
+    await this.xds.setConfig([oldRc.source, ...this.replaced].reduce((c, other) => withServersOf(c, other), next));
+    this.replaced.add(oldRc.source);
     this.now = this.begin(loaded, hash);
     before.health.stop();
     before.watch.close();
@@ -237,7 +271,8 @@ export class LiveConfig {
           await Promise.all([...before.loaded.shared.sessions.localSessions()].map((s) => before.loaded.context.upstreamSessions.terminateAll(gone, s)));
         }
         await before.loaded.retire();
-        await this.xds.setConfig(this.now.loaded.context.rc.source);
+        this.replaced.delete(oldRc.source);
+        await this.pushEnvoy();
       })
       .catch((err: unknown) => this.log.warn({ err: String(err) }, 'a replaced config did not end cleanly'));
   }

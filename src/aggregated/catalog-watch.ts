@@ -3,6 +3,7 @@ import type { RuntimeServer } from '../config/runtime.js';
 import { isObject, parseJsonObject, type JsonObject } from '../mcp/message.js';
 import { isModernVersion } from '../mcp/modern.js';
 import type { ControlSessions, OpenedSession } from '../upstream/control.js';
+import { NO_CAPABILITIES } from '../upstream/profiles.js';
 import type { AggregatedContext } from './context.js';
 import { LIST_CHANGED } from './rewrite.js';
 import { pause, readUpstreamStream } from './server-stream.js';
@@ -120,6 +121,9 @@ export class CatalogWatch {
     this.ctx.catalog.invalidate(server.name, kind);
     if (kind === 'resources') this.ctx.catalog.invalidate(server.name, 'resourceTemplates');
     invalidateAnswers(this.ctx, server.name, { listChanged: kind }, reason);
+    // Pinned tools are judged as they are fetched: fetched now, not when a client next lists them
+    // (a client of the passthrough endpoint never makes the catalog fetch).
+    if (kind === 'tools' && this.ctx.guard.pins !== null) void this.ctx.catalog.serverItems(server, 'tools', NO_CAPABILITIES);
     this.ctx.streams.listChanged(server.name, method);
   }
 }

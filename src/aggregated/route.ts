@@ -425,10 +425,15 @@ interface ForwardOptions {
 function cachePlan(ctx: AggregatedContext, state: RequestState, resolved: Resolved, method: string): CachePlan | null {
   if (!ctx.answers.caches(resolved.server.name, method)) return null;
   const caller = state.caller!;
-  return ctx.answers.plan(resolved.server.name, method, resolved.tool, resolved.params, {
-    subject: caller.identity.subject,
-    tenant: caller.tenant.implicit ? null : caller.tenant.name,
-  });
+  const callerInArguments = resolved.tool !== null && ctx.transforms.changes(resolved.server.name, resolved.tool);
+  return ctx.answers.plan(
+    resolved.server.name,
+    method,
+    resolved.tool,
+    resolved.params,
+    { subject: caller.identity.subject, tenant: caller.tenant.implicit ? null : caller.tenant.name },
+    callerInArguments,
+  );
 }
 
 /** A cache lookup: metered, and on the operation line. */

@@ -97,7 +97,7 @@ export class AnswerCache {
    * The cache plan of a request to a server, in the server's own names (`tool` for tools/call):
    * null when its answer is not cached.
    */
-  plan(server: string, method: string, tool: string | null, params: JsonObject, caller: CacheCaller): CachePlan | null {
+  plan(server: string, method: string, tool: string | null, params: JsonObject, caller: CacheCaller, callerInArguments = false): CachePlan | null {
     const rule = this.rules.get(server)?.get(method);
     if (rule === undefined) return null;
     let entity: unknown;
@@ -111,13 +111,16 @@ export class AnswerCache {
       variant = [canonicalJson(params['arguments'] ?? {})];
     }
     if (typeof entity !== 'string') return null;
+    // Arguments the gateway fills in for the caller (its context, templated defaults) are not in
+    // the key: what the server answers may depend on them, so such answers stay the caller's own.
+    const identity = rule.identity || callerInArguments;
     if (rule.tenant) variant.push(caller.tenant);
-    if (rule.identity) variant.push(caller.subject);
+    if (identity) variant.push(caller.subject);
     return {
       key: { server, method, entity: digest(entity), variant: digest(JSON.stringify(variant)) },
       entity,
       ttlMs: rule.ttlMs,
-      shared: !rule.identity,
+      shared: !identity,
       maxBytes: this.maxBytes,
     };
   }

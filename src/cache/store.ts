@@ -72,6 +72,8 @@ export class MemoryAnswerStore implements AnswerStore {
   }
 
   async put(key: CacheKey, value: string, ttlMs: number): Promise<void> {
+    // An answer larger than the whole store would only empty it.
+    if (value.length > this.maxBytes) return;
     const k = memoryKey(key);
     const old = this.entries.get(k);
     if (old !== undefined) {

@@ -114,10 +114,15 @@ export class XdsServer {
    * clusters and routes of a new server in Envoy before the processor routes anything there.
    */
   async setConfig(config: Config): Promise<void> {
+    if (this.snapshot === null) {
+      this.config = config;
+      return;
+    }
+    // Built before anything changes: a config that cannot be turned into resources leaves the
+    // ones served as they were (the caller refuses the reload).
+    const snap = buildSnapshot(config);
     this.config = config;
-    if (this.snapshot === null) return;
-    this.snapshot = null;
-    const snap = this.current();
+    this.snapshot = snap;
     const waits: Promise<void>[] = [];
     for (const sub of this.subscribers) {
       for (const type of PUSH_ORDER) {

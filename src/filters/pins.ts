@@ -269,36 +269,43 @@ export class ToolPinning {
       this.noteShadowing();
     }
     const now = new Date().toISOString();
-    try {
-      for (const tool of tools) {
-        const name = tool['name'];
-        if (typeof name !== 'string' || !rule.tools.test(name)) continue;
-        const key = pinKey(server, name);
-        const fp = fingerprintTool(tool);
-        let rec = this.records.get(key) ?? (await this.store.pinFirst(key, { fingerprint: fp.hash, parts: fp.parts, pinned_at: now }));
-        if (rec.fingerprint === fp.hash) {
-          // The pinned definition again (a change undone): nothing waits any more.
-          if (rec.pending !== undefined) {
-            rec = { fingerprint: rec.fingerprint, parts: rec.parts, pinned_at: rec.pinned_at };
-            await this.store.put(key, rec);
-          }
-        } else if (rec.pending?.fingerprint !== fp.hash) {
-          const changed = PINNED_PARTS.filter((p) => rec.parts[p] !== fp.parts[p]);
-          rec = { ...rec, pending: { fingerprint: fp.hash, parts: fp.parts, seen_at: now, changed } };
-          await this.store.put(key, rec);
-          this.reports.drift(server, rule.enforce ? 'withheld' : 'warned');
-          this.log.warn(
-            { event: 'tool_drift', server, tool: name, pinned: rec.fingerprint, seen: fp.hash, changed, action: rule.enforce ? 'withheld' : 'warned' },
-            rule.enforce
-              ? 'a tool changed its definition since it was pinned: withheld until approved (mcp-gateway pins approve)'
-              : 'a tool changed its definition since it was pinned',
-          );
-        }
-        this.records.set(key, rec);
+    let unsaved = 0;
+    for (const tool of tools) {
+      const name = tool['name'];
+      if (typeof name !== 'string' || !rule.tools.test(name)) continue;
+      const key = pinKey(server, name);
+      const fp = fingerprintTool(tool);
+      const first: PinRecord = { fingerprint: fp.hash, parts: fp.parts, pinned_at: now };
+      let rec = this.records.get(key);
+      if (rec === undefined) {
+        // First sight: pinned here at once, then in the store (where another replica may have pinned it first).
+        this.records.set(key, first);
+        rec = await this.store.pinFirst(key, first).catch(() => {
+          unsaved++;
+          return first;
+        });
       }
-    } catch (err) {
-      this.log.warn({ server, err: String(err) }, 'tool pins not checked: the pin store is unreachable');
+      const held: PinRecord = rec;
+      let next: PinRecord = held;
+      if (held.fingerprint === fp.hash) {
+        // The pinned definition again (a change undone): nothing waits any more.
+        if (held.pending !== undefined) next = { fingerprint: held.fingerprint, parts: held.parts, pinned_at: held.pinned_at };
+      } else if (held.pending?.fingerprint !== fp.hash) {
+        const changed = PINNED_PARTS.filter((p) => held.parts[p] !== fp.parts[p]);
+        next = { ...held, pending: { fingerprint: fp.hash, parts: fp.parts, seen_at: now, changed } };
+        this.reports.drift(server, rule.enforce ? 'withheld' : 'warned');
+        this.log.warn(
+          { event: 'tool_drift', server, tool: name, pinned: held.fingerprint, seen: fp.hash, changed, action: rule.enforce ? 'withheld' : 'warned' },
+          rule.enforce
+            ? 'a tool changed its definition since it was pinned: withheld until approved (mcp-gateway pins approve)'
+            : 'a tool changed its definition since it was pinned',
+        );
+      }
+      // Judged here first: a store that cannot be written never lets a changed tool through.
+      this.records.set(key, next);
+      if (next !== held) await this.store.put(key, next).catch(() => void unsaved++);
     }
+    if (unsaved > 0) this.log.warn({ server, unsaved }, 'tool pins not saved: the pin store is unreachable; judged on what this replica has seen');
     this.judge();
   }
 
@@ -308,7 +315,14 @@ export class ToolPinning {
   }
 
   private async reload(): Promise<void> {
-    this.records = await this.store.load();
+    const loaded = await this.store.load();
+    // A change this replica saw while the load ran (or could not save) stays judged: only an
+    // approval (a new pinned fingerprint) or an undone change clears what waits.
+    for (const [key, mine] of this.records) {
+      const stored = loaded.get(key);
+      if (mine.pending !== undefined && (stored === undefined || (stored.pending === undefined && stored.fingerprint === mine.fingerprint))) loaded.set(key, mine);
+    }
+    this.records = loaded;
     this.judge();
   }
 

@@ -69,6 +69,12 @@ export class ToolCallTransforms {
     return new ToolCallTransforms(byServer);
   }
 
+  /** Whether the gateway changes the arguments of this tool's calls (what it adds may name the caller). */
+  changes(server: string, tool: string): boolean {
+    const f = this.byServer.get(server);
+    return f !== undefined && ((f.context !== null && f.context.tools.test(tool)) || f.defaults.some((d) => d.tools.test(tool)));
+  }
+
   /**
    * The arguments a call to `facts.server`'s tool goes with, and what was decided; null when no
    * filter applies (the arguments go as the client sent them).

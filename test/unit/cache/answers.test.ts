@@ -45,6 +45,14 @@ describe('answer cache: what is cached, under which key', () => {
     assert.equal(canonicalJson({ b: [1, { d: 1, c: 2 }], a: null }), '{"a":null,"b":[1,{"c":2,"d":1}]}');
   });
 
+  it('keeps a call’s answer to its caller when the gateway fills the caller into its arguments, whatever vary says', () => {
+    const c = compile({ 'tools/call': { tools: ['get_*'], ttl: 30, vary: ['arguments'] } });
+    const key = (who: typeof A, filled: boolean) => c.plan('alpha', 'tools/call', 'get_x', { name: 'get_x', arguments: { q: 1 } }, who, filled)!;
+    assert.deepEqual(key(A, false).key, key(B, false).key, 'shared by vary');
+    assert.notDeepEqual(key(A, true).key, key(B, true).key, 'the caller is in what the server gets');
+    assert.equal(key(A, true).shared, false);
+  });
+
   it('lets a server’s own entry replace the global one, and ttl 0 switch it off', () => {
     const c = compile({ 'resources/read': { ttl: 300 } }, { alpha: {}, beta: { cache: { 'resources/read': { ttl: 0 } } }, gamma: { cache: { 'prompts/get': { ttl: 5 } } } });
     assert.equal(c.caches('alpha', 'resources/read'), true);

@@ -104,6 +104,25 @@ describe('tool pinning', () => {
     p.close();
   });
 
+  it('withholds a changed tool under enforce even when the pin store cannot be written', async () => {
+    const file = join(dir, 'failing.json');
+    const inner = new FilePinStore(file);
+    let failing = false;
+    const store: PinStore = {
+      load: () => inner.load(),
+      pinFirst: (k, r) => (failing ? Promise.reject(new Error('store down')) : inner.pinFirst(k, r)),
+      put: (k, r) => (failing ? Promise.reject(new Error('store down')) : inner.put(k, r)),
+      watch: () => () => {},
+    };
+    const { p } = pinning({ pinning: { action: 'enforce' } }, store);
+    await p.start();
+    await p.screen('alpha', [ECHO]);
+    failing = true;
+    await p.screen('alpha', [{ ...ECHO, description: 'changed while the store is down' }]);
+    assert.equal(p.withheld('alpha', 'echo'), true, 'judged on what this replica saw');
+    p.close();
+  });
+
   it('pins only the tools its globs match, on the servers it is configured for', async () => {
     const { p, r } = pinning({}, new FilePinStore(join(dir, 'scoped.json')), { alpha: { filters: { pinning: { tools: ['e*'], action: 'enforce' } } }, beta: {} });
     await p.start();
