@@ -138,11 +138,8 @@ export class LiveConfig {
 
   /** Stops following the config and the servers, and ends what this replica holds. */
   async close(): Promise<void> {
-    this.serving = false;
     this.stopFileWatch();
-    if (this.warm !== null) clearTimeout(this.warm);
-    this.now.health.stop();
-    this.now.watch.close();
+    this.stopWatching();
     await this.now.loaded.close();
   }
 

@@ -11,6 +11,7 @@ import { connectClient, type ConnectedClient } from '../support/mcp-client.js';
 import { modernClient, textOf } from '../support/modern-client.js';
 import { waitUntil } from '../support/proc.js';
 import { RedisServer } from '../support/redis.js';
+import { metricValue } from '../support/metrics.js';
 import { useStack, type Stack } from '../support/stack.js';
 
 const KEYS = { ann: 'cache-ann-key-0123456789', bob: 'cache-bob-key-0123456789', eve: 'cache-eve-key-0123456789' } as const;
@@ -30,10 +31,8 @@ function seen(stack: Stack, server: string, method: string): number {
   return stack.demo[server]!.requests().filter((r) => r.rpcMethod === method).length;
 }
 
-async function metric(stack: Stack, name: string, ...parts: string[]): Promise<number> {
-  const text = await (await fetch(`${stack.adminUrl}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && parts.every((p) => l.includes(p)));
-  return Number(line?.split(' ').pop() ?? 0);
+function metric(stack: Stack, name: string, ...labels: string[]): Promise<number> {
+  return metricValue(stack.adminUrl, name, ...labels);
 }
 
 async function as<T>(stack: Stack, who: Who, use: (c: ConnectedClient) => Promise<T>): Promise<T> {

@@ -16,6 +16,7 @@ import { z } from 'zod';
 import { startMcpHttpHost, type HostedSessionState, type McpHttpHost } from '../fixtures/mcp-servers/mcp-http-host.js';
 import { connectClient, toolNames } from '../support/mcp-client.js';
 import { waitUntil } from '../support/proc.js';
+import { metricValue } from '../support/metrics.js';
 import { useStack, type Stack } from '../support/stack.js';
 
 const ORIGINAL = 'Looks a word up in the dictionary.';
@@ -46,9 +47,8 @@ async function startRugServer(): Promise<{ host: McpHttpHost<RugSession>; setDes
   };
 }
 
-async function metric(stack: Stack, name: string, ...parts: string[]): Promise<number> {
-  const text = await (await fetch(`${stack.adminUrl}/metrics`)).text();
-  return Number(text.split('\n').find((l) => l.startsWith(`${name}{`) && parts.every((p) => l.includes(p)))?.split(' ').pop() ?? 0);
+function metric(stack: Stack, name: string, ...labels: string[]): Promise<number> {
+  return metricValue(stack.adminUrl, name, ...labels);
 }
 
 describe('tool pinning: a changed tool is withheld until approved', () => {

@@ -15,6 +15,7 @@ import { sha256Hex } from '../../src/auth/api-keys.js';
 import type { Config } from '../../src/config/schema.js';
 import { postJson, rawInitialize } from '../support/mcp-client.js';
 import { waitUntil } from '../support/proc.js';
+import { metricValue } from '../support/metrics.js';
 import { useStack, type Stack } from '../support/stack.js';
 
 const ANN = 'reload-ann-key-0123456789';
@@ -53,9 +54,8 @@ async function readyz(stack: Stack): Promise<string> {
   return (await fetch(`${stack.adminUrl}/readyz`)).text();
 }
 
-async function metric(stack: Stack, name: string): Promise<number> {
-  const text = await (await fetch(`${stack.adminUrl}/metrics`)).text();
-  return Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ').pop() ?? 0);
+function metric(stack: Stack, name: string, ...labels: string[]): Promise<number> {
+  return metricValue(stack.adminUrl, name, ...labels);
 }
 
 /** One client with its own session, calling one tool in a closed loop. */

@@ -8,3 +8,15 @@ export function parseMetrics(text: string): Map<string, number> {
   }
   return out;
 }
+
+/**
+ * The value of the first series of `name` whose labels hold every one of `labels` (each written
+ * as in the exposition, `server="alpha"`), from a processor's `/metrics`; 0 when there is none.
+ */
+export async function metricValue(adminUrl: string, name: string, ...labels: string[]): Promise<number> {
+  const series = parseMetrics(await (await fetch(`${adminUrl}/metrics`)).text());
+  for (const [key, value] of series) {
+    if ((key === name || key.startsWith(`${name}{`)) && labels.every((l) => key.includes(l))) return value;
+  }
+  return 0;
+}
