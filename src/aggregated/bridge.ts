@@ -97,6 +97,7 @@ export class BridgeSessions {
           protocolVersion: LATEST_PROTOCOL_VERSION,
           clientMetadata: clientMetadataText({ capabilities: asks ?? {}, clientInfo }, this.maxClientMetadataBytes),
           identity,
+          tenant: caller.tenant.implicit ? null : caller.tenant.name,
           owner,
         })
         .then((opened) => {

@@ -134,7 +134,8 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async create(init: SessionInit): Promise<GatewaySession> {
-    const meta = encodeMeta(init);
+    const createdAt = this.localNow();
+    const meta = encodeMeta(init, createdAt);
     const owner = ownerDigest(init.owner);
     const ownerKey = this.ownerKeyPrefix + owner;
     const { owner: _owner, ...fields } = init;
@@ -172,7 +173,7 @@ export class RedisSessionStore implements SessionStore {
         throw sessionLimitError(this.limits.maxSessions, Number(a));
       }
       await Promise.all([this.claim(ids(a), this.opts.onEvict), this.claim(ids(b), this.opts.onExpire)]);
-      return { ...fields, id, lastSeen: Number(status), logLevel: null, upstream: new Map(), ownLists: new Map(), subscriptions: new Map() };
+      return { ...fields, id, createdAt, lastSeen: Number(status), logLevel: null, upstream: new Map(), ownLists: new Map(), subscriptions: new Map() };
     }
     throw new Error('could not allocate a unique session id');
   }
@@ -298,6 +299,39 @@ export class RedisSessionStore implements SessionStore {
   /** Number of live (not yet swept) sessions. */
   async size(): Promise<number> {
     return Number(await this.run('size', (r) => r.zcard(this.index)));
+  }
+
+  /**
+   * The live sessions every replica shares: the index's most recent scores, then each one's hash
+   * (all in the index's hash slot, so one pipeline on Redis Cluster too).
+   */
+  async list(max: number): Promise<{ readonly total: number; readonly sessions: readonly GatewaySession[] }> {
+    const clock = this.now();
+    const now = clock === '' ? await this.redisTime() : Number(clock);
+    const since = `(${now - this.opts.idleMs}`;
+    const [total, flat] = (await this.run('list', (r) =>
+      Promise.all([r.zcount(this.index, since, '+inf'), r.zrevrangebyscore(this.index, '+inf', since, 'WITHSCORES', 'LIMIT', 0, max)]),
+    )) as [number, string[]];
+    const entries: [string, number][] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) entries.push([flat[i]!, Number(flat[i + 1])]);
+    const hashes = (await this.run('list', (r) => Promise.all(entries.map(([id]) => r.hgetall(this.hashKey(id)))))) as Record<string, string>[];
+    const sessions: GatewaySession[] = [];
+    entries.forEach(([id, lastSeen], i) => {
+      const s = decodeSession(id, lastSeen, Object.entries(hashes[i] ?? {}).flat());
+      if (s !== null) sessions.push(s);
+    });
+    return { total: Number(total), sessions };
+  }
+
+  async liveIds(max: number): Promise<readonly string[]> {
+    const clock = this.now();
+    const now = clock === '' ? await this.redisTime() : Number(clock);
+    return (await this.run('liveIds', (r) => r.zrevrangebyscore(this.index, '+inf', `(${now - this.opts.idleMs}`, 'LIMIT', 0, max))) as string[];
+  }
+
+  private async redisTime(): Promise<number> {
+    const [s, us] = (await this.run('time', (r) => r.time())) as [string | number, string | number];
+    return Number(s) * 1000 + Math.floor(Number(us) / 1000);
   }
 
   /** Sessions live in Redis, shared by every replica: none ends with this one. */

@@ -12,7 +12,7 @@ export type { SessionInit } from './store.js';
  *
  * | field          | value                                                                 |
  * | -------------- | --------------------------------------------------------------------- |
- * | `m`            | JSON `{v: 1, protocolVersion, clientCapabilities, clientInfo, identity}`, written once |
+ * | `m`            | JSON `{v: 1, protocolVersion, clientCapabilities, clientInfo, identity, tenant?, createdAt?}`, written once |
  * | `o`            | digest of the session's owner: names its owner set, written once (absent on sessions from before the caps) |
  * | `l`            | log level (absent: none set)                                          |
  * | `u:<server>`   | JSON `{sessionId, protocolVersion}` of that server's upstream session |
@@ -46,7 +46,7 @@ export const OWNER_FIELD = 'o';
  * JSON for the `m` field. The client metadata is stored as objects (the layout every replica
  * reads), not as the text the session carries in memory.
  */
-export function encodeMeta(init: Pick<SessionInit, 'protocolVersion' | 'clientMetadata' | 'identity'>): string {
+export function encodeMeta(init: Pick<SessionInit, 'protocolVersion' | 'clientMetadata' | 'identity' | 'tenant'>, createdAt?: number): string {
   const { capabilities, clientInfo } = parseClientMetadata(init.clientMetadata);
   return JSON.stringify({
     v: META_VERSION,
@@ -54,6 +54,8 @@ export function encodeMeta(init: Pick<SessionInit, 'protocolVersion' | 'clientMe
     clientCapabilities: capabilities,
     clientInfo,
     identity: init.identity,
+    ...(init.tenant === undefined || init.tenant === null ? {} : { tenant: init.tenant }),
+    ...(createdAt === undefined ? {} : { createdAt }),
   });
 }
 
@@ -109,11 +111,23 @@ export function decodeSession(id: string, lastSeen: number, flat: readonly strin
     }
   }
   if (meta === null || meta['v'] !== META_VERSION) return null;
-  const { protocolVersion, clientCapabilities, clientInfo, identity } = meta;
+  const { protocolVersion, clientCapabilities, clientInfo, identity, tenant, createdAt } = meta;
   if (typeof protocolVersion !== 'string' || !isObject(clientCapabilities) || !isObject(clientInfo)) return null;
   if (!(identity === null || typeof identity === 'string')) return null;
   const clientMetadata = JSON.stringify({ capabilities: clientCapabilities, clientInfo });
-  return { id, protocolVersion, clientMetadata, identity, logLevel, lastSeen, upstream, ownLists, subscriptions };
+  return {
+    id,
+    protocolVersion,
+    clientMetadata,
+    identity,
+    ...(typeof tenant === 'string' ? { tenant } : {}),
+    ...(typeof createdAt === 'number' ? { createdAt } : {}),
+    logLevel,
+    lastSeen,
+    upstream,
+    ownLists,
+    subscriptions,
+  };
 }
 
 function parseJson(s: string): unknown {

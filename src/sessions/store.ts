@@ -26,6 +26,10 @@ export interface GatewaySession {
   readonly clientMetadata: string;
   /** Identity the session is bound to (null until authentication is configured). */
   readonly identity: string | null;
+  /** The caller's tenant when tenants are configured (the console counts sessions per tenant). */
+  readonly tenant?: string | null;
+  /** When the session was opened (ms since the epoch; absent on sessions stored before it was kept). */
+  readonly createdAt?: number;
   logLevel: string | null;
   lastSeen: number;
   /** Upstream sessions by server name, created lazily. */
@@ -68,6 +72,8 @@ export interface SessionInit {
   readonly protocolVersion: string;
   readonly clientMetadata: string;
   readonly identity: string | null;
+  /** The caller's tenant, when tenants are configured. */
+  readonly tenant?: string | null;
   /** Whose `max_sessions_per_client` quota the session counts against (`sessionOwner`). */
   readonly owner: string;
 }
@@ -129,6 +135,13 @@ export interface SessionStore {
   dropAsk(id: string): Promise<void>;
   /** Sessions that live only in this process and end with it (none in a shared store). */
   localSessions(): Iterable<GatewaySession>;
+  /**
+   * Live sessions for the admin console, the most recently used first, at most `max`, without
+   * marking them used; `total` counts every live one.
+   */
+  list(max: number): Promise<{ readonly total: number; readonly sessions: readonly GatewaySession[] }>;
+  /** The ids of live sessions, the most recently used first, at most `max` (nothing else is read). */
+  liveIds(max: number): Promise<readonly string[]>;
   close(): void;
 }
 
@@ -226,7 +239,7 @@ export class MemorySessionStore implements SessionStore {
       this.remove(e);
       this.onEvict(e.session);
     }
-    const s: GatewaySession = { ...fields, id: newSessionId(), lastSeen: now, logLevel: null, upstream: new Map(), ownLists: new Map(), subscriptions: new Map() };
+    const s: GatewaySession = { ...fields, id: newSessionId(), createdAt: now, lastSeen: now, logLevel: null, upstream: new Map(), ownLists: new Map(), subscriptions: new Map() };
     this.sessions.set(s.id, { session: s, owner });
     const set = this.owners.get(owner) ?? new Set<string>();
     set.add(s.id);
@@ -348,6 +361,16 @@ export class MemorySessionStore implements SessionStore {
 
   localSessions(): Iterable<GatewaySession> {
     return Array.from(this.sessions.values(), (e) => e.session);
+  }
+
+  async list(max: number): Promise<{ readonly total: number; readonly sessions: readonly GatewaySession[] }> {
+    const now = this.now();
+    const live = Array.from(this.sessions.values(), (e) => e.session).filter((s) => !this.idle(s, now));
+    return { total: live.length, sessions: live.reverse().slice(0, max) };
+  }
+
+  async liveIds(max: number): Promise<readonly string[]> {
+    return (await this.list(max)).sessions.map((s) => s.id);
   }
 
   /** Number of live sessions (for tests and metrics). */

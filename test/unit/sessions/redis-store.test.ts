@@ -65,7 +65,7 @@ describe('RedisSessionStore', () => {
     assert.ok(onB !== null);
     assert.deepEqual(
       { ...onB, upstream: [...onB.upstream], ownLists: [...onB.ownLists], subscriptions: [...onB.subscriptions] },
-      { ...SESSION_FIELDS, id: s.id, logLevel: null, lastSeen: t, upstream: [], ownLists: [], subscriptions: [] },
+      { ...SESSION_FIELDS, id: s.id, createdAt: t, logLevel: null, lastSeen: t, upstream: [], ownLists: [], subscriptions: [] },
     );
 
     await B.setUpstream(onB, 'github', { sessionId: 'up-1', protocolVersion: '2025-03-26' });

@@ -41,6 +41,32 @@ interface Limits {
 
 /** The expectations both stores must meet. */
 function limitSuite(make: (limits: Limits) => Harness): void {
+  it('lists live sessions for the console, most recently used first, with tenant and opening time, leaving idle ones out', async () => {
+    const h = make({});
+    const opened = h.now();
+    const a = await h.store.create({ ...init('id:a', 'a'), tenant: 'acme' });
+    h.advance(1);
+    const b = await h.store.create(init('id:b', 'b'));
+    h.advance(1);
+    await h.store.get(a.id);
+    const listed = await h.store.list(10);
+    assert.equal(listed.total, 2);
+    assert.deepEqual(listed.sessions.map((s) => s.id), [a.id, b.id]);
+    assert.equal(listed.sessions[0]!.tenant, 'acme');
+    assert.equal(listed.sessions[1]!.tenant ?? null, null);
+    assert.ok(Math.abs(listed.sessions[0]!.createdAt! - opened) < 60_000, 'opening time kept');
+    assert.deepEqual((await h.store.list(1)).sessions.map((s) => s.id), [a.id], 'at most max, total still all');
+    assert.equal((await h.store.list(1)).total, 2);
+    assert.deepEqual(await h.store.liveIds(10), [a.id, b.id]);
+    h.advance(IDLE_MS - 1);
+    await h.store.get(b.id);
+    h.advance(2);
+    const later = await h.store.list(10);
+    assert.deepEqual(later.sessions.map((s) => s.id), [b.id], 'an idle session is not listed');
+    assert.equal(later.total, 1);
+    assert.deepEqual(await h.store.liveIds(10), [b.id]);
+  });
+
   it('keeps at most maxSessionsPerClient per client by ending that client’s least recently used session', async () => {
     const h = make({ maxSessionsPerClient: 3 });
     const a1 = await h.store.create(init('id:a', 'a'));
@@ -242,6 +268,8 @@ describe('RedisSessionStore limits', () => {
       answerAsk: (id, k, a) => pick().answerAsk(id, k, a),
       getAsk: (id) => pick().getAsk(id),
       dropAsk: (id) => pick().dropAsk(id),
+      list: (max) => pick().list(max),
+      liveIds: (max) => pick().liveIds(max),
       localSessions: () => [],
       close: () => {},
     };
