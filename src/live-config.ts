@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import { unwatchFile, watchFile } from 'node:fs';
+import { rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { CatalogWatch } from './aggregated/catalog-watch.js';
 import { parseConfigText, readConfigText } from './config/load.js';
@@ -33,6 +35,15 @@ export type ReloadOutcome =
     }
   | { readonly result: 'unchanged'; readonly hash: string }
   | { readonly result: 'refused'; readonly error: string };
+
+/** What a candidate config would change (the console's validate-before-apply). */
+export interface ConfigChanges {
+  readonly serversAdded: readonly string[];
+  readonly serversRemoved: readonly string[];
+  readonly serversChanged: readonly string[];
+  readonly sectionsChanged: readonly string[];
+  readonly restartKeys: readonly string[];
+}
 
 /** One config in force: its context, the health checks and catalog watch over it, and which config it is. */
 interface InForce {
@@ -96,6 +107,50 @@ export class LiveConfig {
 
   get hash(): string {
     return this.now.hash;
+  }
+
+  /** When the config in force was loaded (ms since the epoch). */
+  get loadedAt(): number {
+    return this.now.loadedAt;
+  }
+
+  /** The config file followed, if any. */
+  get configFile(): string | undefined {
+    return this.opts.configFile;
+  }
+
+  /** What swapping in `next` would change: servers, top-level sections, and keys that wait for a restart. */
+  preview(next: Config): ConfigChanges {
+    const before = this.now.loaded.context.rc.source;
+    const servers = (c: Config): string[] => Object.keys(c.servers);
+    const keys = [...new Set([...Object.keys(before), ...Object.keys(next)])] as (keyof Config)[];
+    return {
+      serversAdded: servers(next).filter((s) => !(s in before.servers)),
+      serversRemoved: servers(before).filter((s) => !(s in next.servers)),
+      serversChanged: servers(next).filter((s) => s in before.servers && JSON.stringify(before.servers[s]) !== JSON.stringify(next.servers[s])),
+      sectionsChanged: keys.filter((k) => JSON.stringify(before[k]) !== JSON.stringify(next[k])),
+      restartKeys: RESTART_KEYS.filter((k) => JSON.stringify(k.of(before)) !== JSON.stringify(k.of(next))).map((k) => k.key),
+    };
+  }
+
+  /**
+   * Puts `text` in place of the config file (written beside it, then renamed over it, so a reader
+   * never sees half of it) and reloads from it; without a config file, reloads `config` itself.
+   * The text must already be validated: `config` is what it parses to.
+   */
+  async replace(text: string, config: Config): Promise<ReloadOutcome> {
+    const file = this.opts.configFile;
+    if (file === undefined) return this.reload(config);
+    const temp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+    const mode = (await stat(file).catch(() => null))?.mode ?? 0o600;
+    await writeFile(temp, text, { mode: mode & 0o777 });
+    try {
+      await rename(temp, file);
+    } catch (err) {
+      await unlink(temp).catch(() => {});
+      throw err;
+    }
+    return this.reload();
   }
 
   /** The processor serves: warm the catalogs once Envoy can carry our calls, then start the checks; follow the config file. */
@@ -166,6 +221,7 @@ export class LiveConfig {
         degradedLatencyMs: durationMs(hc.degraded_latency),
       },
       (unhealthy) => context.catalog.setExcluded(unhealthy),
+      context.recent === null ? null : (h) => context.recent?.healthChecked(h.server, h.status, h.latency_ms, h.last_error),
     );
     const loadedAt = Date.now();
     this.metrics.configLoaded(hash, loadedAt);
@@ -300,6 +356,7 @@ const RESTART_KEYS: ReadonlyArray<{ readonly key: string; readonly of: (c: Confi
   { key: 'gateway.input_required_timeout', of: (c) => c.gateway.input_required_timeout },
   { key: 'cache.store', of: (c) => [c.cache.store, c.cache.max_entries, c.cache.max_bytes] },
   { key: 'logging.level', of: (c) => c.logging.level },
+  { key: 'admin.audit_buffer', of: (c) => c.admin.audit_buffer },
 ];
 
 /** A config with the servers of another one it does not have (for Envoy's side of a swap). */

@@ -3,7 +3,7 @@ import { SESSION_HEADER } from '../mcp/headers.js';
 import { isObject, stringifyJson, type JsonObject, type JsonRpcId } from '../mcp/message.js';
 import { GATEWAY_INFO, KIND_INFO, LIST_KINDS, negotiateVersion, type CatalogKind } from '../mcp/protocol.js';
 import { EVENT_STREAM_HEADERS, respondAccepted, respondResult, type RespondDecision, type StreamDecision } from '../request/decision.js';
-import { aggregatedListFilter, checkSessionOwner, serverVisible, sessionSubject } from '../request/guard.js';
+import { aggregatedListFilter, checkSessionOwner, serverVisible, sessionSubject, tenantLabel } from '../request/guard.js';
 import { clientIp } from '../request/limit.js';
 import { sessionHeader, storeSessionId } from './session-scope.js';
 import type { Caller, RequestState } from '../request/state.js';
@@ -62,14 +62,19 @@ export async function listResult(
   // A session's own lists carry no hints.
   if (freshness !== undefined) freshness.ttlMs = session.ownLists.size === 0 ? ctx.catalog.freshForMs(merged) : 0;
   const entries = session.ownLists.size === 0 ? merged.items : await withSessionLists(ctx, session, kind, profile, merged.items);
-  // Each caller sees only what it may use: filtered at answer time, never cached across callers.
-  const keep = aggregatedListFilter(ctx, state.caller!, kind);
-  const items = firstOfEachName(ctx, kind, keep === null ? entries : entries.filter((e) => keep(e.server, e.upstreamName)));
+  const items = callerEntries(ctx, state.caller!, kind, entries);
   const pageSize = ctx.rc.pageSize;
   const offset = decodeCursor(cursor, kind);
   const result: JsonObject = { [KIND_INFO[kind].key]: items.slice(offset, offset + pageSize).map((e) => e.item) };
   if (offset + pageSize < items.length) result['nextCursor'] = encodeCursor(kind, offset + pageSize);
   return result;
+}
+
+/** The entries of a merged list one caller sees: what its policy allows, one entry per name. */
+export function callerEntries(ctx: AggregatedContext, caller: Caller, kind: CatalogKind, entries: readonly MergedEntry[]): readonly MergedEntry[] {
+  // Each caller sees only what it may use: filtered at answer time, never cached across callers.
+  const keep = aggregatedListFilter(ctx, caller, kind);
+  return firstOfEachName(ctx, kind, keep === null ? entries : entries.filter((e) => keep(e.server, e.upstreamName)));
 }
 
 /**
@@ -146,6 +151,7 @@ export async function initialize(ctx: AggregatedContext, state: RequestState, ca
     protocolVersion,
     clientMetadata,
     identity,
+    tenant: tenantLabel(ctx, state),
     owner: sessionOwner(identity, identity === null ? clientIp(state) : null),
   });
   return respondResult(

@@ -50,7 +50,8 @@ export function sessionBoundTo(boundSubject: string | null, identity: Identity):
   return boundSubject === null ? identity.method === 'anonymous' : boundSubject === identity.subject;
 }
 
-interface IdentityFields {
+/** What an identity is made of, beside its method. */
+export interface IdentityFields {
   readonly clientId: string | null;
   readonly tenant: string | null;
   readonly groups: readonly string[];
@@ -59,7 +60,8 @@ interface IdentityFields {
   readonly expiresAt?: number | null;
 }
 
-function identity(method: AuthMethod, fields: IdentityFields): Identity {
+/** An identity (its session subject derived from the parts). */
+export function identity(method: AuthMethod, fields: IdentityFields): Identity {
   const issuer = fields.issuer ?? null;
   return Object.freeze({
     method,
@@ -224,6 +226,16 @@ export class Authenticator {
   ): GatewayError {
     const value = this.resource === null ? wwwAuthenticate(params) : this.resource.challenge(params, headers === null ? null : requestTarget(headers));
     return new GatewayError('GW_ERR_AUTH_UNAUTHENTICATED', undefined, { headers: { 'www-authenticate': value }, cause: failure });
+  }
+
+  /** The identity a JWT of a configured issuer names; null when it is not such a token or does not verify. */
+  async jwtIdentity(token: string): Promise<Identity | null> {
+    if (this.jwt === null || !looksLikeJwt(token)) return null;
+    try {
+      return fromToken(await this.jwt.verify(token));
+    } catch {
+      return null;
+    }
   }
 
   private async bearer(token: string, headers: ReadonlyMap<string, string>): Promise<Identity> {

@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import { CacheSchema, ServerCacheSchema } from '../cache/schema.js';
-import { AuthSchema, UpstreamHeadersSchema } from '../auth/schema.js';
+import { AuthSchema, ClientIdSchema, UpstreamHeadersSchema } from '../auth/schema.js';
 import { DurationSchema } from '../lib/duration.js';
 import type { ConfigIssue } from '../lib/config-issue.js';
 import { FiltersSchema, PinsSchema } from '../filters/schema.js';
 import { TOOL_NAME } from '../mcp/protocol.js';
 import { globMatches } from '../lib/glob.js';
-import { HostPortSchema } from '../lib/host-port.js';
+import { HostPortSchema, splitHostPort } from '../lib/host-port.js';
 import { urlSchema } from '../lib/url.js';
 import { BlockedToolsSchema, PoliciesSchema, TenantsSchema, accessConfigIssues } from '../policy/schema.js';
 import { RateLimitsSchema, rateLimitConfigIssues } from '../ratelimit/schema.js';
@@ -335,6 +335,61 @@ export const TracingSchema = z
   })
   .describe('Distributed tracing (W3C traceparent is always honoured and propagated)');
 
+/** One admin key: who it is (audit lines of console actions) and the SHA-256 of the key. */
+export const AdminKeySchema = z.strictObject({
+  id: ClientIdSchema.describe('Name of the operator or automation the key belongs to (logged with every change made through the console)'),
+  key_sha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex digits (the output of `mcp-gateway hash-key`)')
+    .describe('SHA-256 of the key in hex, from `mcp-gateway hash-key`; the key itself is never stored'),
+});
+
+/**
+ * `admin`: the operator console and its JSON API on the processor's admin port (`gateway.admin`).
+ * Off unless `console: true`; when on it needs credentials of its own, never a client's.
+ */
+export const AdminSchema = z
+  .strictObject({
+    console: z
+      .boolean()
+      .default(false)
+      .describe('Serve the console (/admin) and its JSON API (/admin/api) on the admin port; /healthz, /readyz and /metrics are served either way'),
+    api_keys: z
+      .array(AdminKeySchema)
+      .default([])
+      .describe('Keys that open the console: HTTP Basic (any user name, the key as password), `Authorization: Bearer <key>` or `X-Admin-Key`'),
+    jwt_groups: z
+      .array(z.string().min(1).max(256))
+      .default([])
+      .describe('Groups whose members open the console with a token of an `auth.jwt` issuer (`Authorization: Bearer <jwt>`); empty: tokens are not accepted there'),
+    allow_apply: z
+      .boolean()
+      .default(false)
+      .describe('Let the config page apply a config it validated (written to the config file, then reloaded); off: validate only'),
+    audit_buffer: z
+      .number()
+      .int()
+      .min(10)
+      .max(100_000)
+      .default(1000)
+      .describe('How many recent access decisions the audit page keeps in memory (per replica)'),
+  })
+  .superRefine((a, ctx) => {
+    if (a.console && a.api_keys.length === 0 && a.jwt_groups.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['console'],
+        message: 'the console needs credentials of its own: set admin.api_keys or admin.jwt_groups (with an auth.jwt issuer)',
+      });
+    }
+    const ids = a.api_keys.map((k) => k.id);
+    for (const [i, id] of ids.entries()) {
+      if (ids.indexOf(id) !== i) ctx.addIssue({ code: 'custom', path: ['api_keys', i, 'id'], message: `admin key id "${id}" is listed twice` });
+    }
+  })
+  .describe('The operator console on the processor admin port');
+export type AdminConfig = z.infer<typeof AdminSchema>;
+
 export const ConfigSchema = z
   .strictObject({
     gateway: GatewaySchema.default(GatewaySchema.parse({})),
@@ -346,6 +401,7 @@ export const ConfigSchema = z
     health: HealthSchema.default(HealthSchema.parse({})),
     logging: LoggingSchema.default(LoggingSchema.parse({})),
     tracing: TracingSchema.default(TracingSchema.parse({})),
+    admin: AdminSchema.default(AdminSchema.parse({})),
     rate_limits: RateLimitsSchema.optional(),
     redis: RedisSchema.optional(),
     auth: AuthSchema.optional(),
@@ -376,6 +432,12 @@ export const ConfigSchema = z
         message:
           'several processor replicas need `redis`: Envoy sends each request to any replica, and without shared state a session (and its limits) lives in one replica only, so most requests would find no session. Set redis (url, cluster or sentinel), or list one processor',
       });
+    }
+    if (cfg.admin.jwt_groups.length > 0 && (cfg.auth?.jwt.length ?? 0) === 0) {
+      ctx.addIssue({ code: 'custom', path: ['admin', 'jwt_groups'], message: 'jwt_groups needs an auth.jwt issuer to verify the tokens' });
+    }
+    if (cfg.admin.console && sameAddress(cfg.gateway.admin, cfg.gateway.listen)) {
+      ctx.addIssue({ code: 'custom', path: ['gateway', 'admin'], message: 'the admin port serves the console: it cannot be the client listener (gateway.listen)' });
     }
     if (cfg.pins?.store === 'redis' && cfg.redis === undefined) {
       ctx.addIssue({ code: 'custom', path: ['pins', 'store'], message: 'store: redis needs `redis` configured (url, cluster or sentinel)' });
@@ -408,6 +470,12 @@ export const ConfigSchema = z
     }
   });
 export type Config = z.infer<typeof ConfigSchema>;
+
+/** Two addresses on one port (hosts aside: a pod's containers share their addresses). */
+function sameAddress(a: string, b: string): boolean {
+  const pa = splitHostPort(a).port;
+  return pa !== 0 && pa === splitHostPort(b).port;
+}
 
 /**
  * Name collisions the config alone shows (the servers' catalogs show the rest, settled at run

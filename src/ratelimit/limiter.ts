@@ -14,6 +14,9 @@ export interface LimiterConfigView {
     | undefined;
 }
 
+/** Told what each decision left in each bucket and quota it looked at (key, the limit's description, the verdict). */
+export type BucketWatch = (key: string, limit: string, decision: Decision) => void;
+
 /** Who is asking for what: everything a limit may be keyed on. Unknown parts are null. */
 export interface LimitRequest {
   /** The upstream server the request goes to; null on /mcp when it is not routed to one (initialize, lists, ping). */
@@ -154,6 +157,7 @@ export class Limiter {
     /** The gateway's own limit on what it answers itself; null when off. */
     private readonly own: CompiledLimit | null,
     private readonly quotas: ReadonlyMap<string, CompiledQuota>,
+    private readonly spent: BucketWatch | null,
   ) {
     this.enabled = servers.size > 0 || quotas.size > 0 || own !== null;
   }
@@ -162,7 +166,7 @@ export class Limiter {
    * Builds the limiter for a config. `store` may be null only when nothing is configured (an
    * error otherwise), so callers can skip creating a store, or a Redis connection, for nothing.
    */
-  static compile(cfg: LimiterConfigView, store: LimiterStore | null): Limiter {
+  static compile(cfg: LimiterConfigView, store: LimiterStore | null, spent: BucketWatch | null = null): Limiter {
     const servers = new Map<string, ServerLimits>();
     for (const [name, s] of Object.entries(cfg.servers)) {
       const rl = cfg.rate_limits?.[name];
@@ -204,7 +208,7 @@ export class Limiter {
       });
     }
 
-    const limiter = new Limiter(store, servers, own, quotas);
+    const limiter = new Limiter(store, servers, own, quotas, spent);
     if (limiter.enabled && store === null) throw new Error('rate limits are configured but no limiter store was given');
     return limiter;
   }
@@ -238,7 +242,23 @@ export class Limiter {
       }
     }
     if (applied.length === 0 || this.store === null) return UNLIMITED_PROMISE;
-    return this.store.decide(applied.map((a) => a.check)).then((d) => outcome(d, applied));
+    return this.store.decide(applied.map((a) => a.check)).then((d) => {
+      const spent = this.spent;
+      if (spent !== null && !d.degraded) d.results.forEach((r, i) => spent(applied[i]!.check.key, applied[i]!.description, r));
+      return outcome(d, applied);
+    });
+  }
+
+  /** Every configured limit and quota, as its refusals name it. */
+  describe(): string[] {
+    const out: string[] = [];
+    if (this.own !== null) out.push(this.own.description);
+    for (const s of this.servers.values()) {
+      if (s.server !== null) out.push(s.server.description);
+      for (const t of s.tools) out.push(t.limit.description);
+    }
+    for (const q of this.quotas.values()) out.push(q.description);
+    return out;
   }
 
   /** Closes the store (not a shared Redis connection; see RedisLimiterStore). */

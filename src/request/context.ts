@@ -12,6 +12,7 @@ import type { ToolCallTransforms } from '../filters/transform.js';
 import type { PiiFilters } from '../filters/pii.js';
 import type { ArgumentValidation } from '../filters/validate.js';
 import type { Limiter } from '../ratelimit/limiter.js';
+import type { RecentActivity } from '../observability/recent.js';
 
 /** Identity, tenancy and access policy, compiled once per config. */
 export interface Guard {
@@ -54,6 +55,8 @@ export interface RequestContext {
   readonly validation: ArgumentValidation;
   /** Which answers of servers are cached, and the cache. */
   readonly answers: AnswerCache;
+  /** The console's record of recent decisions, refusals and buckets; null while the console is off. */
+  readonly recent: RecentActivity | null;
   /** A server's tool's `inputSchema` (or `outputSchema`) from the catalog every client gets (null: not known). */
   readonly toolSchema: (server: string, tool: string, which?: 'inputSchema' | 'outputSchema') => Promise<unknown>;
 }

@@ -24,6 +24,7 @@ export function tenantLabel(ctx: RequestContext, state: RequestState): string | 
 
 function writeAudit(ctx: RequestContext, record: AuditRecord): void {
   ctx.log.info(record, 'access decision');
+  ctx.recent?.audit(record);
 }
 
 function audit(ctx: RequestContext, state: RequestState, identity: Identity | null, decision: Decided, server: string | null, target?: AuditTarget): void {
@@ -156,6 +157,17 @@ export function checkNameAccess(
     throw hidden();
   }
   audit(ctx, state, caller.identity, decision ?? { allowed: true, reason: 'allowed' }, server, target);
+}
+
+/**
+ * Why a caller may not see one catalog entry (the server out of its reach, or the name's policy),
+ * or null when it may: the console's view of a policy, by the rules the lists apply.
+ */
+export function entryRefusal(ctx: RequestContext, caller: Caller, kind: CatalogKind, server: string, upstreamName: string): string | null {
+  const access = ctx.guard.tenants.serverAccess(caller.identity, caller.tenant, server);
+  if (!access.allowed) return access.reason;
+  const d = nameDecision(ctx, caller, kind, server, upstreamName);
+  return d === null || d.allowed ? null : d.detail === undefined || d.detail === null ? d.reason : `${d.reason}: ${d.detail}`;
 }
 
 /** Which catalog entries a caller may see, or null when every entry is visible (nothing to filter). */

@@ -25,6 +25,7 @@ export async function limitRequest(ctx: RequestContext, state: RequestState, sub
   const outcome = await limiter.check({ ...subject, clientId, ip: clientIp(state), userId: clientId, tenant });
   if (!outcome.allowed) {
     ctx.metrics.rateLimitedInc(subject.server ?? 'none', tenant ?? 'none', outcome.limit);
+    ctx.recent?.limited(outcome.limit);
     throw new GatewayError(outcome.code, outcome.message, {
       headers: outcome.headers,
       data: { limit: outcome.limit, retry_after_seconds: outcome.retryAfterSeconds },

@@ -86,6 +86,8 @@ export function recordOperation(ctx: RequestContext, state: RequestState, now: n
   const method = rpcMethod(state);
   const { server, tool } = state;
   let status = state.status;
+  // An allowed decision rides on the operation line: the console keeps it now.
+  if (state.allowed !== null) ctx.recent?.audit(state.allowed);
   if (status === 'success' && state.httpStatus !== null && state.httpStatus >= 400) status = 'error';
   ctx.observer.record({
     method,

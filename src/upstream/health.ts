@@ -43,6 +43,8 @@ export class HealthMonitor {
     private readonly opts: HealthOptions,
     /** Told after every round which servers are unhealthy. */
     private readonly onUnhealthy: (servers: ReadonlySet<string>) => void = () => {},
+    /** Told every check's outcome (the console's history). */
+    private readonly onChecked: ((health: ServerHealth) => void) | null = null,
   ) {
     for (const s of rc.serverList) {
       // Until the first check, a server counts as degraded: neither vouched for nor excluded.
@@ -121,5 +123,6 @@ export class HealthMonitor {
       this.log[level]({ server: name, from: prev.status, to: next.status, consecutive_failures: next.consecutive_failures, err: next.last_error }, 'upstream health changed');
     }
     this.state.set(name, next);
+    this.onChecked?.(next);
   }
 }

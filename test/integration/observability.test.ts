@@ -133,6 +133,14 @@ describe('observability: metrics, operation logs, trace context, access log', ()
     assert.equal(routed.upstream_cluster, 'mcp_alpha');
   });
 
+  it('serves no admin console unless it is configured (whatever the credential)', async () => {
+    for (const path of ['/admin', '/admin/servers', '/admin/api/sessions', '/admin/api/config']) {
+      const res = await fetch(`${stack().adminUrl}${path}`, { headers: { authorization: 'Basic b25jYWxsOmFueXRoaW5n' } });
+      assert.equal(res.status, 404, path);
+    }
+    assert.equal((await fetch(`${stack().adminUrl}/healthz`)).status, 200, 'the rest of the admin port is as before');
+  });
+
   it('starts a trace when the client sends none, and passes it on', async () => {
     const c = await connectClient(stack().serverUrl('beta'));
     try {

@@ -1,0 +1,308 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { ConfigError, parseConfigText } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import type { GatewayContext } from '../exchange.js';
+import { configHash, type LiveConfig } from '../live-config.js';
+import type { AuditFilter } from '../observability/recent.js';
+import { ADMIN_CHALLENGE, AdminAuth, sameOrigin, type AdminPrincipal } from './auth.js';
+import {
+  AdminInputError,
+  auditView,
+  catalogView,
+  configView,
+  endSession,
+  limitsView,
+  serversView,
+  sessionsView,
+  type AdminSources,
+  type CatalogAs,
+} from './data.js';
+import { page, PAGES, type Html, type PageName } from './html.js';
+import { auditPage, catalogPage, configPage, limitsPage, serversPage, sessionsPage, type ConfigResult } from './pages.js';
+
+/**
+ * The admin console and its JSON API on the processor's admin port: `/admin/<page>` (HTML) and
+ * `/admin/api/<page>` (JSON, the same data). Off (404) unless `admin.console` is on; every request
+ * needs an admin credential (auth.ts); changes (ending a session, applying a config) are logged
+ * with the operator who made them and refused from other sites' pages.
+ */
+
+/** Largest request body taken (a whole config). */
+const MAX_BODY_BYTES = 1024 * 1024;
+
+const SECURITY_HEADERS = {
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+} as const;
+
+/** The JSON API's endpoints, as `GET /admin/api` lists them. */
+const API_INDEX = {
+  'GET /admin/api/servers': 'health, latency history, last error, catalog sizes and up/down changes per server',
+  'GET /admin/api/catalog?tenant=&client=&groups=': 'every catalog entry per server; with a caller, which ones its lists hold and why the others are hidden',
+  'GET /admin/api/sessions': 'live sessions: count per tenant, age, idle time, upstream sessions',
+  'POST /admin/api/sessions/{ref}/end': 'ends a session and its upstream sessions (also DELETE /admin/api/sessions/{ref})',
+  'GET /admin/api/audit?tenant=&client=&server=&decision=&limit=': 'the newest access decisions of the in-memory ring',
+  'GET /admin/api/limits': 'configured limits, buckets nearest to empty, refusals per limit per minute',
+  'GET /admin/api/config': 'the config in force (secrets masked), its hash and load time',
+  'POST /admin/api/config/validate': 'validates a config (the body) and says what applying it would change',
+  'POST /admin/api/config/apply': 'validates, writes and reloads a config (the body), when admin.allow_apply is on',
+};
+
+export class AdminConsole {
+  private readonly auths = new WeakMap<GatewayContext, AdminAuth>();
+
+  constructor(
+    private readonly live: LiveConfig,
+    private readonly log: Logger,
+  ) {}
+
+  /** Serves a request under /admin; false for any other path (left to the caller). */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    if (url.pathname !== '/admin' && !url.pathname.startsWith('/admin/')) return false;
+    const config = this.live.context.rc.source;
+    if (!config.admin.console) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return true;
+    }
+    this.serve(req, res, url).catch((err: unknown) => {
+      this.log.error({ err, path: url.pathname }, 'admin request failed');
+      if (!res.headersSent) fail(res, url, 500, 'internal error; see the processor log');
+      else res.end();
+    });
+    return true;
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const context = this.live.context;
+    let auth = this.auths.get(context);
+    if (auth === undefined) {
+      auth = new AdminAuth(context.rc.source.admin, context.guard.auth);
+      this.auths.set(context, auth);
+    }
+    const who = await auth.check(req.headers);
+    if (who === null) {
+      this.log.info({ event: 'admin_denied', path: url.pathname, credential: req.headers.authorization !== undefined || req.headers['x-admin-key'] !== undefined }, 'admin console: no valid admin credential');
+      res.writeHead(401, { ...SECURITY_HEADERS, 'www-authenticate': ADMIN_CHALLENGE, 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { status: 401, message: 'an admin credential is required (admin.api_keys or a token of an admin group)' } }));
+      return;
+    }
+    const method = req.method ?? 'GET';
+    if (method !== 'GET' && method !== 'HEAD' && !sameOrigin(req.headers)) {
+      fail(res, url, 403, 'changes are accepted only from the console itself (cross-site request refused)');
+      return;
+    }
+    const src: AdminSources = { context, health: this.live.health, recent: context.recent };
+    const path = url.pathname.replace(/\/+$/, '') || '/admin';
+    try {
+      if (path.startsWith('/admin/api')) await this.api(req, res, url, path.slice('/admin/api'.length), method, src, who);
+      else await this.pages(req, res, url, path.slice('/admin'.length), method, src, who);
+    } catch (err) {
+      if (!(err instanceof AdminInputError)) throw err;
+      fail(res, url, err.status, err.message);
+    }
+  }
+
+  private async api(req: IncomingMessage, res: ServerResponse, url: URL, path: string, method: string, src: AdminSources, who: AdminPrincipal): Promise<void> {
+    const q = url.searchParams;
+    const get = (fn: () => unknown): Promise<void> => (method === 'GET' || method === 'HEAD' ? Promise.resolve(fn()).then((v) => json(res, 200, v)) : notAllowed(res, url, 'GET'));
+    const session = /^\/sessions\/([^/]+)(\/end)?$/.exec(path);
+    switch (true) {
+      case path === '':
+        return get(() => ({ endpoints: API_INDEX }));
+      case path === '/servers':
+        return get(() => serversView(src));
+      case path === '/catalog':
+        return get(() => catalogView(src, catalogAs(q)));
+      case path === '/sessions':
+        return get(() => sessionsView(src));
+      case session !== null: {
+        const ends = session[2] === undefined ? method === 'DELETE' : method === 'POST';
+        if (!ends) return notAllowed(res, url, session[2] === undefined ? 'DELETE' : 'POST');
+        const ended = await endSession(src, session[1]!);
+        this.log.info({ event: 'admin_action', action: 'session_end', admin: who.id, admin_method: who.method, session: ended.ref, tenant: ended.tenant, client_id: ended.client_id }, 'session ended from the admin console');
+        return json(res, 200, { ended });
+      }
+      case path === '/audit':
+        return get(() => auditView(src, auditFilter(q), limitParam(q)));
+      case path === '/limits':
+        return get(() => limitsView(src));
+      case path === '/config':
+        return get(() => this.configView());
+      case path === '/config/validate':
+        if (method !== 'POST') return notAllowed(res, url, 'POST');
+        return json(res, ...this.validated(await body(req)));
+      case path === '/config/apply': {
+        if (method !== 'POST') return notAllowed(res, url, 'POST');
+        const result = await this.apply(await body(req), who);
+        return json(res, result.kind === 'applied' ? (result.outcome.result === 'refused' ? 422 : 200) : 422, result.kind === 'applied' ? result.outcome : { valid: false, error: result.kind === 'invalid' ? result.error : '' });
+      }
+      default:
+        throw new AdminInputError(`no such admin API endpoint: ${url.pathname} (GET /admin/api lists them)`, 404);
+    }
+  }
+
+  private async pages(req: IncomingMessage, res: ServerResponse, url: URL, path: string, method: string, src: AdminSources, who: AdminPrincipal): Promise<void> {
+    const q = url.searchParams;
+    if (path === '') {
+      res.writeHead(303, { ...SECURITY_HEADERS, location: '/admin/servers' }).end();
+      return;
+    }
+    if (path === '/sessions/end') {
+      if (method !== 'POST') return notAllowed(res, url, 'POST');
+      const form = new URLSearchParams(await body(req));
+      const ended = await endSession(src, form.get('ref') ?? '');
+      this.log.info({ event: 'admin_action', action: 'session_end', admin: who.id, admin_method: who.method, session: ended.ref, tenant: ended.tenant, client_id: ended.client_id }, 'session ended from the admin console');
+      res.writeHead(303, { ...SECURITY_HEADERS, location: `/admin/sessions?ended=${ended.ref}` }).end();
+      return;
+    }
+    const name = path.slice(1) as PageName;
+    if (!PAGES.some(([p]) => p === name)) throw new AdminInputError(`no such page: ${url.pathname}`, 404);
+    if (method === 'POST' && name === 'config') {
+      const form = new URLSearchParams(await body(req));
+      const text = form.get('text') ?? '';
+      const result = form.get('action') === 'apply' ? await this.apply(text, who) : this.verdict(text);
+      return this.html(res, 'config', 'Config', configPage(this.configView(), text, result));
+    }
+    if (method !== 'GET' && method !== 'HEAD') return notAllowed(res, url, name === 'config' ? 'GET, POST' : 'GET');
+    switch (name) {
+      case 'servers':
+        return this.html(res, name, 'Servers', serversPage(await serversView(src)));
+      case 'catalog': {
+        const as = catalogAs(q);
+        try {
+          return this.html(res, name, 'Catalog', catalogPage(await catalogView(src, as), as, null));
+        } catch (err) {
+          if (!(err instanceof AdminInputError)) throw err;
+          return this.html(res, name, 'Catalog', catalogPage(await catalogView(src, null), as, err.message), 400);
+        }
+      }
+      case 'sessions': {
+        const ended = q.get('ended');
+        return this.html(res, name, 'Sessions', sessionsPage(await sessionsView(src), ended !== null && /^[0-9a-f]{16}$/.test(ended) ? ended : null));
+      }
+      case 'audit':
+        return this.html(res, name, 'Audit', auditPage(auditView(src, auditFilter(q), limitParam(q))));
+      case 'limits':
+        return this.html(res, name, 'Limits', limitsPage(limitsView(src)));
+      case 'config':
+        return this.html(res, name, 'Config', configPage(this.configView(), '', null));
+    }
+  }
+
+  private html(res: ServerResponse, name: PageName, title: string, content: Html, status = 200): void {
+    const body = page(name, title, `config ${this.live.hash} · pid ${process.pid}`, content);
+    res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'text/html; charset=utf-8' }).end(body);
+  }
+
+  private configView() {
+    return configView(this.live.context.rc.source, this.live.hash, this.live.loadedAt, this.live.configFile);
+  }
+
+  /** A candidate config's verdict: the error naming the field, or what applying it would change. */
+  private verdict(text: string): Verdict {
+    let next: Config;
+    try {
+      next = parseConfigText(text);
+    } catch (err) {
+      if (err instanceof ConfigError) return { kind: 'invalid', error: err.message };
+      throw err;
+    }
+    return { kind: 'valid', hash: configHash(text), changes: this.live.preview(next), config: next };
+  }
+
+  private validated(text: string): [number, unknown] {
+    const v = this.verdict(text);
+    return v.kind === 'invalid' ? [422, { valid: false, error: v.error }] : [200, { valid: true, hash: v.hash, changes: v.changes }];
+  }
+
+  private async apply(text: string, who: AdminPrincipal): Promise<ConfigResult> {
+    if (!this.live.context.rc.source.admin.allow_apply) throw new AdminInputError('applying a config from the console is off (admin.allow_apply)', 409);
+    const v = this.verdict(text);
+    if (v.kind === 'invalid') return v;
+    let outcome;
+    try {
+      outcome = await this.live.replace(text, v.config);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new AdminInputError(`the config file cannot be written here (${code}); change it where it comes from (e.g. its ConfigMap)`, 409);
+    }
+    this.log.info({ event: 'admin_action', action: 'config_apply', admin: who.id, admin_method: who.method, result: outcome.result, config: 'hash' in outcome ? outcome.hash : null }, 'config applied from the admin console');
+    return { kind: 'applied', outcome };
+  }
+}
+
+/** A validated candidate (with what it parses to), or why it is not valid. */
+type Verdict = (ConfigResult & { readonly kind: 'valid' }) & { readonly config: Config } | (ConfigResult & { readonly kind: 'invalid' });
+
+function catalogAs(q: URLSearchParams): CatalogAs | null {
+  const tenant = q.get('tenant')?.trim() || undefined;
+  const client = q.get('client')?.trim() || undefined;
+  const groups = (q.get('groups') ?? '')
+    .split(',')
+    .map((g) => g.trim())
+    .filter((g) => g !== '');
+  if (tenant === undefined && client === undefined && groups.length === 0) return null;
+  return { ...(tenant === undefined ? {} : { tenant }), ...(client === undefined ? {} : { client }), ...(groups.length === 0 ? {} : { groups }) };
+}
+
+function auditFilter(q: URLSearchParams): AuditFilter {
+  const decision = q.get('decision') || undefined;
+  if (decision !== undefined && decision !== 'allow' && decision !== 'deny') throw new AdminInputError('decision is allow or deny');
+  const f: { -readonly [K in keyof AuditFilter]: AuditFilter[K] } = {};
+  for (const k of ['tenant', 'client', 'server'] as const) {
+    const v = q.get(k)?.trim();
+    if (v) f[k] = v;
+  }
+  if (decision !== undefined) f.decision = decision;
+  return f;
+}
+
+function limitParam(q: URLSearchParams): number | undefined {
+  const v = q.get('limit');
+  if (v === null || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new AdminInputError('limit is a positive integer');
+  return n;
+}
+
+function body(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new AdminInputError(`request body over ${MAX_BODY_BYTES} bytes`, 400));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function json(res: ServerResponse, status: number, value: unknown): void {
+  res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'application/json' }).end(JSON.stringify(value));
+}
+
+/** An error: JSON on the API, a short page elsewhere. */
+function fail(res: ServerResponse, url: URL, status: number, message: string): void {
+  if (url.pathname.startsWith('/admin/api')) {
+    json(res, status, { error: { status, message } });
+    return;
+  }
+  res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' }).end(`${message}\n`);
+}
+
+function notAllowed(res: ServerResponse, url: URL, allow: string): Promise<void> {
+  res.setHeader('allow', allow);
+  fail(res, url, 405, `method not allowed here; use ${allow}`);
+  return Promise.resolve();
+}
