@@ -282,6 +282,13 @@ describe('admin console', () => {
       assert.equal(res.status, 404);
       // Bob's is untouched.
       assert.ok((await bobSession.client.listTools()).tools.length > 0);
+      // The change is logged with the operator who made it.
+      const action = stack()
+        .logs()
+        .split('\n')
+        .filter((l) => l.includes('"admin_action"') && l.includes(mine[0]!.ref));
+      assert.equal(action.length, 1, 'one admin_action line');
+      assert.match(action[0]!, /"action":"session_end".*"admin":"oncall"/);
       // Ending it again: not found.
       const again = await adminApi(`/admin/api/sessions/${mine[0]!.ref}/end`, { method: 'POST' });
       assert.equal(again.status, 404);
