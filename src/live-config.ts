@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { unwatchFile, watchFile } from 'node:fs';
 import { rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -134,23 +134,32 @@ export class LiveConfig {
   }
 
   /**
-   * Puts `text` in place of the config file (written beside it, then renamed over it, so a reader
-   * never sees half of it) and reloads from it; without a config file, reloads `config` itself.
-   * The text must already be validated: `config` is what it parses to.
+   * Swaps in `config` (what `text` parses to) as a reload does, and puts `text` in place of the
+   * config file only when the swap took: the text is first written beside the file (so a file that
+   * cannot be written refuses before anything changes), then renamed over it (a reader never sees
+   * half of it), so a refused config never reaches the file. Runs in turn with reloads. Rejects
+   * with the file error when the file cannot be written; without a config file, only swaps.
    */
-  async replace(text: string, config: Config): Promise<ReloadOutcome> {
+  replace(text: string, config: Config): Promise<ReloadOutcome> {
+    const hash = configHash(text);
     const file = this.opts.configFile;
-    if (file === undefined) return this.reload(config);
-    const temp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-    const mode = (await stat(file).catch(() => null))?.mode ?? 0o600;
-    await writeFile(temp, text, { mode: mode & 0o777 });
-    try {
-      await rename(temp, file);
-    } catch (err) {
-      await unlink(temp).catch(() => {});
-      throw err;
-    }
-    return this.reload();
+    const run = async (): Promise<ReloadOutcome> => {
+      if (file === undefined) return this.apply(config, hash);
+      const temp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+      const mode = (await stat(file).catch(() => null))?.mode ?? 0o600;
+      try {
+        await writeFile(temp, text, { mode: mode & 0o777, flag: 'wx' });
+        const outcome = await this.apply(config, hash);
+        if (outcome.result !== 'refused') await rename(temp, file);
+        return outcome;
+      } finally {
+        await unlink(temp).catch(() => {});
+      }
+    };
+    const done = this.reloading.then(run);
+    // The next reload runs whatever this one did; its caller gets the error.
+    this.reloading = done.catch(() => ({ result: 'unchanged', hash: this.now.hash }));
+    return done;
   }
 
   /** The processor serves: warm the catalogs once Envoy can carry our calls, then start the checks; follow the config file. */

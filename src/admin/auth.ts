@@ -5,7 +5,8 @@ import type { AdminConfig } from '../config/schema.js';
 
 /**
  * Who may open the console: a holder of an admin key (never a client's key), or the bearer of a
- * token of a configured JWT issuer naming one of the admin groups. Everything else is refused.
+ * token of one of the trusted JWT issuers (`admin.jwt_issuers`) naming one of the admin groups.
+ * Everything else is refused.
  */
 
 /** An operator the console let in (logged with every change made through it). */
@@ -23,6 +24,7 @@ export const ADMIN_CHALLENGE = 'Basic realm="mcp-gateway admin", charset="UTF-8"
 export class AdminAuth {
   private readonly keys: ApiKeyStore;
   private readonly groups: ReadonlySet<string>;
+  private readonly issuers: ReadonlySet<string>;
 
   constructor(
     admin: AdminConfig,
@@ -31,6 +33,7 @@ export class AdminAuth {
   ) {
     this.keys = new ApiKeyStore(admin.api_keys.map((k) => ({ id: k.id, key_sha256: k.key_sha256, groups: [] })));
     this.groups = new Set(admin.jwt_groups);
+    this.issuers = new Set(admin.jwt_issuers);
   }
 
   /** The operator the request's credential names, or null (no credential, or one that does not open the console). */
@@ -39,7 +42,8 @@ export class AdminAuth {
     if (given === null) return null;
     if (given.kind === 'bearer' && this.groups.size > 0) {
       const who = await this.auth.jwtIdentity(given.value);
-      if (who !== null) return who.groups.some((g) => this.groups.has(g)) ? { id: who.clientId ?? who.subject, method: 'jwt' } : null;
+      // A token only of a trusted issuer, naming an admin group: another issuer's groups mean nothing here.
+      if (who !== null) return who.issuer !== null && this.issuers.has(who.issuer) && who.groups.some((g) => this.groups.has(g)) ? { id: who.clientId ?? who.subject, method: 'jwt' } : null;
     }
     const key = this.keys.lookup(given.value);
     return key === null ? null : { id: key.id, method: 'admin_key' };

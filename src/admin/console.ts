@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { ConfigError, parseConfigText } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { GatewayContext } from '../exchange.js';
-import { configHash, type LiveConfig } from '../live-config.js';
+import { configHash, type LiveConfig, type ReloadOutcome } from '../live-config.js';
 import type { AuditFilter } from '../observability/recent.js';
 import { ADMIN_CHALLENGE, AdminAuth, sameOrigin, type AdminPrincipal } from './auth.js';
 import {
@@ -13,7 +13,9 @@ import {
   configView,
   endSession,
   limitsView,
+  MASK,
   serversView,
+  SessionRefs,
   sessionsView,
   type AdminSources,
   type CatalogAs,
@@ -27,6 +29,9 @@ import { auditPage, catalogPage, configPage, limitsPage, serversPage, sessionsPa
  * needs an admin credential (auth.ts); changes (ending a session, applying a config) are logged
  * with the operator who made them and refused from other sites' pages.
  */
+
+/** At most one `admin_denied` line per this long. */
+const DENIED_LOG_INTERVAL_MS = 10_000;
 
 /** Largest request body taken (a whole config). */
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -42,7 +47,7 @@ const SECURITY_HEADERS = {
 /** The JSON API's endpoints, as `GET /admin/api` lists them. */
 const API_INDEX = {
   'GET /admin/api/servers': 'health, latency history, last error, catalog sizes and up/down changes per server',
-  'GET /admin/api/catalog?tenant=&client=&groups=': 'every catalog entry per server; with a caller, which ones its lists hold and why the others are hidden',
+  'GET /admin/api/catalog?tenant=&client=&groups=&anonymous=': 'every catalog entry per server; with a caller, which ones its lists hold and why the others are hidden',
   'GET /admin/api/sessions': 'live sessions: count per tenant, age, idle time, upstream sessions',
   'POST /admin/api/sessions/{ref}/end': 'ends a session and its upstream sessions (also DELETE /admin/api/sessions/{ref})',
   'GET /admin/api/audit?tenant=&client=&server=&decision=&limit=': 'the newest access decisions of the in-memory ring',
@@ -54,6 +59,8 @@ const API_INDEX = {
 
 export class AdminConsole {
   private readonly auths = new WeakMap<GatewayContext, AdminAuth>();
+  private readonly refs = new SessionRefs();
+  private denied = { count: 0, loggedAt: 0 };
 
   constructor(
     private readonly live: LiveConfig,
@@ -62,11 +69,17 @@ export class AdminConsole {
 
   /** Serves a request under /admin; false for any other path (left to the caller). */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
-    const url = new URL(req.url ?? '/', 'http://admin.invalid');
-    if (url.pathname !== '/admin' && !url.pathname.startsWith('/admin/')) return false;
-    const config = this.live.context.rc.source;
-    if (!config.admin.console) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    const raw = req.url ?? '/';
+    if (!/^\/admin(?:[/?#]|$)/.test(raw)) return false;
+    let url: URL;
+    try {
+      url = new URL(raw, 'http://admin.invalid');
+    } catch {
+      fail(res, new URL('http://admin.invalid/admin/api'), 400, 'malformed request target');
+      return true;
+    }
+    if (!this.live.context.rc.source.admin.console) {
+      fail(res, url, 404, 'not found');
       return true;
     }
     this.serve(req, res, url).catch((err: unknown) => {
@@ -78,7 +91,9 @@ export class AdminConsole {
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    // One config's view for the whole request, whatever reloads while it waits.
     const context = this.live.context;
+    const health = this.live.health;
     let auth = this.auths.get(context);
     if (auth === undefined) {
       auth = new AdminAuth(context.rc.source.admin, context.guard.auth);
@@ -86,7 +101,7 @@ export class AdminConsole {
     }
     const who = await auth.check(req.headers);
     if (who === null) {
-      this.log.info({ event: 'admin_denied', path: url.pathname, credential: req.headers.authorization !== undefined || req.headers['x-admin-key'] !== undefined }, 'admin console: no valid admin credential');
+      this.noteDenied(url.pathname, req.headers.authorization !== undefined || req.headers['x-admin-key'] !== undefined);
       res.writeHead(401, { ...SECURITY_HEADERS, 'www-authenticate': ADMIN_CHALLENGE, 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { status: 401, message: 'an admin credential is required (admin.api_keys or a token of an admin group)' } }));
       return;
@@ -96,7 +111,7 @@ export class AdminConsole {
       fail(res, url, 403, 'changes are accepted only from the console itself (cross-site request refused)');
       return;
     }
-    const src: AdminSources = { context, health: this.live.health, recent: context.recent };
+    const src: AdminSources = { context, health, recent: context.recent };
     const path = url.pathname.replace(/\/+$/, '') || '/admin';
     try {
       if (path.startsWith('/admin/api')) await this.api(req, res, url, path.slice('/admin/api'.length), method, src, who);
@@ -119,11 +134,11 @@ export class AdminConsole {
       case path === '/catalog':
         return get(() => catalogView(src, catalogAs(q)));
       case path === '/sessions':
-        return get(() => sessionsView(src));
+        return get(() => sessionsView(src, this.refs));
       case session !== null: {
         const ends = session[2] === undefined ? method === 'DELETE' : method === 'POST';
         if (!ends) return notAllowed(res, url, session[2] === undefined ? 'DELETE' : 'POST');
-        const ended = await endSession(src, session[1]!);
+        const ended = await endSession(src, this.refs, session[1]!);
         this.log.info({ event: 'admin_action', action: 'session_end', admin: who.id, admin_method: who.method, session: ended.ref, tenant: ended.tenant, client_id: ended.client_id }, 'session ended from the admin console');
         return json(res, 200, { ended });
       }
@@ -155,7 +170,7 @@ export class AdminConsole {
     if (path === '/sessions/end') {
       if (method !== 'POST') return notAllowed(res, url, 'POST');
       const form = new URLSearchParams(await body(req));
-      const ended = await endSession(src, form.get('ref') ?? '');
+      const ended = await endSession(src, this.refs, form.get('ref') ?? '');
       this.log.info({ event: 'admin_action', action: 'session_end', admin: who.id, admin_method: who.method, session: ended.ref, tenant: ended.tenant, client_id: ended.client_id }, 'session ended from the admin console');
       res.writeHead(303, { ...SECURITY_HEADERS, location: `/admin/sessions?ended=${ended.ref}` }).end();
       return;
@@ -183,7 +198,7 @@ export class AdminConsole {
       }
       case 'sessions': {
         const ended = q.get('ended');
-        return this.html(res, name, 'Sessions', sessionsPage(await sessionsView(src), ended !== null && /^[0-9a-f]{16}$/.test(ended) ? ended : null));
+        return this.html(res, name, 'Sessions', sessionsPage(await sessionsView(src, this.refs), ended !== null && /^[0-9a-f]{16}$/.test(ended) ? ended : null));
       }
       case 'audit':
         return this.html(res, name, 'Audit', auditPage(auditView(src, auditFilter(q), limitParam(q))));
@@ -192,6 +207,15 @@ export class AdminConsole {
       case 'config':
         return this.html(res, name, 'Config', configPage(this.configView(), '', null));
     }
+  }
+
+  /** Refusals are logged at most once per interval, with how many there were (a guessing run is one line, not thousands). */
+  private noteDenied(path: string, credential: boolean): void {
+    this.denied.count++;
+    const now = Date.now();
+    if (now - this.denied.loggedAt < DENIED_LOG_INTERVAL_MS) return;
+    this.log.info({ event: 'admin_denied', path, credential, refused: this.denied.count }, 'admin console: requests without a valid admin credential refused');
+    this.denied = { count: 0, loggedAt: now };
   }
 
   private html(res: ServerResponse, name: PageName, title: string, content: Html, status = 200): void {
@@ -205,11 +229,14 @@ export class AdminConsole {
 
   /** A candidate config's verdict: the error naming the field, or what applying it would change. */
   private verdict(text: string): Verdict {
+    // What the config page shows masked is not a value: applying it would store the mask.
+    const masked = text.split('\n').findIndex((line) => line.includes(MASK));
+    if (masked >= 0) return { kind: 'invalid', error: `line ${masked + 1} holds ${MASK}, a value the config page masks: put the real value (or its \${VAR}) there` };
     let next: Config;
     try {
       next = parseConfigText(text);
     } catch (err) {
-      if (err instanceof ConfigError) return { kind: 'invalid', error: err.message };
+      if (err instanceof ConfigError) return { kind: 'invalid', error: withoutEnvValues(err.message, text) };
       throw err;
     }
     return { kind: 'valid', hash: configHash(text), changes: this.live.preview(next), config: next };
@@ -224,13 +251,14 @@ export class AdminConsole {
     if (!this.live.context.rc.source.admin.allow_apply) throw new AdminInputError('applying a config from the console is off (admin.allow_apply)', 409);
     const v = this.verdict(text);
     if (v.kind === 'invalid') return v;
-    let outcome;
+    let outcome: ReloadOutcome;
     try {
       outcome = await this.live.replace(text, v.config);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
       throw new AdminInputError(`the config file cannot be written here (${code}); change it where it comes from (e.g. its ConfigMap)`, 409);
     }
+    if (outcome.result === 'refused') outcome = { ...outcome, error: withoutEnvValues(outcome.error, text) };
     this.log.info({ event: 'admin_action', action: 'config_apply', admin: who.id, admin_method: who.method, result: outcome.result, config: 'hash' in outcome ? outcome.hash : null }, 'config applied from the admin console');
     return { kind: 'applied', outcome };
   }
@@ -239,6 +267,22 @@ export class AdminConsole {
 /** A validated candidate (with what it parses to), or why it is not valid. */
 type Verdict = (ConfigResult & { readonly kind: 'valid' }) & { readonly config: Config } | (ConfigResult & { readonly kind: 'invalid' });
 
+/** Environment values shorter than this are not secrets, and replacing them would garble a message. */
+const MIN_SCRUBBED = 3;
+
+/**
+ * A message about submitted config text with the values of the `${VAR}`s it names put back as
+ * `${VAR}`: validating is no way to read the processor's environment.
+ */
+function withoutEnvValues(message: string, text: string, env: NodeJS.ProcessEnv = process.env): string {
+  let out = message;
+  for (const [, name] of text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)) {
+    const value = env[name!];
+    if (value !== undefined && value.length >= MIN_SCRUBBED) out = out.replaceAll(value, `\${${name}}`);
+  }
+  return out;
+}
+
 function catalogAs(q: URLSearchParams): CatalogAs | null {
   const tenant = q.get('tenant')?.trim() || undefined;
   const client = q.get('client')?.trim() || undefined;
@@ -246,8 +290,14 @@ function catalogAs(q: URLSearchParams): CatalogAs | null {
     .split(',')
     .map((g) => g.trim())
     .filter((g) => g !== '');
-  if (tenant === undefined && client === undefined && groups.length === 0) return null;
-  return { ...(tenant === undefined ? {} : { tenant }), ...(client === undefined ? {} : { client }), ...(groups.length === 0 ? {} : { groups }) };
+  const anonymous = q.get('anonymous') === 'on' || q.get('anonymous') === 'true';
+  if (tenant === undefined && client === undefined && groups.length === 0 && !anonymous) return null;
+  return {
+    ...(tenant === undefined ? {} : { tenant }),
+    ...(client === undefined ? {} : { client }),
+    ...(groups.length === 0 ? {} : { groups }),
+    ...(anonymous ? { anonymous } : {}),
+  };
 }
 
 function auditFilter(q: URLSearchParams): AuditFilter {
@@ -271,18 +321,23 @@ function limitParam(q: URLSearchParams): number | undefined {
 }
 
 function body(req: IncomingMessage): Promise<string> {
+  const tooLarge = (): AdminInputError => new AdminInputError(`request body over ${MAX_BODY_BYTES} bytes`, 413);
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer): void => {
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new AdminInputError(`request body over ${MAX_BODY_BYTES} bytes`, 400));
-        req.destroy();
+      if (size <= MAX_BODY_BYTES) {
+        chunks.push(c);
         return;
       }
-      chunks.push(c);
-    });
+      // The rest is read and dropped, so the answer (413) reaches the client.
+      req.off('data', onData);
+      req.resume();
+      reject(tooLarge());
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
@@ -294,6 +349,8 @@ function json(res: ServerResponse, status: number, value: unknown): void {
 
 /** An error: JSON on the API, a short page elsewhere. */
 function fail(res: ServerResponse, url: URL, status: number, message: string): void {
+  // A body left unread is not waited for: the connection ends with the answer.
+  if (status === 413) res.setHeader('connection', 'close');
   if (url.pathname.startsWith('/admin/api')) {
     json(res, status, { error: { status, message } });
     return;

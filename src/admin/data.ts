@@ -8,7 +8,7 @@ import { CATALOG_KINDS, KIND_INFO, type CatalogKind } from '../mcp/protocol.js';
 import type { AuditEntry, AuditFilter, BucketLevel, HealthChange, HealthSample, LimitMinute, RecentActivity } from '../observability/recent.js';
 import { entryRefusal } from '../request/guard.js';
 import type { Caller } from '../request/state.js';
-import type { GatewaySession } from '../sessions/store.js';
+import type { GatewaySession, SessionStore } from '../sessions/store.js';
 import type { HealthMonitor, ServerHealth } from '../upstream/health.js';
 import { NO_CAPABILITIES } from '../upstream/profiles.js';
 
@@ -22,7 +22,7 @@ import { NO_CAPABILITIES } from '../upstream/profiles.js';
 export class AdminInputError extends Error {
   constructor(
     message: string,
-    readonly status: 400 | 404 | 409 | 422 = 400,
+    readonly status: 400 | 404 | 409 | 413 | 422 = 400,
   ) {
     super(message);
   }
@@ -58,6 +58,7 @@ const CATALOG_WAIT_MS = 3000;
 
 export async function serversView(src: AdminSources): Promise<ServersView> {
   const { context, health, recent } = src;
+  recent?.keepServers(new Set(context.rc.servers.keys()));
   const catalog = context.catalog;
   const sizeOf = async (server: RuntimeServer, kind: CatalogKind): Promise<number | null> => {
     const cached = catalog.cachedItems(server.name, kind, NO_CAPABILITIES);
@@ -83,11 +84,15 @@ export async function serversView(src: AdminSources): Promise<ServersView> {
 // ------------------------------------------------------------------------------------------------
 // catalog
 
-/** Whose eyes the catalog is seen through: a tenant, a client (an `auth.api_keys` id or any other), groups. */
+/**
+ * Whose eyes the catalog is seen through: a tenant, a client (an `auth.api_keys` id, whose tenant
+ * and groups come with it, or any other id), groups; or an anonymous caller.
+ */
 export interface CatalogAs {
   readonly tenant?: string;
   readonly client?: string;
   readonly groups?: readonly string[];
+  readonly anonymous?: boolean;
 }
 
 export interface CatalogEntryView {
@@ -119,18 +124,30 @@ export interface CatalogView {
   readonly choices: { readonly tenants: readonly string[]; readonly clients: readonly string[] };
 }
 
-/** The caller a view is for, made as the request path would make it from such a credential. */
+/**
+ * The caller a view is for, made as the request path would make it from such a credential: an
+ * API key's own identity; an anonymous caller only where anonymous callers get in (or no
+ * authentication is configured, where every caller is one); else an authenticated caller of the
+ * tenant, the client id and groups chosen (as a token would name them).
+ */
 function viewer(ctx: GatewayContext, as: CatalogAs): Caller {
-  const source = ctx.rc.source;
-  const key = as.client === undefined ? undefined : source.auth?.api_keys.find((k) => k.id === as.client);
+  const auth = ctx.rc.source.auth;
+  const key = as.client === undefined ? undefined : auth?.api_keys.find((k) => k.id === as.client);
   let who: Identity;
-  if (key !== undefined) {
+  if (key !== undefined && as.anonymous !== true) {
     if (as.tenant !== undefined && as.tenant !== (key.tenant ?? undefined)) {
       throw new AdminInputError(`client ${key.id} belongs to tenant ${key.tenant ?? '(none)'}, not ${as.tenant}`);
     }
     who = makeIdentity('api_key', { clientId: key.id, tenant: key.tenant ?? null, groups: [...key.groups, ...(as.groups ?? [])] });
+  } else if (auth === undefined || as.anonymous === true) {
+    if (auth !== undefined && !auth.allow_anonymous) throw new AdminInputError('anonymous callers are refused here (auth.allow_anonymous is off)');
+    const tenant = auth?.anonymous_tenant ?? as.tenant ?? null;
+    if (as.tenant !== undefined && auth?.anonymous_tenant !== undefined && as.tenant !== auth.anonymous_tenant) {
+      throw new AdminInputError(`anonymous callers belong to tenant ${auth.anonymous_tenant} (auth.anonymous_tenant), not ${as.tenant}`);
+    }
+    who = makeIdentity('anonymous', { clientId: null, tenant, groups: [] });
   } else {
-    who = makeIdentity(as.client === undefined ? 'anonymous' : 'jwt', { clientId: as.client ?? null, tenant: as.tenant ?? null, groups: as.groups ?? [] });
+    who = makeIdentity('jwt', { clientId: as.client ?? null, tenant: as.tenant ?? null, groups: as.groups ?? [] });
   }
   const resolved = ctx.guard.tenants.resolve(who);
   if (!resolved.ok) {
@@ -213,6 +230,42 @@ export interface SessionsView {
 const SESSIONS_SHOWN = 500;
 /** Most sessions searched for the one to end. */
 const SESSIONS_SEARCHED = 100_000;
+/** Ids hashed between two turns of the event loop while searching (the processor serves requests meanwhile). */
+const SEARCH_SLICE = 2_000;
+/** Refs remembered from the lists this console served. */
+const REFS_KEPT = 10_000;
+
+/**
+ * The session ids behind the refs this console listed, so ending a listed session needs no
+ * search; a ref listed elsewhere (another replica's console) is searched for among live sessions.
+ */
+export class SessionRefs {
+  private readonly ids = new Map<string, string>();
+
+  remember(id: string): string {
+    const ref = sessionRef(id);
+    this.ids.delete(ref);
+    this.ids.set(ref, id);
+    if (this.ids.size > REFS_KEPT) this.ids.delete(this.ids.keys().next().value!);
+    return ref;
+  }
+
+  forget(ref: string): void {
+    this.ids.delete(ref);
+  }
+
+  async find(store: SessionStore, ref: string): Promise<string | null> {
+    const known = this.ids.get(ref);
+    if (known !== undefined) return known;
+    const ids = await store.liveIds(SESSIONS_SEARCHED);
+    for (let i = 0; i < ids.length; i += SEARCH_SLICE) {
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+      const hit = ids.slice(i, i + SEARCH_SLICE).find((id) => sessionRef(id) === ref);
+      if (hit !== undefined) return hit;
+    }
+    return null;
+  }
+}
 
 function describeSession(s: GatewaySession, now: number): SessionView {
   let method: string | null = null;
@@ -250,11 +303,14 @@ function describeSession(s: GatewaySession, now: number): SessionView {
   };
 }
 
-export async function sessionsView(src: AdminSources): Promise<SessionsView> {
+export async function sessionsView(src: AdminSources, refs: SessionRefs): Promise<SessionsView> {
   const store = src.context.sessions;
   const { total, sessions } = await store.list(SESSIONS_SHOWN);
   const now = Date.now();
-  const shown = sessions.map((s) => describeSession(s, now));
+  const shown = sessions.map((s) => {
+    refs.remember(s.id);
+    return describeSession(s, now);
+  });
   const perTenant: Record<string, number> = {};
   // Counted over every session when they are all shown; else over the most recent ones.
   for (const s of shown) perTenant[s.tenant ?? '(none)'] = (perTenant[s.tenant ?? '(none)'] ?? 0) + 1;
@@ -265,12 +321,12 @@ export async function sessionsView(src: AdminSources): Promise<SessionsView> {
  * Ends a session as its client's DELETE would: the session, its server→client streams, its own
  * lists and its upstream sessions. The client's next request finds it unknown (404) and starts over.
  */
-export async function endSession(src: AdminSources, ref: string): Promise<SessionView> {
+export async function endSession(src: AdminSources, refs: SessionRefs, ref: string): Promise<SessionView> {
   if (!/^[0-9a-f]{16}$/.test(ref)) throw new AdminInputError('a session reference is 16 hex digits');
   const ctx = src.context;
-  const found = (await ctx.sessions.liveIds(SESSIONS_SEARCHED)).find((id) => sessionRef(id) === ref);
-  if (found === undefined) throw new AdminInputError(`no live session ${ref}`, 404);
-  const ended = await ctx.sessions.delete(found);
+  const found = await refs.find(ctx.sessions, ref);
+  refs.forget(ref);
+  const ended = found === null ? null : await ctx.sessions.delete(found);
   if (ended === null) throw new AdminInputError(`no live session ${ref}`, 404);
   ctx.streams.sessionEnded(ended.id);
   ctx.sessionLists.forget(ended.id);
@@ -324,23 +380,44 @@ export function limitsView(src: AdminSources): LimitsView {
 export const MASK = '•••';
 
 /** Keys whose values are secrets wherever they appear. */
-const SECRET_KEY = /pass(word)?|secret|token|credential|authorization|^key$|key_sha256|private/i;
+const SECRET_KEY = /pass(word)?|secret|token|credential|authori[sz]ation|api[_-]?key|^key$|key_sha256|private|username/i;
+
+/** Whole subtrees that hold secrets: upstream credential headers, and arguments the gateway fills in for callers. */
+const SECRET_SUBTREE = new Set(['headers', 'arguments']);
+
+/** The members of a JSON Web Key that are safe to show (a private key's other members are not). */
+const PUBLIC_JWK_MEMBERS = new Set(['kty', 'kid', 'alg', 'use', 'key_ops', 'crv', 'x', 'y', 'n', 'e']);
+
+/** A URL's password and query values masked (query strings carry API keys as often as userinfo does). */
+function maskUrl(value: string): string {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return value;
+  }
+  if (u.password === '' && u.username === '' && u.search === '') return value;
+  if (u.password !== '') u.password = 'MASKED';
+  else if (u.username !== '') u.username = 'MASKED';
+  for (const k of [...u.searchParams.keys()]) u.searchParams.set(k, 'MASKED');
+  return u.href.replaceAll('MASKED', MASK);
+}
 
 /**
- * The config with its secrets masked: upstream credential headers, passwords, key hashes, and
- * the password in any URL. What is left shows how the gateway is set up, not how to get in.
+ * The config with its secrets masked: upstream credential headers, injected arguments, passwords
+ * and user names, key hashes, private JWK members, and the password and query of any URL. What is
+ * left shows how the gateway is set up, not how to get in.
  */
-export function maskConfig(value: unknown, key = '', underHeaders = false): unknown {
-  if (typeof value === 'string') {
-    if (underHeaders || SECRET_KEY.test(key)) return MASK;
-    return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/\s]*)@/i, (_m, scheme: string, userinfo: string) => {
-      const colon = userinfo.indexOf(':');
-      return `${scheme}${colon < 0 ? MASK : `${userinfo.slice(0, colon)}:${MASK}`}@`;
-    });
-  }
-  if (Array.isArray(value)) return value.map((v) => maskConfig(v, key, underHeaders));
+export function maskConfig(value: unknown, key = '', secret = false): unknown {
+  if (typeof value === 'string') return secret || SECRET_KEY.test(key) ? MASK : maskUrl(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return secret ? MASK : value;
+  if (Array.isArray(value)) return value.map((v) => maskConfig(v, key, secret));
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskConfig(v, k, underHeaders || k === 'headers')]));
+    const jwk = key === 'keys' && 'kty' in value;
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, maskConfig(v, k, secret || SECRET_SUBTREE.has(k) || (jwk && !PUBLIC_JWK_MEMBERS.has(k)))]),
+    );
   }
   return value;
 }

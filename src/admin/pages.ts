@@ -32,6 +32,7 @@ export function catalogPage(v: CatalogView, asked: CatalogAs | null, error: stri
 <label>Tenant<select name="tenant">${['', ...v.choices.tenants].map((t) => opt(t, asked?.tenant))}</select></label>
 <label>Client<input name="client" list="clients" value="${asked?.client ?? ''}" placeholder="API key id or any client id"><datalist id="clients">${v.choices.clients.map((c) => html`<option value="${c}">`)}</datalist></label>
 <label>Groups<input name="groups" value="${asked?.groups?.join(',') ?? ''}" placeholder="comma-separated"></label>
+<label>Anonymous<input type="checkbox" name="anonymous"${asked?.anonymous === true ? new Html(' checked') : ''}></label>
 <button type="submit">View as this caller</button> <a href="/admin/catalog">everything</a></form>`;
   const summary =
     v.as === null

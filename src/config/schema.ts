@@ -361,7 +361,11 @@ export const AdminSchema = z
     jwt_groups: z
       .array(z.string().min(1).max(256))
       .default([])
-      .describe('Groups whose members open the console with a token of an `auth.jwt` issuer (`Authorization: Bearer <jwt>`); empty: tokens are not accepted there'),
+      .describe('Groups whose members open the console with a token of one of `jwt_issuers` (`Authorization: Bearer <jwt>`); empty: tokens are not accepted there'),
+    jwt_issuers: z
+      .array(z.string().min(1))
+      .default([])
+      .describe("The `auth.jwt` issuers trusted to say who is an admin (the operators' own IdP, not a tenant's); required with jwt_groups"),
     allow_apply: z
       .boolean()
       .default(false)
@@ -433,9 +437,23 @@ export const ConfigSchema = z
           'several processor replicas need `redis`: Envoy sends each request to any replica, and without shared state a session (and its limits) lives in one replica only, so most requests would find no session. Set redis (url, cluster or sentinel), or list one processor',
       });
     }
-    if (cfg.admin.jwt_groups.length > 0 && (cfg.auth?.jwt.length ?? 0) === 0) {
-      ctx.addIssue({ code: 'custom', path: ['admin', 'jwt_groups'], message: 'jwt_groups needs an auth.jwt issuer to verify the tokens' });
+    if (cfg.admin.jwt_groups.length > 0 && cfg.admin.jwt_issuers.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['admin', 'jwt_issuers'],
+        message: "jwt_groups needs jwt_issuers: the auth.jwt issuers trusted to name admins (a tenant's own IdP must not be able to)",
+      });
     }
+    const issuers = new Set((cfg.auth?.jwt ?? []).map((j) => j.issuer));
+    cfg.admin.jwt_issuers.forEach((iss, i) => {
+      if (!issuers.has(iss)) ctx.addIssue({ code: 'custom', path: ['admin', 'jwt_issuers', i], message: `${iss} is not an auth.jwt issuer` });
+    });
+    const clientKeys = new Set((cfg.auth?.api_keys ?? []).map((k) => k.key_sha256.toLowerCase()));
+    cfg.admin.api_keys.forEach((k, i) => {
+      if (clientKeys.has(k.key_sha256.toLowerCase())) {
+        ctx.addIssue({ code: 'custom', path: ['admin', 'api_keys', i, 'key_sha256'], message: 'an admin key must not also be a client key (auth.api_keys)' });
+      }
+    });
     if (cfg.admin.console && sameAddress(cfg.gateway.admin, cfg.gateway.listen)) {
       ctx.addIssue({ code: 'custom', path: ['gateway', 'admin'], message: 'the admin port serves the console: it cannot be the client listener (gateway.listen)' });
     }

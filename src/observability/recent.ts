@@ -135,6 +135,11 @@ export class RecentActivity {
     }
   }
 
+  /** Forgets the history of servers no longer configured. */
+  keepServers(names: ReadonlySet<string>): void {
+    for (const name of this.servers.keys()) if (!names.has(name)) this.servers.delete(name);
+  }
+
   /** A server's recent checks (oldest first) and status changes (newest first). */
   healthOf(server: string): { readonly samples: readonly HealthSample[]; readonly changes: readonly HealthChange[] } {
     const t = this.servers.get(server);
@@ -170,6 +175,8 @@ export class RecentActivity {
         minutes.push({ minute: new Date(m * 60_000).toISOString(), refused });
       }
       if (total > 0) out.push({ limit, total, minutes });
+      // A limit refused nothing for an hour (or is gone from the config): it makes room for others.
+      else this.refusals.delete(limit);
     }
     return out.sort((a, b) => b.total - a.total);
   }

@@ -56,16 +56,16 @@ const GOAL_P50_DELTA_MS = 0.5;
 const GOAL_THROUGHPUT_PERCENT = 60;
 const SERVER = 'alpha';
 const READY_TIMEOUT_MS = 30_000;
-const ALL_TARGETS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm'] as const;
+const ALL_TARGETS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n'] as const;
 type TargetKey = (typeof ALL_TARGETS)[number];
 /** Targets served through a gateway (Envoy + ext_proc processor). */
-const GATEWAY_TARGETS: readonly TargetKey[] = ['c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'l', 'm'];
+const GATEWAY_TARGETS: readonly TargetKey[] = ['c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'l', 'm', 'n'];
 /** Targets compared with (b), Envoy without the processor. */
 const VERSUS_PLAIN: readonly TargetKey[] = [...GATEWAY_TARGETS, 'k'];
 /** The goal for (j): the catalog answers tools/list at least this many times faster than (c) calls a tool. */
 const GOAL_LIST_FACTOR = 5;
 /** Targets that are (c) plus one feature; compared with (c). */
-const FEATURE_TARGETS: readonly TargetKey[] = ['e', 'f', 'g', 'h', 'l', 'm'];
+const FEATURE_TARGETS: readonly TargetKey[] = ['e', 'f', 'g', 'h', 'l', 'm', 'n'];
 /** The rate limit of (g) and (h): the schema's maximum, so it never triggers during a run. */
 const NEVER_TRIGGERING_LIMIT = { requests_per_minute: 1_000_000, burst_size: 1_000_000, by: 'client' } as const;
 
@@ -104,7 +104,7 @@ const USAGE = `usage: npm run bench [-- options]   (or: node dist/test/bench/run
                         every two rounds (unloaded: min(N, 4) rounds)
       --warmup N        unmeasured calls per target first           [BENCH_WARMUP, default 2000; quick 50]
       --unloaded N      unloaded: calls per target, concurrency 1   [BENCH_UNLOADED, default 1500; quick 50; 0 = skip]
-      --targets LIST    subset of a,b,c,d,e,f,g,h,i,j,k,l,m         [BENCH_TARGETS, default all]
+      --targets LIST    subset of a,b,c,d,e,f,g,h,i,j,k,l,m,n        [BENCH_TARGETS, default all]
                         (h needs redis-server on PATH; without it the
                         default run leaves (h) out)
       --json PATH       results file                                [BENCH_JSON, default dist/bench-results.json]
@@ -222,7 +222,7 @@ function withRuntime(yamlText: string, runtime: Record<string, string | number |
 // ------------------------------------------------------------------------------------- setup
 
 /** One gateway: a processor and its Envoy, configured as (c) plus at most one feature. */
-type Variant = 'gateway' | 'apikey' | 'jwt' | 'limit' | 'redis' | 'json' | 'filters' | 'cache';
+type Variant = 'gateway' | 'apikey' | 'jwt' | 'limit' | 'redis' | 'json' | 'filters' | 'cache' | 'console';
 
 const VARIANTS: ReadonlyArray<{ readonly variant: Variant; readonly serves: readonly TargetKey[] }> = [
   { variant: 'gateway', serves: ['c', 'd', 'j'] },
@@ -233,6 +233,7 @@ const VARIANTS: ReadonlyArray<{ readonly variant: Variant; readonly serves: read
   { variant: 'json', serves: ['i'] },
   { variant: 'filters', serves: ['l'] },
   { variant: 'cache', serves: ['m'] },
+  { variant: 'console', serves: ['n'] },
 ];
 
 interface GatewayStack {
@@ -329,6 +330,11 @@ function variantConfig(variant: Variant, gateway: Record<string, string>, upstre
     case 'cache':
       raw['cache'] = { 'tools/call': { tools: ['echo'], ttl: 3600, vary: ['arguments'] } };
       break;
+    case 'console':
+      // (e) with the console on: every decision also goes into its ring.
+      raw['auth'] = { api_keys: [{ id: 'bench-client', key_sha256: f.apiKeySha256 }] };
+      raw['admin'] = { console: true, api_keys: [{ id: 'bench-admin', key_sha256: f.apiKeySha256 }] };
+      break;
   }
   return raw;
 }
@@ -347,6 +353,7 @@ const TARGET_LABELS: Readonly<Record<TargetKey, string>> = {
   k: "Envoy's native MCP router (C++)",
   l: 'gateway /mcp + filters (context, validate, PII)',
   m: 'gateway /mcp, answer-cache hit',
+  n: 'gateway /mcp + API key + admin console on',
 };
 
 async function startGateway(
@@ -506,6 +513,12 @@ async function startStack(s: Settings, stack: Stack, log: (m: string) => void): 
         aggregated('e', 'apikey', () => headers);
         break;
       }
+      case 'console': {
+        const headers = { authorization: `Bearer ${apiKey.key}` };
+        aggregated('n', 'console', () => headers);
+        consoleAdmin = { url: `http://${String((raws.get('console')?.['gateway'] as Record<string, string>)['admin'])}`, key: apiKey.key };
+        break;
+      }
       case 'jwt':
         aggregated('f', 'jwt', (w) => ({ authorization: `Bearer ${tokens[w % tokens.length] ?? ''}` }));
         break;
@@ -554,7 +567,8 @@ async function checkFeature(key: TargetKey, spec: TargetSpec): Promise<void> {
     await (key === 'l' ? checkFilters(spec) : checkCached(spec));
     return;
   }
-  if (key === 'e' || key === 'f') {
+  if (key === 'n') await checkConsole();
+  if (key === 'e' || key === 'f' || key === 'n') {
     if (res.status !== 401) throw new Error(`(${key}) ${spec.label}: a request without credentials got HTTP ${res.status}, not 401; auth is not enforced`);
   } else if (res.status !== 200 || res.headers.get('ratelimit-policy') === null) {
     throw new Error(`(${key}) ${spec.label}: initialize got HTTP ${res.status}${res.status === 200 ? ' without RateLimit-Policy' : ''}; the rate limit is not applied`);
@@ -571,6 +585,20 @@ async function checkFilters(spec: TargetSpec): Promise<void> {
  * (m) must really hit: the demo server answers tools/call with an event stream, so a second
  * identical call answered with JSON came from the processor's cache.
  */
+/** Where (n)'s console is, and its key (set when (n) is set up). */
+let consoleAdmin: { readonly url: string; readonly key: string } | null = null;
+
+/** (n) runs with the console on: its audit ring records the decisions (and answers only its key). */
+async function checkConsole(): Promise<void> {
+  if (consoleAdmin === null) throw new Error('(n) has no console address');
+  const refused = await fetch(`${consoleAdmin.url}/admin/api/audit`);
+  await refused.arrayBuffer();
+  if (refused.status !== 401) throw new Error(`(n) the console answered ${refused.status} without its key, not 401`);
+  const res = await fetch(`${consoleAdmin.url}/admin/api/audit`, { headers: { 'x-admin-key': consoleAdmin.key } });
+  const audit = (await res.json()) as { held?: number };
+  if (res.status !== 200 || !(Number(audit.held) > 0)) throw new Error(`(n) the console's audit ring is empty (HTTP ${res.status}); the console is not recording`);
+}
+
 async function checkCached(spec: TargetSpec): Promise<void> {
   const [first, second] = await checkCalls(spec, 2, 'bench-cache-check');
   const types = [first!.headers.get('content-type') ?? '', second!.headers.get('content-type') ?? ''];

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
@@ -30,13 +31,21 @@ const AUDIENCE = 'https://gateway.admin-console.test/mcp';
 /** beta's limit: this many calls, then 429s. */
 const BETA_BURST = 3;
 
+/** A tenant's own IdP: trusted for its users on /mcp, never to name gateway admins. */
+const TENANT_ISSUER = 'https://idp.acme.test';
+/** The processor's environment holds this; validating a config must not reveal it. */
+const ENV_SECRET = `env-secret-${randomBytes(9).toString('hex')}`;
+process.env['MCPGW_CONSOLE_TEST_SECRET'] = ENV_SECRET;
+
 const signer = await generateKeyPair('ES256', { extractable: true });
 const jwk = { ...(await exportJWK(signer.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
+const tenantSigner = await generateKeyPair('ES256', { extractable: true });
+const tenantJwk = { ...(await exportJWK(tenantSigner.publicKey)), kid: 't1', alg: 'ES256', use: 'sig' };
 
-function token(sub: string, groups: string[], signingKey: CryptoKey = signer.privateKey): Promise<string> {
+function token(sub: string, groups: string[], signingKey: CryptoKey = signer.privateKey, issuer = ISSUER): Promise<string> {
   return new SignJWT({ groups, tenant: 'acme' })
-    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-    .setIssuer(ISSUER)
+    .setProtectedHeader({ alg: 'ES256', kid: issuer === ISSUER ? 'k1' : 't1' })
+    .setIssuer(issuer)
     .setAudience(AUDIENCE)
     .setSubject(sub)
     .setIssuedAt()
@@ -59,7 +68,10 @@ describe('admin console', () => {
           { id: 'alice', key_sha256: sha256Hex(ALICE_KEY), tenant: 'acme' },
           { id: 'bob', key_sha256: sha256Hex(BOB_KEY), tenant: 'globex' },
         ],
-        jwt: [{ issuer: ISSUER, audiences: [AUDIENCE], jwks: { keys: [jwk] }, algorithms: ['ES256'], tenant_claim: 'tenant', groups_claim: 'groups' }],
+        jwt: [
+          { issuer: ISSUER, audiences: [AUDIENCE], jwks: { keys: [jwk] }, algorithms: ['ES256'], tenant_claim: 'tenant', groups_claim: 'groups' },
+          { issuer: TENANT_ISSUER, audiences: [AUDIENCE], jwks: { keys: [tenantJwk] }, algorithms: ['ES256'], tenant: 'acme', groups_claim: 'groups' },
+        ],
       },
       tenants: { acme: { servers: ['alpha', 'beta'], namespace: 'acme' }, globex: { servers: ['beta'], namespace: 'globex' } },
       policies: [
@@ -68,7 +80,7 @@ describe('admin console', () => {
       ],
       rate_limits: { beta: { requests_per_minute: BETA_BURST, burst_size: BETA_BURST } },
       health: { interval: '1s' },
-      admin: { console: true, api_keys: [{ id: 'oncall', key_sha256: sha256Hex(ADMIN_KEY) }], jwt_groups: ['gateway-admins'], allow_apply: true, audit_buffer: 200 },
+      admin: { console: true, api_keys: [{ id: 'oncall', key_sha256: sha256Hex(ADMIN_KEY) }], jwt_groups: ['gateway-admins'], jwt_issuers: [ISSUER], allow_apply: true, audit_buffer: 200 },
     },
   });
   let browser: Browser;
@@ -127,6 +139,26 @@ describe('admin console', () => {
       // A token signed by another key names the admin group but does not verify.
       const forged = await token('mallory', ['gateway-admins'], (await generateKeyPair('ES256')).privateKey);
       assert.equal((await fetch(`${stack().adminUrl}/admin/api/servers`, { headers: { authorization: `Bearer ${forged}` } })).status, 401);
+      // A tenant's own IdP is trusted for its users on /mcp, but its word on who is an admin is not.
+      const tenantAdmin = await token('acme-admin', ['gateway-admins'], tenantSigner.privateKey, TENANT_ISSUER);
+      assert.ok((await toolNames(stack().mcpUrl, { authorization: `Bearer ${tenantAdmin}` })).length > 0, 'the token is good on /mcp');
+      assert.equal((await fetch(`${stack().adminUrl}/admin/api/servers`, { headers: { authorization: `Bearer ${tenantAdmin}` } })).status, 401);
+    });
+
+    it('survives a malformed request line and an oversized body, answering each with an error', async () => {
+      const raw = await new Promise<string>((resolve, reject) => {
+        const { port } = new URL(stack().adminUrl);
+        const socket = connect(Number(port), '127.0.0.1', () => socket.end('GET //[ HTTP/1.1\r\nHost: x\r\n\r\n'));
+        let got = '';
+        socket.on('data', (c) => (got += c.toString()));
+        socket.on('end', () => resolve(got));
+        socket.on('error', reject);
+      });
+      assert.match(raw, /^HTTP\/1\.1 4\d\d/);
+      assert.equal((await fetch(`${stack().adminUrl}/readyz`)).status, 200, 'the processor is still up');
+      const big = await adminApi('/admin/api/config/validate', { method: 'POST', body: 'x'.repeat(1024 * 1024 + 1) });
+      assert.equal(big.status, 413);
+      assert.match(String((big.json!['error'] as { message: string }).message), /over 1048576 bytes/);
     });
 
     it('opens with the admin key (Basic, Bearer or X-Admin-Key) and with a token of an admin group', async () => {
@@ -204,6 +236,10 @@ describe('admin console', () => {
         assert.match((await page.text('#viewing-as')) ?? '', new RegExp(`client ${who}`));
         await page.screenshot(join(SHOTS, `catalog-as-${who}.png`));
       }
+      // Anonymous callers are refused on this gateway: the console says so rather than guess.
+      const anon = await adminApi('/admin/api/catalog?anonymous=true');
+      assert.equal(anon.status, 400);
+      assert.match(String((anon.json!['error'] as { message: string }).message), /allow_anonymous is off/);
       // An unknown tenant is a clear error, on the page and from the API.
       const bad = await open('/admin/catalog?tenant=nobody');
       assert.equal(bad.status, 400);
@@ -340,6 +376,38 @@ describe('admin console', () => {
       assert.equal(valid.status, 200);
       assert.deepEqual((valid.json!['changes'] as { sectionsChanged: string[] }).sectionsChanged, []);
       assert.equal((await adminApi('/admin/api/config/validate')).status, 405);
+
+      // Validating is no way to read the processor's environment.
+      const probe = { ...next, filters: { defaults: [{ tools: ['*'], arguments: { x: '{{${MCPGW_CONSOLE_TEST_SECRET}}}' } }] } };
+      const leaked = await adminApi('/admin/api/config/validate', { method: 'POST', body: toYaml(probe) });
+      assert.equal(leaked.status, 422);
+      assert.doesNotMatch(leaked.text, new RegExp(ENV_SECRET));
+      assert.match(String(leaked.json!['error']), /unknown placeholder \{\{\$\{MCPGW_CONSOLE_TEST_SECRET\}\}\}/);
+      // What the page shows masked is refused as a value.
+      const maskedBack = await adminApi('/admin/api/config/validate', { method: 'POST', body: shown });
+      assert.equal(maskedBack.status, 422);
+      assert.match(String(maskedBack.json!['error']), /masks/);
+
+      // A config that validates but cannot be loaded is refused, and the file keeps what is in force.
+      const before = readFileSync(file, 'utf8');
+      const unloadable = { ...next, servers: { ...(current['servers'] as object), alpha: { ...((current['servers'] as Record<string, object>)['alpha'] as object), headers: { Authorization: 'file:/nonexistent/token' } } } };
+      const refusedApply = await adminApi('/admin/api/config/apply', { method: 'POST', body: toYaml(unloadable) });
+      assert.equal(refusedApply.status, 422);
+      assert.equal(readFileSync(file, 'utf8'), before, 'the file is untouched');
+      assert.ok((await (await fetch(`${stack().adminUrl}/readyz`)).text()).includes(newHash), 'and so is the config in force');
+
+      // Applies at once run one after another: each answer names what it applied, and the last is in force and on disk.
+      const variants = [1, 2, 3].map((n) => ({ ...next, health: { interval: `${n}s` } }));
+      const results = await Promise.all(variants.map((v) => adminApi('/admin/api/config/apply', { method: 'POST', body: toYaml(v) })));
+      for (const r of results) {
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json!['result'], 'applied');
+      }
+      const onDisk = readFileSync(file, 'utf8');
+      const inForce = (await (await fetch(`${stack().adminUrl}/readyz`)).text()).split('\n')[1]!;
+      const winner = results.find((r) => inForce.includes(String(r.json!['hash'])));
+      assert.ok(winner !== undefined, `the config in force (${inForce}) is one that was applied`);
+      assert.equal(onDisk, toYaml(variants[results.indexOf(winner)]!), 'and it is the file’s');
     });
   });
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { stringify } from 'yaml';
+import { sha256Hex } from '../../src/auth/api-keys.js';
 import { parseConfig } from '../../src/config/load.js';
 import { renderEnvoyBootstrap } from '../../src/envoy/bootstrap.js';
 import { PROCESSOR_HEALTH_CHECK } from '../../src/envoy/contract.js';
@@ -17,6 +18,8 @@ import { waitUntil } from '../support/proc.js';
 import { RedisServer } from '../support/redis.js';
 import { Replica, waitForProcessorHosts as waitForProcessorHostsIn } from '../support/replica.js';
 import { Traffic } from '../support/traffic.js';
+
+const ADMIN_KEY = 'mcpgw_replicas_console_key_0123';
 
 function textOf(result: object): string {
   return ((result as { content?: { text?: string }[] }).content ?? []).map((c) => c.text ?? '').join('');
@@ -53,6 +56,7 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
       rate_limits: { alpha: { requests_per_minute: 6000, burst_size: 6000, tools: [{ match: 'add', requests_per_minute: 1, burst_size: 20 }] } },
       redis: { url: redis.url, timeout: '200ms', limits_on_error: 'fail-open' },
       logging: { operations: false },
+      admin: { console: true, api_keys: [{ id: 'oncall', key_sha256: sha256Hex(ADMIN_KEY) }] },
     });
     dir = mkdtempSync(join(tmpdir(), 'mcpgw-replicas-'));
     const file = join(dir, 'gateway.yaml');
@@ -382,6 +386,38 @@ describe('two processor replicas behind one Envoy, state in Redis', () => {
       assert.ok(after[0]! > before[0]! && after[1]! > before[1]!, `both replicas took subscribes: ${JSON.stringify({ before, after })}`);
     } finally {
       await c.close();
+    }
+  });
+
+  it('the console of either replica lists the sessions Redis holds, and ending one there ends it for every replica', async () => {
+    const admin = async (replica: Replica, path: string, method = 'GET') => {
+      const res = await fetch(`http://${replica.admin}${path}`, { method, headers: { 'x-admin-key': ADMIN_KEY } });
+      return { status: res.status, json: (await res.json()) as { total: number; store: string; sessions: { ref: string; client: string | null; upstream: { server: string }[] }[] } };
+    };
+    const c = await connectClient(mcpUrl, { name: 'console-probe', version: '9' });
+    try {
+      await c.client.callTool({ name: 'alpha__echo', arguments: { text: 'x' } });
+      const [onA, onB] = await Promise.all(replicas.map((r) => admin(r, '/admin/api/sessions')));
+      for (const seen of [onA!, onB!]) {
+        assert.equal(seen.status, 200);
+        assert.equal(seen.json.store, 'shared');
+      }
+      const mine = onA!.json.sessions.find((x) => x.client === 'console-probe 9');
+      assert.ok(mine !== undefined, 'listed by replica A');
+      assert.deepEqual(mine.upstream.map((u) => u.server), ['alpha'], 'with its upstream session');
+      assert.ok(onB!.json.sessions.some((x) => x.ref === mine.ref), 'and by replica B');
+      assert.equal((await admin(replicas[1]!, `/admin/api/sessions/${mine.ref}/end`, 'POST')).status, 200);
+      // Whichever replica takes the next requests, the session is gone.
+      for (let i = 0; i < 4; i++) {
+        const res = await rawRequest(mcpUrl, {
+          headers: { 'mcp-session-id': c.sessionId!, 'mcp-protocol-version': '2025-11-25' },
+          body: { jsonrpc: '2.0', id: i + 1, method: 'tools/list' },
+        });
+        assert.equal(res.status, 404);
+      }
+      assert.ok(!(await admin(replicas[0]!, '/admin/api/sessions')).json.sessions.some((x) => x.ref === mine.ref));
+    } finally {
+      await c.close().catch(() => {});
     }
   });
 

@@ -25,7 +25,13 @@ describe('admin console parts', () => {
   it('is off by default, and cannot be turned on without credentials of its own', () => {
     assert.equal(parseConfigText(MINIMAL, {}).admin.console, false);
     assert.match(refusal(`${MINIMAL}admin:\n  console: true\n`), /credentials of its own[\s\S]*at admin\.console\b/);
-    assert.match(refusal(`${MINIMAL}admin:\n  jwt_groups: [ops]\n`), /auth\.jwt issuer[\s\S]*at admin\.jwt_groups/);
+    assert.match(refusal(`${MINIMAL}admin:\n  jwt_groups: [ops]\n`), /needs jwt_issuers[\s\S]*at admin\.jwt_issuers/);
+    assert.match(refusal(`${MINIMAL}admin:\n  jwt_groups: [ops]\n  jwt_issuers: [https://nobody]\n`), /https:\/\/nobody is not an auth\.jwt issuer[\s\S]*at admin\.jwt_issuers\[0\]/);
+    const hash = sha256Hex(KEY);
+    assert.match(
+      refusal(`${MINIMAL}auth:\n  api_keys: [{id: c, key_sha256: "${hash}"}]\nadmin:\n  console: true\n  api_keys: [{id: a, key_sha256: "${hash.toUpperCase()}"}]\n`),
+      /must not also be a client key[\s\S]*at admin\.api_keys\[0\]\.key_sha256/,
+    );
     assert.match(
       refusal(`${MINIMAL}gateway:\n  listen: 127.0.0.1:8080\n  admin: 0.0.0.0:8080\nadmin:\n  console: true\n  api_keys: [{id: a, key_sha256: "${sha256Hex(KEY)}"}]\n`),
       /client listener[\s\S]*at gateway\.admin/,
@@ -70,8 +76,12 @@ describe('admin console parts', () => {
   it('masks secrets wherever they are, and keeps the rest', () => {
     const masked = maskConfig({
       servers: { gh: { url: 'https://api.example.com/mcp', headers: { Authorization: 'Bearer ghp_secret', 'X-Team': 'ops' } } },
-      redis: { url: 'redis://user:hunter2@redis:6379/0', password: 'pw', tls: true },
-      auth: { api_keys: [{ id: 'alice', key_sha256: 'ab'.repeat(32), tenant: 'acme' }] },
+      redis: { url: 'redis://user:hunter2@redis:6379/0', password: 'pw', username: 'acl-user', tls: true },
+      auth: {
+        api_keys: [{ id: 'alice', key_sha256: 'ab'.repeat(32), tenant: 'acme' }],
+        jwt: [{ issuer: 'https://idp', jwks_uri: 'https://idp/jwks?api_key=qs-secret', jwks: { keys: [{ kty: 'RSA', kid: 'k1', n: 'pub', e: 'AQAB', d: 'private-d' }] } }],
+      },
+      filters: { defaults: [{ tools: ['*'], arguments: { api_token: 'injected-secret', limit: 10 } }] },
       other: 'https://token@host.example/x',
     }) as Record<string, any>;
     assert.deepEqual(masked['servers'].gh.headers, { Authorization: MASK, 'X-Team': MASK });
@@ -79,9 +89,13 @@ describe('admin console parts', () => {
     assert.equal(masked['redis'].url, `redis://user:${MASK}@redis:6379/0`);
     assert.equal(masked['redis'].password, MASK);
     assert.equal(masked['redis'].tls, true);
+    assert.equal(masked['redis'].username, MASK);
+    assert.equal(masked['auth'].jwt[0].jwks_uri, `https://idp/jwks?api_key=${MASK}`);
+    assert.deepEqual(masked['auth'].jwt[0].jwks.keys[0], { kty: 'RSA', kid: 'k1', n: 'pub', e: 'AQAB', d: MASK });
+    assert.deepEqual(masked['filters'].defaults[0], { tools: ['*'], arguments: { api_token: MASK, limit: MASK } });
     assert.deepEqual(masked['auth'].api_keys[0], { id: 'alice', key_sha256: MASK, tenant: 'acme' });
     assert.equal(masked['other'], `https://${MASK}@host.example/x`);
-    assert.doesNotMatch(JSON.stringify(masked), /hunter2|ghp_secret|abab/);
+    assert.doesNotMatch(JSON.stringify(masked), /hunter2|ghp_secret|abab|qs-secret|private-d|injected-secret|acl-user/);
   });
 
   it('escapes every value it renders', () => {
