@@ -169,6 +169,8 @@ try {
 }
 
 console.log('');
+const shots = join(root, 'test-results', 'admin-console');
+if (existsSync(shots)) console.log(`admin console screenshots for review: ${relative(process.cwd(), shots) || '.'}/ (${readdirSync(shots).length} pages)`);
 for (const p of problems) console.log(`FAILED ${p}`);
 console.log(`${totals.passed} passed, ${totals.failed} failed${totals.skipped > 0 ? `, ${totals.skipped} skipped` : ''}`);
 process.exit(totals.failed > 0 ? 1 : 0);

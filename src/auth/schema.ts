@@ -47,13 +47,16 @@ export const JwtAlgorithmSchema = z.enum([
 /** One accepted JWS algorithm name. */
 export type JwtAlgorithm = z.infer<typeof JwtAlgorithmSchema>;
 
+/** How a key is configured: its SHA-256 (client keys and admin keys alike). */
+export const KeySha256Schema = z
+  .string()
+  .regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex digits (the output of `mcp-gateway hash-key`)')
+  .describe('SHA-256 of the key in hex, from `mcp-gateway hash-key`; the key itself is never stored');
+
 /** One entry of `auth.api_keys`: a client id and the hash of its key. */
 export const ApiKeySchema = z.strictObject({
   id: ClientIdSchema.describe('Client id the key authenticates as (audit logs, allowed_clients)'),
-  key_sha256: z
-    .string()
-    .regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex digits (the output of `mcp-gateway hash-key`)')
-    .describe('SHA-256 of the key in hex, from `mcp-gateway hash-key`; the key itself is never stored'),
+  key_sha256: KeySha256Schema,
   tenant: TenantNameSchema.optional().describe('Tenant the key belongs to'),
   groups: GroupsSchema.describe('Groups the key belongs to (carried into audit logs)'),
 });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CacheSchema, ServerCacheSchema } from '../cache/schema.js';
-import { AuthSchema, ClientIdSchema, UpstreamHeadersSchema } from '../auth/schema.js';
+import { AuthSchema, ClientIdSchema, KeySha256Schema, UpstreamHeadersSchema } from '../auth/schema.js';
 import { DurationSchema } from '../lib/duration.js';
 import type { ConfigIssue } from '../lib/config-issue.js';
 import { FiltersSchema, PinsSchema } from '../filters/schema.js';
@@ -338,10 +338,7 @@ export const TracingSchema = z
 /** One admin key: who it is (audit lines of console actions) and the SHA-256 of the key. */
 export const AdminKeySchema = z.strictObject({
   id: ClientIdSchema.describe('Name of the operator or automation the key belongs to (logged with every change made through the console)'),
-  key_sha256: z
-    .string()
-    .regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex digits (the output of `mcp-gateway hash-key`)')
-    .describe('SHA-256 of the key in hex, from `mcp-gateway hash-key`; the key itself is never stored'),
+  key_sha256: KeySha256Schema,
 });
 
 /**

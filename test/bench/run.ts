@@ -290,6 +290,8 @@ function haveRedisServer(): boolean {
 /** What the feature variants add to the gateway config. */
 interface FeatureInputs {
   readonly apiKeySha256: string;
+  /** (n)'s admin key (never also a client key). */
+  readonly adminKeySha256: string;
   readonly jwtIssuer: Record<string, unknown> | null;
   readonly redisUrl: string | null;
   readonly jsonUpstreamUrl: string | null;
@@ -333,7 +335,7 @@ function variantConfig(variant: Variant, gateway: Record<string, string>, upstre
     case 'console':
       // (e) with the console on: every decision also goes into its ring.
       raw['auth'] = { api_keys: [{ id: 'bench-client', key_sha256: f.apiKeySha256 }] };
-      raw['admin'] = { console: true, api_keys: [{ id: 'bench-admin', key_sha256: f.apiKeySha256 }] };
+      raw['admin'] = { console: true, api_keys: [{ id: 'bench-admin', key_sha256: f.adminKeySha256 }] };
       break;
   }
   return raw;
@@ -406,6 +408,7 @@ async function startStack(s: Settings, stack: Stack, log: (m: string) => void): 
 
   // (e): one key for every worker; (f): one token per worker, verified against a JWKS over HTTP.
   const apiKey = makeApiKey();
+  const adminKey = makeApiKey();
   let tokens: string[] = [];
   if (s.targets.includes('f')) {
     stack.issuer = new BenchIssuer();
@@ -420,6 +423,7 @@ async function startStack(s: Settings, stack: Stack, log: (m: string) => void): 
   }
   const features: FeatureInputs = {
     apiKeySha256: apiKey.sha256,
+    adminKeySha256: adminKey.sha256,
     jwtIssuer: stack.issuer?.issuerConfig() ?? null,
     redisUrl: stack.redis !== null ? `redis://127.0.0.1:${redisPort}` : null,
     jsonUpstreamUrl: stack.jsonUpstream !== null ? `http://127.0.0.1:${jsonPort}/mcp` : null,
@@ -516,7 +520,7 @@ async function startStack(s: Settings, stack: Stack, log: (m: string) => void): 
       case 'console': {
         const headers = { authorization: `Bearer ${apiKey.key}` };
         aggregated('n', 'console', () => headers);
-        consoleAdmin = { url: `http://${String((raws.get('console')?.['gateway'] as Record<string, string>)['admin'])}`, key: apiKey.key };
+        consoleAdmin = { url: `http://${String((raws.get('console')?.['gateway'] as Record<string, string>)['admin'])}`, key: adminKey.key };
         break;
       }
       case 'jwt':
