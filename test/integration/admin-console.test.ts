@@ -191,8 +191,14 @@ describe('admin console', () => {
 
   describe('pages in a real browser', () => {
     it('servers: health, latency history and catalog sizes of each server', async () => {
-      // Two health rounds at least, so the history has points.
-      await new Promise((r) => setTimeout(r, 2500));
+      // Two successful health checks at least, so the latency line has points.
+      await waitUntil(
+        async () =>
+          ((await adminApi('/admin/api/servers')).json!['servers'] as { samples: { latency_ms: number }[] }[]).every(
+            (x) => x.samples.filter((p) => p.latency_ms >= 0).length >= 2,
+          ),
+        { timeoutMs: 10_000, what: 'two successful health checks of each server' },
+      );
       const { page, status } = await open('/admin/servers');
       assert.equal(status, 200);
       const alphaTools = (await (await connectClient(stack().demo['alpha']!.url)).client.listTools()).tools.length;
@@ -318,11 +324,14 @@ describe('admin console', () => {
       assert.equal(res.status, 404);
       // Bob's is untouched.
       assert.ok((await bobSession.client.listTools()).tools.length > 0);
-      // The change is logged with the operator who made it.
-      const action = stack()
-        .logs()
-        .split('\n')
-        .filter((l) => l.includes('"admin_action"') && l.includes(mine[0]!.ref));
+      // The change is logged with the operator who made it (log lines reach stdout within 250 ms).
+      const actionLines = (): string[] =>
+        stack()
+          .logs()
+          .split('\n')
+          .filter((l) => l.includes('"admin_action"') && l.includes(mine[0]!.ref));
+      await waitUntil(() => actionLines().length > 0, { timeoutMs: 5_000, what: 'the admin_action line' });
+      const action = actionLines();
       assert.equal(action.length, 1, 'one admin_action line');
       assert.match(action[0]!, /"action":"session_end".*"admin":"oncall"/);
       // Ending it again: not found.
