@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { unwatchFile, watchFile } from 'node:fs';
-import { rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { readFile, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { CatalogWatch } from './aggregated/catalog-watch.js';
@@ -32,9 +32,20 @@ export type ReloadOutcome =
       readonly restartKeys: readonly string[];
       /** Envoy's bootstrap made from the new config differs from the old one's (Envoy not fed over xDS). */
       readonly envoyStale: boolean;
+      /** Applied from the console but its file could not be replaced (the error code): the file's config returns at the next reload. */
+      readonly fileError?: string;
     }
-  | { readonly result: 'unchanged'; readonly hash: string }
+  | { readonly result: 'unchanged'; readonly hash: string; readonly fileError?: string }
   | { readonly result: 'refused'; readonly error: string };
+
+/** Why a config could not take the place of the one in force (nothing changed). */
+export class ConfigReplaceError extends Error {
+  override readonly name = 'ConfigReplaceError';
+}
+
+function errorCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err));
+}
 
 /** What a candidate config would change (the console's validate-before-apply). */
 export interface ConfigChanges {
@@ -134,23 +145,44 @@ export class LiveConfig {
   }
 
   /**
-   * Swaps in `config` (what `text` parses to) as a reload does, and puts `text` in place of the
-   * config file only when the swap took: the text is first written beside the file (so a file that
-   * cannot be written refuses before anything changes), then renamed over it (a reader never sees
-   * half of it), so a refused config never reaches the file. Runs in turn with reloads. Rejects
-   * with the file error when the file cannot be written; without a config file, only swaps.
+   * Swaps in `config` (what `text` parses to) in place of the config `base` names, as a reload
+   * does, and puts `text` in place of the config file only when the swap took. The text is first
+   * written beside the file (a file that cannot be written refuses before anything changes), then
+   * renamed over it (a reader never sees half of it), so a refused config never reaches the file.
+   * Runs in turn with reloads. Rejects with a {@link ConfigReplaceError} when the config in force is
+   * not `base` any more, when the file holds changes not in force, or when the file cannot be
+   * written; an outcome with `fileError` says the config is in force but the file could not be
+   * replaced. `scrub` cleans what a refusal logs. Without a config file, only swaps.
    */
-  replace(text: string, config: Config): Promise<ReloadOutcome> {
+  replace(text: string, config: Config, base: string, scrub: (message: string) => string = (m) => m): Promise<ReloadOutcome> {
     const hash = configHash(text);
-    const file = this.opts.configFile;
     const run = async (): Promise<ReloadOutcome> => {
-      if (file === undefined) return this.apply(config, hash);
+      if (this.now.hash !== base) {
+        throw new ConfigReplaceError(`the config in force is ${this.now.hash}, not ${base}: it changed since this one was checked`);
+      }
+      if (this.opts.configFile === undefined) return this.apply(config, hash, scrub);
+      // A symlinked file (a ConfigMap's) is replaced where it really is, the link kept.
+      const file = await realpath(this.opts.configFile).catch(() => this.opts.configFile!);
+      const onDisk = await readFile(file, 'utf8').catch(() => null);
+      if (onDisk !== null && configHash(onDisk) !== this.now.hash) {
+        throw new ConfigReplaceError(`the config file holds changes that are not in force (${configHash(onDisk)}): see why they were refused, or reload, first`);
+      }
       const temp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
       const mode = (await stat(file).catch(() => null))?.mode ?? 0o600;
       try {
-        await writeFile(temp, text, { mode: mode & 0o777, flag: 'wx' });
-        const outcome = await this.apply(config, hash);
-        if (outcome.result !== 'refused') await rename(temp, file);
+        try {
+          await writeFile(temp, text, { mode: mode & 0o777, flag: 'wx' });
+        } catch (err) {
+          throw new ConfigReplaceError(`the config file cannot be written here (${errorCode(err)}): change it where it comes from (e.g. its ConfigMap)`);
+        }
+        const outcome = await this.apply(config, hash, scrub);
+        if (outcome.result === 'refused') return outcome;
+        try {
+          await rename(temp, file);
+        } catch (err) {
+          this.log.warn({ event: 'config_file_not_replaced', file, error: errorCode(err), config: outcome.hash }, 'the config is in force but its file could not be replaced: the file\'s config returns at the next reload or start');
+          return { ...outcome, fileError: errorCode(err) };
+        }
         return outcome;
       } finally {
         await unlink(temp).catch(() => {});
@@ -261,21 +293,21 @@ export class LiveConfig {
     return this.apply(next, configHash(text));
   }
 
-  private async apply(next: Config, hash: string): Promise<ReloadOutcome> {
+  private async apply(next: Config, hash: string, scrub?: (message: string) => string): Promise<ReloadOutcome> {
     if (hash === this.now.hash) return { result: 'unchanged', hash };
     const before = this.now;
     let loaded: LoadedContext;
     try {
       loaded = await createContext(next, this.log, this.metrics, this.opts.configDir, undefined, before.loaded.shared);
     } catch (err) {
-      return this.refused(err);
+      return this.refused(err, scrub);
     }
     try {
       return await this.swap(before, loaded, next, hash);
     } catch (err) {
       // Not swapped in: what the new config opened ends with it.
       if (this.now.loaded === before.loaded) await loaded.retire().catch(() => {});
-      return this.refused(err);
+      return this.refused(err, scrub);
     }
   }
 
@@ -339,8 +371,8 @@ export class LiveConfig {
       .catch((err: unknown) => this.log.warn({ err: String(err) }, 'a replaced config did not end cleanly'));
   }
 
-  private refused(err: unknown): ReloadOutcome {
-    const error = err instanceof Error ? err.message : String(err);
+  private refused(err: unknown, scrub: (message: string) => string = (m) => m): ReloadOutcome {
+    const error = scrub(err instanceof Error ? err.message : String(err));
     this.metrics.configReloadInc('refused');
     this.log.error({ event: 'config_reload_failed', error, config: this.now.hash }, 'config reload refused; the config in force stays');
     return { result: 'refused', error };

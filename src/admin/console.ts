@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { ConfigError, parseConfigText } from '../config/load.js';
+import { readFile } from 'node:fs/promises';
+import { ConfigError, envReferences, parseConfig, parseConfigDocument } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { GatewayContext } from '../exchange.js';
-import { configHash, type LiveConfig, type ReloadOutcome } from '../live-config.js';
+import { ConfigReplaceError, configHash, type LiveConfig, type ReloadOutcome } from '../live-config.js';
 import type { AuditFilter } from '../observability/recent.js';
 import { ADMIN_CHALLENGE, AdminAuth, sameOrigin, type AdminPrincipal } from './auth.js';
 import {
@@ -54,13 +55,18 @@ const API_INDEX = {
   'GET /admin/api/limits': 'configured limits, buckets nearest to empty, refusals per limit per minute',
   'GET /admin/api/config': 'the config in force (secrets masked), its hash and load time',
   'POST /admin/api/config/validate': 'validates a config (the body) and says what applying it would change',
-  'POST /admin/api/config/apply': 'validates, writes and reloads a config (the body), when admin.allow_apply is on',
+  'POST /admin/api/config/apply?base=': 'validates a config (the body) and puts it in place of the one base names (the hash in force), when admin.allow_apply is on',
 };
 
 export class AdminConsole {
   private readonly auths = new WeakMap<GatewayContext, AdminAuth>();
   private readonly refs = new SessionRefs();
-  private denied = { count: 0, loggedAt: 0 };
+  private denied: { count: number; loggedAt: number; timer: NodeJS.Timeout | null; last: { path: string; credential: boolean } | null } = {
+    count: 0,
+    loggedAt: 0,
+    timer: null,
+    last: null,
+  };
 
   constructor(
     private readonly live: LiveConfig,
@@ -150,10 +156,10 @@ export class AdminConsole {
         return get(() => this.configView());
       case path === '/config/validate':
         if (method !== 'POST') return notAllowed(res, url, 'POST');
-        return json(res, ...this.validated(await body(req)));
+        return json(res, ...(await this.validated(await body(req))));
       case path === '/config/apply': {
         if (method !== 'POST') return notAllowed(res, url, 'POST');
-        const result = await this.apply(await body(req), who);
+        const result = await this.apply(await body(req), q.get('base'), who);
         return json(res, result.kind === 'applied' ? (result.outcome.result === 'refused' ? 422 : 200) : 422, result.kind === 'applied' ? result.outcome : { valid: false, error: result.kind === 'invalid' ? result.error : '' });
       }
       default:
@@ -180,7 +186,7 @@ export class AdminConsole {
     if (method === 'POST' && name === 'config') {
       const form = new URLSearchParams(await body(req));
       const text = form.get('text') ?? '';
-      const result = form.get('action') === 'apply' ? await this.apply(text, who) : this.verdict(text);
+      const result = form.get('action') === 'apply' ? await this.apply(text, form.get('base'), who) : await this.verdict(text);
       return this.html(res, 'config', 'Config', configPage(this.configView(), text, result));
     }
     if (method !== 'GET' && method !== 'HEAD') return notAllowed(res, url, name === 'config' ? 'GET, POST' : 'GET');
@@ -209,13 +215,28 @@ export class AdminConsole {
     }
   }
 
-  /** Refusals are logged at most once per interval, with how many there were (a guessing run is one line, not thousands). */
+  /**
+   * Refusals are logged at most once per interval, with how many there were since the last line
+   * (a guessing run is a line per interval, not thousands); a burst's count is written when its
+   * interval ends.
+   */
   private noteDenied(path: string, credential: boolean): void {
     this.denied.count++;
-    const now = Date.now();
-    if (now - this.denied.loggedAt < DENIED_LOG_INTERVAL_MS) return;
-    this.log.info({ event: 'admin_denied', path, credential, refused: this.denied.count }, 'admin console: requests without a valid admin credential refused');
-    this.denied = { count: 0, loggedAt: now };
+    this.denied.last = { path, credential };
+    const wait = this.denied.loggedAt + DENIED_LOG_INTERVAL_MS - Date.now();
+    if (wait <= 0) this.logDenied();
+    else if (this.denied.timer === null) {
+      this.denied.timer = setTimeout(() => this.logDenied(), wait);
+      this.denied.timer.unref();
+    }
+  }
+
+  private logDenied(): void {
+    if (this.denied.timer !== null) clearTimeout(this.denied.timer);
+    const { count, last } = this.denied;
+    this.denied = { count: 0, loggedAt: Date.now(), timer: null, last: null };
+    if (count === 0 || last === null) return;
+    this.log.info({ event: 'admin_denied', path: last.path, credential: last.credential, refused: count }, 'admin console: requests without a valid admin credential refused');
   }
 
   private html(res: ServerResponse, name: PageName, title: string, content: Html, status = 200): void {
@@ -227,60 +248,116 @@ export class AdminConsole {
     return configView(this.live.context.rc.source, this.live.hash, this.live.loadedAt, this.live.configFile);
   }
 
-  /** A candidate config's verdict: the error naming the field, or what applying it would change. */
-  private verdict(text: string): Verdict {
-    // What the config page shows masked is not a value: applying it would store the mask.
-    const masked = text.split('\n').findIndex((line) => line.includes(MASK));
-    if (masked >= 0) return { kind: 'invalid', error: `line ${masked + 1} holds ${MASK}, a value the config page masks: put the real value (or its \${VAR}) there` };
-    let next: Config;
+  /** The `${VAR}`s the config file in force uses: all a config sent to the console may use. */
+  private async fileEnv(): Promise<Set<string>> {
+    const file = this.live.configFile;
+    if (file === undefined) return new Set();
     try {
-      next = parseConfigText(text);
-    } catch (err) {
-      if (err instanceof ConfigError) return { kind: 'invalid', error: withoutEnvValues(err.message, text) };
-      throw err;
+      return envReferences(parseConfigDocument(await readFile(file, 'utf8')));
+    } catch {
+      return new Set();
     }
-    return { kind: 'valid', hash: configHash(text), changes: this.live.preview(next), config: next };
   }
 
-  private validated(text: string): [number, unknown] {
-    const v = this.verdict(text);
+  /**
+   * A candidate config's verdict: the error naming the field, or what applying it would change.
+   * It may use only the `${VAR}`s the config file in force uses (the console is no way to read the
+   * rest of the processor's environment), and their values never appear in what it answers.
+   */
+  private async verdict(text: string): Promise<Verdict> {
+    let doc: unknown;
+    try {
+      doc = parseConfigDocument(text);
+    } catch (err) {
+      if (err instanceof ConfigError) return { kind: 'invalid', error: err.message };
+      throw err;
+    }
+    // What the config page shows masked is not a value: applying it would store the mask.
+    const masked = maskedAt(doc);
+    if (masked !== null) return { kind: 'invalid', error: `${masked} holds ${MASK}, a value the config page masks: put the real value (or its \${VAR}) there` };
+    const names = envReferences(doc);
+    const allowed = await this.fileEnv();
+    const foreign = [...names].filter((n) => !allowed.has(n)).map((n) => `\${${n}}`);
+    if (foreign.length > 0) {
+      return {
+        kind: 'invalid',
+        error: `a config sent here may use only the \${VAR}s the config file in force uses; ${foreign.join(', ')} ${foreign.length === 1 ? 'is' : 'are'} not among them: add new ones in the file itself`,
+      };
+    }
+    const scrub = envScrubber(names);
+    let next: Config;
+    try {
+      next = parseConfig(doc);
+    } catch (err) {
+      // Whatever a check threw, it is this candidate's refusal, and it is never logged raw.
+      return { kind: 'invalid', error: scrub(err instanceof Error ? err.message : String(err)) };
+    }
+    return { kind: 'valid', hash: configHash(text), changes: this.live.preview(next), config: next, scrub };
+  }
+
+  private async validated(text: string): Promise<[number, unknown]> {
+    const v = await this.verdict(text);
     return v.kind === 'invalid' ? [422, { valid: false, error: v.error }] : [200, { valid: true, hash: v.hash, changes: v.changes }];
   }
 
-  private async apply(text: string, who: AdminPrincipal): Promise<ConfigResult> {
+  /** Applies a candidate in place of the config `base` names (the one it was checked against). */
+  private async apply(text: string, base: string | null, who: AdminPrincipal): Promise<ConfigResult> {
     if (!this.live.context.rc.source.admin.allow_apply) throw new AdminInputError('applying a config from the console is off (admin.allow_apply)', 409);
-    const v = this.verdict(text);
+    if (base === null || base === '') throw new AdminInputError(`say which config this one replaces: base=<the hash in force, now ${this.live.hash}>`);
+    const v = await this.verdict(text);
     if (v.kind === 'invalid') return v;
+    const logged = { event: 'admin_action', action: 'config_apply', admin: who.id, admin_method: who.method, base };
     let outcome: ReloadOutcome;
     try {
-      outcome = await this.live.replace(text, v.config);
+      outcome = await this.live.replace(text, v.config, base, v.scrub);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      throw new AdminInputError(`the config file cannot be written here (${code}); change it where it comes from (e.g. its ConfigMap)`, 409);
+      if (!(err instanceof ConfigReplaceError)) throw err;
+      this.log.info({ ...logged, result: 'not_applied', error: err.message }, 'config from the admin console not applied');
+      throw new AdminInputError(err.message, 409);
     }
-    if (outcome.result === 'refused') outcome = { ...outcome, error: withoutEnvValues(outcome.error, text) };
-    this.log.info({ event: 'admin_action', action: 'config_apply', admin: who.id, admin_method: who.method, result: outcome.result, config: 'hash' in outcome ? outcome.hash : null }, 'config applied from the admin console');
+    this.log.info(
+      { ...logged, result: outcome.result, config: 'hash' in outcome ? outcome.hash : null, ...(outcome.result !== 'refused' && outcome.fileError !== undefined ? { file_error: outcome.fileError } : {}) },
+      'config applied from the admin console',
+    );
     return { kind: 'applied', outcome };
   }
 }
 
-/** A validated candidate (with what it parses to), or why it is not valid. */
-type Verdict = (ConfigResult & { readonly kind: 'valid' }) & { readonly config: Config } | (ConfigResult & { readonly kind: 'invalid' });
+/** A validated candidate (with what it parses to, and how to keep its env values out of messages), or why it is not valid. */
+type Verdict =
+  | (ConfigResult & { readonly kind: 'valid' } & { readonly config: Config; readonly scrub: (message: string) => string })
+  | (ConfigResult & { readonly kind: 'invalid' });
 
-/** Environment values shorter than this are not secrets, and replacing them would garble a message. */
-const MIN_SCRUBBED = 3;
+/** Environment values (and pieces of them) shorter than this are not secrets, and replacing them would garble a message. */
+const MIN_SCRUBBED = 4;
 
 /**
- * A message about submitted config text with the values of the `${VAR}`s it names put back as
- * `${VAR}`: validating is no way to read the processor's environment.
+ * What keeps the values of the `${VAR}`s a candidate uses out of a message about it: each value,
+ * and each run of letters and digits in it (a message may quote part of one), longest first, put
+ * back as its `${VAR}`.
  */
-function withoutEnvValues(message: string, text: string, env: NodeJS.ProcessEnv = process.env): string {
-  let out = message;
-  for (const [, name] of text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)) {
-    const value = env[name!];
-    if (value !== undefined && value.length >= MIN_SCRUBBED) out = out.replaceAll(value, `\${${name}}`);
+function envScrubber(names: ReadonlySet<string>, env: NodeJS.ProcessEnv = process.env): (message: string) => string {
+  const pieces: [string, string][] = [];
+  for (const name of names) {
+    const value = env[name];
+    if (value === undefined) continue;
+    if (value.length >= MIN_SCRUBBED) pieces.push([value, `\${${name}}`]);
+    for (const part of value.split(/[^A-Za-z0-9]+/)) if (part.length >= MIN_SCRUBBED && part !== value) pieces.push([part, `\${${name}}(part)`]);
   }
-  return out;
+  pieces.sort(([a], [b]) => b.length - a.length);
+  return (message) => pieces.reduce((out, [value, name]) => out.replaceAll(value, name), message);
+}
+
+/** Where a config holds the console's mask as a value (a dotted path), or null. */
+function maskedAt(value: unknown, path = ''): string | null {
+  if (typeof value === 'string') return value.includes(MASK) ? path || '(root)' : null;
+  if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      const hit = maskedAt(v, Array.isArray(value) ? `${path}[${k}]` : path === '' ? k : `${path}.${k}`);
+      if (hit !== null) return hit;
+    }
+  }
+  return null;
 }
 
 function catalogAs(q: URLSearchParams): CatalogAs | null {

@@ -416,7 +416,11 @@ export function maskConfig(value: unknown, key = '', secret = false): unknown {
   if (value !== null && typeof value === 'object') {
     const jwk = key === 'keys' && 'kty' in value;
     return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, maskConfig(v, k, secret || SECRET_SUBTREE.has(k) || (jwk && !PUBLIC_JWK_MEMBERS.has(k)))]),
+      Object.entries(value).map(([k, v]) => {
+        // `headers` and `arguments` maps hold secrets; a switch of that name (logging.arguments) does not.
+        const subtree = SECRET_SUBTREE.has(k) && v !== null && typeof v === 'object';
+        return [k, maskConfig(v, k, secret || subtree || (jwk && !PUBLIC_JWK_MEMBERS.has(k)))];
+      }),
     );
   }
   return value;

@@ -121,13 +121,15 @@ export function configPage(v: ConfigView, text: string, result: ConfigResult | n
     verdict =
       o.result === 'refused'
         ? html`<div class="note bad" id="verdict" data-applied="no"><b>Refused</b>; the config in force stays.<pre>${o.error}</pre></div>`
-        : html`<div class="note ok" id="verdict" data-applied="yes"><b>${o.result === 'applied' ? 'Applied' : 'Unchanged'}</b>: ${o.hash} is in force.</div>`;
+        : o.fileError !== undefined
+          ? html`<div class="note bad" id="verdict" data-applied="yes" data-file-written="no"><b>In force, but the file was not replaced</b> (${o.fileError}): ${o.hash} runs now, and the file's config returns at the next reload or start.</div>`
+          : html`<div class="note ok" id="verdict" data-applied="yes"><b>${o.result === 'applied' ? 'Applied' : 'Unchanged'}</b>: ${o.hash} is in force.</div>`;
   }
   const applyButton = v.apply ? html` <button type="submit" name="action" value="apply">Validate and apply</button>` : html` <span class="muted">Applying from here is off (admin.allow_apply).</span>`;
   return html`<div class="cards"><div class="card"><b class="mono" id="config-hash">${v.hash}</b>config in force</div><div class="card"><b>${when(v.loaded_at)}</b>loaded</div>
 <div class="card"><b class="mono">${v.file ?? '(none)'}</b>file</div></div>
 <h2>Check a config before applying it</h2>${verdict}
-<form method="post" action="/admin/config"><textarea name="text" rows="14" style="width:100%" placeholder="Paste a whole config (YAML or JSON)">${text}</textarea>
+<form method="post" action="/admin/config"><input type="hidden" name="base" value="${v.hash}"><textarea name="text" rows="14" style="width:100%" placeholder="Paste a whole config (YAML or JSON)">${text}</textarea>
 <div><button type="submit" name="action" value="validate">Validate</button>${applyButton}</div></form>
 <h2>In force (secrets masked)</h2><pre id="config-yaml" class="mono">${toYaml(v.config)}</pre>`;
 }

@@ -35,20 +35,41 @@ export function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, path: stri
 /** Validates an already-parsed document against the schema. */
 export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): Config {
   const substituted = substituteEnv(raw ?? {}, env);
-  const result = ConfigSchema.safeParse(substituted);
+  let result: ReturnType<typeof ConfigSchema.safeParse>;
+  try {
+    result = ConfigSchema.safeParse(substituted);
+  } catch (err) {
+    // A check that trips over a value another check refused: still a refusal of the config.
+    throw new ConfigError(`invalid config: ${err instanceof Error ? err.message : String(err)}`);
+  }
   if (!result.success) throw new ConfigError(z.prettifyError(result.error));
   return result.data;
 }
 
-/** Parses YAML text (JSON is YAML too) into a validated Config. */
-export function parseConfigText(text: string, env: NodeJS.ProcessEnv = process.env): Config {
-  let doc: unknown;
+/** The YAML document of a config text, before substitution and validation; not YAML is a ConfigError. */
+export function parseConfigDocument(text: string): unknown {
   try {
-    doc = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+    return parseYaml(text, { prettyErrors: true, uniqueKeys: true });
   } catch (err) {
     throw new ConfigError(`not valid YAML: ${(err as Error).message}`);
   }
-  return parseConfig(doc, env);
+}
+
+/** The names of the environment variables a config document refers to (`${NAME}`), as substitution sees them (YAML escapes resolved). */
+export function envReferences(doc: unknown): Set<string> {
+  const names = new Set<string>();
+  const walk = (v: unknown): void => {
+    if (typeof v === 'string') for (const m of v.matchAll(ENV_REF)) names.add(m[1]!);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v !== null && typeof v === 'object') Object.values(v).forEach(walk);
+  };
+  walk(doc);
+  return names;
+}
+
+/** Parses YAML text (JSON is YAML too) into a validated Config. */
+export function parseConfigText(text: string, env: NodeJS.ProcessEnv = process.env): Config {
+  return parseConfig(parseConfigDocument(text), env);
 }
 
 /** Reads and validates a config file. */

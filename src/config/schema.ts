@@ -164,9 +164,12 @@ export const ServerSchema = z
     const weighted = s.strategy === 'weighted';
     if (s.weight !== undefined && !weighted) ctx.addIssue({ code: 'custom', path: ['weight'], message: 'weight needs strategy: weighted' });
     if (s.fallback === undefined) return;
-    const primary = new URL(withDefaultPath((s.url ?? s.primary)!));
+    // A URL the field checks already refused is not judged again here.
+    const primary = parsedUrl(withDefaultPath((s.url ?? s.primary)!));
+    if (primary === null) return;
     s.fallback.forEach((f, i) => {
-      const u = new URL(withDefaultPath(endpointUrl(f)));
+      const u = parsedUrl(withDefaultPath(endpointUrl(f)));
+      if (u === null) return;
       if (u.protocol !== primary.protocol || u.pathname !== primary.pathname) {
         ctx.addIssue({
           code: 'custom',
@@ -485,6 +488,15 @@ export const ConfigSchema = z
     }
   });
 export type Config = z.infer<typeof ConfigSchema>;
+
+/** The URL, or null when it is not one. */
+function parsedUrl(text: string): URL | null {
+  try {
+    return new URL(text);
+  } catch {
+    return null;
+  }
+}
 
 /** Two addresses on one port (hosts aside: a pod's containers share their addresses). */
 function sameAddress(a: string, b: string): boolean {

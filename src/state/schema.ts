@@ -74,7 +74,8 @@ export const RedisSchema = z
       .regex(/^[A-Za-z0-9:_.-]{0,64}$/, 'up to 64 characters from [A-Za-z0-9:_.-]')
       .default('mcpgw:')
       .describe('Prefix of every key the gateway writes, so several gateways can share one Redis'),
-    timeout: DurationSchema.refine((v) => durationMs(v) < 60_000, 'a Redis command timeout must be under a minute, e.g. 100ms or 1s')
+    // A value the duration syntax already refused is not judged again here.
+    timeout: DurationSchema.refine((v) => !DurationSchema.safeParse(v).success || durationMs(v) < 60_000, 'a Redis command timeout must be under a minute, e.g. 100ms or 1s')
       .default('100ms')
       .describe('Longest one Redis command may take before the request goes on without it (see limits_on_error)'),
     limits_on_error: z

@@ -8,13 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { sha256Hex } from '../../src/auth/api-keys.js';
+import { configHash } from '../../src/live-config.js';
 import { Browser, type Page } from '../support/browser.js';
 import { connectClient, rawRequest, toolNames, type ConnectedClient } from '../support/mcp-client.js';
 import { waitUntil } from '../support/proc.js';
@@ -52,6 +53,8 @@ function token(sub: string, groups: string[], signingKey: CryptoKey = signer.pri
     .setExpirationTime('10m')
     .sign(signingKey);
 }
+
+const alphaOf = (config: Record<string, unknown>): object => (config['servers'] as Record<string, object>)['alpha']!;
 
 const basic = (secret: string): string => `Basic ${Buffer.from(`oncall:${secret}`).toString('base64')}`;
 const ADMIN = { authorization: basic(ADMIN_KEY) };
@@ -362,7 +365,7 @@ describe('admin console', () => {
       assert.match((await page.text('#verdict'))!, /tenants\.acme\.namespace/);
 
       // A good one: alice may use add again. Validated first (what would change), then applied.
-      const next = { ...current, policies: [{ tenant: '*', servers: ['*'], tools: { allowed: ['*'] } }] };
+      const next: Record<string, unknown> = { ...current, policies: [{ tenant: '*', servers: ['*'], tools: { allowed: ['*'] } }] };
       await page.fill('textarea[name="text"]', toYaml(next));
       await page.clickAndWait('button[value="validate"]');
       assert.equal(await page.evaluate<string>(`document.querySelector('#verdict').dataset.valid`), 'yes');
@@ -386,37 +389,55 @@ describe('admin console', () => {
       assert.deepEqual((valid.json!['changes'] as { sectionsChanged: string[] }).sectionsChanged, []);
       assert.equal((await adminApi('/admin/api/config/validate')).status, 405);
 
-      // Validating is no way to read the processor's environment.
-      const probe = { ...next, filters: { defaults: [{ tools: ['*'], arguments: { x: '{{${MCPGW_CONSOLE_TEST_SECRET}}}' } }] } };
+      // An operator edits the file to send alpha a credential from the environment; it reloads.
+      const withSecret = { ...next, servers: { ...(next['servers'] as object), alpha: { ...alphaOf(next), headers: { 'X-Probe': '${MCPGW_CONSOLE_TEST_SECRET}' } } } };
+      writeFileSync(file, toYaml(withSecret));
+      const editedHash = configHash(toYaml(withSecret));
+      await waitUntil(async () => (await (await fetch(`${stack().adminUrl}/readyz`)).text()).includes(editedHash), { timeoutMs: 10_000, what: 'the edited file in force' });
+      assert.doesNotMatch((await adminApi('/admin/api/config')).text, new RegExp(ENV_SECRET), 'the header is masked');
+
+      // Validating is no way to read the processor's environment: the values of the ${VAR}s the
+      // file uses never appear in an answer, and other variables cannot be named at all (escaped or not).
+      const probe = { ...withSecret, filters: { defaults: [{ tools: ['*'], arguments: { x: '{{${MCPGW_CONSOLE_TEST_SECRET}}}' } }] } };
       const leaked = await adminApi('/admin/api/config/validate', { method: 'POST', body: toYaml(probe) });
       assert.equal(leaked.status, 422);
       assert.doesNotMatch(leaked.text, new RegExp(ENV_SECRET));
       assert.match(String(leaked.json!['error']), /unknown placeholder \{\{\$\{MCPGW_CONSOLE_TEST_SECRET\}\}\}/);
+      for (const ref of ['"${HOME}"', '"\\x24{HOME}"']) {
+        const text = toYaml(withSecret).replace('service_name: mcp-gateway', `service_name: ${ref}`);
+        assert.ok(text.includes(ref));
+        const foreign = await adminApi('/admin/api/config/validate', { method: 'POST', body: text });
+        assert.equal(foreign.status, 422, ref);
+        assert.match(String(foreign.json!['error']), /may use only the \$\{VAR\}s the config file in force uses; \$\{HOME\} is not among them/);
+      }
       // What the page shows masked is refused as a value.
       const maskedBack = await adminApi('/admin/api/config/validate', { method: 'POST', body: shown });
       assert.equal(maskedBack.status, 422);
-      assert.match(String(maskedBack.json!['error']), /masks/);
+      assert.match(String(maskedBack.json!['error']), /\.api_keys\[0\]\.key_sha256 holds •••, a value the config page masks/);
 
-      // A config that validates but cannot be loaded is refused, and the file keeps what is in force.
+      // Applying says which config it replaces; a config that validates but cannot be loaded is
+      // refused, and the file keeps what is in force.
+      assert.equal((await adminApi('/admin/api/config/apply', { method: 'POST', body: toYaml(withSecret) })).status, 400);
       const before = readFileSync(file, 'utf8');
-      const unloadable = { ...next, servers: { ...(current['servers'] as object), alpha: { ...((current['servers'] as Record<string, object>)['alpha'] as object), headers: { Authorization: 'file:/nonexistent/token' } } } };
-      const refusedApply = await adminApi('/admin/api/config/apply', { method: 'POST', body: toYaml(unloadable) });
+      const unloadable = { ...withSecret, servers: { ...(withSecret['servers'] as object), alpha: { ...alphaOf(withSecret), headers: { Authorization: 'file:/nonexistent/token' } } } };
+      const refusedApply = await adminApi(`/admin/api/config/apply?base=${editedHash}`, { method: 'POST', body: toYaml(unloadable) });
       assert.equal(refusedApply.status, 422);
       assert.equal(readFileSync(file, 'utf8'), before, 'the file is untouched');
-      assert.ok((await (await fetch(`${stack().adminUrl}/readyz`)).text()).includes(newHash), 'and so is the config in force');
+      assert.ok((await (await fetch(`${stack().adminUrl}/readyz`)).text()).includes(editedHash), 'and so is the config in force');
 
-      // Applies at once run one after another: each answer names what it applied, and the last is in force and on disk.
-      const variants = [1, 2, 3].map((n) => ({ ...next, health: { interval: `${n}s` } }));
-      const results = await Promise.all(variants.map((v) => adminApi('/admin/api/config/apply', { method: 'POST', body: toYaml(v) })));
-      for (const r of results) {
-        assert.equal(r.status, 200, r.text);
-        assert.equal(r.json!['result'], 'applied');
+      // Two applies against the same config: the first takes its place, the second is refused
+      // (it was checked against a config no longer in force); the winner is in force and on disk.
+      const variants = [1, 2, 3].map((n) => ({ ...withSecret, health: { interval: `${n}s` } }));
+      const results = await Promise.all(variants.map((v) => adminApi(`/admin/api/config/apply?base=${editedHash}`, { method: 'POST', body: toYaml(v) })));
+      const applied = results.filter((r) => r.status === 200);
+      assert.equal(applied.length, 1, results.map((r) => `${r.status} ${r.text}`).join('\n'));
+      for (const r of results.filter((x) => x !== applied[0])) {
+        assert.equal(r.status, 409);
+        assert.match(String((r.json!['error'] as { message: string }).message), /changed since this one was checked/);
       }
-      const onDisk = readFileSync(file, 'utf8');
-      const inForce = (await (await fetch(`${stack().adminUrl}/readyz`)).text()).split('\n')[1]!;
-      const winner = results.find((r) => inForce.includes(String(r.json!['hash'])));
-      assert.ok(winner !== undefined, `the config in force (${inForce}) is one that was applied`);
-      assert.equal(onDisk, toYaml(variants[results.indexOf(winner)]!), 'and it is the file’s');
+      const winner = variants[results.indexOf(applied[0]!)]!;
+      assert.ok((await (await fetch(`${stack().adminUrl}/readyz`)).text()).includes(String(applied[0]!.json!['hash'])));
+      assert.equal(readFileSync(file, 'utf8'), toYaml(winner), 'and it is the file’s');
     });
   });
 

@@ -6,7 +6,7 @@ import { esc, html, sparkline } from '../../../src/admin/html.js';
 import { AdminSchema } from '../../../src/config/schema.js';
 import { sha256Hex } from '../../../src/auth/api-keys.js';
 import { Authenticator } from '../../../src/auth/identity.js';
-import { ConfigError, parseConfigText } from '../../../src/config/load.js';
+import { ConfigError, envReferences, parseConfigDocument, parseConfigText } from '../../../src/config/load.js';
 
 const KEY = 'mcpgw_admin_key_0123456789abcdef';
 const MINIMAL = 'servers:\n  alpha:\n    url: http://127.0.0.1:3001/mcp\n';
@@ -96,6 +96,17 @@ describe('admin console parts', () => {
     assert.deepEqual(masked['auth'].api_keys[0], { id: 'alice', key_sha256: MASK, tenant: 'acme' });
     assert.equal(masked['other'], `https://${MASK}@host.example/x`);
     assert.doesNotMatch(JSON.stringify(masked), /hunter2|ghp_secret|abab|qs-secret|private-d|injected-secret|acl-user/);
+  });
+
+  it('leaves switches named like secrets alone', () => {
+    const masked = maskConfig({ logging: { arguments: false }, filters: { pii: { arguments: true } } }) as Record<string, any>;
+    assert.equal(masked['logging'].arguments, false);
+    assert.equal(masked['filters'].pii.arguments, true);
+  });
+
+  it('finds every ${VAR} a config refers to, however the YAML spells it', () => {
+    const doc = parseConfigDocument('a: ${PLAIN}\nb: "\\x24{ESCAPED}"\nc: ["\\u0024{UNICODE:-d}"]\nd: "${SPLIT\\\n  NAME}"\ne: $NOT_A_REF\n');
+    assert.deepEqual([...envReferences(doc)].sort(), ['ESCAPED', 'PLAIN', 'SPLITNAME', 'UNICODE']);
   });
 
   it('escapes every value it renders', () => {
