@@ -184,6 +184,13 @@ redis:
     parseConfigText(`${MINIMAL}gateway:\n  processor: [127.0.0.1:9001]\n`, {});
   });
 
+  it('refuses values one check rejected without another check throwing over them', () => {
+    // A bad url with a fallback: the fallback check must not trip over the URL the field refused.
+    const badUrl = errorOf('servers:\n  alpha:\n    url: "not a url"\n    fallback: [{url: http://127.0.0.1:3002/mcp}]\n');
+    assert.match(badUrl, /servers\.alpha\.url/);
+    assert.match(errorOf(`${MINIMAL}redis:\n  url: redis://127.0.0.1:6379\n  timeout: soon\n`), /expected a duration[\s\S]*redis\.timeout/);
+  });
+
   it('derives the ext_proc timeouts so the processor answers before Envoy gives up', () => {
     const rc = compileConfig(parseConfigText(`${MINIMAL}gateway:\n  upstream_timeout: 2s\n`, {}));
     const t = rc.extProc;
