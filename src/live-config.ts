@@ -140,7 +140,7 @@ export class LiveConfig {
       serversRemoved: servers(before).filter((s) => !(s in next.servers)),
       serversChanged: servers(next).filter((s) => s in before.servers && JSON.stringify(before.servers[s]) !== JSON.stringify(next.servers[s])),
       sectionsChanged: keys.filter((k) => JSON.stringify(before[k]) !== JSON.stringify(next[k])),
-      restartKeys: RESTART_KEYS.filter((k) => JSON.stringify(k.of(before)) !== JSON.stringify(k.of(next))).map((k) => k.key),
+      restartKeys: restartKeysBetween(before, next),
     };
   }
 
@@ -316,7 +316,7 @@ export class LiveConfig {
     const newRc = loaded.context.rc;
     const added = newRc.serverList.filter((s) => !oldRc.servers.has(s.name)).map((s) => s.name);
     const removed = oldRc.serverList.filter((s) => !newRc.servers.has(s.name));
-    const restartKeys = RESTART_KEYS.filter((k) => JSON.stringify(k.of(oldRc.source)) !== JSON.stringify(k.of(next))).map((k) => k.key);
+    const restartKeys = restartKeysBetween(oldRc.source, next);
     // An Envoy that runs from a bootstrap made of the config (not from the processor's xDS) must be
     // given a new one when it would differ.
     const envoyStale = this.xds.connected === 0 && renderEnvoyBootstrap(oldRc.source) !== renderEnvoyBootstrap(next);
@@ -399,6 +399,11 @@ const RESTART_KEYS: ReadonlyArray<{ readonly key: string; readonly of: (c: Confi
   { key: 'logging.level', of: (c) => c.logging.level },
   { key: 'admin.audit_buffer', of: (c) => c.admin.audit_buffer },
 ];
+
+/** The keys fixed for the process's life that differ between two configs. */
+function restartKeysBetween(before: Config, next: Config): string[] {
+  return RESTART_KEYS.filter((k) => JSON.stringify(k.of(before)) !== JSON.stringify(k.of(next))).map((k) => k.key);
+}
 
 /** A config with the servers of another one it does not have (for Envoy's side of a swap). */
 function withServersOf(config: Config, other: Config): Config {

@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { GatewayContext } from '../exchange.js';
 import { ConfigReplaceError, configHash, type LiveConfig, type ReloadOutcome } from '../live-config.js';
 import type { AuditFilter } from '../observability/recent.js';
-import { ADMIN_CHALLENGE, AdminAuth, sameOrigin, type AdminPrincipal } from './auth.js';
+import { ADMIN_CHALLENGE, ADMIN_KEY_HEADER, AdminAuth, sameOrigin, type AdminPrincipal } from './auth.js';
 import {
   AdminInputError,
   auditView,
@@ -20,6 +20,7 @@ import {
   sessionsView,
   type AdminSources,
   type CatalogAs,
+  type SessionView,
 } from './data.js';
 import { page, PAGES, type Html, type PageName } from './html.js';
 import { auditPage, catalogPage, configPage, limitsPage, serversPage, sessionsPage, type ConfigResult } from './pages.js';
@@ -107,7 +108,7 @@ export class AdminConsole {
     }
     const who = await auth.check(req.headers);
     if (who === null) {
-      this.noteDenied(url.pathname, req.headers.authorization !== undefined || req.headers['x-admin-key'] !== undefined);
+      this.noteDenied(url.pathname, req.headers.authorization !== undefined || req.headers[ADMIN_KEY_HEADER] !== undefined);
       res.writeHead(401, { ...SECURITY_HEADERS, 'www-authenticate': ADMIN_CHALLENGE, 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { status: 401, message: 'an admin credential is required (admin.api_keys or a token of an admin group)' } }));
       return;
@@ -144,9 +145,7 @@ export class AdminConsole {
       case session !== null: {
         const ends = session[2] === undefined ? method === 'DELETE' : method === 'POST';
         if (!ends) return notAllowed(res, url, session[2] === undefined ? 'DELETE' : 'POST');
-        const ended = await endSession(src, this.refs, session[1]!);
-        this.log.info({ event: 'admin_action', action: 'session_end', admin: who.id, admin_method: who.method, session: ended.ref, tenant: ended.tenant, client_id: ended.client_id }, 'session ended from the admin console');
-        return json(res, 200, { ended });
+        return json(res, 200, { ended: await this.endSession(src, session[1]!, who) });
       }
       case path === '/audit':
         return get(() => auditView(src, auditFilter(q), limitParam(q)));
@@ -160,7 +159,8 @@ export class AdminConsole {
       case path === '/config/apply': {
         if (method !== 'POST') return notAllowed(res, url, 'POST');
         const result = await this.apply(await body(req), q.get('base'), who);
-        return json(res, result.kind === 'applied' ? (result.outcome.result === 'refused' ? 422 : 200) : 422, result.kind === 'applied' ? result.outcome : { valid: false, error: result.kind === 'invalid' ? result.error : '' });
+        if (result.kind === 'invalid') return json(res, 422, { valid: false, error: result.error });
+        return json(res, result.outcome.result === 'refused' ? 422 : 200, result.outcome);
       }
       default:
         throw new AdminInputError(`no such admin API endpoint: ${url.pathname} (GET /admin/api lists them)`, 404);
@@ -176,8 +176,7 @@ export class AdminConsole {
     if (path === '/sessions/end') {
       if (method !== 'POST') return notAllowed(res, url, 'POST');
       const form = new URLSearchParams(await body(req));
-      const ended = await endSession(src, this.refs, form.get('ref') ?? '');
-      this.log.info({ event: 'admin_action', action: 'session_end', admin: who.id, admin_method: who.method, session: ended.ref, tenant: ended.tenant, client_id: ended.client_id }, 'session ended from the admin console');
+      const ended = await this.endSession(src, form.get('ref') ?? '', who);
       res.writeHead(303, { ...SECURITY_HEADERS, location: `/admin/sessions?ended=${ended.ref}` }).end();
       return;
     }
@@ -213,6 +212,16 @@ export class AdminConsole {
       case 'config':
         return this.html(res, name, 'Config', configPage(this.configView(), '', null));
     }
+  }
+
+  /** Ends a session for an operator, and logs who did. */
+  private async endSession(src: AdminSources, ref: string, who: AdminPrincipal): Promise<SessionView> {
+    const ended = await endSession(src, this.refs, ref);
+    this.log.info(
+      { event: 'admin_action', action: 'session_end', admin: who.id, admin_method: who.method, session: ended.ref, tenant: ended.tenant, client_id: ended.client_id },
+      'session ended from the admin console',
+    );
+    return ended;
   }
 
   /**
@@ -301,7 +310,7 @@ export class AdminConsole {
   }
 
   /** Applies a candidate in place of the config `base` names (the one it was checked against). */
-  private async apply(text: string, base: string | null, who: AdminPrincipal): Promise<ConfigResult> {
+  private async apply(text: string, base: string | null, who: AdminPrincipal): Promise<ConfigResult & { readonly kind: 'invalid' | 'applied' }> {
     if (!this.live.context.rc.source.admin.allow_apply) throw new AdminInputError('applying a config from the console is off (admin.allow_apply)', 409);
     if (base === null || base === '') throw new AdminInputError(`say which config this one replaces: base=<the hash in force, now ${this.live.hash}>`);
     const v = await this.verdict(text);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { callerEntries } from '../aggregated/answers.js';
-import { identity as makeIdentity, type Identity } from '../auth/identity.js';
+import { identity as makeIdentity, subjectParts, type Identity } from '../auth/identity.js';
 import type { RuntimeServer } from '../config/runtime.js';
 import type { Config } from '../config/schema.js';
 import type { GatewayContext } from '../exchange.js';
@@ -8,6 +8,7 @@ import { CATALOG_KINDS, KIND_INFO, type CatalogKind } from '../mcp/protocol.js';
 import type { AuditEntry, AuditFilter, BucketLevel, HealthChange, HealthSample, LimitMinute, RecentActivity } from '../observability/recent.js';
 import { entryRefusal } from '../request/guard.js';
 import type { Caller } from '../request/state.js';
+import { parseClientMetadata } from '../sessions/limits.js';
 import type { GatewaySession, SessionStore } from '../sessions/store.js';
 import type { HealthMonitor, ServerHealth } from '../upstream/health.js';
 import { NO_CAPABILITIES } from '../upstream/profiles.js';
@@ -268,30 +269,19 @@ export class SessionRefs {
 }
 
 function describeSession(s: GatewaySession, now: number): SessionView {
-  let method: string | null = null;
-  let clientId: string | null = null;
-  try {
-    // The subject key: [method, issuer, client id, tenant].
-    const parts = s.identity === null ? null : (JSON.parse(s.identity) as unknown[]);
-    if (Array.isArray(parts)) {
-      method = typeof parts[0] === 'string' ? parts[0] : null;
-      clientId = typeof parts[2] === 'string' ? parts[2] : null;
-    }
-  } catch {
-    // An identity of another shape: shown as unknown.
-  }
+  const who = s.identity === null ? null : subjectParts(s.identity);
   let client: string | null = null;
   try {
-    const info = (JSON.parse(s.clientMetadata) as { clientInfo?: { name?: unknown; version?: unknown } }).clientInfo;
-    if (typeof info?.name === 'string') client = typeof info.version === 'string' ? `${info.name} ${info.version}` : info.name;
+    const { name, version } = parseClientMetadata(s.clientMetadata).clientInfo;
+    if (typeof name === 'string') client = typeof version === 'string' ? `${name} ${version}` : name;
   } catch {
     // No client info to show.
   }
   return {
     ref: sessionRef(s.id),
     tenant: s.tenant ?? null,
-    method,
-    client_id: clientId,
+    method: who?.method ?? null,
+    client_id: who?.clientId ?? null,
     client,
     protocol_version: s.protocolVersion,
     created_at: s.createdAt === undefined ? null : new Date(s.createdAt).toISOString(),

@@ -36,6 +36,19 @@ export function subjectKey(method: AuthMethod, issuer: string | null, clientId: 
   return JSON.stringify([method, issuer, clientId, tenant]);
 }
 
+/** The parts of a {@link subjectKey}; null for text that is not one. */
+export function subjectParts(subject: string): { method: string; issuer: string | null; clientId: string | null; tenant: string | null } | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(subject);
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(v) || v.length !== 4 || typeof v[0] !== 'string') return null;
+  const part = (x: unknown): string | null => (typeof x === 'string' ? x : null);
+  return { method: v[0], issuer: part(v[1]), clientId: part(v[2]), tenant: part(v[3]) };
+}
+
 /** Whether the caller presented a credential that was verified. */
 export function isAuthenticated(identity: Identity): boolean {
   return identity.method !== 'anonymous';

@@ -306,9 +306,7 @@ export class RedisSessionStore implements SessionStore {
    * (all in the index's hash slot, so one pipeline on Redis Cluster too).
    */
   async list(max: number): Promise<{ readonly total: number; readonly sessions: readonly GatewaySession[] }> {
-    const clock = this.now();
-    const now = clock === '' ? await this.redisTime() : Number(clock);
-    const since = `(${now - this.opts.idleMs}`;
+    const since = await this.liveSince();
     const [total, flat] = (await this.run('list', (r) =>
       Promise.all([r.zcount(this.index, since, '+inf'), r.zrevrangebyscore(this.index, '+inf', since, 'WITHSCORES', 'LIMIT', 0, max)]),
     )) as [number, string[]];
@@ -324,14 +322,19 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async liveIds(max: number): Promise<readonly string[]> {
-    const clock = this.now();
-    const now = clock === '' ? await this.redisTime() : Number(clock);
-    return (await this.run('liveIds', (r) => r.zrevrangebyscore(this.index, '+inf', `(${now - this.opts.idleMs}`, 'LIMIT', 0, max))) as string[];
+    const since = await this.liveSince();
+    return (await this.run('liveIds', (r) => r.zrevrangebyscore(this.index, '+inf', since, 'LIMIT', 0, max))) as string[];
   }
 
-  private async redisTime(): Promise<number> {
-    const [s, us] = (await this.run('time', (r) => r.time())) as [string | number, string | number];
-    return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+  /** The index score a live session is above (exclusive, as ZRANGEBYSCORE takes it), by the store's clock. */
+  private async liveSince(): Promise<string> {
+    const clock = this.now();
+    let now = Number(clock);
+    if (clock === '') {
+      const [s, us] = (await this.run('time', (r) => r.time())) as [string | number, string | number];
+      now = Number(s) * 1000 + Math.floor(Number(us) / 1000);
+    }
+    return `(${now - this.opts.idleMs}`;
   }
 
   /** Sessions live in Redis, shared by every replica: none ends with this one. */

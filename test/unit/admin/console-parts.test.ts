@@ -5,7 +5,7 @@ import { MASK, maskConfig } from '../../../src/admin/data.js';
 import { esc, html, sparkline } from '../../../src/admin/html.js';
 import { AdminSchema } from '../../../src/config/schema.js';
 import { sha256Hex } from '../../../src/auth/api-keys.js';
-import { Authenticator } from '../../../src/auth/identity.js';
+import { Authenticator, subjectKey, subjectParts } from '../../../src/auth/identity.js';
 import { ConfigError, envReferences, parseConfigDocument, parseConfigText } from '../../../src/config/load.js';
 
 const KEY = 'mcpgw_admin_key_0123456789abcdef';
@@ -96,6 +96,12 @@ describe('admin console parts', () => {
     assert.deepEqual(masked['auth'].api_keys[0], { id: 'alice', key_sha256: MASK, tenant: 'acme' });
     assert.equal(masked['other'], `https://${MASK}@host.example/x`);
     assert.doesNotMatch(JSON.stringify(masked), /hunter2|ghp_secret|abab|qs-secret|private-d|injected-secret|acl-user/);
+  });
+
+  it('reads a session subject back into its parts', () => {
+    assert.deepEqual(subjectParts(subjectKey('jwt', 'https://idp', 'alice', 'acme')), { method: 'jwt', issuer: 'https://idp', clientId: 'alice', tenant: 'acme' });
+    assert.deepEqual(subjectParts(subjectKey('anonymous', null, null, null)), { method: 'anonymous', issuer: null, clientId: null, tenant: null });
+    for (const junk of ['', 'alice', '[1,2,3,4]', '["jwt"]', '{}']) assert.equal(subjectParts(junk), null, junk);
   });
 
   it('leaves switches named like secrets alone', () => {
